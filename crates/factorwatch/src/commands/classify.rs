@@ -1,0 +1,142 @@
+//! `factorwatch classify`: Okta events in (any layout `input` reads), one record per line out.
+
+use std::io::{self, BufRead, Write};
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::classify::{Classified, ClassifyError, Classifier, Within};
+use crate::input::{self, InputError, Position};
+use crate::record::MfaChange;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Add the original event under `raw`.
+    pub raw: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub changes: u64,
+    pub skipped: u64,
+}
+
+/// Reads `input` to the end, writes each MFA change as one JSON line to `out` and each value it
+/// had to skip, with its position, as one line to `errors`. NDJSON is streamed line by line; any
+/// other layout is read whole first.
+pub fn run(
+    classifier: &Classifier,
+    options: Options,
+    mut input: impl BufRead,
+    out: &mut impl Write,
+    errors: &mut impl Write,
+) -> io::Result<Summary> {
+    let mut run = Run { classifier, options, summary: Summary::default(), out, errors };
+
+    // Find the first non-blank line: it tells NDJSON from a document.
+    let mut head = Vec::new();
+    let mut line_no = 0;
+    loop {
+        head.clear();
+        if input.read_until(b'\n', &mut head)? == 0 {
+            return Ok(run.summary);
+        }
+        line_no += 1;
+        if !head.iter().all(u8::is_ascii_whitespace) {
+            break;
+        }
+    }
+
+    if input::is_complete_json(&head) {
+        let mut line = head;
+        loop {
+            run.line(line_no, &line)?;
+            line.clear();
+            if input.read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            line_no += 1;
+        }
+    } else {
+        let mut doc = head;
+        input.read_to_end(&mut doc)?;
+        let mut result = Ok(());
+        input::for_each_value(&doc, |pos, value| {
+            if result.is_ok() {
+                result = run.value(pos, value);
+            }
+        });
+        result?;
+    }
+    run.out.flush()?;
+    Ok(run.summary)
+}
+
+struct Run<'c, O, E> {
+    classifier: &'c Classifier,
+    options: Options,
+    summary: Summary,
+    out: O,
+    errors: E,
+}
+
+impl<O: Write, E: Write> Run<'_, O, E> {
+    fn line(&mut self, line_no: usize, line: &[u8]) -> io::Result<()> {
+        let mut result = Ok(());
+        input::for_each_value_in_line(line_no, line, &mut |pos, value| {
+            if result.is_ok() {
+                result = self.value(pos, value);
+            }
+        });
+        result
+    }
+
+    fn value(&mut self, pos: Position, value: Result<&RawValue, InputError>) -> io::Result<()> {
+        let value = match value {
+            Ok(value) => value,
+            Err(e) => return self.skip(pos, None, &e),
+        };
+        let mut result = Ok(());
+        self.classifier.classify_json(value, |within, verdict| {
+            if result.is_ok() {
+                result = self.verdict(pos, within, verdict);
+            }
+        });
+        result
+    }
+
+    fn verdict(
+        &mut self,
+        pos: Position,
+        within: Within,
+        verdict: Result<Classified<'_>, ClassifyError>,
+    ) -> io::Result<()> {
+        match verdict {
+            Ok(Classified { change, raw }) => {
+                self.summary.changes += 1;
+                let raw = self.options.raw.then_some(raw);
+                serde_json::to_writer(&mut self.out, &Line { change: &change, raw })?;
+                self.out.write_all(b"\n")
+            }
+            Err(e) => self.skip(pos, Some(within), &e),
+        }
+    }
+
+    fn skip(&mut self, pos: Position, within: Option<Within>, e: &dyn std::fmt::Display) -> io::Result<()> {
+        self.summary.skipped += 1;
+        match within {
+            Some(Within::HookEvent(i)) => writeln!(self.errors, "{pos}, data.events[{i}]: {e}; skipped"),
+            _ => writeln!(self.errors, "{pos}: {e}; skipped"),
+        }
+    }
+}
+
+/// One output line: the record, and with `--raw` the event it came from.
+#[derive(Serialize)]
+struct Line<'a> {
+    #[serde(flatten)]
+    change: &'a MfaChange,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw: Option<&'a RawValue>,
+}

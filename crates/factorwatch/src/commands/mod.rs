@@ -1,0 +1,4 @@
+//! The `factorwatch` subcommands, as library functions over readers and writers so that tests can
+//! drive them without a process.
+
+pub mod classify;

@@ -1,0 +1,14 @@
+//! factorwatch: tells users and the security team's SIEM, at once, when an Okta MFA factor is
+//! enrolled, changed or reset.
+//!
+//! - [`okta`]: Okta's wire formats and factor vocabulary.
+//! - [`classify`]: any Okta event in, an [`record::MfaChange`] or nothing out (pure).
+//! - [`record`]: the normalized MFA change record, a public contract (`docs/record.md`).
+//! - [`input`]: splitting input documents (single event, array, NDJSON) into values (pure).
+//! - [`commands`]: the command-line subcommands over readers and writers.
+
+pub mod classify;
+pub mod commands;
+pub mod input;
+pub mod okta;
+pub mod record;

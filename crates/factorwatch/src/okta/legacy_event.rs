@@ -1,0 +1,65 @@
+//! The legacy Events API event (`/api/v1/events`), as far as factorwatch reads it, and Okta's
+//! official mapping of its `objectType`s to System Log event types.
+
+use serde::Deserialize;
+
+use super::lenient;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LegacyEvent {
+    #[serde(rename = "eventId", deserialize_with = "lenient::string")]
+    pub event_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub published: Option<String>,
+    #[serde(rename = "sessionId", default, deserialize_with = "lenient::string")]
+    pub session_id: Option<String>,
+    pub action: LegacyAction,
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub actors: Vec<LegacyObject>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub targets: Vec<LegacyObject>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LegacyAction {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub message: Option<String>,
+    #[serde(rename = "objectType")]
+    pub object_type: String,
+}
+
+/// An `actors[]` or `targets[]` entry. For a `Client` actor, `id` is the raw user agent and
+/// `displayName` the browser.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct LegacyObject {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub id: Option<String>,
+    #[serde(rename = "displayName", default, deserialize_with = "lenient::string")]
+    pub display_name: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub login: Option<String>,
+    #[serde(rename = "objectType", default, deserialize_with = "lenient::string")]
+    pub object_type: Option<String>,
+    #[serde(rename = "ipAddress", default, deserialize_with = "lenient::string")]
+    pub ip_address: Option<String>,
+}
+
+impl LegacyObject {
+    pub fn is_type(&self, kind: &str) -> bool {
+        self.object_type.as_deref().is_some_and(|k| k.eq_ignore_ascii_case(kind))
+    }
+}
+
+/// The System Log event type that replaced a legacy MFA `objectType` (Okta's event-type catalog,
+/// release 2023.09.1, the last to carry the Events API mappings). Only MFA lifecycle types are
+/// listed: every other objectType is not an MFA change.
+pub fn system_log_event_type(object_type: &str) -> Option<&'static str> {
+    Some(match object_type {
+        "core.user.factor.activate" => "user.mfa.factor.activate",
+        "core.user.factor.deactivate" => "user.mfa.factor.deactivate",
+        "core.user.factor.reset_all" => "user.mfa.factor.reset_all",
+        "core.user.factor.update" => "user.mfa.factor.update",
+        "core.user_auth.mfa_bypass_attempted" => "user.mfa.attempt_bypass",
+        _ => return None,
+    })
+}

@@ -1,0 +1,143 @@
+//! The System Log `LogEvent` (`/api/v1/logs`, Event Hook `data.events[]`), as far as factorwatch
+//! reads it.
+//!
+//! Top-level keys also accept their lower-cased spelling (`eventtype`, `debugcontext`…), which some
+//! SIEM exports produce. Side objects are read leniently (see [`super::lenient`]).
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::lenient;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogEvent {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub uuid: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub published: Option<String>,
+    #[serde(rename = "eventType", alias = "eventtype")]
+    pub event_type: String,
+    #[serde(rename = "legacyEventType", alias = "legacyeventtype", default, deserialize_with = "lenient::string")]
+    pub legacy_event_type: Option<String>,
+    #[serde(rename = "displayMessage", alias = "displaymessage", default, deserialize_with = "lenient::string")]
+    pub display_message: Option<String>,
+    #[serde(default, deserialize_with = "lenient::object")]
+    pub actor: Option<Subject>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    pub target: Vec<Subject>,
+    #[serde(default, deserialize_with = "lenient::object")]
+    pub client: Option<LogClient>,
+    #[serde(default, deserialize_with = "lenient::object")]
+    pub outcome: Option<Outcome>,
+    #[serde(rename = "debugContext", alias = "debugcontext", default, deserialize_with = "lenient::object")]
+    pub debug_context: Option<DebugContext>,
+    #[serde(
+        rename = "authenticationContext",
+        alias = "authenticationcontext",
+        default,
+        deserialize_with = "lenient::object"
+    )]
+    pub authentication_context: Option<AuthenticationContext>,
+    #[serde(default, deserialize_with = "lenient::object")]
+    pub request: Option<Request>,
+}
+
+/// An `actor` or a `target[]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Subject {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub id: Option<String>,
+    #[serde(rename = "type", default, deserialize_with = "lenient::string")]
+    pub kind: Option<String>,
+    #[serde(rename = "alternateId", default, deserialize_with = "lenient::string")]
+    pub alternate_id: Option<String>,
+    #[serde(rename = "displayName", default, deserialize_with = "lenient::string")]
+    pub display_name: Option<String>,
+    #[serde(rename = "detailEntry", default, deserialize_with = "lenient::object")]
+    pub detail_entry: Option<Map<String, Value>>,
+}
+
+impl Subject {
+    pub fn is_type(&self, kind: &str) -> bool {
+        self.kind.as_deref().is_some_and(|k| k.eq_ignore_ascii_case(kind))
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct LogClient {
+    #[serde(rename = "ipAddress", default, deserialize_with = "lenient::string")]
+    pub ip_address: Option<String>,
+    #[serde(rename = "userAgent", default, deserialize_with = "lenient::object")]
+    pub user_agent: Option<UserAgent>,
+    #[serde(rename = "geographicalContext", default, deserialize_with = "lenient::object")]
+    pub geographical_context: Option<GeographicalContext>,
+    /// Event Hook deliveries carry the chain inside `client` (Okta's own sample does).
+    #[serde(rename = "ipChain", default, deserialize_with = "lenient::list")]
+    pub ip_chain: Vec<IpChainEntry>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct UserAgent {
+    #[serde(rename = "rawUserAgent", default, deserialize_with = "lenient::string")]
+    pub raw_user_agent: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub os: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub browser: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct GeographicalContext {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub city: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub state: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub country: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct IpChainEntry {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub ip: Option<String>,
+    #[serde(rename = "geographicalContext", default, deserialize_with = "lenient::object")]
+    pub geographical_context: Option<GeographicalContext>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Outcome {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub result: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DebugContext {
+    #[serde(rename = "debugData", alias = "debugdata", default, deserialize_with = "lenient::object")]
+    pub debug_data: Option<DebugData>,
+}
+
+/// The few `debugData` keys factorwatch reads. Okta warns these "may change from release to
+/// release", so each is only one signal among several.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DebugData {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub factor: Option<String>,
+    #[serde(rename = "factorType", default, deserialize_with = "lenient::string")]
+    pub factor_type: Option<String>,
+    #[serde(rename = "phoneNumber", default, deserialize_with = "lenient::string")]
+    pub phone_number: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AuthenticationContext {
+    #[serde(rename = "externalSessionId", default, deserialize_with = "lenient::string")]
+    pub external_session_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Request {
+    #[serde(rename = "ipChain", default, deserialize_with = "lenient::list")]
+    pub ip_chain: Vec<IpChainEntry>,
+}

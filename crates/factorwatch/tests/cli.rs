@@ -1,0 +1,124 @@
+//! `factorwatch classify` as a user runs it: the real binary, files and pipes.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+const MFA: &str = r#"{"uuid":"u-1","published":"2026-11-02T09:14:07.215Z","eventType":"user.mfa.factor.activate","actor":{"id":"00u1","type":"User","alternateId":"jane@example.com"},"target":[{"id":"00u1","type":"User","alternateId":"jane@example.com"}],"outcome":{"result":"SUCCESS","reason":"User set up SMS_FACTOR factor"},"debugContext":{"debugData":{"phoneNumber":"+15550101234"}}}"#;
+const RESET: &str = r#"{"uuid":"u-2","published":"2026-11-02T09:15:00Z","eventType":"user.mfa.factor.deactivate","actor":{"id":"00u2","type":"User"},"target":[{"id":"00u1","type":"User"}],"outcome":{"result":"SUCCESS","reason":"User reset OKTA_VERIFY_PUSH factor"}}"#;
+const SIGN_IN: &str = r#"{"uuid":"u-3","published":"2026-11-02T09:16:00Z","eventType":"user.session.start","actor":{"id":"00u1","type":"User"}}"#;
+
+fn classify(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_factorwatch"))
+        .arg("classify")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn factorwatch");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+fn records(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each stdout line is a JSON record"))
+        .collect()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn ndjson_records_come_out_in_input_order_and_bad_lines_are_reported_by_line() {
+    let input = format!("{MFA}\nnot json\n{SIGN_IN}\n{{\"hello\":1}}\n\n{RESET}\n");
+    let out = classify(&[], &input);
+    let recs = records(&out);
+    let ids: Vec<_> = recs.iter().map(|r| r["id"].as_str().unwrap_or("")).collect();
+    assert_eq!(ids, ["u-1", "u-2"]);
+    assert_eq!(recs[0]["factor"]["phone_last4"], "1234");
+    assert_eq!(recs[1]["initiator"], "admin");
+    let err = stderr(&out);
+    assert!(err.contains("line 2: not valid JSON"), "{err}");
+    assert!(err.contains("line 4: not an Okta event"), "{err}");
+    assert_eq!(err.lines().count(), 2, "{err}");
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn clean_input_exits_zero_and_non_mfa_events_print_nothing() {
+    let out = classify(&["-"], &format!("{SIGN_IN}\n{MFA}\n"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(records(&out).len(), 1);
+    assert!(out.stderr.is_empty());
+
+    let out = classify(&[], &format!("{SIGN_IN}\n"));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+
+    let out = classify(&[], "");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty() && out.stderr.is_empty());
+}
+
+#[test]
+fn arrays_report_bad_elements_by_index() {
+    let input = format!("[\n  {MFA},\n  \"oops\",\n  {RESET}\n]\n");
+    let out = classify(&[], &input);
+    assert_eq!(records(&out).len(), 2);
+    assert!(stderr(&out).contains("index 1: not an Okta event"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn a_pretty_printed_hook_delivery_yields_its_mfa_events_as_event_hook() {
+    let hook = format!(
+        "{{\n  \"eventType\": \"com.okta.event_hook\",\n  \"eventId\": \"d1\",\n  \"data\": {{\"events\": [{SIGN_IN}, {MFA}, 7]}}\n}}\n"
+    );
+    let out = classify(&[], &hook);
+    let recs = records(&out);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0]["source"], "event_hook");
+    assert!(stderr(&out).contains("input, data.events[2]: not an Okta event"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn raw_carries_the_original_event_verbatim() {
+    let out = classify(&["--raw"], &format!("{MFA}\n"));
+    let recs = records(&out);
+    let original: Value = serde_json::from_str(MFA).expect("MFA is JSON");
+    assert_eq!(recs[0]["raw"], original);
+    assert_eq!(recs[0]["action"], "enrolled");
+
+    let out = classify(&[], &format!("{MFA}\n"));
+    assert!(records(&out)[0].get("raw").is_none());
+}
+
+#[test]
+fn the_authoritative_provider_set_is_configurable() {
+    let out = classify(&["--okta-authoritative", "GOOGLE"], &format!("{MFA}\n"));
+    assert_eq!(records(&out)[0]["factor"]["okta_authoritative"], false);
+    let out = classify(&["--okta-authoritative", "NOPE"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("unknown factor provider"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_missing_file_is_a_clear_error() {
+    let out = classify(&["/nonexistent/okta.json"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("cannot read /nonexistent/okta.json"), "{}", stderr(&out));
+}
+
+#[test]
+fn the_bundled_example_classifies_from_a_file() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/okta-events.ndjson");
+    let out = classify(&[path], "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(records(&out).len(), 8);
+}
