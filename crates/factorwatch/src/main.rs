@@ -12,7 +12,11 @@ use factorwatch::commands;
 use factorwatch::okta::factors::Provider;
 
 #[derive(Parser)]
-#[command(name = "factorwatch", version, about = "Tells users and the SIEM when an Okta MFA factor changes")]
+#[command(
+    name = "factorwatch",
+    version,
+    about = "Tells users and the SIEM when an Okta MFA factor changes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -45,9 +49,19 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Classify { file, raw, okta_authoritative } => {
-            let config = classify::Config { okta_authoritative: okta_authoritative.into_iter().collect() };
-            classify_command(&Classifier::new(config), file, commands::classify::Options { raw })
+        Command::Classify {
+            file,
+            raw,
+            okta_authoritative,
+        } => {
+            let config = classify::Config {
+                okta_authoritative: okta_authoritative.into_iter().collect(),
+            };
+            classify_command(
+                &Classifier::new(config),
+                file,
+                commands::classify::Options { raw },
+            )
         }
     }
 }
@@ -62,13 +76,25 @@ fn classify_command(
     let mut errors = io::stderr().lock();
     let result = match file.filter(|f| f.as_os_str() != "-") {
         Some(path) => match File::open(&path) {
-            Ok(f) => commands::classify::run(classifier, options, BufReader::new(f), &mut out, &mut errors),
+            Ok(f) => commands::classify::run(
+                classifier,
+                options,
+                BufReader::new(f),
+                &mut out,
+                &mut errors,
+            ),
             Err(e) => {
                 eprintln!("factorwatch: cannot read {}: {e}", path.display());
                 return ExitCode::from(2);
             }
         },
-        None => commands::classify::run(classifier, options, io::stdin().lock(), &mut out, &mut errors),
+        None => commands::classify::run(
+            classifier,
+            options,
+            io::stdin().lock(),
+            &mut out,
+            &mut errors,
+        ),
     };
     match result {
         Ok(summary) if summary.skipped > 0 => ExitCode::from(1),

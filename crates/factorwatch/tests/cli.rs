@@ -1,5 +1,8 @@
 //! `factorwatch classify` as a user runs it: the real binary, files and pipes.
 
+// Test code: a failed expectation is meant to panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
@@ -18,7 +21,12 @@ fn classify(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn factorwatch");
-    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
     child.wait_with_output().expect("wait")
 }
 
@@ -38,7 +46,10 @@ fn ndjson_records_come_out_in_input_order_and_bad_lines_are_reported_by_line() {
     let input = format!("{MFA}\nnot json\n{SIGN_IN}\n{{\"hello\":1}}\n\n{RESET}\n");
     let out = classify(&[], &input);
     let recs = records(&out);
-    let ids: Vec<_> = recs.iter().map(|r| r["id"].as_str().unwrap_or("")).collect();
+    let ids: Vec<_> = recs
+        .iter()
+        .map(|r| r["id"].as_str().unwrap_or(""))
+        .collect();
     assert_eq!(ids, ["u-1", "u-2"]);
     assert_eq!(recs[0]["factor"]["phone_last4"], "1234");
     assert_eq!(recs[1]["initiator"], "admin");
@@ -70,7 +81,11 @@ fn arrays_report_bad_elements_by_index() {
     let input = format!("[\n  {MFA},\n  \"oops\",\n  {RESET}\n]\n");
     let out = classify(&[], &input);
     assert_eq!(records(&out).len(), 2);
-    assert!(stderr(&out).contains("index 1: not an Okta event"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("index 1: not an Okta event"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(out.status.code(), Some(1));
 }
 
@@ -83,7 +98,11 @@ fn a_pretty_printed_hook_delivery_yields_its_mfa_events_as_event_hook() {
     let recs = records(&out);
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0]["source"], "event_hook");
-    assert!(stderr(&out).contains("input, data.events[2]: not an Okta event"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("input, data.events[2]: not an Okta event"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(out.status.code(), Some(1));
 }
 
@@ -105,19 +124,30 @@ fn the_authoritative_provider_set_is_configurable() {
     assert_eq!(records(&out)[0]["factor"]["okta_authoritative"], false);
     let out = classify(&["--okta-authoritative", "NOPE"], "");
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("unknown factor provider"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown factor provider"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn a_missing_file_is_a_clear_error() {
     let out = classify(&["/nonexistent/okta.json"], "");
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("cannot read /nonexistent/okta.json"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot read /nonexistent/okta.json"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn the_bundled_example_classifies_from_a_file() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/okta-events.ndjson");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/okta-events.ndjson"
+    );
     let out = classify(&[path], "");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(records(&out).len(), 8);

@@ -1,6 +1,9 @@
 //! Property tests: no input, however hostile, panics the reader or the classifier, and every
 //! record it does produce keeps the contract.
 
+// Test code: a failed expectation is meant to panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use factorwatch::classify::Classifier;
 use factorwatch::input;
 use proptest::prelude::*;
@@ -10,10 +13,36 @@ use serde_json::{Value, json};
 /// classifier are reached, not only the "not an Okta event" exit.
 fn arb_json() -> impl Strategy<Value = Value> {
     let keys = prop::sample::select(vec![
-        "eventType", "eventtype", "uuid", "published", "actor", "target", "client", "outcome",
-        "reason", "result", "debugContext", "debugData", "factor", "phoneNumber", "type", "id",
-        "alternateId", "displayName", "detailEntry", "factorType", "eventId", "action",
-        "objectType", "actors", "targets", "message", "data", "events", "ipChain", "userAgent",
+        "eventType",
+        "eventtype",
+        "uuid",
+        "published",
+        "actor",
+        "target",
+        "client",
+        "outcome",
+        "reason",
+        "result",
+        "debugContext",
+        "debugData",
+        "factor",
+        "phoneNumber",
+        "type",
+        "id",
+        "alternateId",
+        "displayName",
+        "detailEntry",
+        "factorType",
+        "eventId",
+        "action",
+        "objectType",
+        "actors",
+        "targets",
+        "message",
+        "data",
+        "events",
+        "ipChain",
+        "userAgent",
     ]);
     let strings = prop_oneof![
         Just("user.mfa.factor.activate".to_owned()),
@@ -37,8 +66,9 @@ fn arb_json() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(5, 64, 8, move |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::vec((keys.clone(), inner), 0..8)
-                .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
+            prop::collection::vec((keys.clone(), inner), 0..8).prop_map(|kv| Value::Object(
+                kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+            )),
         ]
     })
 }
@@ -62,7 +92,10 @@ fn classify_bytes(bytes: &[u8]) -> Vec<Value> {
 fn assert_contract(record: &Value) {
     let last4 = &record["factor"]["phone_last4"];
     if let Some(s) = last4.as_str() {
-        assert!(!s.is_empty() && s.len() <= 4 && s.chars().all(|c| c.is_ascii_digit()), "{s}");
+        assert!(
+            !s.is_empty() && s.len() <= 4 && s.chars().all(|c| c.is_ascii_digit()),
+            "{s}"
+        );
     } else {
         assert!(last4.is_null());
     }

@@ -34,9 +34,18 @@ mod tests {
 
     #[test]
     fn lifecycle_types_map_and_neighbours_do_not() {
-        assert_eq!(for_event_type("user.mfa.factor.activate"), Some(Action::Enrolled));
-        assert_eq!(for_event_type("user.mfa.factor.reset_all"), Some(Action::ResetAll));
-        assert_eq!(for_event_type("system.mfa.factor.deactivate"), Some(Action::OrgFactorDisabled));
+        assert_eq!(
+            for_event_type("user.mfa.factor.activate"),
+            Some(Action::Enrolled)
+        );
+        assert_eq!(
+            for_event_type("user.mfa.factor.reset_all"),
+            Some(Action::ResetAll)
+        );
+        assert_eq!(
+            for_event_type("system.mfa.factor.deactivate"),
+            Some(Action::OrgFactorDisabled)
+        );
         for other in [
             "user.authentication.auth_via_mfa",
             "user.mfa.okta_verify.deny_push",

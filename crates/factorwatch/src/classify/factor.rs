@@ -28,7 +28,12 @@ pub fn resolve<'a>(
         if text.is_empty() {
             continue;
         }
-        let Some(KnownFactor { factor_type: t, provider: p, name }) = factors::lookup(text) else {
+        let Some(KnownFactor {
+            factor_type: t,
+            provider: p,
+            name,
+        }) = factors::lookup(text)
+        else {
             raw_name.get_or_insert(text);
             continue;
         };
@@ -71,8 +76,21 @@ pub fn last4(phone: &str) -> Option<String> {
 /// `action.message`): the words between the verb and the word "factor" (or "authenticator").
 pub fn named_in_sentence(sentence: &str) -> Option<&str> {
     const VERBS: &[&str] = &[
-        "set up", "reset", "updated", "activated", "deactivated", "enrolled in", "enrolled",
-        "suspended", "unsuspended", "removed", "deleted", "added", "created", "changed", "verified",
+        "set up",
+        "reset",
+        "updated",
+        "activated",
+        "deactivated",
+        "enrolled in",
+        "enrolled",
+        "suspended",
+        "unsuspended",
+        "removed",
+        "deleted",
+        "added",
+        "created",
+        "changed",
+        "verified",
     ];
     const NOUNS: &[&str] = &["factor", "authenticator"];
 
@@ -92,7 +110,9 @@ pub fn named_in_sentence(sentence: &str) -> Option<&str> {
         None => {
             let last = sentence.get(..end)?.split_whitespace().next_back()?;
             let internal = last.len() > 2
-                && last.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+                && last
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
             if !internal {
                 return None;
             }
@@ -138,10 +158,22 @@ mod tests {
 
     #[test]
     fn sentences_name_their_factor() {
-        assert_eq!(named_in_sentence("User set up EMAIL_FACTOR factor"), Some("EMAIL_FACTOR"));
-        assert_eq!(named_in_sentence("User reset FIDO_WEBAUTHN factor"), Some("FIDO_WEBAUTHN"));
-        assert_eq!(named_in_sentence("User suspended SIGNED_NONCE factor"), Some("SIGNED_NONCE"));
-        assert_eq!(named_in_sentence("User unsuspended SIGNED_NONCE factor"), Some("SIGNED_NONCE"));
+        assert_eq!(
+            named_in_sentence("User set up EMAIL_FACTOR factor"),
+            Some("EMAIL_FACTOR")
+        );
+        assert_eq!(
+            named_in_sentence("User reset FIDO_WEBAUTHN factor"),
+            Some("FIDO_WEBAUTHN")
+        );
+        assert_eq!(
+            named_in_sentence("User suspended SIGNED_NONCE factor"),
+            Some("SIGNED_NONCE")
+        );
+        assert_eq!(
+            named_in_sentence("User unsuspended SIGNED_NONCE factor"),
+            Some("SIGNED_NONCE")
+        );
         assert_eq!(
             named_in_sentence("User set up Google Authenticator factor"),
             Some("Google Authenticator")
@@ -150,8 +182,14 @@ mod tests {
             named_in_sentence("User updated Security Question factor"),
             Some("Security Question")
         );
-        assert_eq!(named_in_sentence("User enrolled in Okta Verify authenticator"), Some("Okta Verify"));
-        assert_eq!(named_in_sentence("OKTA_VERIFY_PUSH factor"), Some("OKTA_VERIFY_PUSH"));
+        assert_eq!(
+            named_in_sentence("User enrolled in Okta Verify authenticator"),
+            Some("Okta Verify")
+        );
+        assert_eq!(
+            named_in_sentence("OKTA_VERIFY_PUSH factor"),
+            Some("OKTA_VERIFY_PUSH")
+        );
     }
 
     #[test]
@@ -173,7 +211,10 @@ mod tests {
     #[test]
     fn signals_fill_each_other_in_without_contradicting() {
         let f = resolve_texts(&["Okta Verify", "OKTA_VERIFY_PUSH"]);
-        assert_eq!((f.factor_type, f.provider), (Some(FactorType::Push), Some(Provider::Okta)));
+        assert_eq!(
+            (f.factor_type, f.provider),
+            (Some(FactorType::Push), Some(Provider::Okta))
+        );
         assert_eq!(f.name.as_deref(), Some("Okta Verify"));
 
         let f = resolve_texts(&["Phone", "SMS_FACTOR"]);
@@ -182,7 +223,10 @@ mod tests {
 
         // A contradicting later signal is ignored, not merged into a pair Okta does not offer.
         let f = resolve_texts(&["Google Authenticator", "OKTA_VERIFY_PUSH"]);
-        assert_eq!((f.factor_type, f.provider), (Some(FactorType::SoftwareTotp), Some(Provider::Google)));
+        assert_eq!(
+            (f.factor_type, f.provider),
+            (Some(FactorType::SoftwareTotp), Some(Provider::Google))
+        );
 
         // An ambiguous type learns its provider from a later signal.
         let f = resolve_texts(&["token:software:totp", "GOOGLE_OTP"]);
@@ -192,7 +236,10 @@ mod tests {
     #[test]
     fn unknown_names_stay_raw_and_unknown() {
         let f = resolve_texts(&["ACME_QUANTUM_TOKEN"]);
-        assert_eq!((f.factor_type, f.provider, f.okta_authoritative), (None, None, None));
+        assert_eq!(
+            (f.factor_type, f.provider, f.okta_authoritative),
+            (None, None, None)
+        );
         assert_eq!(f.name.as_deref(), Some("ACME_QUANTUM_TOKEN"));
         // A known later signal wins the name over an unknown earlier one.
         let f = resolve_texts(&["Acme Widget", "SMS_FACTOR"]);
@@ -202,8 +249,14 @@ mod tests {
 
     #[test]
     fn authority_follows_the_configured_providers() {
-        assert_eq!(resolve_texts(&["SMS_FACTOR"]).okta_authoritative, Some(true));
-        assert_eq!(resolve_texts(&["RSA_SECURID"]).okta_authoritative, Some(false));
+        assert_eq!(
+            resolve_texts(&["SMS_FACTOR"]).okta_authoritative,
+            Some(true)
+        );
+        assert_eq!(
+            resolve_texts(&["RSA_SECURID"]).okta_authoritative,
+            Some(false)
+        );
         let only_okta: HashSet<_> = [Provider::Okta].into_iter().collect();
         let f = resolve([Signal("GOOGLE_OTP")], None, &only_okta);
         assert_eq!(f.okta_authoritative, Some(false));
@@ -215,7 +268,11 @@ mod tests {
         assert_eq!(last4("+14125514455").as_deref(), Some("4455"));
         assert_eq!(last4("12").as_deref(), Some("12"));
         assert_eq!(last4("unknown"), None);
-        let f = resolve([Signal("SMS_FACTOR")], Some("+1 (555) 010-1234"), &defaults());
+        let f = resolve(
+            [Signal("SMS_FACTOR")],
+            Some("+1 (555) 010-1234"),
+            &defaults(),
+        );
         assert_eq!(f.phone_last4.as_deref(), Some("1234"));
     }
 }

@@ -13,8 +13,17 @@ const SYSTEM_LOGIN: &str = "system@okta.com";
 /// - `None` when the event names no actor, or one of a kind none of these covers.
 pub fn decide(actor: Option<&Actor>, user: Option<&Person>) -> Option<Initiator> {
     let actor = actor?;
-    let kind = actor.actor_type.as_deref().unwrap_or("").to_ascii_lowercase();
-    let login_is = |l: &str| actor.login.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(l));
+    let kind = actor
+        .actor_type
+        .as_deref()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let login_is = |l: &str| {
+        actor
+            .login
+            .as_deref()
+            .is_some_and(|a| a.eq_ignore_ascii_case(l))
+    };
 
     if kind == "systemprincipal" || login_is(SYSTEM_LOGIN) {
         return Some(Initiator::System);
@@ -28,17 +37,25 @@ pub fn decide(actor: Option<&Actor>, user: Option<&Person>) -> Option<Initiator>
     if actor.id.is_none() && actor.login.is_none() {
         return None;
     }
-    let same_id = matches!((&actor.id, user.and_then(|u| u.id.as_ref())), (Some(a), Some(b)) if a == b);
+    let same_id =
+        matches!((&actor.id, user.and_then(|u| u.id.as_ref())), (Some(a), Some(b)) if a == b);
     let same_login = user
         .and_then(|u| u.login.as_deref())
         .is_some_and(|l| !l.is_empty() && login_is(l));
-    Some(if same_id || same_login { Initiator::SelfService } else { Initiator::Admin })
+    Some(if same_id || same_login {
+        Initiator::SelfService
+    } else {
+        Initiator::Admin
+    })
 }
 
 /// Actor types Okta uses for applications acting through the API.
 fn is_app(kind: &str) -> bool {
     kind.starts_with("publicclientapp")
-        || matches!(kind, "appinstance" | "app" | "application" | "serviceapp" | "oauth2client")
+        || matches!(
+            kind,
+            "appinstance" | "app" | "application" | "serviceapp" | "oauth2client"
+        )
 }
 
 #[cfg(test)]
@@ -55,19 +72,41 @@ mod tests {
     }
 
     fn user(id: &str, login: &str) -> Person {
-        Person { id: Some(id.into()), login: Some(login.into()), display_name: None }
+        Person {
+            id: Some(id.into()),
+            login: Some(login.into()),
+            display_name: None,
+        }
     }
 
     #[test]
     fn the_four_initiators() {
         let jane = user("00u1", "jane@example.com");
         let d = |a: &Actor| decide(Some(a), Some(&jane));
-        assert_eq!(d(&actor("00u1", "jane@example.com", "User")), Some(Initiator::SelfService));
-        assert_eq!(d(&actor("00u9", "JANE@example.com", "User")), Some(Initiator::SelfService));
-        assert_eq!(d(&actor("00u2", "admin@example.com", "User")), Some(Initiator::Admin));
-        assert_eq!(d(&actor("0oa1", "svc", "PublicClientApp")), Some(Initiator::App));
-        assert_eq!(d(&actor("0oa1", "svc", "PublicClientAppEntity")), Some(Initiator::App));
-        assert_eq!(d(&actor("spr1", "system@okta.com", "SystemPrincipal")), Some(Initiator::System));
+        assert_eq!(
+            d(&actor("00u1", "jane@example.com", "User")),
+            Some(Initiator::SelfService)
+        );
+        assert_eq!(
+            d(&actor("00u9", "JANE@example.com", "User")),
+            Some(Initiator::SelfService)
+        );
+        assert_eq!(
+            d(&actor("00u2", "admin@example.com", "User")),
+            Some(Initiator::Admin)
+        );
+        assert_eq!(
+            d(&actor("0oa1", "svc", "PublicClientApp")),
+            Some(Initiator::App)
+        );
+        assert_eq!(
+            d(&actor("0oa1", "svc", "PublicClientAppEntity")),
+            Some(Initiator::App)
+        );
+        assert_eq!(
+            d(&actor("spr1", "system@okta.com", "SystemPrincipal")),
+            Some(Initiator::System)
+        );
     }
 
     #[test]

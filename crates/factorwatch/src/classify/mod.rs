@@ -25,26 +25,31 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { okta_authoritative: Provider::DEFAULT_OKTA_AUTHORITATIVE.into_iter().collect() }
+        Config {
+            okta_authoritative: Provider::DEFAULT_OKTA_AUTHORITATIVE.into_iter().collect(),
+        }
     }
 }
 
 /// Why one JSON value yielded no verdict.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClassifyError {
-    #[error("not an Okta event: {0}")]
-    NotAnOktaEvent(#[from] ShapeError),
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
     #[error("malformed {event_type} event: {detail}")]
     Malformed { event_type: String, detail: String },
     #[error("{event_type} event: {source}")]
-    BadTimestamp { event_type: String, source: TimestampError },
+    BadTimestamp {
+        event_type: String,
+        source: TimestampError,
+    },
 }
 
 /// One classified event: the change, and the exact text of the event it came from.
 #[derive(Debug, Clone)]
 pub struct Classified<'a> {
     pub change: MfaChange,
-    pub raw: &'a RawValue,
+    pub raw: &'a str,
 }
 
 /// Where within one JSON value a verdict belongs: the value itself, or event `i` of the Event Hook
@@ -65,15 +70,16 @@ impl Classifier {
         Classifier { config }
     }
 
-    /// Classifies one JSON value of any supported shape. `emit` is called once per verdict that
-    /// matters, in order: once for a change or an error, never for an event that is not an MFA
-    /// change; an Event Hook delivery yields a verdict per event.
+    /// Classifies the text of one JSON value of any supported shape (validating it on the way).
+    /// `emit` is called once per verdict that matters, in order: once for a change or an error,
+    /// never for an event that is not an MFA change; an Event Hook delivery yields a verdict per
+    /// event.
     pub fn classify_json<'a>(
         &self,
-        json: &'a RawValue,
+        json: &'a str,
         mut emit: impl FnMut(Within, Result<Classified<'a>, ClassifyError>),
     ) {
-        match okta::sniff(json.get()) {
+        match okta::sniff(json) {
             Err(e) => emit(Within::Whole, Err(e.into())),
             Ok(Shape::SystemLog { event_type }) => {
                 if let Some(verdict) = self.system_log(json, &event_type, Source::SystemLog) {
@@ -81,12 +87,12 @@ impl Classifier {
                 }
             }
             Ok(Shape::EventHook { events }) => {
-                for (i, event) in events.into_iter().enumerate() {
-                    let verdict = match okta::sniff(event.get()) {
+                for (i, event) in events.into_iter().map(RawValue::get).enumerate() {
+                    let verdict = match okta::sniff(event) {
                         Ok(Shape::SystemLog { event_type }) => {
                             self.system_log(event, &event_type, Source::EventHook)
                         }
-                        Ok(_) => Some(Err(ClassifyError::NotAnOktaEvent(ShapeError(
+                        Ok(_) => Some(Err(ClassifyError::Shape(ShapeError::NotOkta(
                             "an Event Hook delivery's events must be System Log events".into(),
                         )))),
                         Err(e) => Some(Err(e.into())),
@@ -106,29 +112,29 @@ impl Classifier {
 
     fn system_log<'a>(
         &self,
-        json: &'a RawValue,
+        json: &'a str,
         event_type: &str,
         source: Source,
     ) -> Option<Result<Classified<'a>, ClassifyError>> {
         let action = action::for_event_type(event_type)?;
-        let event: LogEvent = match serde_json::from_str(json.get()) {
+        let event: LogEvent = match serde_json::from_str(json) {
             Ok(event) => event,
             Err(e) => return Some(Err(malformed(event_type, e))),
         };
         Some(
-            self.log_change(&event, action, source, json.get())
+            self.log_change(&event, action, source, json)
                 .map(|change| Classified { change, raw: json }),
         )
     }
 
     fn events_api<'a>(
         &self,
-        json: &'a RawValue,
+        json: &'a str,
         event_type: &str,
     ) -> Result<Classified<'a>, ClassifyError> {
         let event: LegacyEvent =
-            serde_json::from_str(json.get()).map_err(|e| malformed(event_type, e))?;
-        let change = self.legacy_change(&event, event_type, json.get())?;
+            serde_json::from_str(json).map_err(|e| malformed(event_type, e))?;
+        let change = self.legacy_change(&event, event_type, json)?;
         Ok(Classified { change, raw: json })
     }
 
@@ -170,7 +176,10 @@ impl Classifier {
             actor_type: a.kind.clone(),
         });
 
-        let debug = event.debug_context.as_ref().and_then(|d| d.debug_data.as_ref());
+        let debug = event
+            .debug_context
+            .as_ref()
+            .and_then(|d| d.debug_data.as_ref());
         let reason = event.outcome.as_ref().and_then(|o| o.reason.clone());
         // Most specific first: the enrolled authenticator itself, then Okta's reason sentence,
         // then debugData, then the factor targets of org-level events.
@@ -180,7 +189,10 @@ impl Classifier {
             .filter(|t| t.kind.as_deref().is_some_and(is_authenticator_target))
             .filter_map(|t| t.display_name.as_deref());
         let from_reason = reason.as_deref().and_then(factor::named_in_sentence);
-        let from_debug = debug.into_iter().flat_map(|d| [&d.factor, &d.factor_type]).flatten();
+        let from_debug = debug
+            .into_iter()
+            .flat_map(|d| [&d.factor, &d.factor_type])
+            .flatten();
         let from_details = event.target.iter().filter_map(detail_factor_type);
         let signals = authenticators
             .chain(from_reason)
@@ -266,16 +278,23 @@ impl Classifier {
                 display_name: t.display_name.clone(),
             });
         // `actors[]` holds the acting principal and, separately, the `Client` (browser).
-        let actor = event.actors.iter().find(|a| !a.is_type("Client")).map(|a| Actor {
-            id: a.id.clone(),
-            login: a.login.clone(),
-            display_name: a.display_name.clone(),
-            actor_type: a.object_type.clone(),
-        });
+        let actor = event
+            .actors
+            .iter()
+            .find(|a| !a.is_type("Client"))
+            .map(|a| Actor {
+                id: a.id.clone(),
+                login: a.login.clone(),
+                display_name: a.display_name.clone(),
+                actor_type: a.object_type.clone(),
+            });
         let browser = event.actors.iter().find(|a| a.is_type("Client"));
 
         let message = event.action.message.clone();
-        let signals = message.as_deref().and_then(factor::named_in_sentence).map(Signal);
+        let signals = message
+            .as_deref()
+            .and_then(factor::named_in_sentence)
+            .map(Signal);
         let factor = factor::resolve(signals, None, &self.config.okta_authoritative);
 
         Ok(MfaChange {
@@ -323,7 +342,10 @@ fn parse_published(
     published
         .map(okta::parse_timestamp)
         .transpose()
-        .map_err(|source| ClassifyError::BadTimestamp { event_type: event_type.to_owned(), source })
+        .map_err(|source| ClassifyError::BadTimestamp {
+            event_type: event_type.to_owned(),
+            source,
+        })
 }
 
 fn event_id(okta_id: Option<&str>, raw: &str) -> EventId {
@@ -337,5 +359,8 @@ fn event_id(okta_id: Option<&str>, raw: &str) -> EventId {
 }
 
 fn malformed(event_type: &str, e: serde_json::Error) -> ClassifyError {
-    ClassifyError::Malformed { event_type: event_type.to_owned(), detail: e.to_string() }
+    ClassifyError::Malformed {
+        event_type: event_type.to_owned(),
+        detail: e.to_string(),
+    }
 }

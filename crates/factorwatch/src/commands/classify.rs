@@ -5,7 +5,7 @@ use std::io::{self, BufRead, Write};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::classify::{Classified, ClassifyError, Classifier, Within};
+use crate::classify::{Classified, Classifier, ClassifyError, Within};
 use crate::input::{self, InputError, Position};
 use crate::record::MfaChange;
 
@@ -32,7 +32,13 @@ pub fn run(
     out: &mut impl Write,
     errors: &mut impl Write,
 ) -> io::Result<Summary> {
-    let mut run = Run { classifier, options, summary: Summary::default(), out, errors };
+    let mut run = Run {
+        classifier,
+        options,
+        summary: Summary::default(),
+        out,
+        errors,
+    };
 
     // Find the first non-blank line: it tells NDJSON from a document.
     let mut head = Vec::new();
@@ -48,7 +54,7 @@ pub fn run(
         }
     }
 
-    if input::is_complete_json(&head) {
+    if input::holds_whole_value(&head) {
         let mut line = head;
         loop {
             run.line(line_no, &line)?;
@@ -92,7 +98,7 @@ impl<O: Write, E: Write> Run<'_, O, E> {
         result
     }
 
-    fn value(&mut self, pos: Position, value: Result<&RawValue, InputError>) -> io::Result<()> {
+    fn value(&mut self, pos: Position, value: Result<&str, InputError>) -> io::Result<()> {
         let value = match value {
             Ok(value) => value,
             Err(e) => return self.skip(pos, None, &e),
@@ -115,18 +121,36 @@ impl<O: Write, E: Write> Run<'_, O, E> {
         match verdict {
             Ok(Classified { change, raw }) => {
                 self.summary.changes += 1;
-                let raw = self.options.raw.then_some(raw);
-                serde_json::to_writer(&mut self.out, &Line { change: &change, raw })?;
+                // The classifier parsed `raw` whole, so it is one valid JSON value.
+                let raw = self
+                    .options
+                    .raw
+                    .then(|| serde_json::from_str::<&RawValue>(raw).ok())
+                    .flatten();
+                serde_json::to_writer(
+                    &mut self.out,
+                    &Line {
+                        change: &change,
+                        raw,
+                    },
+                )?;
                 self.out.write_all(b"\n")
             }
             Err(e) => self.skip(pos, Some(within), &e),
         }
     }
 
-    fn skip(&mut self, pos: Position, within: Option<Within>, e: &dyn std::fmt::Display) -> io::Result<()> {
+    fn skip(
+        &mut self,
+        pos: Position,
+        within: Option<Within>,
+        e: &dyn std::fmt::Display,
+    ) -> io::Result<()> {
         self.summary.skipped += 1;
         match within {
-            Some(Within::HookEvent(i)) => writeln!(self.errors, "{pos}, data.events[{i}]: {e}; skipped"),
+            Some(Within::HookEvent(i)) => {
+                writeln!(self.errors, "{pos}, data.events[{i}]: {e}; skipped")
+            }
             _ => writeln!(self.errors, "{pos}: {e}; skipped"),
         }
     }

@@ -101,8 +101,12 @@ impl Provider {
     ];
 
     /// Providers whose enrollments Okta owns, unless configured otherwise.
-    pub const DEFAULT_OKTA_AUTHORITATIVE: [Provider; 4] =
-        [Provider::Okta, Provider::Google, Provider::Fido, Provider::Yubico];
+    pub const DEFAULT_OKTA_AUTHORITATIVE: [Provider; 4] = [
+        Provider::Okta,
+        Provider::Google,
+        Provider::Fido,
+        Provider::Yubico,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -125,7 +129,9 @@ impl fmt::Display for Provider {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown factor provider {0:?}; expected one of OKTA, GOOGLE, FIDO, RSA, SYMANTEC, YUBICO, DUO, CUSTOM")]
+#[error(
+    "unknown factor provider {0:?}; expected one of OKTA, GOOGLE, FIDO, RSA, SYMANTEC, YUBICO, DUO, CUSTOM"
+)]
 pub struct UnknownProvider(pub String);
 
 impl FromStr for Provider {
@@ -150,36 +156,152 @@ pub struct KnownFactor {
 use FactorType as T;
 use Provider as P;
 
-/// Every name Okta uses for a factor, in normalized form (see [`normalize`]).
-const NAMES: &[(&[&str], Option<FactorType>, Option<Provider>, &str)] = &[
+/// Names (normalized, see [`normalize`]) → type, provider, what a person calls it.
+type NameEntry = (
+    &'static [&'static str],
+    Option<FactorType>,
+    Option<Provider>,
+    &'static str,
+);
+
+/// Every name Okta uses for a factor.
+const NAMES: &[NameEntry] = &[
     // SMS, voice, email and security question: only OKTA offers them (Factors API).
-    (&["SMS_FACTOR", "SMS", "OKTA_SMS", "SMS_AUTHENTICATION"], Some(T::Sms), Some(P::Okta), "SMS"),
-    (&["CALL_FACTOR", "CALL", "OKTA_CALL", "VOICE_CALL", "VOICE_CALL_AUTHENTICATION"], Some(T::Call), Some(P::Okta), "Voice Call"),
-    (&["EMAIL_FACTOR", "EMAIL", "OKTA_EMAIL", "EMAIL_AUTHENTICATION"], Some(T::Email), Some(P::Okta), "Email"),
-    (&["SECURITY_QUESTION", "QUESTION", "OKTA_QUESTION"], Some(T::Question), Some(P::Okta), "Security Question"),
-    (&["PASSWORD_AS_FACTOR", "PASSWORD", "OKTA_PASSWORD"], Some(T::Password), Some(P::Okta), "Password"),
+    (
+        &["SMS_FACTOR", "SMS", "OKTA_SMS", "SMS_AUTHENTICATION"],
+        Some(T::Sms),
+        Some(P::Okta),
+        "SMS",
+    ),
+    (
+        &[
+            "CALL_FACTOR",
+            "CALL",
+            "OKTA_CALL",
+            "VOICE_CALL",
+            "VOICE_CALL_AUTHENTICATION",
+        ],
+        Some(T::Call),
+        Some(P::Okta),
+        "Voice Call",
+    ),
+    (
+        &[
+            "EMAIL_FACTOR",
+            "EMAIL",
+            "OKTA_EMAIL",
+            "EMAIL_AUTHENTICATION",
+        ],
+        Some(T::Email),
+        Some(P::Okta),
+        "Email",
+    ),
+    (
+        &["SECURITY_QUESTION", "QUESTION", "OKTA_QUESTION"],
+        Some(T::Question),
+        Some(P::Okta),
+        "Security Question",
+    ),
+    (
+        &["PASSWORD_AS_FACTOR", "PASSWORD", "OKTA_PASSWORD"],
+        Some(T::Password),
+        Some(P::Okta),
+        "Password",
+    ),
     // Okta Verify: push, its TOTP ("soft token") and FastPass (signed nonce).
-    (&["OKTA_VERIFY_PUSH", "PUSH", "OKTA_PUSH", "OKTA_VERIFY_WITH_PUSH"], Some(T::Push), Some(P::Okta), "Okta Verify"),
-    (&["OKTA_SOFT_TOKEN", "OKTA_OTP"], Some(T::SoftwareTotp), Some(P::Okta), "Okta Verify"),
-    (&["SIGNED_NONCE", "OKTA_FASTPASS", "FASTPASS"], Some(T::SignedNonce), Some(P::Okta), "Okta FastPass"),
+    (
+        &[
+            "OKTA_VERIFY_PUSH",
+            "PUSH",
+            "OKTA_PUSH",
+            "OKTA_VERIFY_WITH_PUSH",
+        ],
+        Some(T::Push),
+        Some(P::Okta),
+        "Okta Verify",
+    ),
+    (
+        &["OKTA_SOFT_TOKEN", "OKTA_OTP"],
+        Some(T::SoftwareTotp),
+        Some(P::Okta),
+        "Okta Verify",
+    ),
+    (
+        &["SIGNED_NONCE", "OKTA_FASTPASS", "FASTPASS"],
+        Some(T::SignedNonce),
+        Some(P::Okta),
+        "Okta FastPass",
+    ),
     (&["OKTA_VERIFY"], None, Some(P::Okta), "Okta Verify"),
     // The Identity Engine phone authenticator covers both SMS and voice.
     (&["PHONE", "PHONE_NUMBER"], None, Some(P::Okta), "Phone"),
-    (&["GOOGLE_OTP", "GOOGLE_AUTH", "GOOGLE_AUTHENTICATOR"], Some(T::SoftwareTotp), Some(P::Google), "Google Authenticator"),
-    (&["TOKEN:SOFTWARE:TOTP"], Some(T::SoftwareTotp), None, "Authenticator app (TOTP)"),
     (
-        &["FIDO_WEBAUTHN", "WEBAUTHN", "SECURITY_KEY_OR_BIOMETRIC", "SECURITY_KEY_OR_BIOMETRIC_AUTHENTICATOR", "FIDO2_WEBAUTHN"],
+        &["GOOGLE_OTP", "GOOGLE_AUTH", "GOOGLE_AUTHENTICATOR"],
+        Some(T::SoftwareTotp),
+        Some(P::Google),
+        "Google Authenticator",
+    ),
+    (
+        &["TOKEN:SOFTWARE:TOTP"],
+        Some(T::SoftwareTotp),
+        None,
+        "Authenticator app (TOTP)",
+    ),
+    (
+        &[
+            "FIDO_WEBAUTHN",
+            "WEBAUTHN",
+            "SECURITY_KEY_OR_BIOMETRIC",
+            "SECURITY_KEY_OR_BIOMETRIC_AUTHENTICATOR",
+            "FIDO2_WEBAUTHN",
+        ],
         Some(T::Webauthn),
         Some(P::Fido),
         "Security Key or Biometric",
     ),
-    (&["FIDO_U2F", "U2F"], Some(T::U2f), Some(P::Fido), "U2F Security Key"),
-    (&["YUBIKEY_TOKEN", "YUBIKEY", "YUBIKEY_OTP", "YUBIKEY_AUTHENTICATOR", "TOKEN:HARDWARE"], Some(T::HardwareToken), Some(P::Yubico), "YubiKey"),
-    (&["RSA_SECURID", "RSA_TOKEN", "RSA"], Some(T::Token), Some(P::Rsa), "RSA SecurID"),
-    (&["SYMANTEC_VIP", "SYMANTEC"], Some(T::Token), Some(P::Symantec), "Symantec VIP"),
+    (
+        &["FIDO_U2F", "U2F"],
+        Some(T::U2f),
+        Some(P::Fido),
+        "U2F Security Key",
+    ),
+    (
+        &[
+            "YUBIKEY_TOKEN",
+            "YUBIKEY",
+            "YUBIKEY_OTP",
+            "YUBIKEY_AUTHENTICATOR",
+            "TOKEN:HARDWARE",
+        ],
+        Some(T::HardwareToken),
+        Some(P::Yubico),
+        "YubiKey",
+    ),
+    (
+        &["RSA_SECURID", "RSA_TOKEN", "RSA"],
+        Some(T::Token),
+        Some(P::Rsa),
+        "RSA SecurID",
+    ),
+    (
+        &["SYMANTEC_VIP", "SYMANTEC"],
+        Some(T::Token),
+        Some(P::Symantec),
+        "Symantec VIP",
+    ),
     (&["TOKEN"], Some(T::Token), None, "Hardware token"),
-    (&["DUO", "DUO_SECURITY", "WEB"], Some(T::Web), Some(P::Duo), "Duo Security"),
-    (&["HOTP", "CUSTOM_HOTP", "TOKEN:HOTP"], Some(T::Hotp), Some(P::Custom), "Custom HOTP"),
+    (
+        &["DUO", "DUO_SECURITY", "WEB"],
+        Some(T::Web),
+        Some(P::Duo),
+        "Duo Security",
+    ),
+    (
+        &["HOTP", "CUSTOM_HOTP", "TOKEN:HOTP"],
+        Some(T::Hotp),
+        Some(P::Custom),
+        "Custom HOTP",
+    ),
 ];
 
 /// Maps any of Okta's names for a factor (any case; spaces, hyphens and underscores alike) to
@@ -189,7 +311,11 @@ pub fn lookup(name: &str) -> Option<KnownFactor> {
     NAMES
         .iter()
         .find(|(keys, ..)| keys.contains(&key.as_str()))
-        .map(|&(_, factor_type, provider, name)| KnownFactor { factor_type, provider, name })
+        .map(|&(_, factor_type, provider, name)| KnownFactor {
+            factor_type,
+            provider,
+            name,
+        })
 }
 
 /// What a person calls the factor of this type from this provider, where the pair is one Okta
@@ -264,10 +390,19 @@ mod tests {
     fn lookup_is_forgiving_about_spelling_but_not_about_meaning() {
         let v = lookup("Security Key or Biometric").map(|k| k.factor_type);
         assert_eq!(v, Some(Some(T::Webauthn)));
-        assert_eq!(lookup("fido_webauthn").map(|k| k.provider), Some(Some(P::Fido)));
-        assert_eq!(lookup("FIDO2 (WebAuthn)").map(|k| k.factor_type), Some(Some(T::Webauthn)));
+        assert_eq!(
+            lookup("fido_webauthn").map(|k| k.provider),
+            Some(Some(P::Fido))
+        );
+        assert_eq!(
+            lookup("FIDO2 (WebAuthn)").map(|k| k.factor_type),
+            Some(Some(T::Webauthn))
+        );
         assert_eq!(lookup("okta verify").map(|k| k.factor_type), Some(None));
-        assert_eq!(lookup("token:software:totp").map(|k| k.provider), Some(None));
+        assert_eq!(
+            lookup("token:software:totp").map(|k| k.provider),
+            Some(None)
+        );
         assert_eq!(lookup("NOT_A_FACTOR"), None);
         assert_eq!(lookup(""), None);
     }

@@ -46,7 +46,9 @@ pub struct LegacyObject {
 
 impl LegacyObject {
     pub fn is_type(&self, kind: &str) -> bool {
-        self.object_type.as_deref().is_some_and(|k| k.eq_ignore_ascii_case(kind))
+        self.object_type
+            .as_deref()
+            .is_some_and(|k| k.eq_ignore_ascii_case(kind))
     }
 }
 

@@ -4,8 +4,8 @@
 //! exports add their own drift. An MFA change with one malformed side field must still reach the
 //! user, so side fields fall back to "absent" instead of rejecting the event.
 
-use serde::de::{DeserializeOwned, Deserializer};
 use serde::Deserialize;
+use serde::de::{DeserializeOwned, Deserializer};
 use serde_json::Value;
 
 /// A string, number or boolean as a string; anything else (null, object, array) as absent.
@@ -26,7 +26,10 @@ pub fn object<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Op
 /// The elements that have `T`'s shape; a non-array as empty.
 pub fn list<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Vec<T>, D::Error> {
     Ok(match Value::deserialize(d)? {
-        Value::Array(items) => items.into_iter().filter_map(|v| T::deserialize(v).ok()).collect(),
+        Value::Array(items) => items
+            .into_iter()
+            .filter_map(|v| T::deserialize(v).ok())
+            .collect(),
         _ => Vec::new(),
     })
 }

@@ -17,9 +17,19 @@ pub struct LogEvent {
     pub published: Option<String>,
     #[serde(rename = "eventType", alias = "eventtype")]
     pub event_type: String,
-    #[serde(rename = "legacyEventType", alias = "legacyeventtype", default, deserialize_with = "lenient::string")]
+    #[serde(
+        rename = "legacyEventType",
+        alias = "legacyeventtype",
+        default,
+        deserialize_with = "lenient::string"
+    )]
     pub legacy_event_type: Option<String>,
-    #[serde(rename = "displayMessage", alias = "displaymessage", default, deserialize_with = "lenient::string")]
+    #[serde(
+        rename = "displayMessage",
+        alias = "displaymessage",
+        default,
+        deserialize_with = "lenient::string"
+    )]
     pub display_message: Option<String>,
     #[serde(default, deserialize_with = "lenient::object")]
     pub actor: Option<Subject>,
@@ -29,7 +39,12 @@ pub struct LogEvent {
     pub client: Option<LogClient>,
     #[serde(default, deserialize_with = "lenient::object")]
     pub outcome: Option<Outcome>,
-    #[serde(rename = "debugContext", alias = "debugcontext", default, deserialize_with = "lenient::object")]
+    #[serde(
+        rename = "debugContext",
+        alias = "debugcontext",
+        default,
+        deserialize_with = "lenient::object"
+    )]
     pub debug_context: Option<DebugContext>,
     #[serde(
         rename = "authenticationContext",
@@ -59,7 +74,9 @@ pub struct Subject {
 
 impl Subject {
     pub fn is_type(&self, kind: &str) -> bool {
-        self.kind.as_deref().is_some_and(|k| k.eq_ignore_ascii_case(kind))
+        self.kind
+            .as_deref()
+            .is_some_and(|k| k.eq_ignore_ascii_case(kind))
     }
 }
 
@@ -69,7 +86,11 @@ pub struct LogClient {
     pub ip_address: Option<String>,
     #[serde(rename = "userAgent", default, deserialize_with = "lenient::object")]
     pub user_agent: Option<UserAgent>,
-    #[serde(rename = "geographicalContext", default, deserialize_with = "lenient::object")]
+    #[serde(
+        rename = "geographicalContext",
+        default,
+        deserialize_with = "lenient::object"
+    )]
     pub geographical_context: Option<GeographicalContext>,
     /// Event Hook deliveries carry the chain inside `client` (Okta's own sample does).
     #[serde(rename = "ipChain", default, deserialize_with = "lenient::list")]
@@ -100,7 +121,11 @@ pub struct GeographicalContext {
 pub struct IpChainEntry {
     #[serde(default, deserialize_with = "lenient::string")]
     pub ip: Option<String>,
-    #[serde(rename = "geographicalContext", default, deserialize_with = "lenient::object")]
+    #[serde(
+        rename = "geographicalContext",
+        default,
+        deserialize_with = "lenient::object"
+    )]
     pub geographical_context: Option<GeographicalContext>,
 }
 
@@ -114,7 +139,12 @@ pub struct Outcome {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct DebugContext {
-    #[serde(rename = "debugData", alias = "debugdata", default, deserialize_with = "lenient::object")]
+    #[serde(
+        rename = "debugData",
+        alias = "debugdata",
+        default,
+        deserialize_with = "lenient::object"
+    )]
     pub debug_data: Option<DebugData>,
 }
 
@@ -132,7 +162,11 @@ pub struct DebugData {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct AuthenticationContext {
-    #[serde(rename = "externalSessionId", default, deserialize_with = "lenient::string")]
+    #[serde(
+        rename = "externalSessionId",
+        default,
+        deserialize_with = "lenient::string"
+    )]
     pub external_session_id: Option<String>,
 }
 

@@ -26,13 +26,23 @@ pub enum Shape<'a> {
     EventsApi { object_type: Cow<'a, str> },
 }
 
+/// Why a text is not an Okta event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ShapeError(pub String);
+pub enum ShapeError {
+    #[error("not valid JSON: {0}")]
+    NotJson(String),
+    #[error("not an Okta event: {0}")]
+    NotOkta(String),
+}
 
-/// Tells a System Log event, an Event Hook delivery and a legacy event apart. Cheap: everything but
-/// the distinguishing keys is skipped, not parsed into values, because it runs on every event Okta
-/// sends and only a few percent of those are MFA changes.
+fn not_okta(detail: impl Into<String>) -> ShapeError {
+    ShapeError::NotOkta(detail.into())
+}
+
+/// Tells a System Log event, an Event Hook delivery and a legacy event apart, and checks on the way
+/// that `json` is one valid JSON value. Cheap: everything but the distinguishing keys is skipped, not
+/// parsed into values, because it runs on every event Okta sends and only a few percent of those are
+/// MFA changes.
 pub fn sniff(json: &str) -> Result<Shape<'_>, ShapeError> {
     #[derive(Deserialize)]
     struct Probe<'a> {
@@ -57,10 +67,12 @@ pub fn sniff(json: &str) -> Result<Shape<'_>, ShapeError> {
     }
 
     let probe: Probe<'_> = serde_json::from_str(json).map_err(|e| {
-        if json.trim_start().starts_with('{') {
-            ShapeError(format!("unexpected field value: {e}"))
+        if e.is_syntax() || e.is_eof() {
+            ShapeError::NotJson(e.to_string())
+        } else if json.trim_start().starts_with('{') {
+            not_okta(format!("unexpected field value: {e}"))
         } else {
-            ShapeError("expected a JSON object".into())
+            not_okta("expected a JSON object")
         }
     })?;
 
@@ -68,23 +80,30 @@ pub fn sniff(json: &str) -> Result<Shape<'_>, ShapeError> {
         Some(et) if et == EVENT_HOOK_TYPE => {
             let data = probe
                 .data
-                .ok_or_else(|| ShapeError("Event Hook delivery without `data`".into()))?;
+                .ok_or_else(|| not_okta("Event Hook delivery without `data`"))?;
             let data: HookData<'_> = serde_json::from_str(data.get()).map_err(|e| {
-                ShapeError(format!("Event Hook delivery: `data.events` must be an array of events: {e}"))
+                not_okta(format!(
+                    "Event Hook delivery: `data.events` must be an array of events: {e}"
+                ))
             })?;
-            Ok(Shape::EventHook { events: data.events })
+            Ok(Shape::EventHook {
+                events: data.events,
+            })
         }
         Some(event_type) => Ok(Shape::SystemLog { event_type }),
         None => match (probe.event_id, probe.action) {
             (Some(_), Some(action)) => {
                 let action: LegacyAction<'_> = serde_json::from_str(action.get()).map_err(|e| {
-                    ShapeError(format!("Events API event: `action.objectType` must be a string: {e}"))
+                    not_okta(format!(
+                        "Events API event: `action.objectType` must be a string: {e}"
+                    ))
                 })?;
-                Ok(Shape::EventsApi { object_type: action.object_type })
+                Ok(Shape::EventsApi {
+                    object_type: action.object_type,
+                })
             }
-            _ => Err(ShapeError(
-                "no `eventType` (System Log, Event Hook) and no `eventId` with `action` (Events API)"
-                    .into(),
+            _ => Err(not_okta(
+                "no `eventType` (System Log, Event Hook) and no `eventId` with `action` (Events API)",
             )),
         },
     }
@@ -115,14 +134,19 @@ mod tests {
     use crate::record::format_published;
 
     fn ts(s: &str) -> String {
-        parse_timestamp(s).map(|t| format_published(&t)).unwrap_or_else(|e| e.to_string())
+        parse_timestamp(s)
+            .map(|t| format_published(&t))
+            .unwrap_or_else(|e| e.to_string())
     }
 
     #[test]
     fn timestamps_normalize_to_utc_milliseconds() {
         assert_eq!(ts("2023-01-30T14:18:01.558Z"), "2023-01-30T14:18:01.558Z");
         assert_eq!(ts("2017-05-03T16:22:18Z"), "2017-05-03T16:22:18.000Z");
-        assert_eq!(ts("2017-05-03T18:22:18.123456+02:00"), "2017-05-03T16:22:18.123Z");
+        assert_eq!(
+            ts("2017-05-03T18:22:18.123456+02:00"),
+            "2017-05-03T16:22:18.123Z"
+        );
         assert_eq!(ts("2022-06-22 18:18:29.015"), "2022-06-22T18:18:29.015Z");
         assert_eq!(ts("2022-06-22T18:18:29"), "2022-06-22T18:18:29.000Z");
         assert!(parse_timestamp("yesterday").is_err());
@@ -151,11 +175,16 @@ mod tests {
 
     #[test]
     fn sniff_says_what_is_missing() {
-        let err = |json: &str| sniff(json).err().map(|e| e.0).unwrap_or_default();
+        let err = |json: &str| sniff(json).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err(r#"{"hello":"world"}"#).contains("no `eventType`"));
         assert!(err(r#""a string""#).contains("expected a JSON object"));
         assert!(err(r#"{"eventType":"com.okta.event_hook"}"#).contains("without `data`"));
-        assert!(err(r#"{"eventType":"com.okta.event_hook","data":{"events":3}}"#).contains("data.events"));
+        assert!(
+            err(r#"{"eventType":"com.okta.event_hook","data":{"events":3}}"#)
+                .contains("data.events")
+        );
         assert!(err(r#"{"eventType":42}"#).contains("unexpected field value"));
+        assert!(err(r#"{"eventType":"x"} trailing"#).starts_with("not valid JSON"));
+        assert!(err(r#"{"eventType":"#).starts_with("not valid JSON"));
     }
 }
