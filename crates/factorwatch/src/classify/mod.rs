@@ -103,8 +103,8 @@ impl Classifier {
                 }
             }
             Ok(Shape::EventsApi { object_type }) => {
-                if let Some(event_type) = legacy_event::system_log_event_type(&object_type) {
-                    emit(Within::Whole, self.events_api(json, event_type));
+                if let Some(verdict) = self.events_api(json, &object_type) {
+                    emit(Within::Whole, verdict);
                 }
             }
         }
@@ -130,12 +130,16 @@ impl Classifier {
     fn events_api<'a>(
         &self,
         json: &'a str,
-        event_type: &str,
-    ) -> Result<Classified<'a>, ClassifyError> {
-        let event: LegacyEvent =
-            serde_json::from_str(json).map_err(|e| malformed(event_type, e))?;
-        let change = self.legacy_change(&event, event_type, json)?;
-        Ok(Classified { change, raw: json })
+        object_type: &str,
+    ) -> Option<Result<Classified<'a>, ClassifyError>> {
+        let event_type = legacy_event::system_log_event_type(object_type)?;
+        let action = action::for_event_type(event_type)?;
+        Some(
+            serde_json::from_str(json)
+                .map_err(|e| malformed(event_type, e))
+                .and_then(|event| self.legacy_change(&event, event_type, action, json))
+                .map(|change| Classified { change, raw: json }),
+        )
     }
 
     /// Classifies a parsed System Log event. `raw` is its text, used only to give an id to an event
@@ -247,8 +251,11 @@ impl Classifier {
         event: &LegacyEvent,
         raw: &str,
     ) -> Result<Option<MfaChange>, ClassifyError> {
-        match legacy_event::system_log_event_type(&event.action.object_type) {
-            Some(event_type) => self.legacy_change(event, event_type, raw).map(Some),
+        let event_type = legacy_event::system_log_event_type(&event.action.object_type);
+        match event_type.and_then(|et| Some((et, action::for_event_type(et)?))) {
+            Some((event_type, action)) => {
+                self.legacy_change(event, event_type, action, raw).map(Some)
+            }
             None => Ok(None),
         }
     }
@@ -257,15 +264,10 @@ impl Classifier {
         &self,
         event: &LegacyEvent,
         event_type: &str,
+        action: Action,
         raw: &str,
     ) -> Result<MfaChange, ClassifyError> {
         let object_type = &event.action.object_type;
-        let Some(action) = action::for_event_type(event_type) else {
-            return Err(ClassifyError::Malformed {
-                event_type: event_type.to_owned(),
-                detail: "not an MFA event type".to_owned(),
-            });
-        };
         let published = parse_published(event.published.as_deref(), event_type)?;
 
         let user = event

@@ -319,26 +319,12 @@ pub fn lookup(name: &str) -> Option<KnownFactor> {
 }
 
 /// What a person calls the factor of this type from this provider, where the pair is one Okta
-/// offers.
+/// offers (the table holds each such pair once).
 pub fn canonical_name(factor_type: FactorType, provider: Provider) -> Option<&'static str> {
-    Some(match (factor_type, provider) {
-        (T::Sms, P::Okta) => "SMS",
-        (T::Call, P::Okta) => "Voice Call",
-        (T::Email, P::Okta) => "Email",
-        (T::Question, P::Okta) => "Security Question",
-        (T::Password, P::Okta) => "Password",
-        (T::Push, P::Okta) | (T::SoftwareTotp, P::Okta) => "Okta Verify",
-        (T::SignedNonce, P::Okta) => "Okta FastPass",
-        (T::SoftwareTotp, P::Google) => "Google Authenticator",
-        (T::Webauthn, P::Fido) => "Security Key or Biometric",
-        (T::U2f, P::Fido) => "U2F Security Key",
-        (T::HardwareToken, P::Yubico) => "YubiKey",
-        (T::Token, P::Rsa) => "RSA SecurID",
-        (T::Token, P::Symantec) => "Symantec VIP",
-        (T::Web, P::Duo) => "Duo Security",
-        (T::Hotp, P::Custom) => "Custom HOTP",
-        _ => return None,
-    })
+    NAMES
+        .iter()
+        .find(|(_, t, p, _)| *t == Some(factor_type) && *p == Some(provider))
+        .map(|&(.., name)| name)
 }
 
 /// Upper-case, with runs of spaces, hyphens, underscores and parentheses folded into one `_`, so
@@ -375,15 +361,39 @@ mod tests {
         }
     }
 
-    /// The Factors API pairs each provider with a fixed set of factor types; the table must not
-    /// invent a pair Okta does not offer.
+    /// The Factors API pairs each provider with a fixed set of factor types (plus FastPass and the
+    /// password authenticator under OKTA); the table must not invent a pair Okta does not offer,
+    /// and must hold each pair once so that its name is unambiguous.
     #[test]
-    fn every_complete_entry_is_a_pair_okta_offers() {
-        for (keys, factor_type, provider, name) in NAMES {
-            if let (Some(t), Some(p)) = (factor_type, provider) {
-                assert_eq!(canonical_name(*t, *p), Some(*name), "{keys:?}");
+    fn every_complete_entry_is_a_pair_okta_offers_once() {
+        let offered = |t: FactorType, p: Provider| match p {
+            P::Okta => matches!(
+                t,
+                T::Call
+                    | T::Email
+                    | T::Push
+                    | T::Question
+                    | T::Sms
+                    | T::SoftwareTotp
+                    | T::SignedNonce
+                    | T::Password
+            ),
+            P::Google => t == T::SoftwareTotp,
+            P::Rsa | P::Symantec => t == T::Token,
+            P::Yubico => t == T::HardwareToken,
+            P::Fido => matches!(t, T::Webauthn | T::U2f),
+            P::Duo => t == T::Web,
+            P::Custom => t == T::Hotp,
+        };
+        let mut pairs = std::collections::HashSet::new();
+        for (keys, factor_type, provider, _) in NAMES {
+            if let (Some(t), Some(p)) = (*factor_type, *provider) {
+                assert!(offered(t, p), "{keys:?}: {t:?} from {p:?}");
+                assert!(pairs.insert((t, p)), "{keys:?}: {t:?} from {p:?} twice");
             }
         }
+        assert_eq!(canonical_name(T::Push, P::Okta), Some("Okta Verify"));
+        assert_eq!(canonical_name(T::Sms, P::Google), None);
     }
 
     #[test]
