@@ -1,0 +1,121 @@
+//! The `okta-sim` binary over HTTP: its first line, auth, rate-limit headers and Link headers.
+
+// Test code: a failed expectation is meant to panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+struct Sim {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(extra: &[&str]) -> Sim {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_okta-sim"))
+        .args(["--port", "0", "--token", "t0ken"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn okta-sim");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("first line");
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("first line names the address")
+        .to_owned();
+    assert!(
+        base.starts_with("http://127.0.0.1:") && !base.ends_with(":0"),
+        "{base}"
+    );
+    Sim { child, base }
+}
+
+#[tokio::test]
+async fn serves_the_system_log_as_okta_does() {
+    let sim = start(&["--logs-rate-limit", "3"]);
+    let http = reqwest::Client::new();
+
+    let r = http
+        .get(format!("{}/api/v1/logs", sim.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().contains_key("x-rate-limit-remaining"));
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["errorCode"], "E0000011");
+    assert_eq!(body["errorSummary"], "Invalid token provided");
+
+    let events = serde_json::json!([{"eventType": "user.mfa.factor.activate", "uuid": "e1"}]);
+    let r = http
+        .post(format!("{}/sim/events", sim.base))
+        .json(&events)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let r = http
+        .get(format!("{}/api/v1/logs?limit=10", sim.base))
+        .header("Authorization", "SSWS t0ken")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let h = r.headers().clone();
+    assert_eq!(h["x-rate-limit-limit"], "3");
+    assert_eq!(h["x-rate-limit-remaining"], "1");
+    assert!(
+        h["x-rate-limit-reset"]
+            .to_str()
+            .unwrap()
+            .parse::<i64>()
+            .is_ok()
+    );
+    assert!(h["x-okta-request-id"].to_str().unwrap().starts_with("req"));
+    let links: Vec<&str> = h
+        .get_all("link")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(links.len(), 2, "{links:?}");
+    assert!(links[0].ends_with("rel=\"self\""));
+    assert!(
+        links[1].starts_with(&format!("<{}/api/v1/logs?", sim.base))
+            && links[1].ends_with("rel=\"next\"")
+    );
+    let page: Vec<serde_json::Value> = r.json().await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0]["uuid"], "e1");
+    assert!(page[0]["published"].as_str().unwrap().ends_with('Z'));
+
+    // The bucket is spent: 429 with Okta's body.
+    let r = http
+        .get(format!("{}/api/v1/logs", sim.base))
+        .header("Authorization", "SSWS t0ken")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .get(format!("{}/api/v1/logs", sim.base))
+        .header("Authorization", "SSWS t0ken")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["x-rate-limit-remaining"], "0");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["errorCode"], "E0000047");
+}
