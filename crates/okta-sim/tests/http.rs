@@ -41,6 +41,15 @@ fn start(extra: &[&str]) -> Sim {
     Sim { child, base }
 }
 
+/// An authorized `GET /api/v1/logs` with this query.
+async fn get_logs(http: &reqwest::Client, sim: &Sim, query: &str) -> reqwest::Response {
+    http.get(format!("{}/api/v1/logs{query}", sim.base))
+        .header("Authorization", "SSWS t0ken")
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn serves_the_system_log_as_okta_does() {
     let sim = start(&["--logs-rate-limit", "3"]);
@@ -66,12 +75,7 @@ async fn serves_the_system_log_as_okta_does() {
         .unwrap();
     assert_eq!(r.status(), 200);
 
-    let r = http
-        .get(format!("{}/api/v1/logs?limit=10", sim.base))
-        .header("Authorization", "SSWS t0ken")
-        .send()
-        .await
-        .unwrap();
+    let r = get_logs(&http, &sim, "?limit=10").await;
     assert_eq!(r.status(), 200);
     let h = r.headers().clone();
     assert_eq!(h["x-rate-limit-limit"], "3");
@@ -101,19 +105,9 @@ async fn serves_the_system_log_as_okta_does() {
     assert!(page[0]["published"].as_str().unwrap().ends_with('Z'));
 
     // The bucket is spent: 429 with Okta's body.
-    let r = http
-        .get(format!("{}/api/v1/logs", sim.base))
-        .header("Authorization", "SSWS t0ken")
-        .send()
-        .await
-        .unwrap();
+    let r = get_logs(&http, &sim, "").await;
     assert_eq!(r.status(), 200);
-    let r = http
-        .get(format!("{}/api/v1/logs", sim.base))
-        .header("Authorization", "SSWS t0ken")
-        .send()
-        .await
-        .unwrap();
+    let r = get_logs(&http, &sim, "").await;
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["x-rate-limit-remaining"], "0");
     let body: serde_json::Value = r.json().await.unwrap();
