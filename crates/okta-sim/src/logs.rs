@@ -107,14 +107,17 @@ impl LogStore {
     /// Answers one `/api/v1/logs` request.
     pub fn query(&self, q: &LogQuery, now: DateTime<Utc>) -> Result<Page<'_>, OktaError> {
         let req = Request::parse(q, now)?;
-        let retained = |e: &StoredEvent| e.published >= now - Duration::days(RETENTION_DAYS);
+        let oldest = now - Duration::days(RETENTION_DAYS);
+        let has_keywords = |e: &StoredEvent| {
+            req.keywords.is_empty() || {
+                let text = e.text.to_lowercase();
+                req.keywords.iter().all(|k| text.contains(k.as_str()))
+            }
+        };
         let wanted = |e: &StoredEvent| {
-            retained(e)
+            e.published >= oldest
                 && req.filter.as_ref().is_none_or(|f| f.matches(&e.value))
-                && req
-                    .keywords
-                    .iter()
-                    .all(|k| e.text.to_lowercase().contains(k.as_str()))
+                && has_keywords(e)
         };
 
         if req.polling {
