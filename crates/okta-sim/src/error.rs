@@ -51,6 +51,20 @@ impl OktaError {
     pub fn invalid_token() -> Self {
         OktaError::new(401, "E0000011", "Invalid token provided")
     }
+    pub fn forbidden() -> Self {
+        OktaError::new(
+            403,
+            "E0000006",
+            "You do not have permission to perform the requested action",
+        )
+    }
+    pub fn malformed_body(detail: impl Into<String>) -> Self {
+        let mut e = OktaError::new(400, "E0000003", "The request body was not well-formed.");
+        e.error_causes.push(ErrorCause {
+            error_summary: detail.into(),
+        });
+        e
+    }
     pub fn not_found(what: &str) -> Self {
         OktaError::new(404, "E0000007", format!("Not found: {what}"))
     }

@@ -58,8 +58,22 @@ pub enum FilterError {
 
 const OPERATORS: &str = "eq,co,sw,pr,gt,ge,lt,le";
 
+/// Parses a System Log filter (where `published` is refused: it is what `since`/`until` are for).
 pub fn parse(text: &str) -> Result<Filter, FilterError> {
-    let mut p = Parser { text, pos: 0 };
+    parse_with(text, false)
+}
+
+/// Parses a legacy Events API filter, where `published` is allowed.
+pub fn parse_legacy(text: &str) -> Result<Filter, FilterError> {
+    parse_with(text, true)
+}
+
+fn parse_with(text: &str, allow_published: bool) -> Result<Filter, FilterError> {
+    let mut p = Parser {
+        text,
+        pos: 0,
+        allow_published,
+    };
     let filter = p.or()?;
     p.skip_ws();
     if p.pos < text.len() {
@@ -71,6 +85,7 @@ pub fn parse(text: &str) -> Result<Filter, FilterError> {
 struct Parser<'a> {
     text: &'a str,
     pos: usize,
+    allow_published: bool,
 }
 
 impl Parser<'_> {
@@ -146,7 +161,7 @@ impl Parser<'_> {
         }
         self.pos += path_text.len();
         let path: Vec<String> = path_text.split('.').map(str::to_owned).collect();
-        if path.first().is_some_and(|a| a == "published") {
+        if !self.allow_published && path.first().is_some_and(|a| a == "published") {
             return Err(self.invalid(
                 "The published attribute is not supported in a filter; use since and until".into(),
             ));
@@ -227,6 +242,38 @@ impl Parser<'_> {
 }
 
 impl Filter {
+    /// Every comparison in the filter: its path and operator (`None` for `pr`).
+    pub fn comparisons(&self) -> Vec<(&[String], Option<Op>)> {
+        match self {
+            Filter::And(a, b) | Filter::Or(a, b) => {
+                let mut v = a.comparisons();
+                v.extend(b.comparisons());
+                v
+            }
+            Filter::Not(f) => f.comparisons(),
+            Filter::Compare { path, op, .. } => vec![(path.as_slice(), Some(*op))],
+            Filter::Present { path } => vec![(path.as_slice(), None)],
+        }
+    }
+
+    /// Renames the first step of every path that starts with `from`.
+    pub fn rename_root(&mut self, from: &str, to: &str) {
+        match self {
+            Filter::And(a, b) | Filter::Or(a, b) => {
+                a.rename_root(from, to);
+                b.rename_root(from, to);
+            }
+            Filter::Not(f) => f.rename_root(from, to),
+            Filter::Compare { path, .. } | Filter::Present { path } => {
+                if let Some(first) = path.first_mut()
+                    && first == from
+                {
+                    *first = to.to_owned();
+                }
+            }
+        }
+    }
+
     pub fn matches(&self, event: &Value) -> bool {
         match self {
             Filter::And(a, b) => a.matches(event) && b.matches(event),

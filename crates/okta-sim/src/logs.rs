@@ -26,9 +26,28 @@ pub struct StoredEvent {
     pub seq: u64,
     pub persisted: DateTime<Utc>,
     pub published: DateTime<Utc>,
-    pub value: Value,
-    /// `value` serialized once, so pages are served by concatenation.
-    pub text: String,
+    /// Kept apart because nearly every client filters on it; anything else a filter names is
+    /// read from `text` on demand, so a million events cost little more than their text.
+    pub event_type: Box<str>,
+    /// Whether the legacy Events API also serves this event.
+    pub legacy_event_type: Option<Box<str>>,
+    /// The event as persisted, serialized once, so pages are served by concatenation.
+    pub text: Box<str>,
+}
+
+impl StoredEvent {
+    /// The event as JSON (parsed on demand).
+    pub fn value(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
+    }
+
+    pub fn uuid(&self) -> Option<String> {
+        #[derive(serde::Deserialize)]
+        struct Id {
+            uuid: Option<String>,
+        }
+        serde_json::from_str::<Id>(&self.text).ok()?.uuid
+    }
 }
 
 #[derive(Debug, Default)]
@@ -49,7 +68,7 @@ impl LogStore {
         mut event: Value,
         now: DateTime<Utc>,
         late: bool,
-    ) -> Result<(), BadEvent> {
+    ) -> Result<&StoredEvent, BadEvent> {
         let Some(obj) = event.as_object_mut() else {
             return Err(BadEvent("each event must be a JSON object".into()));
         };
@@ -81,15 +100,26 @@ impl LogStore {
             .or_insert_with(|| Value::String("0".into()));
         // Persistence time never goes backwards, even if the clock does.
         let persisted = self.events.last().map_or(now, |e| e.persisted.max(now));
-        let text = event.to_string();
+        let event_type = obj
+            .get("eventType")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .into();
+        let legacy_event_type = obj
+            .get("legacyEventType")
+            .and_then(Value::as_str)
+            .map(Into::into);
         self.events.push(StoredEvent {
             seq,
             persisted,
             published,
-            value: event,
-            text,
+            event_type,
+            legacy_event_type,
+            text: event.to_string().into(),
         });
-        Ok(())
+        self.events
+            .last()
+            .ok_or_else(|| BadEvent("the event was not stored".into()))
     }
 
     pub fn len(&self) -> usize {
@@ -104,8 +134,29 @@ impl LogStore {
         self.events.clear();
     }
 
+    /// Every event, in persistence order.
+    pub fn events(&self) -> &[StoredEvent] {
+        &self.events
+    }
+
+    /// The events persisted after `seq`, in persistence order.
+    pub fn after(&self, seq: u64) -> &[StoredEvent] {
+        &self.events[self.events.partition_point(|e| e.seq <= seq)..]
+    }
+
     /// Answers one `/api/v1/logs` request.
     pub fn query(&self, q: &LogQuery, now: DateTime<Utc>) -> Result<Page<'_>, OktaError> {
+        self.query_with(q, now, false)
+    }
+
+    /// [`LogStore::query`]; with `repeat_last`, a polling page's `next` link re-serves its last
+    /// event (the duplicate-across-pages fault).
+    pub fn query_with(
+        &self,
+        q: &LogQuery,
+        now: DateTime<Utc>,
+        repeat_last: bool,
+    ) -> Result<Page<'_>, OktaError> {
         let req = Request::parse(q, now)?;
         let oldest = now - Duration::days(RETENTION_DAYS);
         let has_keywords = |e: &StoredEvent| {
@@ -114,9 +165,20 @@ impl LogStore {
                 req.keywords.iter().all(|k| text.contains(k.as_str()))
             }
         };
+        let type_only = req
+            .filter
+            .as_ref()
+            .is_some_and(|f| f.comparisons().iter().all(|(p, _)| *p == ["eventType"]));
+        let matches = |f: &Filter, e: &StoredEvent| {
+            if type_only {
+                f.matches(&serde_json::json!({ "eventType": &*e.event_type }))
+            } else {
+                f.matches(&e.value())
+            }
+        };
         let wanted = |e: &StoredEvent| {
             e.published >= oldest
-                && req.filter.as_ref().is_none_or(|f| f.matches(&e.value))
+                && req.filter.as_ref().is_none_or(|f| matches(f, e))
                 && has_keywords(e)
         };
 
@@ -144,6 +206,9 @@ impl LogStore {
                 if wanted(e) {
                     events.push(e);
                 }
+            }
+            if repeat_last && let Some(last) = events.last() {
+                resume = last.seq - 1;
             }
             return Ok(Page {
                 events,

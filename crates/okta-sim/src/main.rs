@@ -5,29 +5,68 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use okta_sim::server::{self, Config, RateLimits};
+use okta_sim::scenario::{Generator, Scenario};
+use okta_sim::server::{self, Config, RateLimits, generate};
 
 #[derive(Parser)]
 #[command(
     name = "okta-sim",
     version,
-    about = "A simulated Okta org that follows Okta's documented API behaviour"
+    about = "A simulated Okta org that follows Okta's documented API behaviour",
+    long_about = "A simulated Okta org that follows Okta's documented API behaviour: the System Log \
+(/api/v1/logs), the legacy Events API (/api/v1/events), Users and Factors, Event Hooks (management \
+API, verification, deliveries), SSWS and OAuth 2.0 private_key_jwt (+ DPoP) auth, rate limits, and a \
+test control API under /sim. The first line on stdout is `listening on http://127.0.0.1:PORT`."
 )]
 struct Cli {
     /// TCP port on 127.0.0.1; 0 picks a free one (printed on the first line).
     #[arg(long, default_value_t = 0)]
     port: u16,
-    /// The SSWS API token clients must send (`Authorization: SSWS <token>`).
-    #[arg(long, env = "OKTA_SIM_TOKEN")]
+    /// The SSWS API token clients may send (`Authorization: SSWS <token>`).
+    #[arg(long, env = "OKTA_SIM_TOKEN", hide_env_values = true)]
     token: String,
+    /// Seeds the generated org and every random choice (faults, hook duplicates).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// How many users the generated org has.
+    #[arg(long, default_value_t = 50)]
+    users: usize,
+    /// What the org does: `none` is quiet (events come only from the control API).
+    #[arg(long, value_enum, default_value_t = Scenario::Steady)]
+    scenario: Scenario,
+    /// Events already in the System Log at start, published over the last `--backlog-hours`.
+    #[arg(long, default_value_t = 1000)]
+    events: u64,
+    /// The span the backlog's `published` times cover.
+    #[arg(long, default_value_t = 24)]
+    backlog_hours: i64,
+    /// New events per second once started (0: none).
+    #[arg(long, default_value_t = 1.0)]
+    rate: f64,
+    /// Share of generated events that change a factor.
+    #[arg(long, default_value_t = 0.02)]
+    mfa_ratio: f64,
     /// `/api/v1/logs` requests allowed per minute.
     #[arg(long, default_value_t = RateLimits::default().logs)]
     logs_rate_limit: u32,
+    /// `/api/v1/events` requests allowed per minute.
+    #[arg(long, default_value_t = RateLimits::default().events)]
+    events_rate_limit: u32,
+    /// `GET /api/v1/users/{idOrLogin}` requests allowed per minute.
+    #[arg(long, default_value_t = RateLimits::default().user_get)]
+    user_rate_limit: u32,
+    /// Requests per minute for every other endpoint (factors, hooks, token).
+    #[arg(long, default_value_t = RateLimits::default().other)]
+    other_rate_limit: u32,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !(0.0..=1.0).contains(&cli.mfa_ratio) {
+        eprintln!("okta-sim: --mfa-ratio must be between 0 and 1");
+        return ExitCode::from(2);
+    }
     let listener = match tokio::net::TcpListener::bind(SocketAddr::from((
         Ipv4Addr::LOCALHOST,
         cli.port,
@@ -44,21 +83,46 @@ async fn main() -> ExitCode {
     let base_url = format!("http://127.0.0.1:{port}");
     let rate_limits = RateLimits {
         logs: cli.logs_rate_limit,
-        ..RateLimits::default()
+        events: cli.events_rate_limit,
+        user_get: cli.user_rate_limit,
+        users: cli.other_rate_limit.min(RateLimits::default().users),
+        other: cli.other_rate_limit,
     };
     let org = server::Org::new(Config {
         token: cli.token,
         base_url: base_url.clone(),
         rate_limits,
+        seed: cli.seed,
     });
+    let mut live = None;
+    if let Some(mut generator) = Generator::new(cli.scenario, cli.seed, cli.users, cli.mfa_ratio) {
+        let span = chrono::Duration::hours(cli.backlog_hours.clamp(0, 24 * 89));
+        let loaded = generate::backlog(&org, &mut generator, cli.events, span).and_then(|()| {
+            if cli.scenario == Scenario::Takeover {
+                generate::takeover(&org, &mut generator)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = loaded {
+            eprintln!("okta-sim: generating the org failed: {}", e.error_summary);
+            return ExitCode::from(1);
+        }
+        live = Some(tokio::spawn(generate::live(
+            org.clone(),
+            generator,
+            cli.rate,
+        )));
+    }
     println!("listening on {base_url}");
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    match axum::serve(listener, server::router(org))
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
+    let result = server::serve(listener, org, shutdown).await;
+    if let Some(live) = live {
+        live.abort();
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("okta-sim: {e}");

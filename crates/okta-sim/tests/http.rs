@@ -52,7 +52,7 @@ async fn get_logs(http: &reqwest::Client, sim: &Sim, query: &str) -> reqwest::Re
 
 #[tokio::test]
 async fn serves_the_system_log_as_okta_does() {
-    let sim = start(&["--logs-rate-limit", "3"]);
+    let sim = start(&["--scenario", "none", "--logs-rate-limit", "3"]);
     let http = reqwest::Client::new();
 
     let r = http

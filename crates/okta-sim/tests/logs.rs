@@ -17,10 +17,7 @@ fn event(uuid: &str, event_type: &str, published: &str) -> Value {
 }
 
 fn uuids(page: &okta_sim::logs::Page<'_>) -> Vec<String> {
-    page.events
-        .iter()
-        .map(|e| e.value["uuid"].as_str().unwrap().to_owned())
-        .collect()
+    page.events.iter().map(|e| e.uuid().unwrap()).collect()
 }
 
 fn q(pairs: &[(&str, &str)]) -> LogQuery {
