@@ -52,7 +52,7 @@ struct Issued {
     jkt: Option<String>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct OAuth {
     apps: HashMap<String, ServiceApp>,
     tokens: HashMap<String, Issued>,
@@ -138,6 +138,16 @@ struct ProofClaims {
     jti: Option<String>,
     nonce: Option<String>,
     ath: Option<String>,
+}
+
+impl std::fmt::Debug for OAuth {
+    // Access tokens and nonces are secrets: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuth")
+            .field("apps", &self.apps.keys().collect::<Vec<_>>())
+            .field("tokens", &self.tokens.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl OAuth {

@@ -113,3 +113,143 @@ async fn serves_the_system_log_as_okta_does() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["errorCode"], "E0000047");
 }
+
+/// Every event a poller gets, following `next` until an empty page.
+async fn poll_all(http: &reqwest::Client, sim: &Sim) -> Vec<serde_json::Value> {
+    let mut url = format!("{}/api/v1/logs?limit=1000", sim.base);
+    let mut all = Vec::new();
+    loop {
+        let r = http
+            .get(&url)
+            .header("Authorization", "SSWS t0ken")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let next = r
+            .headers()
+            .get_all("link")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|l| l.ends_with("rel=\"next\""))
+            .unwrap();
+        let page: Vec<serde_json::Value> = r.json().await.unwrap();
+        if page.is_empty() {
+            return all;
+        }
+        all.extend(page);
+        url = next
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .unwrap()
+            .to_owned();
+    }
+}
+
+#[tokio::test]
+async fn the_scenario_generator_fills_the_log_and_the_directory_consistently() {
+    let sim = start(&[
+        "--scenario",
+        "steady",
+        "--seed",
+        "3",
+        "--users",
+        "20",
+        "--events",
+        "3000",
+        "--mfa-ratio",
+        "0.05",
+        "--rate",
+        "0",
+    ]);
+    let http = reqwest::Client::new();
+    let events = poll_all(&http, &sim).await;
+    assert_eq!(events.len(), 3000);
+    let published: Vec<&str> = events
+        .iter()
+        .map(|e| e["published"].as_str().unwrap())
+        .collect();
+    assert!(
+        published.windows(2).all(|w| w[0] <= w[1]),
+        "a backlog in time order"
+    );
+    let activations: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["eventType"] == "user.mfa.factor.activate")
+        .collect();
+    assert!(!activations.is_empty());
+    for e in activations {
+        let user_id = e["target"][0]["id"].as_str().unwrap();
+        let r = http
+            .get(format!("{}/api/v1/users/{user_id}", sim.base))
+            .header("Authorization", "SSWS t0ken")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "the changed user exists");
+        let user: serde_json::Value = r.json().await.unwrap();
+        assert!(user["profile"]["email"].as_str().unwrap().contains('@'));
+        assert_eq!(e["target"][1]["type"], "AuthenticatorEnrollment");
+    }
+
+    // The same seed gives the same org.
+    let again = start(&[
+        "--scenario",
+        "steady",
+        "--seed",
+        "3",
+        "--users",
+        "20",
+        "--events",
+        "3000",
+        "--mfa-ratio",
+        "0.05",
+        "--rate",
+        "0",
+    ]);
+    let events_again = poll_all(&http, &again).await;
+    let strip = |e: &serde_json::Value| {
+        (
+            e["uuid"].clone(),
+            e["eventType"].clone(),
+            e["target"].clone(),
+        )
+    };
+    assert!(events.iter().map(strip).eq(events_again.iter().map(strip)));
+}
+
+#[tokio::test]
+async fn a_quiet_org_is_empty_and_takeover_ends_with_the_attack() {
+    let http = reqwest::Client::new();
+    let quiet = start(&["--scenario", "none"]);
+    assert!(poll_all(&http, &quiet).await.is_empty());
+
+    let org = start(&["--scenario", "takeover", "--events", "200", "--rate", "0"]);
+    let events = poll_all(&http, &org).await;
+    let last = events.last().unwrap();
+    assert_eq!(last["eventType"], "user.mfa.factor.activate");
+    assert_eq!(last["client"]["geographicalContext"]["country"], "Romania");
+}
+
+#[test]
+fn help_documents_the_stable_command_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_okta-sim"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--port",
+        "--token",
+        "--seed",
+        "--users",
+        "--scenario",
+        "--events",
+        "--rate",
+        "--logs-rate-limit",
+    ] {
+        assert!(help.contains(flag), "{flag} in --help");
+    }
+    assert!(out.status.success());
+}
