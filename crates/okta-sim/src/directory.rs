@@ -253,11 +253,7 @@ pub fn okta_id(prefix: &str, key: &str) -> String {
 mod tests {
     use super::*;
 
-    fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
-    }
+    use crate::test_time as now;
 
     fn dade() -> Value {
         json!({

@@ -25,3 +25,11 @@ pub mod oauth;
 pub mod rate;
 pub mod scenario;
 pub mod server;
+
+/// A fixed instant for unit tests.
+#[cfg(test)]
+pub(crate) fn test_time() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_default()
+}

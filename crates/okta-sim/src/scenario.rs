@@ -724,11 +724,7 @@ fn uuid_from(rng: &mut StdRng) -> String {
 mod tests {
     use super::*;
 
-    fn t0() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
-    }
+    use crate::test_time as t0;
 
     fn run(scenario: Scenario, seed: u64, n: usize) -> Vec<Value> {
         let mut g = Generator::new(scenario, seed, 40, 0.05).unwrap();

@@ -29,20 +29,6 @@ fn links(r: &reqwest::Response) -> Vec<String> {
         .collect()
 }
 
-fn next_path(links: &[String], base: &str) -> String {
-    let next = links
-        .iter()
-        .find(|l| l.ends_with("rel=\"next\""))
-        .expect("a next link");
-    next.trim_start_matches('<')
-        .split('>')
-        .next()
-        .unwrap()
-        .strip_prefix(base)
-        .unwrap()
-        .to_owned()
-}
-
 #[tokio::test]
 async fn serves_legacy_events_in_the_legacy_shape() {
     let sim = common::start().await;
@@ -93,13 +79,13 @@ async fn pages_follow_after_and_next_always_exists() {
     sim.control("/sim/events", &json!(events)).await;
 
     let r = sim.get("/api/v1/events?limit=2").await;
-    let mut path = next_path(&links(&r), &sim.base);
+    let mut path = common::next_link(&r).unwrap();
     let mut seen: Vec<Value> = r.json().await.unwrap();
     assert_eq!(seen.len(), 2);
     loop {
         let r = sim.get(&path).await;
         assert_eq!(r.status(), 200);
-        path = next_path(&links(&r), &sim.base);
+        path = common::next_link(&r).unwrap();
         let page: Vec<Value> = r.json().await.unwrap();
         if page.is_empty() {
             break; // caught up; the next link is still there

@@ -17,23 +17,6 @@ fn events(n: usize) -> Value {
     )
 }
 
-fn next_path(r: &reqwest::Response, base: &str) -> String {
-    let next = r
-        .headers()
-        .get_all("link")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .find(|l| l.ends_with("rel=\"next\""))
-        .unwrap();
-    next.trim_start_matches('<')
-        .split('>')
-        .next()
-        .unwrap()
-        .strip_prefix(base)
-        .unwrap()
-        .to_owned()
-}
-
 #[tokio::test]
 async fn errors_bursts_latency_and_truncation_are_injected_per_endpoint() {
     let sim = common::start().await;
@@ -98,7 +81,7 @@ async fn duplicate_faults_repeat_an_event_across_pages() {
     )
     .await;
     let r = sim.get("/api/v1/logs?limit=2").await;
-    let path = next_path(&r, &sim.base);
+    let path = common::next_link(&r).unwrap();
     let first: Vec<Value> = r.json().await.unwrap();
     let second: Vec<Value> = sim.get(&path).await.json().await.unwrap();
     assert_eq!(

@@ -3,6 +3,8 @@
 // Test code: a failed expectation is meant to panic.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
@@ -126,43 +128,34 @@ async fn poll_all(http: &reqwest::Client, sim: &Sim) -> Vec<serde_json::Value> {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
-        let next = r
-            .headers()
-            .get_all("link")
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .find(|l| l.ends_with("rel=\"next\""))
-            .unwrap();
+        let next = common::next_link(&r).unwrap();
         let page: Vec<serde_json::Value> = r.json().await.unwrap();
         if page.is_empty() {
             return all;
         }
         all.extend(page);
-        url = next
-            .trim_start_matches('<')
-            .split('>')
-            .next()
-            .unwrap()
-            .to_owned();
+        url = next;
     }
 }
 
+const STEADY: &[&str] = &[
+    "--scenario",
+    "steady",
+    "--seed",
+    "3",
+    "--users",
+    "20",
+    "--events",
+    "3000",
+    "--mfa-ratio",
+    "0.05",
+    "--rate",
+    "0",
+];
+
 #[tokio::test]
 async fn the_scenario_generator_fills_the_log_and_the_directory_consistently() {
-    let sim = start(&[
-        "--scenario",
-        "steady",
-        "--seed",
-        "3",
-        "--users",
-        "20",
-        "--events",
-        "3000",
-        "--mfa-ratio",
-        "0.05",
-        "--rate",
-        "0",
-    ]);
+    let sim = start(STEADY);
     let http = reqwest::Client::new();
     let events = poll_all(&http, &sim).await;
     assert_eq!(events.len(), 3000);
@@ -194,20 +187,7 @@ async fn the_scenario_generator_fills_the_log_and_the_directory_consistently() {
     }
 
     // The same seed gives the same org.
-    let again = start(&[
-        "--scenario",
-        "steady",
-        "--seed",
-        "3",
-        "--users",
-        "20",
-        "--events",
-        "3000",
-        "--mfa-ratio",
-        "0.05",
-        "--rate",
-        "0",
-    ]);
+    let again = start(STEADY);
     let events_again = poll_all(&http, &again).await;
     let strip = |e: &serde_json::Value| {
         (

@@ -177,9 +177,7 @@ mod tests {
 
     #[test]
     fn the_envelope_is_okta_s() {
-        let now = DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
+        let now = crate::test_time();
         let body = envelope(
             "https://o.example",
             "who1",

@@ -387,11 +387,7 @@ fn not_found(id: &str) -> OktaError {
 mod tests {
     use super::*;
 
-    fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
-    }
+    use crate::test_time as now;
 
     fn body(items: &[&str]) -> NewHook {
         serde_json::from_value(json!({

@@ -14,6 +14,27 @@ use serde_json::Value;
 
 pub const TOKEN: &str = "t0ken";
 
+/// The URL of a response's `rel="next"` link, if any.
+pub fn next_link(r: &reqwest::Response) -> Option<String> {
+    r.headers()
+        .get_all("link")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|l| l.ends_with("rel=\"next\""))
+        .and_then(|l| l.trim_start_matches('<').split('>').next())
+        .map(str::to_owned)
+}
+
+/// The first `errorCauses[].errorSummary` of an Okta error response (asserting its status).
+pub async fn error_cause(r: reqwest::Response, status: u16) -> String {
+    assert_eq!(r.status(), status);
+    let body: Value = r.json().await.unwrap();
+    body["errorCauses"][0]["errorSummary"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 pub struct Sim {
     pub base: String,
     pub org: Arc<Org>,
@@ -42,10 +63,15 @@ pub async fn start_with(rate_limits: RateLimits) -> Sim {
 }
 
 impl Sim {
-    /// An SSWS-authorized GET.
+    /// An SSWS-authorized GET of a path, or of a full URL (a `next` link).
     pub async fn get(&self, path: &str) -> reqwest::Response {
+        let url = if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        };
         self.http
-            .get(format!("{}{path}", self.base))
+            .get(url)
             .header("Authorization", format!("SSWS {TOKEN}"))
             .send()
             .await
