@@ -49,6 +49,9 @@ async fn users_are_served_by_id_login_and_short_login() {
                 .ends_with("/api/v1/users/00u15s1KDETTQMQYABRL")
         );
     }
+    let r = sim.get("/api/v1/no/such/thing").await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "E0000007");
     let r = sim.get("/api/v1/users/nobody@example.com").await;
     assert_eq!(r.status(), 404);
     let body: Value = r.json().await.unwrap();

@@ -219,6 +219,12 @@ impl Org {
 pub fn router(org: Arc<Org>) -> Router {
     okta_api::router(org.clone())
         .merge(control::router())
+        .fallback(|uri: axum::http::Uri| async move {
+            okta_api::okta_error(OktaError::not_found(&format!(
+                "Resource not found: {} (Page)",
+                uri.path()
+            )))
+        })
         .with_state(org)
 }
 
