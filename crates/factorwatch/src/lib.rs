@@ -7,8 +7,19 @@
 //! - [`input`]: splitting input documents (single event, array, NDJSON) into values (pure).
 //! - [`commands`]: the command-line subcommands over readers and writers.
 
+pub mod backoff;
 pub mod classify;
 pub mod commands;
+pub mod config;
+pub mod daemon;
+pub mod email;
+pub mod enrich;
 pub mod input;
 pub mod okta;
+pub mod pipeline;
 pub mod record;
+pub mod secret;
+pub mod sinks;
+pub mod sources;
+pub mod status;
+pub mod store;

@@ -44,6 +44,57 @@ enum Command {
         )]
         okta_authoritative: Vec<Provider>,
     },
+    /// Run the daemon: poll Okta, receive its Event Hooks, deliver to the SIEM and users.
+    ///
+    /// Every config key can also be set by an environment variable: FACTORWATCH__ then the key's
+    /// path, steps joined by `__` (FACTORWATCH__STORE__PATH, FACTORWATCH__ORGS__0__URL).
+    /// Secrets come only from environment variables or files the config names.
+    Run {
+        /// The TOML configuration file.
+        #[arg(long, short, env = "FACTORWATCH_CONFIG")]
+        config: Option<PathBuf>,
+        /// Log as JSON lines instead of text.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// See it work with no Okta org: a simulated org, the whole pipeline, a live summary.
+    ///
+    /// Writes SIEM records, emails (.eml) and its store under DIR. Stops at Ctrl-C, or after
+    /// --duration.
+    Demo {
+        /// Stop after this long (`30s`, `2m`).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Where the demo writes.
+        #[arg(long, default_value = "factorwatch-demo")]
+        dir: PathBuf,
+        /// Seeds the simulated org.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+fn init_logging(json: bool, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FACTORWATCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("factorwatch: cannot start the async runtime: {e}");
+            ExitCode::from(2)
+        })
 }
 
 fn main() -> ExitCode {
@@ -62,6 +113,44 @@ fn main() -> ExitCode {
                 file,
                 commands::classify::Options { raw },
             )
+        }
+        Command::Run { config, log_json } => {
+            init_logging(log_json, "info");
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            match rt.block_on(commands::run::run(config.as_deref())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("factorwatch: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Demo {
+            duration,
+            dir,
+            seed,
+        } => {
+            init_logging(false, "warn");
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            let options = commands::demo::Options {
+                dir,
+                duration,
+                seed,
+            };
+            let mut out = io::stdout();
+            match rt.block_on(commands::demo::run(options, &mut out)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("factorwatch: {e}");
+                    ExitCode::from(1)
+                }
+            }
         }
     }
 }

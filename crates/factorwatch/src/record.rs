@@ -4,18 +4,21 @@
 //! together with that document.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::okta::factors::{FactorType, Provider};
 
 /// One MFA change, classified from one Okta event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MfaChange {
     /// Okta `uuid` (System Log, hooks) or `eventId` (Events API); see [`EventId`].
     pub id: EventId,
     pub source: Source,
     /// RFC 3339 UTC with milliseconds; `None` only when the input event carried no `published`.
-    #[serde(serialize_with = "serialize_published")]
+    #[serde(
+        serialize_with = "serialize_published",
+        deserialize_with = "deserialize_published"
+    )]
     pub published: Option<DateTime<Utc>>,
     /// System Log eventType; for legacy events, the official mapping of the objectType.
     pub event_type: String,
@@ -39,7 +42,7 @@ pub struct MfaChange {
 }
 
 /// Where the event came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     SystemLog,
@@ -48,7 +51,7 @@ pub enum Source {
 }
 
 /// What happened to the factor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Enrolled,
@@ -84,7 +87,7 @@ impl Action {
 }
 
 /// The factor concerned. Every field is `None` when the event does not say (e.g. `reset_all`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Factor {
     #[serde(rename = "type")]
     pub factor_type: Option<FactorType>,
@@ -98,7 +101,7 @@ pub struct Factor {
 }
 
 /// A user as Okta names them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Person {
     pub id: Option<String>,
     /// `alternateId` (System Log) or `login` (Events API).
@@ -107,7 +110,7 @@ pub struct Person {
 }
 
 /// Who made the change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
     pub id: Option<String>,
     pub login: Option<String>,
@@ -118,7 +121,7 @@ pub struct Actor {
 }
 
 /// Who started the change, relative to the affected user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Initiator {
     /// The affected user themself.
@@ -144,7 +147,7 @@ impl Initiator {
 }
 
 /// Where the request came from.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Client {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
@@ -182,6 +185,16 @@ impl Serialize for EventId {
     }
 }
 
+impl<'de> Deserialize<'de> for EventId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(match s.strip_prefix("sha256:") {
+            Some(hex) => EventId::Digest(hex.to_owned()),
+            None => EventId::Okta(s),
+        })
+    }
+}
+
 /// The contract's one timestamp format: `2023-01-30T14:18:01.558Z`.
 pub fn format_published(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -192,4 +205,16 @@ fn serialize_published<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result
         Some(t) => s.serialize_str(&format_published(t)),
         None => s.serialize_none(),
     }
+}
+
+fn deserialize_published<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<DateTime<Utc>>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|s| {
+            DateTime::parse_from_rfc3339(&s)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(serde::de::Error::custom)
+        })
+        .transpose()
 }

@@ -2,3 +2,5 @@
 //! drive them without a process.
 
 pub mod classify;
+pub mod demo;
+pub mod run;

@@ -1,0 +1,65 @@
+//! `factorwatch run`: the daemon, until SIGINT or SIGTERM.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tracing::{error, info};
+
+use crate::config::Config;
+use crate::daemon::Daemon;
+use crate::store::Store;
+
+/// How often the daemon logs where it stands.
+const STATUS_EVERY: Duration = Duration::from_secs(60);
+
+pub async fn run(config: Option<&Path>) -> Result<(), String> {
+    let config = Config::load(config, std::env::vars()).map_err(|e| e.to_string())?;
+    if config.orgs.is_empty() {
+        return Err(
+            "no Okta org is configured: add an [[orgs]] table (name, url) to the config file, or set FACTORWATCH__ORGS__0__NAME and FACTORWATCH__ORGS__0__URL".into(),
+        );
+    }
+    let env = |name: &str| std::env::var(name).ok();
+    let daemon = Daemon::start(&config, &env)
+        .await
+        .map_err(|e| e.to_string())?;
+    info!(orgs = config.orgs.len(), "factorwatch running");
+    let mut status = tokio::time::interval(STATUS_EVERY);
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = status.tick() => match daemon.store.stats().await {
+                Ok(stats) => info!("{}", crate::status::summary(&stats, chrono::Utc::now())),
+                Err(e) => error!(error = %e, "cannot read the store's stats"),
+            },
+        }
+    }
+    info!("stopping");
+    daemon.stop().await;
+    Ok(())
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM (systemd, Docker).
+pub async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,607 @@
+//! `factorwatch.toml`: every option, with defaults that run without editing. Every key can also
+//! be set by an environment variable — `FACTORWATCH__` then the key's path in upper case, steps
+//! joined by `__` (`FACTORWATCH__STORE__PATH`, `FACTORWATCH__ORGS__0__URL`). Secrets (API token,
+//! private key, hook secret) are never in the file: only the name of an environment variable or a
+//! file holding them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+/// The MFA event types polled by default (server-side `filter`).
+pub const MFA_EVENT_TYPES: &[&str] = &[
+    "user.mfa.factor.activate",
+    "user.mfa.factor.deactivate",
+    "user.mfa.factor.reset_all",
+    "user.mfa.factor.update",
+    "user.mfa.factor.suspend",
+    "user.mfa.factor.unsuspend",
+    "user.mfa.attempt_bypass",
+    "system.mfa.factor.activate",
+    "system.mfa.factor.deactivate",
+    "security.authenticator.lifecycle.activate",
+    "security.authenticator.lifecycle.deactivate",
+];
+
+/// The legacy objectTypes polled by default.
+pub const MFA_OBJECT_TYPES: &[&str] = &[
+    "core.user.factor.activate",
+    "core.user.factor.deactivate",
+    "core.user.factor.reset_all",
+    "core.user.factor.update",
+    "core.user_auth.mfa_bypass_attempted",
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub orgs: Vec<OrgConfig>,
+    #[serde(default)]
+    pub hooks: HookServerConfig,
+    #[serde(default)]
+    pub siem: SiemConfig,
+    #[serde(default)]
+    pub email: EmailConfig,
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The SQLite database file.
+    #[serde(default = "default_db")]
+    pub path: PathBuf,
+}
+
+fn default_db() -> PathBuf {
+    PathBuf::from("factorwatch-data/factorwatch.db")
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { path: default_db() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgConfig {
+    /// The org's name in the store and in logs (stable: rows are keyed by it).
+    pub name: String,
+    /// `https://acme.okta.com`.
+    pub url: String,
+    /// The environment variable holding the SSWS API token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// A file holding the SSWS API token.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// An OAuth service app instead of an API token.
+    #[serde(default)]
+    pub oauth: Option<OAuthConfig>,
+    #[serde(default)]
+    pub system_log: PollConfig,
+    #[serde(default = "PollConfig::off")]
+    pub events_api: PollConfig,
+    #[serde(default)]
+    pub hook: Option<OrgHookConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthConfig {
+    pub client_id: String,
+    /// PEM file with the app's private key (RSA or EC P-256).
+    pub private_key_file: PathBuf,
+    #[serde(default)]
+    pub key_id: Option<String>,
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["okta.logs.read".into(), "okta.users.read".into()]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Where a first start begins: an RFC 3339 time, or an age like `24h` (Okta keeps 90 days).
+    #[serde(default = "default_since")]
+    pub since: String,
+    /// The wait after an empty page.
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// System Log: event types (`eventType eq` filter). Events API: objectTypes. Empty: all.
+    #[serde(default)]
+    pub types: Option<Vec<String>>,
+}
+
+impl PollConfig {
+    fn off() -> Self {
+        PollConfig {
+            enabled: false,
+            ..PollConfig::default()
+        }
+    }
+}
+
+impl Default for PollConfig {
+    fn default() -> Self {
+        PollConfig {
+            enabled: true,
+            since: default_since(),
+            interval: default_interval(),
+            types: None,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_since() -> String {
+    "24h".into()
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(15)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgHookConfig {
+    /// The URL path Okta posts to, e.g. `/okta/acme`.
+    pub path: String,
+    /// The header carrying the shared secret.
+    #[serde(default = "default_auth_header")]
+    pub auth_header: String,
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+}
+
+fn default_auth_header() -> String {
+    "authorization".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookServerConfig {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Larger deliveries are refused with 413.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_max_body() -> usize {
+    1 << 20
+}
+
+impl Default for HookServerConfig {
+    fn default() -> Self {
+        HookServerConfig {
+            listen: default_listen(),
+            max_body_bytes: default_max_body(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiemConfig {
+    /// NDJSON records: a file path, or `-` for stdout.
+    #[serde(default = "default_siem_file")]
+    pub file: String,
+}
+
+fn default_siem_file() -> String {
+    "factorwatch-data/siem.ndjson".into()
+}
+
+impl Default for SiemConfig {
+    fn default() -> Self {
+        SiemConfig {
+            file: default_siem_file(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Where `.eml` files are written.
+    #[serde(default = "default_mail_dir")]
+    pub dir: PathBuf,
+    #[serde(default = "default_from")]
+    pub from: String,
+    /// Also write to the user's `secondEmail`.
+    #[serde(default)]
+    pub second_email: bool,
+    /// What to do if it wasn't them (shown in every email).
+    #[serde(default = "default_help")]
+    pub help: String,
+    /// Also email about factors Okta does not own (Duo, RSA, Symantec…).
+    #[serde(default)]
+    pub notify_third_party: bool,
+    /// How long user lookups are cached.
+    #[serde(default = "default_cache", with = "humantime_serde")]
+    pub lookup_cache: Duration,
+}
+
+fn default_mail_dir() -> PathBuf {
+    PathBuf::from("factorwatch-data/mail")
+}
+
+fn default_from() -> String {
+    "Security <security@localhost>".into()
+}
+
+fn default_help() -> String {
+    "contact your help desk right away.".into()
+}
+
+fn default_cache() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        EmailConfig {
+            enabled: true,
+            dir: default_mail_dir(),
+            from: default_from(),
+            second_email: false,
+            help: default_help(),
+            notify_third_party: false,
+            lookup_cache: default_cache(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Attempts before a delivery is dead-lettered.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_attempts() -> u32 {
+    10
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            max_attempts: default_attempts(),
+        }
+    }
+}
+
+/// `humantime` durations (`15s`, `2m`) in serde.
+mod humantime_serde {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{s:?} is not a duration like \"15s\" or \"2m\": {e}"
+            ))
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {detail}")]
+    Read { path: String, detail: String },
+    #[error("{path}: {detail}")]
+    Invalid { path: String, detail: String },
+    #[error("environment variable {name}: {detail}")]
+    Env { name: String, detail: String },
+    #[error("{0}")]
+    Secret(String),
+}
+
+impl Config {
+    /// Reads the file (if given), applies `FACTORWATCH__…` variables from `env`, validates.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let (text, origin) = match path {
+            Some(p) => (
+                std::fs::read_to_string(p).map_err(|e| ConfigError::Read {
+                    path: p.display().to_string(),
+                    detail: e.to_string(),
+                })?,
+                p.display().to_string(),
+            ),
+            None => (String::new(), "(defaults)".into()),
+        };
+        let mut value: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    path: origin.clone(),
+                    detail: e.to_string(),
+                })?;
+        for (name, v) in env {
+            if let Some(key) = name.strip_prefix("FACTORWATCH__") {
+                set_path(&mut value, key, &v).map_err(|detail| ConfigError::Env {
+                    name: name.clone(),
+                    detail,
+                })?;
+            }
+        }
+        let config: Config =
+            toml::Value::Table(value)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    path: origin.clone(),
+                    detail: e.to_string(),
+                })?;
+        config.validate().map_err(|detail| ConfigError::Invalid {
+            path: origin,
+            detail,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let mut names = std::collections::HashSet::new();
+        for (i, org) in self.orgs.iter().enumerate() {
+            if org.name.trim().is_empty() {
+                return Err(format!("orgs[{i}].name: must not be empty"));
+            }
+            if !names.insert(org.name.as_str()) {
+                return Err(format!("orgs[{i}].name: {:?} is used twice", org.name));
+            }
+            if !(org.url.starts_with("https://") || org.url.starts_with("http://")) {
+                return Err(format!(
+                    "orgs[{i}].url: expected https://<your org>.okta.com, got {:?}",
+                    org.url
+                ));
+            }
+            let credentials = [
+                org.token_env.is_some(),
+                org.token_file.is_some(),
+                org.oauth.is_some(),
+            ]
+            .iter()
+            .filter(|b| **b)
+            .count();
+            if credentials > 1 {
+                return Err(format!(
+                    "orgs[{i}]: set one of token_env, token_file and oauth"
+                ));
+            }
+            for (what, poll) in [
+                ("system_log", &org.system_log),
+                ("events_api", &org.events_api),
+            ] {
+                if poll.enabled {
+                    since_time(&poll.since, chrono::Utc::now())
+                        .map_err(|e| format!("orgs[{i}].{what}.since: {e}"))?;
+                }
+            }
+            if let Some(h) = &org.hook {
+                if !h.path.starts_with('/') {
+                    return Err(format!(
+                        "orgs[{i}].hook.path: must start with '/', got {:?}",
+                        h.path
+                    ));
+                }
+                if h.secret_env.is_none() == h.secret_file.is_none() {
+                    return Err(format!(
+                        "orgs[{i}].hook: set one of secret_env and secret_file"
+                    ));
+                }
+            }
+        }
+        if self.delivery.max_attempts == 0 {
+            return Err("delivery.max_attempts: must be at least 1".into());
+        }
+        self.email
+            .from
+            .parse::<lettre::message::Mailbox>()
+            .map_err(|e| format!("email.from: {:?} is not an address: {e}", self.email.from))?;
+        Ok(())
+    }
+}
+
+/// The start time a `since` setting names: RFC 3339, or an age (`24h`, `7d`) before `now`.
+pub fn since_time(
+    since: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(since) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let age = humantime::parse_duration(since)
+        .map_err(|_| format!("{since:?} is neither an RFC 3339 time nor an age like \"24h\""))?;
+    let age = chrono::Duration::from_std(age).map_err(|e| e.to_string())?;
+    if age > chrono::Duration::days(90) {
+        return Err(format!("{since:?} reaches past Okta's 90-day retention"));
+    }
+    Ok(now - age)
+}
+
+/// Reads a secret from the environment variable or file a setting names.
+pub fn read_secret(
+    what: &str,
+    env_name: Option<&str>,
+    file: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Secret, ConfigError> {
+    let value = match (env_name, file) {
+        (Some(name), _) => env(name).ok_or_else(|| {
+            ConfigError::Secret(format!(
+                "{what}: the environment variable {name} is not set"
+            ))
+        })?,
+        (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::Secret(format!("{what}: cannot read {}: {e}", path.display()))
+        })?,
+        (None, None) => {
+            return Err(ConfigError::Secret(format!("{what}: no secret configured")));
+        }
+    };
+    let value = value.trim().to_owned();
+    if value.is_empty() {
+        return Err(ConfigError::Secret(format!("{what}: the secret is empty")));
+    }
+    Ok(Secret::new(value))
+}
+
+/// Sets `a__b__0__c` (case-insensitive steps; numbers index arrays) to `raw`, read as a TOML
+/// value when it is one (`true`, `42`, `["a"]`) and as a string otherwise.
+fn set_path(root: &mut toml::Table, key: &str, raw: &str) -> Result<(), String> {
+    let steps: Vec<String> = key.split("__").map(str::to_lowercase).collect();
+    if steps.iter().any(String::is_empty) {
+        return Err("empty step in the key".into());
+    }
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    let mut node = root;
+    for (i, step) in steps.iter().enumerate() {
+        let last = i + 1 == steps.len();
+        let next_is_index = steps.get(i + 1).is_some_and(|s| s.parse::<usize>().is_ok());
+        if last {
+            node.insert(step.clone(), value);
+            return Ok(());
+        }
+        let entry = node.entry(step.clone()).or_insert_with(|| {
+            if next_is_index {
+                toml::Value::Array(Vec::new())
+            } else {
+                toml::Value::Table(toml::Table::new())
+            }
+        });
+        node = match entry {
+            toml::Value::Table(t) => t,
+            toml::Value::Array(items) => {
+                let index: usize = steps[i + 1]
+                    .parse()
+                    .map_err(|_| format!("{step} is a list: the next step must be an index"))?;
+                while items.len() <= index {
+                    items.push(toml::Value::Table(toml::Table::new()));
+                }
+                match &mut items[index] {
+                    toml::Value::Table(t) => {
+                        if i + 2 == steps.len() {
+                            return Err(format!("{step}.{index}: a list item needs a key"));
+                        }
+                        // Skip the index step.
+                        return set_path(t, &steps[i + 2..].join("__"), raw);
+                    }
+                    _ => return Err(format!("{step}.{index} is not a table")),
+                }
+            }
+            _ => return Err(format!("{step} is not a table")),
+        };
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("fw-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{}.toml", text.len()));
+        std::fs::write(&path, text).unwrap();
+        Config::load(
+            Some(&path),
+            env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )
+    }
+
+    #[test]
+    fn every_key_can_come_from_the_environment() {
+        let c = load(
+            "[[orgs]]\nname = \"acme\"\nurl = \"https://acme.okta.com\"\n",
+            &[
+                ("FACTORWATCH__STORE__PATH", "/var/lib/fw.db"),
+                ("FACTORWATCH__ORGS__0__SYSTEM_LOG__INTERVAL", "30s"),
+                ("FACTORWATCH__ORGS__1__NAME", "beta"),
+                ("FACTORWATCH__ORGS__1__URL", "https://beta.okta.com"),
+                ("FACTORWATCH__EMAIL__SECOND_EMAIL", "true"),
+                ("FACTORWATCH__DELIVERY__MAX_ATTEMPTS", "3"),
+                ("OTHER", "ignored"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.store.path, PathBuf::from("/var/lib/fw.db"));
+        assert_eq!(c.orgs[0].system_log.interval, Duration::from_secs(30));
+        assert_eq!(c.orgs[1].name, "beta");
+        assert!(c.email.second_email);
+        assert_eq!(c.delivery.max_attempts, 3);
+    }
+
+    #[test]
+    fn mistakes_are_named_precisely() {
+        let e = load("[[orgs]]\nname = \"a\"\nurl = \"acme.okta.com\"\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("orgs[0].url"), "{e}");
+        let e = load("[store]\npaht = \"x\"\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("paht"), "{e}");
+        let e = load(
+            "[[orgs]]\nname = \"a\"\nurl = \"https://a\"\ntoken = \"00abc\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("token"),
+            "a token in the file is refused: {e}"
+        );
+        let e = load(
+            "[[orgs]]\nname = \"a\"\nurl = \"https://a\"\n[orgs.system_log]\nsince = \"200d\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("90-day"), "{e}");
+        let e = load(
+            "[[orgs]]\nname = \"a\"\nurl = \"https://a\"\n[orgs.system_log]\ninterval = \"soon\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("soon"), "{e}");
+    }
+
+    #[test]
+    fn secrets_come_only_from_env_or_files_and_are_never_shown() {
+        let env = |name: &str| (name == "TOKEN").then(|| "00QCjAl4MlV".to_owned());
+        let s = read_secret("orgs[0]", Some("TOKEN"), None, &env).unwrap();
+        assert_eq!(s.expose(), "00QCjAl4MlV");
+        assert!(!format!("{s:?}").contains("00QC"));
+        let e = read_secret("orgs[0]", Some("MISSING"), None, &env).unwrap_err();
+        assert!(e.to_string().contains("MISSING"));
+    }
+}

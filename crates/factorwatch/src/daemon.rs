@@ -1,0 +1,276 @@
+//! The daemon, assembled from its configuration: per Okta org, its pollers and its Event Hook
+//! route; one outbox worker per destination; all sharing one store. `run` and `demo` both start
+//! it here.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::classify::{self, Classifier};
+use crate::config::{
+    Config, ConfigError, MFA_EVENT_TYPES, MFA_OBJECT_TYPES, read_secret, since_time,
+};
+use crate::email::{EmailDestination, EmailSettings};
+use crate::enrich::Enricher;
+use crate::okta::client::auth::{AuthError, Credentials, ServiceApp};
+use crate::okta::client::{OktaClient, RetryPolicy};
+use crate::pipeline::ingest::Ingest;
+use crate::pipeline::route::Routing;
+use crate::pipeline::worker::{self, WorkerPolicy};
+use crate::record::format_published;
+use crate::sinks::file::{FileSink, Target};
+use crate::sources::hook::{self, HookConfig};
+use crate::sources::poller::{self, Poller};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{SourceKind, StoreError};
+
+pub const SIEM_FILE: &str = "siem:file";
+pub const EMAIL: &str = "email";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("org {org}: {source}")]
+    Auth { org: String, source: AuthError },
+    #[error("cannot listen for Event Hooks on {addr}: {detail}")]
+    Listen { addr: SocketAddr, detail: String },
+    #[error("cannot prepare {path}: {detail}")]
+    Io { path: String, detail: String },
+}
+
+pub struct Daemon {
+    pub store: SqliteStore,
+    /// Where the Event Hook receiver listens, if any org has a hook.
+    pub hook_addr: Option<SocketAddr>,
+    pub siem_file: Option<PathBuf>,
+    pub mail_dir: Option<PathBuf>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// Starts everything; `env` reads environment variables (secrets).
+    pub async fn start(
+        config: &Config,
+        env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<Daemon, StartError> {
+        let store = SqliteStore::open(&config.store.path).await?;
+        let (shutdown, watcher) = watch::channel(false);
+        let stored = Arc::new(Notify::new());
+        let mut tasks = Vec::new();
+        let routing = Routing {
+            siem: vec![SIEM_FILE.to_owned()],
+            email: config.email.enabled.then(|| EMAIL.to_owned()),
+            notify_third_party: config.email.notify_third_party,
+        };
+        let ingest = Arc::new(Ingest {
+            classifier: Classifier::new(classify::Config::default()),
+            routing,
+        });
+        let mut enrichers = HashMap::new();
+        let mut hook_routes = axum::Router::new();
+        let mut any_hook = false;
+        let now = chrono::Utc::now();
+        for (i, org) in config.orgs.iter().enumerate() {
+            let what = format!("orgs[{i}] ({})", org.name);
+            let credentials = match &org.oauth {
+                Some(o) => {
+                    let key = read_secret(
+                        &format!("{what}.oauth.private_key_file"),
+                        None,
+                        Some(&o.private_key_file),
+                        env,
+                    )?;
+                    Credentials::oauth(
+                        ServiceApp {
+                            client_id: o.client_id.clone(),
+                            private_key: key,
+                            key_id: o.key_id.clone(),
+                            scopes: o.scopes.clone(),
+                        },
+                        format!("{}/oauth2/v1/token", org.url.trim_end_matches('/')),
+                    )
+                    .map_err(|source| StartError::Auth {
+                        org: org.name.clone(),
+                        source,
+                    })?
+                }
+                None => {
+                    let env_name = match (&org.token_env, &org.token_file) {
+                        (None, None) => Some("OKTA_API_TOKEN"),
+                        (name, _) => name.as_deref(),
+                    };
+                    Credentials::Ssws(read_secret(
+                        &format!("{what} API token"),
+                        env_name,
+                        org.token_file.as_deref(),
+                        env,
+                    )?)
+                }
+            };
+            let client = Arc::new(OktaClient::new(
+                &org.url,
+                credentials,
+                RetryPolicy::default(),
+            ));
+            enrichers.insert(
+                org.name.clone(),
+                Arc::new(Enricher::new(client.clone(), config.email.lookup_cache)),
+            );
+            for (source, poll, default_types, start) in [
+                (
+                    SourceKind::SystemLog,
+                    &org.system_log,
+                    MFA_EVENT_TYPES,
+                    poller::system_log_start as fn(&str, &[String]) -> String,
+                ),
+                (
+                    SourceKind::EventsApi,
+                    &org.events_api,
+                    MFA_OBJECT_TYPES,
+                    poller::events_api_start,
+                ),
+            ] {
+                if !poll.enabled {
+                    continue;
+                }
+                let since =
+                    since_time(&poll.since, now).map_err(|detail| ConfigError::Invalid {
+                        path: format!("{what}.{}", source.as_str()),
+                        detail,
+                    })?;
+                let types = poll
+                    .types
+                    .clone()
+                    .unwrap_or_else(|| default_types.iter().map(|s| (*s).to_owned()).collect());
+                let p = Poller {
+                    org: org.name.clone(),
+                    source,
+                    client: client.clone(),
+                    store: store.clone(),
+                    ingest: ingest.clone(),
+                    start: start(&format_published(&since), &types),
+                    interval: poll.interval,
+                    stored: stored.clone(),
+                };
+                info!(org = %org.name, source = source.as_str(), "polling");
+                tasks.push(tokio::spawn(p.run(watcher.clone())));
+            }
+            if let Some(h) = &org.hook {
+                let secret = read_secret(
+                    &format!("{what}.hook secret"),
+                    h.secret_env.as_deref(),
+                    h.secret_file.as_deref(),
+                    env,
+                )?;
+                hook_routes = hook_routes.merge(hook::router(
+                    &h.path,
+                    HookConfig {
+                        org: org.name.clone(),
+                        auth_header: h.auth_header.to_lowercase(),
+                        secret,
+                        max_body: config.hooks.max_body_bytes,
+                    },
+                    store.clone(),
+                    ingest.clone(),
+                    stored.clone(),
+                ));
+                any_hook = true;
+            }
+        }
+
+        let mut hook_addr = None;
+        if any_hook {
+            let addr = config.hooks.listen;
+            let listener =
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| StartError::Listen {
+                        addr,
+                        detail: e.to_string(),
+                    })?;
+            let bound = listener.local_addr().unwrap_or(addr);
+            hook_addr = Some(bound);
+            info!(%bound, "receiving Event Hooks");
+            let mut stop = watcher.clone();
+            tasks.push(tokio::spawn(async move {
+                let _ = axum::serve(listener, hook_routes)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.changed().await;
+                    })
+                    .await;
+            }));
+        }
+
+        let policy = WorkerPolicy {
+            max_attempts: config.delivery.max_attempts,
+            ..WorkerPolicy::default()
+        };
+        let siem_file = (config.siem.file != "-").then(|| PathBuf::from(&config.siem.file));
+        let target = match &siem_file {
+            Some(p) => Target::File(p.clone()),
+            None => Target::Stdout,
+        };
+        tasks.push(tokio::spawn(worker::run(
+            store.clone(),
+            Arc::new(FileSink::new(SIEM_FILE, target)),
+            policy,
+            stored.clone(),
+            watcher.clone(),
+        )));
+        let mut mail_dir = None;
+        if config.email.enabled {
+            let settings = EmailSettings {
+                from: config
+                    .email
+                    .from
+                    .parse()
+                    .map_err(|e| ConfigError::Invalid {
+                        path: "email.from".into(),
+                        detail: format!("{e}"),
+                    })?,
+                second_email: config.email.second_email,
+                help: config.email.help.clone(),
+            };
+            let dest =
+                EmailDestination::to_files(EMAIL, settings, enrichers, config.email.dir.clone())
+                    .map_err(|e| StartError::Io {
+                        path: config.email.dir.display().to_string(),
+                        detail: e.to_string(),
+                    })?;
+            mail_dir = Some(config.email.dir.clone());
+            tasks.push(tokio::spawn(worker::run(
+                store.clone(),
+                Arc::new(dest),
+                policy,
+                stored.clone(),
+                watcher.clone(),
+            )));
+        }
+        Ok(Daemon {
+            store,
+            hook_addr,
+            siem_file,
+            mail_dir,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Asks every task to finish what it is doing, waits for them, closes the store.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.store.close().await;
+    }
+}

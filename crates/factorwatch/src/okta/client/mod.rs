@@ -1,0 +1,367 @@
+//! The Okta API client: authenticated GETs that respect Okta's rate limits ([`rate`]), retry 5xx,
+//! timeouts and cut-off bodies with jittered backoff, and hand back the body with its `next` link.
+//! Okta's pace, never factorwatch's, is what limits it.
+
+pub mod auth;
+pub mod links;
+pub mod rate;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use tracing::{debug, warn};
+
+use crate::backoff::Backoff;
+use auth::{AuthError, Credentials};
+use rate::Reading;
+
+/// One successful answer.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The JSON body, checked to be complete JSON.
+    pub body: String,
+    /// The `rel="next"` link, if Okta sent one.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Okta answered with an error that retrying will not fix (bad filter, 404, 403…).
+    #[error("Okta answered HTTP {status} {code}: {summary}")]
+    Okta {
+        status: u16,
+        code: String,
+        summary: String,
+    },
+    /// Okta could not be reached or kept failing, after every retry.
+    #[error("Okta is unavailable after {attempts} attempts: {last}")]
+    Unavailable { attempts: u32, last: String },
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+impl ClientError {
+    /// Worth trying again later, as opposed to a problem only a person can fix.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Unavailable { .. } => true,
+            ClientError::Auth(e) => e.is_transient(),
+            ClientError::Okta { .. } => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts per request before giving up (429s are waited out, not counted).
+    pub attempts: u32,
+    pub backoff: Backoff,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 6,
+            backoff: Backoff {
+                base: Duration::from_millis(500),
+                cap: Duration::from_secs(30),
+            },
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+pub struct OktaClient {
+    http: reqwest::Client,
+    base: String,
+    credentials: Credentials,
+    policy: RetryPolicy,
+    /// The last rate-limit reading per bucket.
+    readings: Mutex<HashMap<&'static str, Reading>>,
+}
+
+impl std::fmt::Debug for OktaClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OktaClient")
+            .field("base", &self.base)
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(rename = "errorCode", default)]
+    code: String,
+    #[serde(rename = "errorSummary", default)]
+    summary: String,
+}
+
+/// Which rate-limit bucket a path falls in (Okta's table, API-NOTES §7).
+fn bucket(path: &str) -> &'static str {
+    if path.starts_with("/api/v1/logs") {
+        "logs"
+    } else if path.starts_with("/api/v1/events") {
+        "events"
+    } else if path.starts_with("/api/v1/users") {
+        "users"
+    } else {
+        "other"
+    }
+}
+
+impl OktaClient {
+    /// `base` is the org's URL, e.g. `https://acme.okta.com`.
+    pub fn new(base: &str, credentials: Credentials, policy: RetryPolicy) -> OktaClient {
+        OktaClient {
+            http: reqwest::Client::builder()
+                .user_agent(concat!("factorwatch/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .unwrap_or_default(),
+            base: base.trim_end_matches('/').to_owned(),
+            credentials,
+            policy,
+            readings: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// An absolute URL for an API path (`/api/v1/...`), or `url` itself if already absolute.
+    pub fn url(&self, path_or_url: &str) -> String {
+        if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
+            path_or_url.to_owned()
+        } else {
+            format!("{}{path_or_url}", self.base)
+        }
+    }
+
+    /// GETs `url` (absolute, or a path on the org), as patiently as Okta requires.
+    pub async fn get(&self, url: &str) -> Result<Page, ClientError> {
+        let url = self.url(url);
+        let path = reqwest::Url::parse(&url)
+            .map(|u| u.path().to_owned())
+            .unwrap_or_default();
+        let bucket = bucket(&path);
+        let mut failures = 0u32;
+        let mut throttled = 0u32;
+        let mut refreshed = false;
+        let mut last_request_id: Option<String> = None;
+        loop {
+            let wait = self
+                .readings
+                .lock()
+                .await
+                .get(bucket)
+                .map(rate::before_next)
+                .unwrap_or_default();
+            if !wait.is_zero() {
+                debug!(
+                    bucket,
+                    wait_ms = wait.as_millis() as u64,
+                    "near Okta's rate limit; slowing down"
+                );
+                tokio::time::sleep(wait).await;
+                self.readings.lock().await.remove(bucket);
+            }
+            let outcome = self
+                .attempt(&url, failures, last_request_id.as_deref())
+                .await;
+            let failure = match outcome {
+                Err(e @ ClientError::Auth(_)) => match &e {
+                    ClientError::Auth(a) if a.is_transient() => a.to_string(),
+                    _ => return Err(e),
+                },
+                Err(e) => return Err(e),
+                Ok(Attempt {
+                    status,
+                    reading,
+                    request_id,
+                    body,
+                    next,
+                }) => {
+                    last_request_id = request_id;
+                    self.readings.lock().await.insert(bucket, reading);
+                    match status {
+                        200..=299 => {
+                            if serde_json::from_str::<serde::de::IgnoredAny>(&body).is_ok() {
+                                return Ok(Page { body, next });
+                            }
+                            "the response body was cut off or is not JSON".to_owned()
+                        }
+                        429 => {
+                            throttled += 1;
+                            let wait = rate::after_429(&reading);
+                            warn!(
+                                bucket,
+                                wait_s = wait.as_secs(),
+                                "Okta rate limit reached (429); waiting for the reset"
+                            );
+                            if throttled > 30 {
+                                return Err(ClientError::Unavailable {
+                                    attempts: failures + throttled,
+                                    last: "rate limited (429) for too long".into(),
+                                });
+                            }
+                            tokio::time::sleep(wait).await;
+                            continue;
+                        }
+                        401 if !refreshed && matches!(self.credentials, Credentials::OAuth(_)) => {
+                            // An access token can die early (revoked, clock skew): get a new one once.
+                            refreshed = true;
+                            self.credentials.invalidate().await;
+                            continue;
+                        }
+                        0 => body,
+                        500..=599 => format!("HTTP {status}: {}", okta_summary(&body)),
+                        _ => {
+                            let e: ErrorBody = serde_json::from_str(&body).unwrap_or(ErrorBody {
+                                code: String::new(),
+                                summary: body.chars().take(200).collect(),
+                            });
+                            return Err(ClientError::Okta {
+                                status,
+                                code: e.code,
+                                summary: e.summary,
+                            });
+                        }
+                    }
+                }
+            };
+            failures += 1;
+            if failures >= self.policy.attempts {
+                return Err(ClientError::Unavailable {
+                    attempts: failures,
+                    last: failure,
+                });
+            }
+            let delay = self
+                .policy
+                .backoff
+                .delay(failures - 1, &mut rand::thread_rng());
+            warn!(%failure, retry_in_ms = delay.as_millis() as u64, "Okta request failed; retrying");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn attempt(
+        &self,
+        url: &str,
+        retry: u32,
+        retry_for: Option<&str>,
+    ) -> Result<Attempt, ClientError> {
+        let auth = self.credentials.authorize(&self.http, "GET", url).await?;
+        let mut request = self
+            .http
+            .get(url)
+            .header("Accept", "application/json")
+            .header("Authorization", auth.header)
+            .timeout(self.policy.timeout);
+        if let Some(proof) = auth.dpop {
+            request = request.header("DPoP", proof);
+        }
+        if retry > 0 {
+            // As Okta's SDKs do, so Okta can tie a retry to the request it repeats.
+            request = request.header("X-Okta-Retry-Count", retry.to_string());
+            if let Some(id) = retry_for {
+                request = request.header("X-Okta-Retry-For", id);
+            }
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(Attempt::failed(if e.is_timeout() {
+                    "no answer in time".to_owned()
+                } else {
+                    format!("transport error: {}", e.without_url())
+                }));
+            }
+        };
+        let status = response.status().as_u16();
+        let headers = response.headers();
+        let number = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<i64>().ok())
+        };
+        let date = headers
+            .get("date")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+            .map(|d| d.timestamp());
+        let reading = Reading {
+            limit: number("x-rate-limit-limit").map(|n| n.max(0) as u64),
+            remaining: number("x-rate-limit-remaining").map(|n| n.max(0) as u64),
+            reset: number("x-rate-limit-reset"),
+            date,
+        };
+        let request_id = headers
+            .get("x-okta-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let next = links::find(
+            headers
+                .get_all("link")
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+            "next",
+        );
+        match response.text().await {
+            Ok(body) => Ok(Attempt {
+                status,
+                reading,
+                request_id,
+                body,
+                next,
+            }),
+            Err(e) => Ok(Attempt::failed(format!(
+                "the body could not be read: {}",
+                e.without_url()
+            ))),
+        }
+    }
+}
+
+/// One HTTP exchange; a transport failure is status 0 with the reason as body.
+struct Attempt {
+    status: u16,
+    reading: Reading,
+    request_id: Option<String>,
+    body: String,
+    next: Option<String>,
+}
+
+impl Attempt {
+    fn failed(reason: String) -> Attempt {
+        Attempt {
+            // No HTTP status: retried like a 5xx.
+            status: 0,
+            reading: Reading {
+                limit: None,
+                remaining: None,
+                reset: None,
+                date: None,
+            },
+            request_id: None,
+            body: reason,
+            next: None,
+        }
+    }
+}
+
+fn okta_summary(body: &str) -> String {
+    serde_json::from_str::<ErrorBody>(body)
+        .map(|e| format!("{} {}", e.code, e.summary))
+        .unwrap_or_else(|_| body.chars().take(200).collect())
+}

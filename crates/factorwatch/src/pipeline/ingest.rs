@@ -1,0 +1,123 @@
+//! From what a source read (an `/api/v1/logs` page, an Event Hook delivery, an `/api/v1/events`
+//! page) to the batch the store commits: classified changes with their destinations, the values
+//! that could not be classified, how many events were read and the newest `published`. Pure.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::route::Routing;
+use crate::classify::{Classifier, Within};
+use crate::input;
+use crate::okta::parse_timestamp;
+use crate::store::{Batch, NewChange, Reject, SourceKind};
+
+#[derive(Debug, Clone)]
+pub struct Ingest {
+    pub classifier: Classifier,
+    pub routing: Routing,
+}
+
+#[derive(Deserialize)]
+struct Published<'a> {
+    #[serde(borrow, default)]
+    published: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct HookEvents<'a> {
+    #[serde(borrow)]
+    data: HookData<'a>,
+}
+
+#[derive(Deserialize)]
+struct HookData<'a> {
+    #[serde(borrow)]
+    events: Vec<&'a serde_json::value::RawValue>,
+}
+
+impl Ingest {
+    /// Classifies every value in `body`; `cursor` is where the source resumes after it.
+    pub fn batch(&self, source: SourceKind, body: &str, cursor: Option<String>) -> Batch {
+        let mut batch = Batch {
+            source,
+            changes: Vec::new(),
+            rejects: Vec::new(),
+            events_seen: 0,
+            newest_published: None,
+            cursor,
+        };
+        input::for_each_value(body.as_bytes(), |position, value| {
+            let value = match value {
+                Ok(v) => v,
+                Err(e) => {
+                    batch.rejects.push(Reject {
+                        error: format!("{position}: {e}"),
+                        raw: String::new(),
+                    });
+                    return;
+                }
+            };
+            self.value(&mut batch, value, position);
+        });
+        batch
+    }
+
+    fn value(&self, batch: &mut Batch, value: &str, position: input::Position) {
+        // Counting events and the newest published, whatever their kind.
+        let events: Vec<&str> = match serde_json::from_str::<HookEvents>(value) {
+            Ok(hook) => hook.data.events.iter().map(|e| e.get()).collect(),
+            Err(_) => vec![value],
+        };
+        for e in &events {
+            batch.events_seen += 1;
+            if let Ok(Published { published: Some(p) }) = serde_json::from_str::<Published>(e)
+                && let Ok(t) = parse_timestamp(&p)
+            {
+                batch.newest_published = newest(batch.newest_published, t);
+            }
+        }
+        self.classifier
+            .classify_json(value, |within, verdict| match verdict {
+                Ok(c) => {
+                    let record = match serde_json::to_string(&c.change) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            batch.rejects.push(Reject {
+                                error: format!(
+                                    "{position}: the record could not be serialized: {e}"
+                                ),
+                                raw: c.raw.to_owned(),
+                            });
+                            return;
+                        }
+                    };
+                    batch.changes.push(NewChange {
+                        event_id: c.change.id.to_wire(),
+                        event_type: c.change.event_type.clone(),
+                        action: c.change.action.as_str().to_owned(),
+                        published: c.change.published,
+                        destinations: self.routing.destinations(&c.change),
+                        record,
+                        raw: c.raw.to_owned(),
+                    });
+                }
+                Err(e) => {
+                    let (at, raw) = match within {
+                        Within::Whole => (position.to_string(), value),
+                        Within::HookEvent(i) => (
+                            format!("{position}, data.events[{i}]"),
+                            events.get(i).copied().unwrap_or(value),
+                        ),
+                    };
+                    batch.rejects.push(Reject {
+                        error: format!("{at}: {e}"),
+                        raw: raw.to_owned(),
+                    });
+                }
+            });
+    }
+}
+
+fn newest(a: Option<DateTime<Utc>>, b: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    Some(a.map_or(b, |a| a.max(b)))
+}

@@ -1,0 +1,146 @@
+//! One worker per destination: take the rows that are due from the outbox, deliver them, and
+//! mark each delivered, to retry (jittered backoff), or dead (after the configured attempts, or at
+//! once when the destination says retrying cannot help). A row is marked only after its
+//! delivery, so a crash in between re-delivers it once: at-least-once, never lost.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{Notify, watch};
+use tracing::{error, warn};
+
+use crate::backoff::Backoff;
+use crate::store::{Due, Store};
+
+/// What became of one row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Worth trying again later.
+    Retry(String),
+    /// Retrying cannot help (a permanent refusal).
+    Reject(String),
+}
+
+/// Somewhere changes are delivered: a SIEM, the user's mailbox.
+pub trait Destination: Send + Sync + 'static {
+    /// The outbox's name for it.
+    fn name(&self) -> &str;
+    /// Rows per claim.
+    fn batch_size(&self) -> u32 {
+        100
+    }
+    /// Delivers the rows; one outcome per row, in order.
+    fn deliver(&self, rows: &[Due]) -> impl Future<Output = Vec<Outcome>> + Send;
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerPolicy {
+    /// Attempts before a row is dead-lettered.
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    /// How often an idle worker looks for due rows (it is also woken by new changes).
+    pub idle_poll: Duration,
+}
+
+impl Default for WorkerPolicy {
+    fn default() -> Self {
+        WorkerPolicy {
+            max_attempts: 10,
+            backoff: Backoff {
+                base: Duration::from_secs(1),
+                cap: Duration::from_secs(300),
+            },
+            idle_poll: Duration::from_millis(500),
+        }
+    }
+}
+
+pub async fn run<S: Store, D: Destination>(
+    store: S,
+    destination: Arc<D>,
+    policy: WorkerPolicy,
+    stored: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let name = destination.name().to_owned();
+    let mut store_failures = 0u32;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        // Register interest before looking, so a change stored meanwhile still wakes us.
+        let woken = stored.notified();
+        let due = match store.due(&name, destination.batch_size(), Utc::now()).await {
+            Ok(due) => {
+                store_failures = 0;
+                due
+            }
+            Err(e) => {
+                error!(destination = %name, error = %e, "cannot read the outbox");
+                store_failures = store_failures.saturating_add(1);
+                let wait = policy
+                    .backoff
+                    .delay(store_failures, &mut rand::thread_rng());
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => return,
+                }
+                continue;
+            }
+        };
+        if due.is_empty() {
+            tokio::select! {
+                _ = woken => {}
+                _ = tokio::time::sleep(policy.idle_poll) => {}
+                _ = shutdown.changed() => return,
+            }
+            continue;
+        }
+        let outcomes = destination.deliver(&due).await;
+        if let Err(e) = record(&store, &name, &due, &outcomes, &policy).await {
+            // The deliveries happened but are not marked: they will be delivered again (at least
+            // once). Back off so a broken database is not hammered.
+            error!(destination = %name, error = %e, "cannot record deliveries; they will be repeated");
+            tokio::select! {
+                _ = tokio::time::sleep(policy.backoff.cap.min(Duration::from_secs(5))) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+async fn record<S: Store>(
+    store: &S,
+    name: &str,
+    due: &[Due],
+    outcomes: &[Outcome],
+    policy: &WorkerPolicy,
+) -> Result<(), crate::store::StoreError> {
+    let delivered: Vec<i64> = due
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, o)| **o == Outcome::Delivered)
+        .map(|(d, _)| d.id)
+        .collect();
+    store.delivered(&delivered, Utc::now()).await?;
+    for (row, outcome) in due.iter().zip(outcomes) {
+        match outcome {
+            Outcome::Delivered => {}
+            Outcome::Retry(why) if row.attempts + 1 < policy.max_attempts => {
+                let wait = policy.backoff.delay(row.attempts, &mut rand::thread_rng());
+                warn!(destination = %name, event = %row.event_id, attempt = row.attempts + 1, error = %why, "delivery failed; will retry");
+                let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                store.retry(row.id, why, next).await?;
+            }
+            Outcome::Retry(why) | Outcome::Reject(why) => {
+                error!(destination = %name, event = %row.event_id, attempts = row.attempts + 1, error = %why, "delivery dead-lettered");
+                store.dead(row.id, why).await?;
+            }
+        }
+    }
+    // A destination that answered fewer outcomes than rows: the rest stay due.
+    Ok(())
+}

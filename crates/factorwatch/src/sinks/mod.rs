@@ -1,0 +1,3 @@
+//! SIEM destinations. Each is an outbox [`Destination`](crate::pipeline::worker::Destination).
+
+pub mod file;

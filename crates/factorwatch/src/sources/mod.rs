@@ -1,0 +1,4 @@
+//! Where Okta events come in: the System Log and Events API pollers, and the Event Hook receiver.
+
+pub mod hook;
+pub mod poller;

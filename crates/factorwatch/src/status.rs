@@ -1,0 +1,127 @@
+//! How far behind factorwatch is, as numbers: the age of the newest event processed (Okta's logs
+//! can lag by hours), and of the oldest delivery still owed. Pure: computed from store stats.
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::store::Stats;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lag {
+    /// Now minus the newest `published` of any event read, over all sources.
+    pub newest_event_age: Option<Duration>,
+    /// Now minus the creation of the oldest outbox row not yet delivered (nor dead).
+    pub oldest_undelivered_age: Option<Duration>,
+}
+
+pub fn lag(stats: &Stats, now: DateTime<Utc>) -> Lag {
+    Lag {
+        newest_event_age: stats
+            .sources
+            .iter()
+            .filter_map(|s| s.newest_published)
+            .max()
+            .map(|t| now - t),
+        oldest_undelivered_age: stats.oldest_pending.map(|t| now - t),
+    }
+}
+
+fn age(d: Option<Duration>) -> String {
+    match d {
+        None => "none".into(),
+        Some(d) if d.num_milliseconds() < 0 => "0.0s".into(),
+        Some(d) if d < Duration::minutes(2) => {
+            format!("{:.1}s", d.num_milliseconds() as f64 / 1000.0)
+        }
+        Some(d) if d < Duration::hours(2) => format!("{}m", d.num_minutes()),
+        Some(d) => format!("{}h{:02}m", d.num_hours(), d.num_minutes() % 60),
+    }
+}
+
+/// One line for a person: what was read, found and delivered, and the lag.
+pub fn summary(stats: &Stats, now: DateTime<Utc>) -> String {
+    let read: Vec<String> = stats
+        .sources
+        .iter()
+        .map(|s| format!("{} {}", s.source.replace('_', " "), s.events_seen))
+        .collect();
+    let outbox: Vec<String> = stats
+        .outbox
+        .iter()
+        .map(|(d, delivered, pending, dead)| {
+            let mut s = format!("{d} {delivered}");
+            if *pending > 0 {
+                s.push_str(&format!(" (+{pending} pending)"));
+            }
+            if *dead > 0 {
+                s.push_str(&format!(" ({dead} dead)"));
+            }
+            s
+        })
+        .collect();
+    let lag = lag(stats, now);
+    format!(
+        "events read: {} | MFA changes: {} | delivered: {} | lag: newest event {}, oldest undelivered {}",
+        if read.is_empty() {
+            "0".into()
+        } else {
+            read.join(", ")
+        },
+        stats.changes,
+        if outbox.is_empty() {
+            "0".into()
+        } else {
+            outbox.join(", ")
+        },
+        age(lag.newest_event_age),
+        age(lag.oldest_undelivered_age),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SourceState;
+
+    #[test]
+    fn lag_is_measured_from_the_newest_event_and_the_oldest_debt() {
+        let now = DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z")
+            .unwrap()
+            .to_utc();
+        let stats = Stats {
+            changes: 3,
+            rejects: 0,
+            outbox: vec![("email".into(), 1, 2, 0), ("siem:file".into(), 3, 0, 1)],
+            oldest_pending: Some(now - Duration::seconds(90)),
+            sources: vec![
+                SourceState {
+                    org: "o".into(),
+                    source: "system_log".into(),
+                    position: None,
+                    newest_published: Some(now - Duration::hours(3)),
+                    events_seen: 10,
+                },
+                SourceState {
+                    org: "o".into(),
+                    source: "event_hook".into(),
+                    position: None,
+                    newest_published: Some(now - Duration::seconds(2)),
+                    events_seen: 4,
+                },
+            ],
+        };
+        let l = lag(&stats, now);
+        assert_eq!(l.newest_event_age, Some(Duration::seconds(2)));
+        assert_eq!(l.oldest_undelivered_age, Some(Duration::seconds(90)));
+        let line = summary(&stats, now);
+        assert!(line.contains("system log 10, event hook 4"), "{line}");
+        assert!(
+            line.contains("email 1 (+2 pending)") && line.contains("siem:file 3 (1 dead)"),
+            "{line}"
+        );
+        assert!(
+            line.contains("newest event 2.0s") && line.contains("oldest undelivered 90.0s"),
+            "{line}"
+        );
+        assert!(summary(&Stats::default(), now).contains("newest event none"));
+    }
+}

@@ -1,0 +1,205 @@
+//! The durable store: what factorwatch knows and still owes. Every row is keyed by Okta org.
+//!
+//! - **changes** (the inbox): classified MFA changes, unique on (org, event id), so an event seen by
+//!   polling and by a hook, or twice across pages, is kept once;
+//! - **outbox**: one row per (change, destination) with state, attempts, next attempt time and
+//!   last error; dead after too many attempts, visible and re-drivable;
+//! - **cursors**: per (org, source), the position to resume from (the full `next` URL), committed
+//!   in the same transaction as the changes of its page;
+//! - **rejects**: input that could not be classified, kept with its error rather than lost.
+//!
+//! [`sqlite::SqliteStore`] is the embedded default; the [`Store`] trait is what a PostgreSQL back
+//! end would implement.
+
+pub mod sqlite;
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
+/// Where events come from, as cursors and counters name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceKind {
+    SystemLog,
+    EventHook,
+    EventsApi,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::SystemLog => "system_log",
+            SourceKind::EventHook => "event_hook",
+            SourceKind::EventsApi => "events_api",
+        }
+    }
+}
+
+/// A classified change on its way in, with the destinations it is owed to.
+#[derive(Debug, Clone)]
+pub struct NewChange {
+    pub event_id: String,
+    pub event_type: String,
+    pub action: String,
+    pub published: Option<DateTime<Utc>>,
+    /// The record, serialized (the public contract's JSON).
+    pub record: String,
+    /// The Okta event it came from, verbatim.
+    pub raw: String,
+    pub destinations: Vec<String>,
+}
+
+/// An input value that could not be classified.
+#[derive(Debug, Clone)]
+pub struct Reject {
+    pub error: String,
+    pub raw: String,
+}
+
+/// Everything one page (or one hook delivery) brings, committed atomically.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub source: SourceKind,
+    pub changes: Vec<NewChange>,
+    pub rejects: Vec<Reject>,
+    /// Events read, MFA or not.
+    pub events_seen: u64,
+    /// The newest `published` among the events read.
+    pub newest_published: Option<DateTime<Utc>>,
+    /// The position to resume from after this batch (pollers only).
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Changes not seen before.
+    pub new: usize,
+    /// Changes already in the store (from another page, source or a replay).
+    pub duplicates: usize,
+}
+
+/// One outbox row due for delivery, with its change.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub id: i64,
+    pub org: String,
+    pub event_id: String,
+    pub destination: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    pub record: String,
+    pub raw: String,
+    /// What enrichment found earlier (JSON), if anything.
+    pub enrichment: Option<String>,
+}
+
+/// A dead-lettered delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub org: String,
+    pub event_id: String,
+    pub destination: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// Where a source stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceState {
+    pub org: String,
+    pub source: String,
+    pub position: Option<String>,
+    pub newest_published: Option<DateTime<Utc>>,
+    pub events_seen: u64,
+}
+
+/// Counts and ages for the summary and for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub changes: u64,
+    pub rejects: u64,
+    /// Per destination: (delivered, pending, dead).
+    pub outbox: Vec<(String, u64, u64, u64)>,
+    /// When the oldest row not yet delivered (and not dead) was created.
+    pub oldest_pending: Option<DateTime<Utc>>,
+    pub sources: Vec<SourceState>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be opened or created.
+    #[error("cannot open the database at {path}: {detail}")]
+    Open { path: String, detail: String },
+    /// A write failed: disk full, read-only file, I/O error. Nothing of the batch was kept.
+    #[error("the database refused a write ({detail}); nothing of this batch was stored")]
+    Write { detail: String },
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+/// The store's operations. Implementations must make [`Store::commit`] atomic: a crash leaves a
+/// batch either wholly stored (changes, outbox rows, cursor) or not at all.
+pub trait Store: Clone + Send + Sync + 'static {
+    /// Where `source` resumes for `org`.
+    fn cursor(
+        &self,
+        org: &str,
+        source: SourceKind,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Stores a batch: new changes with their outbox rows, rejects, counters and the cursor.
+    fn commit(
+        &self,
+        org: &str,
+        batch: Batch,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Committed, StoreError>> + Send;
+
+    /// Up to `limit` rows for `destination` that are due, oldest first.
+    fn due(
+        &self,
+        destination: &str,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<Due>, StoreError>> + Send;
+
+    fn delivered(
+        &self,
+        ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records a failed attempt; the row is tried again at `next_attempt`.
+    fn retry(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records a failed attempt and gives up on the row.
+    fn dead(&self, id: i64, error: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Keeps what enrichment found for a change.
+    fn set_enrichment(
+        &self,
+        org: &str,
+        event_id: &str,
+        enrichment: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn dead_letters(
+        &self,
+        destination: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<DeadLetter>, StoreError>> + Send;
+
+    /// Puts dead rows back in line; returns how many.
+    fn redrive(
+        &self,
+        ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    fn stats(&self) -> impl Future<Output = Result<Stats, StoreError>> + Send;
+}

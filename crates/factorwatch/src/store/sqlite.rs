@@ -1,0 +1,418 @@
+//! The embedded store: one SQLite file in WAL mode with `synchronous=FULL`, so a committed batch
+//! survives a killed process and a power cut.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use super::{Batch, Committed, DeadLetter, Due, SourceKind, SourceState, Stats, Store, StoreError};
+use crate::record::format_published;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS changes (
+    org         TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    event_type  TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    published   TEXT,
+    received_at INTEGER NOT NULL,
+    record      TEXT NOT NULL,
+    raw         TEXT NOT NULL,
+    enrichment  TEXT,
+    PRIMARY KEY (org, event_id)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    org             TEXT NOT NULL,
+    event_id        TEXT NOT NULL,
+    destination     TEXT NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    delivered_at    INTEGER,
+    UNIQUE (org, event_id, destination),
+    FOREIGN KEY (org, event_id) REFERENCES changes (org, event_id)
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (destination, state, next_attempt_at, id);
+CREATE TABLE IF NOT EXISTS sources (
+    org              TEXT NOT NULL,
+    source           TEXT NOT NULL,
+    position         TEXT,
+    newest_published TEXT,
+    events_seen      INTEGER NOT NULL DEFAULT 0,
+    updated_at       INTEGER NOT NULL,
+    PRIMARY KEY (org, source)
+);
+CREATE TABLE IF NOT EXISTS rejects (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    org         TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    error       TEXT NOT NULL,
+    raw         TEXT NOT NULL
+);
+"#;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+fn write_error(e: sqlx::Error) -> StoreError {
+    StoreError::Write {
+        detail: e.to_string(),
+    }
+}
+
+fn other(e: sqlx::Error) -> StoreError {
+    StoreError::Other(e.to_string())
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(ms: i64) -> Option<DateTime<Utc>> {
+    Utc.timestamp_millis_opt(ms).single()
+}
+
+fn parse_time(s: Option<String>) -> Option<DateTime<Utc>> {
+    s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and its schema.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let open_error = |detail: String| StoreError::Open {
+            path: path.display().to_string(),
+            detail,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| open_error(e.to_string()))?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|e| open_error(e.to_string()))?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| open_error(e.to_string()))?;
+        sqlx::raw_sql(SCHEMA)
+            .execute(&pool)
+            .await
+            .map_err(|e| open_error(e.to_string()))?;
+        Ok(SqliteStore { pool })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+impl Store for SqliteStore {
+    async fn cursor(&self, org: &str, source: SourceKind) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT position FROM sources WHERE org = ? AND source = ?")
+            .bind(org)
+            .bind(source.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(other)?;
+        Ok(row.and_then(|r| r.get::<Option<String>, _>(0)))
+    }
+
+    async fn commit(
+        &self,
+        org: &str,
+        batch: Batch,
+        now: DateTime<Utc>,
+    ) -> Result<Committed, StoreError> {
+        let now_ms = ms(now);
+        let mut tx = self.pool.begin().await.map_err(write_error)?;
+        let mut committed = Committed::default();
+        for c in &batch.changes {
+            let inserted = sqlx::query(
+                "INSERT INTO changes (org, event_id, event_type, action, published, received_at, record, raw)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (org, event_id) DO NOTHING",
+            )
+            .bind(org)
+            .bind(&c.event_id)
+            .bind(&c.event_type)
+            .bind(&c.action)
+            .bind(c.published.as_ref().map(format_published))
+            .bind(now_ms)
+            .bind(&c.record)
+            .bind(&c.raw)
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?
+            .rows_affected();
+            if inserted == 0 {
+                committed.duplicates += 1;
+                continue;
+            }
+            committed.new += 1;
+            for destination in &c.destinations {
+                sqlx::query(
+                    "INSERT INTO outbox (org, event_id, destination, state, next_attempt_at, created_at)
+                     VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING",
+                )
+                .bind(org)
+                .bind(&c.event_id)
+                .bind(destination)
+                .bind(now_ms)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(write_error)?;
+            }
+        }
+        for r in &batch.rejects {
+            sqlx::query(
+                "INSERT INTO rejects (org, source, received_at, error, raw) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(org)
+            .bind(batch.source.as_str())
+            .bind(now_ms)
+            .bind(&r.error)
+            .bind(&r.raw)
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?;
+        }
+        // The newest published only moves forward; the position only when the batch has one.
+        sqlx::query(
+            "INSERT INTO sources (org, source, position, newest_published, events_seen, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (org, source) DO UPDATE SET
+                 position = COALESCE(?3, position),
+                 newest_published = CASE
+                     WHEN newest_published IS NULL OR ?4 > newest_published THEN COALESCE(?4, newest_published)
+                     ELSE newest_published END,
+                 events_seen = events_seen + ?5,
+                 updated_at = ?6",
+        )
+        .bind(org)
+        .bind(batch.source.as_str())
+        .bind(batch.cursor.as_deref())
+        .bind(batch.newest_published.as_ref().map(format_published))
+        .bind(batch.events_seen as i64)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(write_error)?;
+        tx.commit().await.map_err(write_error)?;
+        Ok(committed)
+    }
+
+    async fn due(
+        &self,
+        destination: &str,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Due>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT o.id, o.org, o.event_id, o.destination, o.attempts, c.record, c.raw, c.enrichment
+             FROM outbox o JOIN changes c ON c.org = o.org AND c.event_id = o.event_id
+             WHERE o.destination = ? AND o.state = 'pending' AND o.next_attempt_at <= ?
+             ORDER BY o.next_attempt_at, o.id LIMIT ?",
+        )
+        .bind(destination)
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(other)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Due {
+                id: r.get(0),
+                org: r.get(1),
+                event_id: r.get(2),
+                destination: r.get(3),
+                attempts: r.get::<i64, _>(4).try_into().unwrap_or(u32::MAX),
+                record: r.get(5),
+                raw: r.get(6),
+                enrichment: r.get(7),
+            })
+            .collect())
+    }
+
+    async fn delivered(&self, ids: &[i64], now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(write_error)?;
+        for id in ids {
+            sqlx::query(
+                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = ?, last_error = NULL
+                 WHERE id = ?",
+            )
+            .bind(ms(now))
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?;
+        }
+        tx.commit().await.map_err(write_error)
+    }
+
+    async fn retry(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
+        )
+        .bind(error)
+        .bind(ms(next_attempt))
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn dead(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ? WHERE id = ?",
+        )
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn set_enrichment(
+        &self,
+        org: &str,
+        event_id: &str,
+        enrichment: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE changes SET enrichment = ? WHERE org = ? AND event_id = ?")
+            .bind(enrichment)
+            .bind(org)
+            .bind(event_id)
+            .execute(&self.pool)
+            .await
+            .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn dead_letters(&self, destination: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, org, event_id, destination, attempts, last_error FROM outbox
+             WHERE state = 'dead' AND (?1 IS NULL OR destination = ?1) ORDER BY id",
+        )
+        .bind(destination)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(other)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DeadLetter {
+                id: r.get(0),
+                org: r.get(1),
+                event_id: r.get(2),
+                destination: r.get(3),
+                attempts: r.get::<i64, _>(4).try_into().unwrap_or(u32::MAX),
+                last_error: r.get(5),
+            })
+            .collect())
+    }
+
+    async fn redrive(&self, ids: &[i64], now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(write_error)?;
+        let mut n = 0;
+        for id in ids {
+            n += sqlx::query(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ? WHERE id = ? AND state = 'dead'",
+            )
+            .bind(ms(now))
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?
+            .rows_affected();
+        }
+        tx.commit().await.map_err(write_error)?;
+        Ok(n)
+    }
+
+    async fn stats(&self) -> Result<Stats, StoreError> {
+        let count = |sql: &'static str| {
+            let pool = self.pool.clone();
+            async move {
+                sqlx::query(sql)
+                    .fetch_one(&pool)
+                    .await
+                    .map(|r| r.get::<i64, _>(0).max(0) as u64)
+                    .map_err(other)
+            }
+        };
+        let changes = count("SELECT COUNT(*) FROM changes").await?;
+        let rejects = count("SELECT COUNT(*) FROM rejects").await?;
+        let outbox = sqlx::query(
+            "SELECT destination,
+                    SUM(state = 'delivered'), SUM(state = 'pending'), SUM(state = 'dead')
+             FROM outbox GROUP BY destination ORDER BY destination",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(other)?
+        .into_iter()
+        .map(|r| {
+            let n = |i: usize| r.get::<Option<i64>, _>(i).unwrap_or(0).max(0) as u64;
+            (r.get::<String, _>(0), n(1), n(2), n(3))
+        })
+        .collect();
+        let oldest_pending =
+            sqlx::query("SELECT MIN(created_at) FROM outbox WHERE state = 'pending'")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(other)?
+                .get::<Option<i64>, _>(0)
+                .and_then(from_ms);
+        let sources = sqlx::query(
+            "SELECT org, source, position, newest_published, events_seen FROM sources ORDER BY org, source",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(other)?
+        .into_iter()
+        .map(|r| SourceState {
+            org: r.get(0),
+            source: r.get(1),
+            position: r.get(2),
+            newest_published: parse_time(r.get(3)),
+            events_seen: r.get::<i64, _>(4).max(0) as u64,
+        })
+        .collect();
+        Ok(Stats {
+            changes,
+            rejects,
+            outbox,
+            oldest_pending,
+            sources,
+        })
+    }
+}
