@@ -152,3 +152,55 @@ fn the_bundled_example_classifies_from_a_file() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(records(&out).len(), 8);
 }
+
+#[test]
+fn demo_runs_the_whole_pipeline_and_stops_after_its_duration() {
+    let dir = std::env::temp_dir().join(format!("fw-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(env!("CARGO_BIN_EXE_factorwatch"))
+        .args(["demo", "--duration", "4s", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("lag: newest event"), "{stdout}");
+    let siem = std::fs::read_to_string(dir.join("siem.ndjson")).unwrap();
+    assert!(siem.lines().count() > 10, "{siem}");
+    let emails = std::fs::read_dir(dir.join("mail")).unwrap().count();
+    assert!(emails > 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn run_without_an_org_says_what_to_configure() {
+    let out = Command::new(env!("CARGO_BIN_EXE_factorwatch"))
+        .args(["run"])
+        .env_remove("FACTORWATCH_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[[orgs]]"), "{err}");
+}
+
+#[test]
+fn run_with_a_missing_token_names_the_variable_and_never_a_secret() {
+    let dir = std::env::temp_dir().join(format!("fw-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("fw.toml");
+    std::fs::write(&config, format!("[store]\npath = \"{}/fw.db\"\n[[orgs]]\nname = \"acme\"\nurl = \"https://acme.okta.com\"\ntoken_env = \"NOT_SET_ANYWHERE\"\n", dir.display())).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_factorwatch"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("NOT_SET_ANYWHERE"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

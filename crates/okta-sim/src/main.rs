@@ -58,6 +58,9 @@ struct Cli {
     /// Requests per minute for every other endpoint (factors, hooks, token).
     #[arg(long, default_value_t = RateLimits::default().other)]
     other_rate_limit: u32,
+    /// Rate-limit window length in seconds (Okta's is 60; shorter for tests).
+    #[arg(long, default_value_t = RateLimits::default().window_secs)]
+    rate_window: i64,
 }
 
 #[tokio::main]
@@ -87,6 +90,7 @@ async fn main() -> ExitCode {
         user_get: cli.user_rate_limit,
         users: cli.other_rate_limit.min(RateLimits::default().users),
         other: cli.other_rate_limit,
+        window_secs: cli.rate_window.max(1),
     };
     let org = server::Org::new(Config {
         token: cli.token,

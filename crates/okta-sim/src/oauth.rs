@@ -167,6 +167,13 @@ impl OAuth {
         self.nonce.clone()
     }
 
+    /// Revokes every access token issued (as an admin revoking the app's tokens would).
+    pub fn revoke_all(&mut self) -> usize {
+        let n = self.tokens.len();
+        self.tokens.clear();
+        n
+    }
+
     pub fn rotate_nonce(&mut self) {
         self.nonce = random_token(16);
     }

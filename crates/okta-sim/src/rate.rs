@@ -18,6 +18,8 @@ pub struct RateLimits {
     pub users: u32,
     /// Everything else, `/oauth2/v1/token` and `/api/v1/eventHooks` included.
     pub other: u32,
+    /// Window length in seconds: Okta's are 60; tests shorten them to see a reset quickly.
+    pub window_secs: i64,
 }
 
 impl Default for RateLimits {
@@ -28,6 +30,7 @@ impl Default for RateLimits {
             user_get: 2000,
             users: 600,
             other: 1200,
+            window_secs: 60,
         }
     }
 }
@@ -65,10 +68,10 @@ pub struct Windows {
 
 impl Windows {
     /// Counts one request against `bucket`; a refused request does not use up the window.
-    pub fn take(&mut self, bucket: &'static str, limit: u32, now: i64) -> Verdict {
-        let (reset, used) = self.windows.entry(bucket).or_insert((now + 60, 0));
+    pub fn take(&mut self, bucket: &'static str, limit: u32, window: i64, now: i64) -> Verdict {
+        let (reset, used) = self.windows.entry(bucket).or_insert((now + window, 0));
         if now >= *reset {
-            *reset = now + 60;
+            *reset = now + window;
             *used = 0;
         }
         let allowed = *used < limit;
@@ -95,7 +98,7 @@ mod tests {
     #[test]
     fn each_bucket_has_its_window() {
         let mut w = Windows::default();
-        let v: Vec<Verdict> = (0..3).map(|_| w.take("a", 2, 1000)).collect();
+        let v: Vec<Verdict> = (0..3).map(|_| w.take("a", 2, 60, 1000)).collect();
         assert_eq!(
             v.iter()
                 .map(|v| (v.remaining, v.allowed))
@@ -103,8 +106,11 @@ mod tests {
             [(1, true), (0, true), (0, false)]
         );
         assert!(v.iter().all(|v| v.reset == 1060 && v.limit == 2));
-        assert!(w.take("b", 2, 1000).allowed, "another bucket is untouched");
-        let after = w.take("a", 2, 1060);
+        assert!(
+            w.take("b", 2, 60, 1000).allowed,
+            "another bucket is untouched"
+        );
+        let after = w.take("a", 2, 60, 1060);
         assert_eq!(
             (after.allowed, after.remaining, after.reset),
             (true, 1, 1120)

@@ -98,6 +98,7 @@ async fn each_bucket_is_limited_on_its_own() {
         user_get: 3,
         users: 3,
         other: 3,
+        window_secs: 60,
     })
     .await;
     let statuses = |paths: Vec<&'static str>| {

@@ -111,8 +111,10 @@ impl Destination for EmailDestination {
         &self.name
     }
 
+    /// One row at a time, each marked delivered as soon as it is sent: a crash can then repeat at
+    /// most the one email in flight.
     fn batch_size(&self) -> u32 {
-        20
+        1
     }
 
     async fn deliver(&self, rows: &[Due]) -> Vec<Outcome> {

@@ -96,6 +96,12 @@ fn parse_time(s: Option<String>) -> Option<DateTime<Utc>> {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and its schema.
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path, None).await
+    }
+
+    /// [`SqliteStore::open`], with the file capped at `max_pages` pages of 4 KiB: past it, writes
+    /// fail exactly as on a full disk.
+    pub async fn open_with(path: &Path, max_pages: Option<u32>) -> Result<SqliteStore, StoreError> {
         let open_error = |detail: String| StoreError::Open {
             path: path.display().to_string(),
             detail,
@@ -111,6 +117,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
+        let options = match max_pages {
+            Some(n) => options.pragma("max_page_count", n.to_string()),
+            None => options,
+        };
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)

@@ -22,6 +22,7 @@ pub(super) fn router() -> Router<Arc<Org>> {
         .route("/sim/events", post(events))
         .route("/sim/users", post(users))
         .route("/sim/apps", post(apps))
+        .route("/sim/apps/revoke-tokens", post(revoke_tokens))
         .route("/sim/hooks", post(hooks))
         .route("/sim/hooks/deliveries", get(deliveries))
         .route("/sim/faults", post(faults))
@@ -75,6 +76,11 @@ async fn apps(State(org): State<Arc<Org>>, body: String) -> Response {
         }
         Ok(json!({ "registered": n }))
     }))
+}
+
+/// Revokes every access token issued so far.
+async fn revoke_tokens(State(org): State<Arc<Org>>) -> Response {
+    answer(lock(&org.oauth).map(|mut o| json!({ "revoked": o.revoke_all() })))
 }
 
 #[derive(Deserialize)]

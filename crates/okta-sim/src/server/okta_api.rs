@@ -91,7 +91,12 @@ async fn gate(State(org): State<Arc<Org>>, mut request: Request, next: Next) -> 
     let now = org.now();
     let (bucket, limit) = rate::bucket(&org.config.rate_limits, method.as_str(), &path);
     let verdict = match lock(&org.windows) {
-        Ok(mut w) => w.take(bucket, limit, now.timestamp()),
+        Ok(mut w) => w.take(
+            bucket,
+            limit,
+            org.config.rate_limits.window_secs,
+            now.timestamp(),
+        ),
         Err(e) => return okta_error(e),
     };
 

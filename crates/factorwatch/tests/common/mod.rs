@@ -1,0 +1,186 @@
+//! Test support: a simulated Okta org in-process on a real socket, Okta-shaped MFA events, and a
+//! factorwatch configuration pointing at the org.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use factorwatch::config::{Config, OrgConfig, OrgHookConfig, PollConfig};
+use okta_sim::server::{self, Org, RateLimits};
+use serde_json::{Value, json};
+
+pub const TOKEN: &str = "t0ken-for-tests";
+pub const HOOK_SECRET: &str = "hook-s3cret";
+
+pub struct Sim {
+    pub base: String,
+    pub org: Arc<Org>,
+    pub http: reqwest::Client,
+}
+
+pub async fn sim(rate_limits: RateLimits) -> Sim {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let org = Org::new(server::Config {
+        token: TOKEN.into(),
+        base_url: base.clone(),
+        rate_limits,
+        seed: 7,
+    });
+    tokio::spawn(server::serve(listener, org.clone(), std::future::pending()));
+    Sim {
+        base,
+        org,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Sim {
+    pub async fn control(&self, path: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert!(status.is_success(), "{path}: {status} {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    pub async fn users(&self, n: usize) {
+        let users: Vec<Value> = (0..n)
+            .map(|i| {
+                json!({ "id": user_id(i), "profile": { "login": format!("user{i}@example.com"), "email": format!("user{i}@mail.example.com"),
+                        "secondEmail": format!("user{i}@personal.example.net"), "firstName": format!("User{i}") } })
+            })
+            .collect();
+        self.control("/sim/users", json!(users)).await;
+    }
+}
+
+pub fn user_id(i: usize) -> String {
+    format!("00u{i:017}")
+}
+
+/// MFA events of three kinds, by `i % 3`: a self-service SMS enrollment (notifies the user), an
+/// RSA token enrollment (third-party: no email), an org-wide factor change (no user: no email).
+pub fn mfa_event(uuid: &str, i: usize, users: usize) -> Value {
+    let u = i % users;
+    let user = json!({ "id": user_id(u), "type": "User", "alternateId": format!("user{u}@example.com"), "displayName": format!("User {u}") });
+    match i % 3 {
+        0 => json!({
+            "uuid": uuid, "eventType": "user.mfa.factor.activate", "displayMessage": "Activate factor for user",
+            "actor": user, "target": [user], "outcome": { "result": "SUCCESS", "reason": "User set up SMS_FACTOR factor" },
+            "client": { "ipAddress": "198.51.100.7", "geographicalContext": { "city": "Paris", "country": "France" } },
+            "debugContext": { "debugData": { "phoneNumber": format!("+1555000{:04}", i % 10000) } },
+        }),
+        1 => json!({
+            "uuid": uuid, "eventType": "user.mfa.factor.activate", "displayMessage": "Activate factor for user",
+            "actor": user, "target": [user], "outcome": { "result": "SUCCESS", "reason": "User set up RSA_SECURID factor" },
+        }),
+        _ => json!({
+            "uuid": uuid, "eventType": "system.mfa.factor.activate", "displayMessage": "Activate factor",
+            "actor": user, "target": [{ "id": "mfa1", "type": "MFAFactor", "displayName": "Okta Verify" }],
+            "outcome": { "result": "SUCCESS" },
+        }),
+    }
+}
+
+/// Whether [`mfa_event`] number `i` should produce an email.
+pub fn notifies(i: usize) -> bool {
+    i.is_multiple_of(3)
+}
+
+/// A config for one org at `base`, writing under `dir`.
+pub fn config(dir: &Path, base: &str, hook: bool) -> Config {
+    let mut c = Config::load(None, std::iter::empty()).unwrap();
+    c.store.path = dir.join("fw.db");
+    c.siem.file = dir.join("siem.ndjson").display().to_string();
+    c.email.dir = dir.join("mail");
+    c.hooks.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    c.orgs = vec![OrgConfig {
+        name: "acme".into(),
+        url: base.into(),
+        token_env: Some("TEST_OKTA_TOKEN".into()),
+        token_file: None,
+        oauth: None,
+        system_log: PollConfig {
+            enabled: true,
+            since: "1h".into(),
+            interval: Duration::from_millis(200),
+            types: None,
+        },
+        events_api: PollConfig {
+            enabled: false,
+            ..PollConfig::default()
+        },
+        hook: hook.then(|| OrgHookConfig {
+            path: "/okta/acme".into(),
+            auth_header: "authorization".into(),
+            secret_env: Some("TEST_HOOK_SECRET".into()),
+            secret_file: None,
+        }),
+    }];
+    c
+}
+
+pub fn env(name: &str) -> Option<String> {
+    match name {
+        "TEST_OKTA_TOKEN" => Some(TOKEN.into()),
+        "TEST_HOOK_SECRET" => Some(HOOK_SECRET.into()),
+        _ => None,
+    }
+}
+
+/// The ids of the records in a SIEM NDJSON file (with repeats).
+pub fn siem_ids(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// The `Message-ID`s and recipients of the `.eml` files in `dir` (with repeats).
+pub fn emails(dir: &Path) -> Vec<(String, String)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+        .map(|e| {
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            let header = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned()
+            };
+            (header("Message-ID:"), header("To:"))
+        })
+        .collect()
+}
+
+/// Polls `check` every 100 ms until it holds (or fails after `secs`).
+pub async fn eventually(secs: u64, what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..secs * 10 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}

@@ -1,0 +1,233 @@
+//! The crash test: the real `factorwatch run` binary, fed a few thousand MFA changes by poll and by
+//! hook, killed with SIGKILL at random moments and restarted. Afterwards every change is in the
+//! SIEM file at least once, and every change that notifies produced its email — at most one
+//! duplicate per kill. The figures are printed (`cargo test --test crash -- --nocapture`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use factorwatch::store::Store;
+use factorwatch::store::sqlite::SqliteStore;
+use okta_sim::server::RateLimits;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+const CHANGES: usize = 3000;
+const KILLS: usize = 12;
+const USERS: usize = 25;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(config: &std::path::Path, log: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_factorwatch"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("TEST_OKTA_TOKEN", common::TOKEN)
+        .env("TEST_HOOK_SECRET", common::HOOK_SECRET)
+        .env("FACTORWATCH_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_listening(port: u16) {
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("factorwatch did not start listening on {port}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_at_random_moments_loses_nothing_and_duplicates_at_most_once_per_kill() {
+    let seed: u64 = std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!("crash test seed {seed} (CRASH_SEED={seed} replays the kill timings)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+
+    let sim = common::sim(RateLimits::default()).await;
+    sim.users(USERS).await;
+    let dir = std::env::temp_dir().join(format!("fw-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let config = dir.join("factorwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+path = "{dir}/fw.db"
+[siem]
+file = "{dir}/siem.ndjson"
+[email]
+dir = "{dir}/mail"
+[hooks]
+listen = "127.0.0.1:{port}"
+[[orgs]]
+name = "acme"
+url = "{base}"
+token_env = "TEST_OKTA_TOKEN"
+[orgs.system_log]
+since = "1h"
+interval = "300ms"
+[orgs.hook]
+path = "/okta/acme"
+secret_env = "TEST_HOOK_SECRET"
+"#,
+            dir = dir.display(),
+            base = sim.base
+        ),
+    )
+    .unwrap();
+    let log = dir.join("factorwatch.log");
+    let mut child = start(&config, &log);
+    wait_listening(port).await;
+    sim.control(
+        "/sim/hooks",
+        json!({ "url": format!("http://127.0.0.1:{port}/okta/acme"),
+                "auth_header": { "name": "Authorization", "value": common::HOOK_SECRET } }),
+    )
+    .await;
+
+    // Feed the changes over the whole kill period.
+    let feeder = {
+        let base = sim.base.clone();
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            for chunk in (0..CHANGES).collect::<Vec<_>>().chunks(25) {
+                let events: Vec<_> = chunk
+                    .iter()
+                    .map(|&i| common::mfa_event(&format!("c{i:05}"), i, USERS))
+                    .collect();
+                let r = http
+                    .post(format!("{base}/sim/events"))
+                    .header("Content-Type", "application/json")
+                    .body(json!(events).to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success());
+                tokio::time::sleep(Duration::from_millis(80)).await;
+            }
+        })
+    };
+
+    let started = Instant::now();
+    for _ in 0..KILLS {
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(150..1000))).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        child = start(&config, &log);
+    }
+    feeder.await.unwrap();
+
+    // Let the last run catch up, reading the store as an operator would.
+    let store = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
+    common::eventually(90, "the last run caught up", async || {
+        let s = store.stats().await.unwrap();
+        s.changes as usize == CHANGES && s.oldest_pending.is_none()
+    })
+    .await;
+    let elapsed = started.elapsed();
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let exit = child.wait().unwrap();
+
+    let siem = common::siem_ids(&dir.join("siem.ndjson"));
+    let mut siem_count: HashMap<&str, usize> = HashMap::new();
+    for id in &siem {
+        *siem_count.entry(id.as_str()).or_default() += 1;
+    }
+    let missing_siem: Vec<String> = (0..CHANGES)
+        .map(|i| format!("c{i:05}"))
+        .filter(|id| !siem_count.contains_key(id.as_str()))
+        .collect();
+    let emails = common::emails(&dir.join("mail"));
+    let mut email_count: HashMap<&str, usize> = HashMap::new();
+    for (id, _) in &emails {
+        *email_count.entry(id.as_str()).or_default() += 1;
+    }
+    let expected: Vec<String> = (0..CHANGES)
+        .filter(|i| common::notifies(*i))
+        .map(|i| {
+            factorwatch::email::message_id(
+                "acme",
+                &format!("c{i:05}"),
+                &format!("user{}@mail.example.com", i % USERS),
+            )
+        })
+        .collect();
+    let missing_email = expected
+        .iter()
+        .filter(|id| !email_count.contains_key(id.as_str()))
+        .count();
+    let duplicate_emails: usize = email_count.values().map(|n| n - 1).sum();
+    let unexpected_emails = email_count
+        .keys()
+        .filter(|id| !expected.iter().any(|e| e == *id))
+        .count();
+    let stats = store.stats().await.unwrap();
+    let hook_seen = stats
+        .sources
+        .iter()
+        .find(|s| s.source == "event_hook")
+        .map_or(0, |s| s.events_seen);
+
+    println!(
+        "crash test: {CHANGES} MFA changes, {KILLS} SIGKILLs, {:.1} s; the hook brought {hook_seen} events, polling the rest\n\
+         SIEM file: {} records, {} distinct, {} missing, {} duplicates\n\
+         emails: {} expected, {} written, {} missing, {} duplicates (allowed: {KILLS}), {} unexpected\n\
+         last run stopped with {exit}",
+        elapsed.as_secs_f64(),
+        siem.len(),
+        siem_count.len(),
+        missing_siem.len(),
+        siem.len() - siem_count.len(),
+        expected.len(),
+        emails.len(),
+        missing_email,
+        duplicate_emails,
+        unexpected_emails,
+    );
+    assert!(
+        missing_siem.is_empty(),
+        "lost from the SIEM: {:?}",
+        &missing_siem[..missing_siem.len().min(10)]
+    );
+    assert_eq!(missing_email, 0, "emails lost");
+    assert_eq!(unexpected_emails, 0);
+    assert!(
+        duplicate_emails <= KILLS,
+        "{duplicate_emails} duplicate emails for {KILLS} kills"
+    );
+    assert!(exit.success(), "SIGTERM stops cleanly");
+    let _ = std::fs::remove_dir_all(&dir);
+}
