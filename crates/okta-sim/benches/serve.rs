@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use okta_sim::scenario::{Generator, Scenario};
-use okta_sim::server::{self, Config, Org, RateLimits, generate};
+use okta_sim::server::{self, RateLimits, generate};
 
 fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -79,14 +79,9 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let org = Org::new(Config {
-            token: "bench".into(),
-            base_url: base.clone(),
-            rate_limits: RateLimits { logs: u32::MAX, ..RateLimits::default() },
-            seed: 1,
-        });
+        let limits = RateLimits { logs: u32::MAX, ..RateLimits::default() };
+        let local = server::Local::start("bench", limits, 1).await.unwrap();
+        let (org, base) = (local.org.clone(), local.base.clone());
         let before = rss_mib();
         let started = Instant::now();
         let mut generator = Generator::new(Scenario::Steady, 1, 1000, 0.02).unwrap();
@@ -100,7 +95,6 @@ fn main() {
             stored as f64 / 1048576.0,
             rss_mib() - before
         );
-        tokio::spawn(server::serve(listener, org.clone(), std::future::pending()));
         let http = reqwest::Client::new();
         let mfa = r#"eventType sw "user.mfa.factor." or eventType eq "user.mfa.attempt_bypass""#;
         for (label, filter) in [("unfiltered", None), ("MFA filter", Some(mfa))] {

@@ -29,28 +29,15 @@ pub async fn run(options: Options, out: &mut (dyn std::io::Write + Send)) -> Res
     let hook_secret = random_secret();
 
     // The simulated org.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let local = sim::Local::start(&token, sim::RateLimits::default(), options.seed)
         .await
         .map_err(|e| format!("cannot start the simulated Okta org: {e}"))?;
-    let base = format!(
-        "http://{}",
-        listener.local_addr().map_err(|e| e.to_string())?
-    );
-    let org = sim::Org::new(sim::Config {
-        token: token.clone(),
-        base_url: base.clone(),
-        rate_limits: sim::RateLimits::default(),
-        seed: options.seed,
-    });
+    let (org, base) = (local.org.clone(), local.base.clone());
     let Some(mut generator) = Generator::new(Scenario::Steady, options.seed, 40, 0.15) else {
         return Err("the demo scenario is empty".into());
     };
     generate::backlog(&org, &mut generator, 400, chrono::Duration::hours(1))
         .map_err(|e| format!("cannot generate the simulated org: {}", e.error_summary))?;
-    let (sim_stop, sim_stopped) = tokio::sync::oneshot::channel::<()>();
-    let sim_task = tokio::spawn(sim::serve(listener, org.clone(), async {
-        let _ = sim_stopped.await;
-    }));
     let live = tokio::spawn(generate::live(org.clone(), generator, 10.0));
 
     // factorwatch, on its embedded defaults, in the demo folder.
@@ -127,8 +114,7 @@ pub async fn run(options: Options, out: &mut (dyn std::io::Write + Send)) -> Res
                 .count()
         });
     daemon.stop().await;
-    let _ = sim_stop.send(());
-    let _ = sim_task.await;
+    local.stop().await;
     if let Some(stats) = stats {
         let _ = writeln!(
             out,

@@ -18,22 +18,16 @@ pub struct Sim {
     pub base: String,
     pub org: Arc<Org>,
     pub http: reqwest::Client,
+    _local: server::Local,
 }
 
 pub async fn sim(rate_limits: RateLimits) -> Sim {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let org = Org::new(server::Config {
-        token: TOKEN.into(),
-        base_url: base.clone(),
-        rate_limits,
-        seed: 7,
-    });
-    tokio::spawn(server::serve(listener, org.clone(), std::future::pending()));
+    let local = server::Local::start(TOKEN, rate_limits, 7).await.unwrap();
     Sim {
-        base,
-        org,
+        base: local.base.clone(),
+        org: local.org.clone(),
         http: reqwest::Client::new(),
+        _local: local,
     }
 }
 

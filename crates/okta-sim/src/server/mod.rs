@@ -241,3 +241,44 @@ pub async fn serve(
     sender.abort();
     result
 }
+
+/// An org served on a free loopback port in this process, until [`Local::stop`] or drop.
+pub struct Local {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    pub org: Arc<Org>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Local {
+    /// Starts an org with the SSWS `token`; its base URL is only known once bound.
+    pub async fn start(token: &str, rate_limits: RateLimits, seed: u64) -> std::io::Result<Local> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let org = Org::new(Config {
+            token: token.to_owned(),
+            base_url: base.clone(),
+            rate_limits,
+            seed,
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, org.clone(), async {
+            let _ = stopped.await;
+        }));
+        Ok(Local {
+            base,
+            org,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// Stops serving and waits for the server to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::routing::any;
-use okta_sim::server::{self, Config, Org, RateLimits};
+use okta_sim::server::{self, Org, RateLimits};
 use serde_json::Value;
 
 pub const TOKEN: &str = "t0ken";
@@ -39,6 +39,7 @@ pub struct Sim {
     pub base: String,
     pub org: Arc<Org>,
     pub http: reqwest::Client,
+    _local: server::Local,
 }
 
 pub async fn start() -> Sim {
@@ -46,19 +47,12 @@ pub async fn start() -> Sim {
 }
 
 pub async fn start_with(rate_limits: RateLimits) -> Sim {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let org = Org::new(Config {
-        token: TOKEN.into(),
-        base_url: base.clone(),
-        rate_limits,
-        seed: 42,
-    });
-    tokio::spawn(server::serve(listener, org.clone(), std::future::pending()));
+    let local = server::Local::start(TOKEN, rate_limits, 42).await.unwrap();
     Sim {
-        base,
-        org,
+        base: local.base.clone(),
+        org: local.org.clone(),
         http: reqwest::Client::new(),
+        _local: local,
     }
 }
 
