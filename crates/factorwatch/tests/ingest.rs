@@ -9,6 +9,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use factorwatch::backoff::Backoff;
 use factorwatch::daemon::Daemon;
 use factorwatch::store::sqlite::SqliteStore;
 use factorwatch::store::{Batch, NewChange, SourceKind, Store};
@@ -428,4 +429,131 @@ async fn the_legacy_events_api_is_polled_with_the_same_cursor_discipline() {
         "{cursor}"
     );
     d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hook_deliveries_under_load_are_all_committed_and_answered_within_okta_s_3_s() {
+    let sim = common::sim(RateLimits::default()).await;
+    let dir = tempdir("hookload");
+    let mut config = common::config(&dir, &sim.base, true);
+    config.orgs[0].system_log.enabled = false;
+    config.email.enabled = false;
+    let d = Daemon::start(&config, &common::env).await.unwrap();
+    let url = format!("http://{}/okta/acme", d.hook_addr.unwrap());
+    let http = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let posts: Vec<_> = (0..200)
+        .map(|n| {
+            let events: Vec<_> = (0..10)
+                .map(|i| common::mfa_event(&format!("load{n}-{i}"), i, 5))
+                .collect();
+            let body = json!({ "eventType": "com.okta.event_hook", "data": { "events": events } })
+                .to_string();
+            let request = http
+                .post(&url)
+                .header("Authorization", common::HOOK_SECRET)
+                .body(body);
+            tokio::spawn(async move {
+                let t = std::time::Instant::now();
+                let status = request.send().await.unwrap().status();
+                (status, t.elapsed())
+            })
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    for p in posts {
+        let (status, took) = p.await.unwrap();
+        assert_eq!(status, 200);
+        slowest = slowest.max(took);
+    }
+    assert!(
+        slowest < Duration::from_secs(3),
+        "slowest answer {slowest:?}"
+    );
+    assert_eq!(changes(&d).await, 2000, "all committed before their 200");
+    println!(
+        "200 concurrent hook deliveries of 10 events: all answered in {:?} (slowest {slowest:?})",
+        started.elapsed()
+    );
+    d.stop().await;
+}
+
+/// A destination that refuses everything, for the dead-letter path.
+struct Refusing;
+
+impl factorwatch::pipeline::worker::Destination for Refusing {
+    fn name(&self) -> &str {
+        "siem:file"
+    }
+    async fn deliver(
+        &self,
+        rows: &[factorwatch::store::Due],
+    ) -> Vec<factorwatch::pipeline::worker::Outcome> {
+        rows.iter()
+            .map(|_| factorwatch::pipeline::worker::Outcome::Retry("SIEM down".into()))
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_deliveries_are_retried_then_dead_lettered_visibly_and_can_be_re_driven() {
+    use factorwatch::pipeline::worker::{self, WorkerPolicy};
+
+    let dir = tempdir("dead");
+    let store = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
+    let batch = Batch {
+        source: SourceKind::SystemLog,
+        changes: vec![change("c1", 10), change("c2", 10)],
+        rejects: vec![],
+        events_seen: 2,
+        newest_published: None,
+        cursor: None,
+    };
+    store
+        .commit("acme", batch, chrono::Utc::now())
+        .await
+        .unwrap();
+    let policy = WorkerPolicy {
+        max_attempts: 3,
+        backoff: Backoff {
+            base: Duration::from_millis(10),
+            cap: Duration::from_millis(20),
+        },
+        idle_poll: Duration::from_millis(10),
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(worker::run(
+        store.clone(),
+        std::sync::Arc::new(Refusing),
+        policy,
+        Default::default(),
+        stopped,
+    ));
+    common::eventually(10, "both rows dead", async || {
+        store.dead_letters(None).await.unwrap().len() == 2
+    })
+    .await;
+    let _ = stop.send(true);
+    task.await.unwrap();
+    let dead = store.dead_letters(Some("siem:file")).await.unwrap();
+    assert_eq!(dead[0].attempts, 3);
+    assert_eq!(dead[0].last_error.as_deref(), Some("SIEM down"));
+    assert_eq!(
+        store.stats().await.unwrap().outbox,
+        vec![("siem:file".to_owned(), 0, 0, 2)]
+    );
+    // Re-driven, they are due again, from scratch.
+    assert_eq!(
+        store
+            .redrive(&[dead[0].id, dead[1].id], chrono::Utc::now())
+            .await
+            .unwrap(),
+        2
+    );
+    let due = store
+        .due("siem:file", 10, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 2);
+    assert_eq!(due[0].attempts, 0);
 }
