@@ -17,16 +17,20 @@ pub struct Ingest {
     pub routing: Routing,
 }
 
+/// What ingest reads of every value, in one pass: its `published`, and — for an Event Hook
+/// delivery — its events.
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(borrow, default)]
+    published: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    data: Option<HookData<'a>>,
+}
+
 #[derive(Deserialize)]
 struct Published<'a> {
     #[serde(borrow, default)]
     published: Option<std::borrow::Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct HookEvents<'a> {
-    #[serde(borrow)]
-    data: HookData<'a>,
 }
 
 #[derive(Deserialize)]
@@ -63,16 +67,30 @@ impl Ingest {
     }
 
     fn value(&self, batch: &mut Batch, value: &str, position: input::Position) {
-        // Counting events and the newest published, whatever their kind.
-        let events: Vec<&str> = match serde_json::from_str::<HookEvents>(value) {
-            Ok(hook) => hook.data.events.iter().map(|e| e.get()).collect(),
+        // Counting events and the newest published, whatever their kind, in one pass.
+        let mut published: Vec<Option<std::borrow::Cow<str>>> = Vec::new();
+        let events: Vec<&str> = match serde_json::from_str::<Peek>(value) {
+            Ok(Peek {
+                data: Some(hook), ..
+            }) => {
+                for e in &hook.events {
+                    published.push(
+                        serde_json::from_str::<Published>(e.get())
+                            .ok()
+                            .and_then(|p| p.published),
+                    );
+                }
+                hook.events.iter().map(|e| e.get()).collect()
+            }
+            Ok(Peek { published: p, .. }) => {
+                published.push(p);
+                vec![value]
+            }
             Err(_) => vec![value],
         };
-        for e in &events {
-            batch.events_seen += 1;
-            if let Ok(Published { published: Some(p) }) = serde_json::from_str::<Published>(e)
-                && let Ok(t) = parse_timestamp(&p)
-            {
+        batch.events_seen += events.len() as u64;
+        for p in published.into_iter().flatten() {
+            if let Ok(t) = parse_timestamp(&p) {
                 batch.newest_published = newest(batch.newest_published, t);
             }
         }
