@@ -14,6 +14,7 @@ pub mod config;
 pub mod daemon;
 pub mod email;
 pub mod enrich;
+pub mod formats;
 pub mod input;
 pub mod okta;
 pub mod pipeline;

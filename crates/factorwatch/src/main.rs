@@ -43,6 +43,13 @@ enum Command {
             env = "FACTORWATCH_OKTA_AUTHORITATIVE"
         )]
         okta_authoritative: Vec<Provider>,
+        /// Print each change as a SIEM would receive it: record (default), ocsf,
+        /// ocsf-user-management, ecs, cef, leef, raw, or syslog (RFC 5424 carrying the record).
+        #[arg(long, default_value = "record")]
+        format: String,
+        /// The org name put in SIEM formats.
+        #[arg(long, default_value = "okta")]
+        org: String,
     },
     /// Run the daemon: poll Okta, receive its Event Hooks, deliver to the SIEM and users.
     ///
@@ -104,14 +111,39 @@ fn main() -> ExitCode {
             file,
             raw,
             okta_authoritative,
+            format,
+            org,
         } => {
             let config = classify::Config {
                 okta_authoritative: okta_authoritative.into_iter().collect(),
             };
+            let context = factorwatch::formats::Context {
+                org,
+                hostname: factorwatch::formats::local_hostname(),
+            };
+            let encoding = match format.as_str() {
+                "record" => None,
+                "syslog" => Some(commands::classify::Encoding {
+                    format: factorwatch::formats::Format::Record,
+                    syslog: true,
+                    context,
+                }),
+                other => match factorwatch::formats::Format::parse(other) {
+                    Ok(format) => Some(commands::classify::Encoding {
+                        format,
+                        syslog: false,
+                        context,
+                    }),
+                    Err(e) => {
+                        eprintln!("factorwatch: --format: {e}, or syslog");
+                        return ExitCode::from(2);
+                    }
+                },
+            };
             classify_command(
                 &Classifier::new(config),
                 file,
-                commands::classify::Options { raw },
+                commands::classify::Options { raw, encoding },
             )
         }
         Command::Run { config, log_json } => {

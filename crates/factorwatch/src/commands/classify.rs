@@ -6,13 +6,24 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::classify::{Classified, Classifier, ClassifyError, Within};
+use crate::formats;
 use crate::input::{self, InputError, Position};
 use crate::record::MfaChange;
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Add the original event under `raw`.
+    /// Add the original event under `raw` (record format only).
     pub raw: bool,
+    /// Print each change in this SIEM encoding instead of the record.
+    pub encoding: Option<Encoding>,
+}
+
+/// What `--format` asks for: a payload format, or RFC 5424 syslog carrying one.
+#[derive(Debug, Clone)]
+pub struct Encoding {
+    pub format: formats::Format,
+    pub syslog: bool,
+    pub context: formats::Context,
 }
 
 /// What a run did.
@@ -121,6 +132,16 @@ impl<O: Write, E: Write> Run<'_, O, E> {
         match verdict {
             Ok(Classified { change, raw }) => {
                 self.summary.changes += 1;
+                if let Some(e) = &self.options.encoding {
+                    let payload = e.format.encode(&change, raw, &e.context);
+                    let line = if e.syslog {
+                        formats::syslog::message(&change, &payload, &e.context, &Default::default())
+                    } else {
+                        payload
+                    };
+                    self.out.write_all(line.as_bytes())?;
+                    return self.out.write_all(b"\n");
+                }
                 // The classifier parsed `raw` whole, so it is one valid JSON value.
                 let raw = self
                     .options

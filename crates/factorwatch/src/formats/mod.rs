@@ -1,0 +1,182 @@
+//! SIEM formats: one pure encoder per file, from an MFA change record (and the Okta event it came
+//! from) to the text a SIEM expects. Transports ([`crate::sinks`]) carry that text.
+
+pub mod cef;
+pub mod ecs;
+pub mod leef;
+pub mod ocsf;
+pub mod raw;
+pub mod syslog;
+
+use chrono::{DateTime, Utc};
+
+use crate::record::{Action, MfaChange};
+
+/// What every encoder may need besides the change.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The Okta org's name in factorwatch's config.
+    pub org: String,
+    /// This machine's name (syslog HOSTNAME).
+    pub hostname: String,
+}
+
+/// This machine's name, for syslog's HOSTNAME.
+pub fn local_hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+pub const PRODUCT: &str = "factorwatch";
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A payload format, as configured (`format = "ocsf"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Format {
+    /// factorwatch's own record (`docs/record.md`).
+    Record,
+    Ocsf(ocsf::Options),
+    Ecs,
+    Cef,
+    Leef,
+    /// The original Okta event plus the record.
+    Raw,
+}
+
+impl Format {
+    pub fn parse(name: &str) -> Result<Format, String> {
+        Ok(match name.to_ascii_lowercase().as_str() {
+            "record" | "json" => Format::Record,
+            "ocsf" => Format::Ocsf(ocsf::Options::default()),
+            "ocsf-user-management" => Format::Ocsf(ocsf::Options::user_management()),
+            "ecs" => Format::Ecs,
+            "cef" => Format::Cef,
+            "leef" => Format::Leef,
+            "raw" => Format::Raw,
+            other => {
+                return Err(format!(
+                    "unknown format {other:?}; expected one of record, ocsf, ocsf-user-management, ecs, cef, leef, raw"
+                ));
+            }
+        })
+    }
+
+    /// Encodes one change; `raw` is the Okta event's text. One line: never a newline inside.
+    pub fn encode(&self, change: &MfaChange, raw: &str, ctx: &Context) -> String {
+        match self {
+            Format::Record => serde_json::to_string(change).unwrap_or_default(),
+            Format::Ocsf(o) => ocsf::encode(change, ctx, o).to_string(),
+            Format::Ecs => ecs::encode(change, raw, ctx).to_string(),
+            Format::Cef => cef::encode(change, ctx),
+            Format::Leef => leef::encode(change, ctx),
+            Format::Raw => raw::encode(change, raw).to_string(),
+        }
+    }
+
+    /// Whether the payload is JSON (for transports that send JSON natively).
+    pub fn is_json(&self) -> bool {
+        !matches!(self, Format::Cef | Format::Leef)
+    }
+}
+
+/// A short, human description of the change ("MFA factor enrolled").
+pub fn title(action: Action) -> &'static str {
+    match action {
+        Action::Enrolled => "MFA factor enrolled",
+        Action::Reset => "MFA factor reset",
+        Action::ResetAll => "All MFA factors reset",
+        Action::Updated => "MFA factor updated",
+        Action::Suspended => "MFA factor suspended",
+        Action::Unsuspended => "MFA factor unsuspended",
+        Action::BypassAttempted => "MFA bypass attempted",
+        Action::OrgFactorEnabled => "MFA factor type enabled for the org",
+        Action::OrgFactorDisabled => "MFA factor type disabled for the org",
+    }
+}
+
+/// Severity on a 0–10 scale (CEF, LEEF): enrolments and updates 5, removals and suspensions 7,
+/// bypass attempts 8, org settings 6; a failed attempt one lower.
+pub fn severity(change: &MfaChange) -> u8 {
+    let base = match change.action {
+        Action::Enrolled | Action::Updated | Action::Unsuspended => 5,
+        Action::Reset | Action::ResetAll | Action::Suspended => 7,
+        Action::BypassAttempted => 8,
+        Action::OrgFactorEnabled | Action::OrgFactorDisabled => 6,
+    };
+    if succeeded(change) || change.action == Action::BypassAttempted {
+        base
+    } else {
+        base - 1
+    }
+}
+
+pub fn succeeded(change: &MfaChange) -> bool {
+    change.outcome.as_deref() == Some("SUCCESS")
+}
+
+/// `published`, or now for the rare event without one.
+pub fn time(change: &MfaChange) -> DateTime<Utc> {
+    change.published.unwrap_or_else(Utc::now)
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::record::*;
+
+    /// The running example of the formats notes: an admin enrols TOTP for jdoe.
+    pub fn example() -> MfaChange {
+        MfaChange {
+            id: EventId::Okta("e1f2a3b4-0000-11f0-8000-000000000001".into()),
+            source: Source::SystemLog,
+            published: chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00.123Z")
+                .ok()
+                .map(|t| t.to_utc()),
+            event_type: "user.mfa.factor.activate".into(),
+            legacy_event_type: Some("core.user.factor.activate".into()),
+            action: Action::Enrolled,
+            outcome: Some("SUCCESS".into()),
+            factor: Factor {
+                factor_type: Some(crate::okta::factors::FactorType::SoftwareTotp),
+                provider: Some(crate::okta::factors::Provider::Google),
+                name: Some("Google Authenticator".into()),
+                okta_authoritative: Some(true),
+                phone_last4: None,
+            },
+            user: Some(Person {
+                id: Some("00u1jdoe".into()),
+                login: Some("jdoe@example.com".into()),
+                display_name: Some("Jane Doe".into()),
+            }),
+            actor: Some(Actor {
+                id: Some("00u9admin".into()),
+                login: Some("admin@example.com".into()),
+                display_name: Some("Ann Admin".into()),
+                actor_type: Some("User".into()),
+            }),
+            initiator: Some(Initiator::Admin),
+            client: Client {
+                ip: Some("203.0.113.7".into()),
+                user_agent: Some("Mozilla/5.0 (Macintosh)".into()),
+                browser: Some("CHROME".into()),
+                os: Some("Mac OS X".into()),
+                city: Some("Paris".into()),
+                state: None,
+                country: Some("France".into()),
+            },
+            reason: Some("User set up GOOGLE_OTP factor".into()),
+            message: Some("Activate factor for user".into()),
+            session_id: Some("102abc".into()),
+        }
+    }
+
+    pub fn ctx() -> super::Context {
+        super::Context {
+            org: "acme".into(),
+            hostname: "relay01".into(),
+        }
+    }
+}

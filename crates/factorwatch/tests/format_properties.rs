@@ -1,0 +1,180 @@
+//! Every SIEM encoding, for any content in any field (arbitrary Unicode, control characters, each
+//! format's delimiters and escape characters): never a panic, always one line, and output that a
+//! strict parser of the format reads back to the same values.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use factorwatch::formats::{self, Context, Format, cef, leef, syslog};
+use factorwatch::record::*;
+use proptest::prelude::*;
+
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        "[|=\\\\^\"\\]\\[\n\r\t a-zé…\u{0}\u{7f}\u{feff}]{0,24}",
+    ]
+}
+
+fn opt_text() -> impl Strategy<Value = Option<String>> {
+    proptest::option::of(text())
+}
+
+fn change() -> impl Strategy<Value = MfaChange> {
+    (
+        (
+            text(),
+            text(),
+            opt_text(),
+            opt_text(),
+            opt_text(),
+            opt_text(),
+        ),
+        (
+            opt_text(),
+            opt_text(),
+            opt_text(),
+            opt_text(),
+            opt_text(),
+            opt_text(),
+        ),
+        (
+            opt_text(),
+            opt_text(),
+            opt_text(),
+            opt_text(),
+            0usize..9,
+            proptest::option::of(0i64..4_000_000_000_000),
+        ),
+    )
+        .prop_map(
+            |(
+                (id, event_type, outcome, login, actor_login, name),
+                (ip, ua, city, country, reason, message),
+                (display, actor_name, session, phone, action, ms),
+            )| {
+                let actions = [
+                    Action::Enrolled,
+                    Action::Reset,
+                    Action::ResetAll,
+                    Action::Updated,
+                    Action::Suspended,
+                    Action::Unsuspended,
+                    Action::BypassAttempted,
+                    Action::OrgFactorEnabled,
+                    Action::OrgFactorDisabled,
+                ];
+                MfaChange {
+                    id: EventId::Okta(id),
+                    source: Source::SystemLog,
+                    published: ms.and_then(|ms| chrono::DateTime::from_timestamp_millis(ms)),
+                    event_type,
+                    legacy_event_type: None,
+                    action: actions[action],
+                    outcome,
+                    factor: Factor {
+                        name,
+                        phone_last4: phone,
+                        ..Factor::default()
+                    },
+                    user: Some(Person {
+                        id: None,
+                        login,
+                        display_name: display,
+                    }),
+                    actor: Some(Actor {
+                        id: None,
+                        login: actor_login,
+                        display_name: actor_name,
+                        actor_type: None,
+                    }),
+                    initiator: None,
+                    client: Client {
+                        ip,
+                        user_agent: ua,
+                        city,
+                        country,
+                        ..Client::default()
+                    },
+                    reason,
+                    message,
+                    session_id: session,
+                }
+            },
+        )
+}
+
+/// What a value becomes on a wire that cannot carry control characters: spaces.
+fn cleaned(s: &str, keep_newlines: bool) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() && !(keep_newlines && (c == '\n' || c == '\r')) {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+fn ctx(org: &str) -> Context {
+    Context {
+        org: org.into(),
+        hostname: "relay 01\n".into(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn cef_reads_back_exactly(c in change(), org in text()) {
+        let line = cef::encode(&c, &ctx(&org));
+        prop_assert!(!line.contains(['\n', '\r']));
+        let (header, ext) = cef::parse(&line).map_err(|e| TestCaseError::fail(format!("{e}: {line}")))?;
+        prop_assert_eq!(header.len(), 7);
+        prop_assert_eq!(&header[4], &cleaned(&c.event_type, false));
+        let get = |k: &str| ext.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        prop_assert_eq!(get("suser"), c.actor.as_ref().unwrap().login.as_deref().map(|v| cleaned(v, true)));
+        prop_assert_eq!(get("duser"), c.user.as_ref().unwrap().login.as_deref().map(|v| cleaned(v, true)));
+        prop_assert_eq!(get("msg"), c.message.as_deref().map(|v| cleaned(v, true)));
+        prop_assert_eq!(get("externalId"), Some(cleaned(&c.id.to_wire(), true)));
+    }
+
+    #[test]
+    fn leef_reads_back_with_delimiters_replaced(c in change(), org in text()) {
+        let line = leef::encode(&c, &ctx(&org));
+        let (header, attrs) = leef::parse(&line).map_err(|e| TestCaseError::fail(format!("{e}: {line}")))?;
+        prop_assert_eq!(header.len(), 4);
+        let get = |k: &str| attrs.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        let leefed = |s: &str| cleaned(s, false).replace('^', " ");
+        prop_assert_eq!(get("usrName"), c.user.as_ref().unwrap().login.as_deref().map(leefed));
+        prop_assert_eq!(get("oktaOrg"), Some(leefed(&org)));
+        prop_assert_eq!(get("reason"), c.reason.as_deref().map(leefed));
+    }
+
+    #[test]
+    fn syslog_messages_parse_strictly_with_any_payload(c in change(), org in text(), payload in text()) {
+        let m = syslog::message(&c, &payload, &ctx(&org), &Default::default());
+        let p = syslog::parse(&m).map_err(|e| TestCaseError::fail(format!("{e}: {m:?}")))?;
+        prop_assert!(p.pri <= 191);
+        prop_assert_eq!(p.msg, payload.replace(['\n', '\r'], " "));
+        let get = |k: &str| p.params.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        prop_assert_eq!(get("org"), Some(cleaned(&org, false)));
+        prop_assert_eq!(get("actor"), c.actor.as_ref().unwrap().login.as_deref().map(|v| cleaned(v, false)));
+        let framed = syslog::frame(&m);
+        let (len, rest) = framed.split_once(' ').unwrap();
+        prop_assert_eq!(len.parse::<usize>().unwrap(), rest.len());
+    }
+
+    #[test]
+    fn json_formats_are_one_line_of_valid_json(c in change(), raw in text(), org in text()) {
+        for f in [Format::Record, Format::parse("ocsf").unwrap(), Format::parse("ocsf-user-management").unwrap(), Format::Ecs, Format::Raw] {
+            let line = f.encode(&c, &raw, &ctx(&org));
+            prop_assert!(!line.contains('\n'));
+            let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| TestCaseError::fail(format!("{e}: {line}")))?;
+            prop_assert!(v.is_object());
+        }
+        let ocsf = formats::ocsf::encode(&c, &ctx(&org), &Default::default());
+        prop_assert_eq!(ocsf["type_uid"].as_u64().unwrap(), 300_100 + ocsf["activity_id"].as_u64().unwrap());
+    }
+}
