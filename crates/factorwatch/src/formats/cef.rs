@@ -152,7 +152,7 @@ const CS: [(&str, &str); 6] = [
 
 /// A strict CEF parser (for tests and for `check`): the 7 header fields, unescaped, and the
 /// extension's key/value pairs, unescaped. Fails on anything the standard does not allow.
-pub fn parse(line: &str) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+pub fn parse(line: &str) -> Result<super::Parsed, String> {
     let rest = line.strip_prefix("CEF:").ok_or("no CEF: prefix")?;
     let mut fields = Vec::new();
     let mut cur = String::new();

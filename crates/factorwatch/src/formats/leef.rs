@@ -110,7 +110,7 @@ pub fn encode(change: &MfaChange, ctx: &Context) -> String {
 
 /// A strict LEEF 2.0 parser: the 5 header fields after the version, the delimiter, and the
 /// attributes (each split at its first `=`).
-pub fn parse(line: &str) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+pub fn parse(line: &str) -> Result<super::Parsed, String> {
     let rest = line
         .strip_prefix("LEEF:2.0|")
         .ok_or("no LEEF:2.0| prefix")?;

@@ -83,6 +83,9 @@ impl Format {
     }
 }
 
+/// What a strict parser of a key/value format reads: the header fields and the attributes.
+pub type Parsed = (Vec<String>, Vec<(String, String)>);
+
 /// A short, human description of the change ("MFA factor enrolled").
 pub fn title(action: Action) -> &'static str {
     match action {
