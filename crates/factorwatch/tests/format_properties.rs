@@ -66,7 +66,7 @@ fn change() -> impl Strategy<Value = MfaChange> {
                 MfaChange {
                     id: EventId::Okta(id),
                     source: Source::SystemLog,
-                    published: ms.and_then(|ms| chrono::DateTime::from_timestamp_millis(ms)),
+                    published: ms.and_then(chrono::DateTime::from_timestamp_millis),
                     event_type,
                     legacy_event_type: None,
                     action: actions[action],
