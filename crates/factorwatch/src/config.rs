@@ -45,8 +45,9 @@ pub struct Config {
     pub orgs: Vec<OrgConfig>,
     #[serde(default)]
     pub hooks: HookServerConfig,
-    #[serde(default)]
-    pub siem: SiemConfig,
+    /// SIEM destinations; by default one NDJSON file of records.
+    #[serde(default = "default_sinks")]
+    pub sinks: Vec<SinkConfig>,
     #[serde(default)]
     pub email: EmailConfig,
     #[serde(default)]
@@ -204,24 +205,167 @@ impl Default for HookServerConfig {
     }
 }
 
+/// One SIEM destination. `type` says which; the other keys are those that type uses.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SiemConfig {
-    /// NDJSON records: a file path, or `-` for stdout.
-    #[serde(default = "default_siem_file")]
-    pub file: String,
+pub struct SinkConfig {
+    /// The outbox's name for it (`siem:<name>`); stable, like the org's.
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: SinkType,
+    /// record, ocsf, ocsf-user-management, ecs, cef, leef, raw.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// Only these actions (enrolled, reset, reset_all, updated, suspended, unsuspended,
+    /// bypass_attempted, org_factor_enabled, org_factor_disabled); all when absent.
+    #[serde(default)]
+    pub actions: Option<Vec<String>>,
+    /// Changes per request.
+    #[serde(default)]
+    pub batch_size: Option<u32>,
+    /// Attempts before a failed delivery is dead-lettered (outages are waited out, not counted).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// file: the path, or `-` for stdout.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// splunk_hec, elasticsearch, webhook: the base URL (HEC: `https://splunk:8088`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// syslog: `host:port`.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// syslog: tcp (octet-counted), tls (RFC 5425), udp (at most once).
+    #[serde(default)]
+    pub transport: Option<String>,
+    /// syslog/tls: the name the server's certificate must carry (default: the address's host).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// A PEM file of CA certificates to trust instead of the system's (TLS and HTTPS).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// syslog: the facility (default 10, authpriv).
+    #[serde(default)]
+    pub facility: Option<u8>,
+    /// splunk_hec: the environment variable holding the HEC token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// splunk_hec: index, sourcetype, source.
+    #[serde(default)]
+    pub index: Option<String>,
+    #[serde(default)]
+    pub sourcetype: Option<String>,
+    #[serde(default)]
+    pub source: Option<String>,
+    /// splunk_hec: wait for indexer acknowledgement.
+    #[serde(default)]
+    pub ack: bool,
+    /// elasticsearch: `Authorization: ApiKey <value of this variable>`.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// elasticsearch: basic auth user; the password from `password_env`.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// webhook: extra headers; values are literal.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// webhook: headers whose values are secrets, named by environment variable.
+    #[serde(default)]
+    pub secret_headers: std::collections::BTreeMap<String, String>,
 }
 
-fn default_siem_file() -> String {
-    "factorwatch-data/siem.ndjson".into()
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkType {
+    File,
+    Syslog,
+    SplunkHec,
+    Elasticsearch,
+    Webhook,
 }
 
-impl Default for SiemConfig {
-    fn default() -> Self {
-        SiemConfig {
-            file: default_siem_file(),
+impl SinkConfig {
+    /// An NDJSON file of records at `path`.
+    pub fn file(name: &str, path: &str) -> SinkConfig {
+        SinkConfig {
+            name: name.into(),
+            kind: SinkType::File,
+            format: None,
+            actions: None,
+            batch_size: None,
+            max_attempts: None,
+            path: Some(path.into()),
+            url: None,
+            address: None,
+            transport: None,
+            server_name: None,
+            ca_file: None,
+            facility: None,
+            token_env: None,
+            token_file: None,
+            index: None,
+            sourcetype: None,
+            source: None,
+            ack: false,
+            api_key_env: None,
+            username: None,
+            password_env: None,
+            headers: Default::default(),
+            secret_headers: Default::default(),
         }
     }
+
+    fn validate(&self, i: usize) -> Result<(), String> {
+        let at = format!("sinks[{i}] ({})", self.name);
+        let need = |what: &str, v: bool| {
+            if v {
+                Ok(())
+            } else {
+                Err(format!("{at}: {what} is required for type {:?}", self.kind))
+            }
+        };
+        if let Some(f) = &self.format {
+            crate::formats::Format::parse(f).map_err(|e| format!("{at}.format: {e}"))?;
+        }
+        if let Some(actions) = &self.actions {
+            for a in actions {
+                serde_json::from_value::<crate::record::Action>(serde_json::Value::String(
+                    a.clone(),
+                ))
+                .map_err(|_| format!("{at}.actions: unknown action {a:?}"))?;
+            }
+        }
+        match self.kind {
+            SinkType::File => need("path", self.path.is_some()),
+            SinkType::Syslog => {
+                need("address", self.address.is_some())?;
+                match self.transport.as_deref().unwrap_or("tcp") {
+                    "tcp" | "tls" | "udp" => Ok(()),
+                    t => Err(format!("{at}.transport: {t:?} is not tcp, tls or udp")),
+                }
+            }
+            SinkType::SplunkHec => {
+                need("url", self.url.is_some())?;
+                need(
+                    "token_env or token_file",
+                    self.token_env.is_some() || self.token_file.is_some(),
+                )
+            }
+            SinkType::Elasticsearch => {
+                need("url", self.url.is_some())?;
+                need("index", self.index.is_some())
+            }
+            SinkType::Webhook => need("url", self.url.is_some()),
+        }
+    }
+}
+
+fn default_sinks() -> Vec<SinkConfig> {
+    vec![SinkConfig::file("file", "factorwatch-data/siem.ndjson")]
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -421,6 +565,13 @@ impl Config {
                 }
             }
         }
+        let mut sink_names = std::collections::HashSet::new();
+        for (i, sink) in self.sinks.iter().enumerate() {
+            if !sink_names.insert(sink.name.as_str()) {
+                return Err(format!("sinks[{i}].name: {:?} is used twice", sink.name));
+            }
+            sink.validate(i)?;
+        }
         if self.delivery.max_attempts == 0 {
             return Err("delivery.max_attempts: must be at least 1".into());
         }
@@ -593,6 +744,42 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("soon"), "{e}");
+    }
+
+    #[test]
+    fn sinks_are_typed_validated_and_default_to_one_file() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(c.sinks.len(), 1);
+        assert_eq!(c.sinks[0].kind, SinkType::File);
+        let c = load(
+            "[[sinks]]\nname = \"splunk\"\ntype = \"splunk_hec\"\nurl = \"https://s:8088\"\ntoken_env = \"HEC\"\nactions = [\"enrolled\", \"reset_all\"]\n\n[[sinks]]\nname = \"qradar\"\ntype = \"syslog\"\naddress = \"q:6514\"\ntransport = \"tls\"\nformat = \"leef\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.sinks.len(), 2);
+        assert_eq!(c.sinks[1].format.as_deref(), Some("leef"));
+        for (bad, why) in [
+            (
+                "[[sinks]]\nname = \"x\"\ntype = \"splunk_hec\"\ntoken_env = \"T\"\n",
+                "url is required",
+            ),
+            (
+                "[[sinks]]\nname = \"x\"\ntype = \"syslog\"\naddress = \"a:1\"\ntransport = \"quic\"\n",
+                "transport",
+            ),
+            (
+                "[[sinks]]\nname = \"x\"\ntype = \"file\"\npath = \"p\"\nformat = \"xml\"\n",
+                "unknown format",
+            ),
+            (
+                "[[sinks]]\nname = \"x\"\ntype = \"file\"\npath = \"p\"\nactions = [\"deleted\"]\n",
+                "unknown action",
+            ),
+            ("[[sinks]]\nname = \"x\"\ntype = \"kafka\"\n", "kafka"),
+        ] {
+            let e = load(bad, &[]).unwrap_err().to_string();
+            assert!(e.contains(why), "{why}: {e}");
+        }
     }
 
     #[test]

@@ -23,13 +23,11 @@ use crate::pipeline::ingest::Ingest;
 use crate::pipeline::route::Routing;
 use crate::pipeline::worker::{self, WorkerPolicy};
 use crate::record::format_published;
-use crate::sinks::file::{FileSink, Target};
 use crate::sources::hook::{self, HookConfig};
 use crate::sources::poller::{self, Poller};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{SourceKind, StoreError};
 
-pub const SIEM_FILE: &str = "siem:file";
 pub const EMAIL: &str = "email";
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +40,8 @@ pub enum StartError {
     Auth { org: String, source: AuthError },
     #[error("cannot listen for Event Hooks on {addr}: {detail}")]
     Listen { addr: SocketAddr, detail: String },
+    #[error("sink {name}: {detail}")]
+    Sink { name: String, detail: String },
     #[error("cannot prepare {path}: {detail}")]
     Io { path: String, detail: String },
 }
@@ -66,8 +66,25 @@ impl Daemon {
         let (shutdown, watcher) = watch::channel(false);
         let stored = Arc::new(Notify::new());
         let mut tasks = Vec::new();
+        let mut sinks = Vec::new();
+        let mut siem = Vec::new();
+        for sink in &config.sinks {
+            let built = crate::sinks::build(sink, env).map_err(|detail| StartError::Sink {
+                name: sink.name.clone(),
+                detail,
+            })?;
+            let actions = sink.actions.as_ref().map(|list| {
+                list.iter()
+                    .filter_map(|a| {
+                        serde_json::from_value(serde_json::Value::String(a.clone())).ok()
+                    })
+                    .collect()
+            });
+            siem.push((crate::sinks::destination_name(&sink.name), actions));
+            sinks.push((built, sink.max_attempts));
+        }
         let routing = Routing {
-            siem: vec![SIEM_FILE.to_owned()],
+            siem,
             email: config.email.enabled.then(|| EMAIL.to_owned()),
             notify_third_party: config.email.notify_third_party,
         };
@@ -214,18 +231,26 @@ impl Daemon {
             max_attempts: config.delivery.max_attempts,
             ..WorkerPolicy::default()
         };
-        let siem_file = (config.siem.file != "-").then(|| PathBuf::from(&config.siem.file));
-        let target = match &siem_file {
-            Some(p) => Target::File(p.clone()),
-            None => Target::Stdout,
-        };
-        tasks.push(tokio::spawn(worker::run(
-            store.clone(),
-            Arc::new(FileSink::new(SIEM_FILE, target)),
-            policy,
-            stored.clone(),
-            watcher.clone(),
-        )));
+        for (sink, max_attempts) in sinks {
+            let policy = WorkerPolicy {
+                max_attempts: max_attempts.unwrap_or(policy.max_attempts),
+                ..policy
+            };
+            tasks.push(tokio::spawn(worker::run(
+                store.clone(),
+                Arc::new(sink),
+                policy,
+                stored.clone(),
+                watcher.clone(),
+            )));
+        }
+        let siem_file = config
+            .sinks
+            .iter()
+            .find(|s| s.kind == crate::config::SinkType::File)
+            .and_then(|s| s.path.as_deref())
+            .filter(|p| *p != "-")
+            .map(PathBuf::from);
         let mut mail_dir = None;
         if config.email.enabled {
             let settings = EmailSettings {

@@ -204,3 +204,32 @@ fn run_with_a_missing_token_names_the_variable_and_never_a_secret() {
     assert!(err.contains("NOT_SET_ANYWHERE"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn classify_prints_each_siem_encoding_one_line_per_change() {
+    let input = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/okta-events.ndjson"
+    ))
+    .unwrap();
+    for (format, prefix) in [
+        ("cef", "CEF:0|"),
+        ("leef", "LEEF:2.0|"),
+        ("syslog", "<"),
+        ("ocsf", "{"),
+        ("ecs", "{"),
+        ("raw", "{"),
+    ] {
+        let out = classify(&["--format", format, "--org", "acme"], &input);
+        assert!(out.status.success(), "{format}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(text.lines().count(), 8, "{format}");
+        assert!(
+            text.lines().all(|l| l.starts_with(prefix)),
+            "{format}: {text}"
+        );
+    }
+    let out = classify(&["--format", "xml"], &input);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown format"));
+}

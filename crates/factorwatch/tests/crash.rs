@@ -82,8 +82,10 @@ async fn sigkill_at_random_moments_loses_nothing_and_duplicates_at_most_once_per
             r#"
 [store]
 path = "{dir}/fw.db"
-[siem]
-file = "{dir}/siem.ndjson"
+[[sinks]]
+name = "file"
+type = "file"
+path = "{dir}/siem.ndjson"
 [email]
 dir = "{dir}/mail"
 [hooks]

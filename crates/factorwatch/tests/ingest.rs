@@ -331,7 +331,7 @@ async fn a_hook_delivery_the_store_cannot_take_is_answered_500_for_okta_to_retry
     let ingest = std::sync::Arc::new(Ingest {
         classifier: Default::default(),
         routing: Routing {
-            siem: vec!["siem:file".into()],
+            siem: vec![("siem:file".into(), None)],
             email: None,
             notify_third_party: false,
         },

@@ -130,7 +130,10 @@ pub async fn run(options: Options, out: &mut (dyn std::io::Write + Send)) -> Res
 fn demo_config(dir: &Path, base: &str) -> Result<Config, String> {
     let mut c = Config::load(None, std::iter::empty()).map_err(|e| e.to_string())?;
     c.store.path = dir.join("factorwatch.db");
-    c.siem.file = dir.join("siem.ndjson").display().to_string();
+    c.sinks = vec![crate::config::SinkConfig::file(
+        "file",
+        &dir.join("siem.ndjson").display().to_string(),
+    )];
     c.email.dir = dir.join("mail");
     c.email.help = "this is a demo: nothing to do.".into();
     c.hooks.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));

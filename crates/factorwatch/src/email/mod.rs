@@ -1,6 +1,7 @@
 //! Telling the user: the outbox destination that looks up whom to write to ([`crate::enrich`]),
-//! renders the notice ([`render`]) and hands it to a lettre transport — here the file transport
-//! (one `.eml` file per message), the embedded default; SMTP plugs in the same way.
+//! renders the notice ([`render`]), builds the message with lettre and drops it as one `.eml` file
+//! per message — the embedded default; SMTP plugs in the same way. A file appears whole or not at
+//! all (written aside, synced, then renamed), so a crash never leaves half a message behind.
 //!
 //! Every message carries a `Message-ID` derived from (org, change, recipient), so a message sent
 //! again after a crash is recognisably the same message.
@@ -10,8 +11,8 @@ pub mod render;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use lettre::Message;
 use lettre::message::{Mailbox, header::ContentType};
-use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use sha2::{Digest, Sha256};
 
 use crate::enrich::{EnrichError, Enricher};
@@ -32,7 +33,7 @@ pub struct EmailDestination {
     settings: EmailSettings,
     /// Per org: its enricher.
     enrichers: std::collections::HashMap<String, Arc<Enricher>>,
-    transport: AsyncFileTransport<Tokio1Executor>,
+    dir: PathBuf,
 }
 
 impl EmailDestination {
@@ -48,7 +49,7 @@ impl EmailDestination {
             name: name.into(),
             settings,
             enrichers,
-            transport: AsyncFileTransport::new(dir),
+            dir,
         })
     }
 
@@ -91,11 +92,28 @@ impl EmailDestination {
                 Ok(m) => m,
                 Err(e) => return Outcome::Reject(format!("cannot build the message: {e}")),
             };
-            if let Err(e) = self.transport.send(message).await {
+            if let Err(e) = self.drop_file(&message.formatted()).await {
                 return Outcome::Retry(format!("cannot write the message: {e}"));
             }
         }
         Outcome::Delivered
+    }
+}
+
+impl EmailDestination {
+    /// Writes one message as `<random>.eml`: aside first, synced, then renamed into place.
+    async fn drop_file(&self, bytes: &[u8]) -> std::io::Result<()> {
+        use rand::RngCore;
+        use tokio::io::AsyncWriteExt;
+        let mut id = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut id);
+        let name: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let tmp = self.dir.join(format!(".{name}.eml.tmp"));
+        let mut f = tokio::fs::File::create(&tmp).await?;
+        f.write_all(bytes).await?;
+        f.sync_all().await?;
+        drop(f);
+        tokio::fs::rename(&tmp, self.dir.join(format!("{name}.eml"))).await
     }
 }
 

@@ -5,8 +5,8 @@ use crate::record::{Action, MfaChange};
 
 #[derive(Debug, Clone, Default)]
 pub struct Routing {
-    /// SIEM destinations: every change goes to each.
-    pub siem: Vec<String>,
+    /// SIEM destinations, each with the actions it wants (all when `None`).
+    pub siem: Vec<(String, Option<Vec<Action>>)>,
     /// The email destination, if email is on.
     pub email: Option<String>,
     /// Also email about factors Okta does not own (Duo, RSA, Symantec…).
@@ -39,12 +39,88 @@ pub fn notifies_user(change: &MfaChange, notify_third_party: bool) -> bool {
 
 impl Routing {
     pub fn destinations(&self, change: &MfaChange) -> Vec<String> {
-        let mut d = self.siem.clone();
+        let mut d: Vec<String> = self
+            .siem
+            .iter()
+            .filter(|(_, actions)| actions.as_ref().is_none_or(|a| a.contains(&change.action)))
+            .map(|(name, _)| name.clone())
+            .collect();
         if let Some(email) = &self.email
             && notifies_user(change, self.notify_third_party)
         {
             d.push(email.clone());
         }
         d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{EventId, Factor, Person, Source};
+
+    fn change(action: Action, authoritative: Option<bool>) -> MfaChange {
+        MfaChange {
+            id: EventId::Okta("e".into()),
+            source: Source::SystemLog,
+            published: None,
+            event_type: "user.mfa.factor.activate".into(),
+            legacy_event_type: None,
+            action,
+            outcome: Some("SUCCESS".into()),
+            factor: Factor {
+                okta_authoritative: authoritative,
+                ..Factor::default()
+            },
+            user: Some(Person {
+                id: Some("00u1".into()),
+                login: None,
+                display_name: None,
+            }),
+            actor: None,
+            initiator: None,
+            client: Default::default(),
+            reason: None,
+            message: None,
+            session_id: None,
+        }
+    }
+
+    #[test]
+    fn each_sink_gets_the_actions_it_asked_for_and_email_only_what_notifies() {
+        let r = Routing {
+            siem: vec![
+                ("siem:all".into(), None),
+                (
+                    "siem:resets".into(),
+                    Some(vec![Action::Reset, Action::ResetAll]),
+                ),
+            ],
+            email: Some("email".into()),
+            notify_third_party: false,
+        };
+        assert_eq!(
+            r.destinations(&change(Action::Enrolled, Some(true))),
+            ["siem:all", "email"]
+        );
+        assert_eq!(
+            r.destinations(&change(Action::ResetAll, None)),
+            ["siem:all", "siem:resets", "email"]
+        );
+        assert_eq!(
+            r.destinations(&change(Action::Enrolled, Some(false))),
+            ["siem:all"],
+            "third-party factor"
+        );
+        assert_eq!(
+            r.destinations(&change(Action::OrgFactorEnabled, Some(true))),
+            ["siem:all"]
+        );
+        let mut failed = change(Action::Enrolled, Some(true));
+        failed.outcome = Some("FAILURE".into());
+        assert_eq!(r.destinations(&failed), ["siem:all"]);
+        let mut bypass = change(Action::BypassAttempted, None);
+        bypass.outcome = Some("FAILURE".into());
+        assert_eq!(r.destinations(&bypass), ["siem:all", "email"]);
     }
 }

@@ -18,7 +18,10 @@ use crate::store::{Due, Store};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Delivered,
-    /// Worth trying again later.
+    /// The destination is down (connection refused, 5xx, busy): the batch waits, in order, and is
+    /// sent again after a backoff; attempts are not counted, so a long outage dead-letters nothing.
+    Unavailable(String),
+    /// This row failed and is worth trying again later (counted towards dead-lettering).
     Retry(String),
     /// Retrying cannot help (a permanent refusal).
     Reject(String),
@@ -67,6 +70,7 @@ pub async fn run<S: Store, D: Destination>(
 ) {
     let name = destination.name().to_owned();
     let mut store_failures = 0u32;
+    let mut outages = 0u32;
     loop {
         if *shutdown.borrow() {
             return;
@@ -100,6 +104,35 @@ pub async fn run<S: Store, D: Destination>(
             continue;
         }
         let outcomes = destination.deliver(&due).await;
+        if let Some(Outcome::Unavailable(why)) = outcomes
+            .iter()
+            .find(|o| matches!(o, Outcome::Unavailable(_)))
+        {
+            outages = outages.saturating_add(1);
+            let outage = Backoff {
+                cap: policy.backoff.cap.min(Duration::from_secs(30)),
+                ..policy.backoff
+            };
+            let wait = outage.delay(outages, &mut rand::thread_rng());
+            warn!(destination = %name, error = %why, retry_in_ms = wait.as_millis() as u64, "destination unavailable; deliveries wait in the outbox");
+            // Rows delivered before the outage struck are recorded; the rest stay due, in order.
+            let done: Vec<(Due, Outcome)> = due
+                .iter()
+                .cloned()
+                .zip(outcomes.iter().cloned())
+                .filter(|(_, o)| !matches!(o, Outcome::Unavailable(_)))
+                .collect();
+            let (rows, outs): (Vec<Due>, Vec<Outcome>) = done.into_iter().unzip();
+            if let Err(e) = record(&store, &name, &rows, &outs, &policy).await {
+                error!(destination = %name, error = %e, "cannot record deliveries; they will be repeated");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return,
+            }
+            continue;
+        }
+        outages = 0;
         if let Err(e) = record(&store, &name, &due, &outcomes, &policy).await {
             // The deliveries happened but are not marked: they will be delivered again (at least
             // once). Back off so a broken database is not hammered.
@@ -128,7 +161,7 @@ async fn record<S: Store>(
     store.delivered(&delivered, Utc::now()).await?;
     for (row, outcome) in due.iter().zip(outcomes) {
         match outcome {
-            Outcome::Delivered => {}
+            Outcome::Delivered | Outcome::Unavailable(_) => {}
             Outcome::Retry(why) if row.attempts + 1 < policy.max_attempts => {
                 let wait = policy.backoff.delay(row.attempts, &mut rand::thread_rng());
                 warn!(destination = %name, event = %row.event_id, attempt = row.attempts + 1, error = %why, "delivery failed; will retry");

@@ -1,11 +1,12 @@
-//! The NDJSON SIEM sink: one record per line, appended to a file (or written to stdout) and
-//! flushed to disk before the rows are marked delivered. What most SIEM forwarders (Splunk UF,
-//! Filebeat, rsyslog imfile) tail out of the box.
+//! NDJSON (or any one-line format) to a file or stdout: one change per line, appended and flushed
+//! to disk before the rows are marked delivered. What most forwarders (Splunk UF, Filebeat,
+//! rsyslog imfile) tail out of the box.
 
 use std::path::PathBuf;
 
 use tokio::io::AsyncWriteExt;
 
+use super::{Encoder, encode_all, fill};
 use crate::pipeline::worker::{Destination, Outcome};
 use crate::store::Due;
 
@@ -17,13 +18,22 @@ pub enum Target {
 pub struct FileSink {
     name: String,
     target: Target,
+    encoder: Encoder,
+    batch_size: u32,
 }
 
 impl FileSink {
-    pub fn new(name: impl Into<String>, target: Target) -> FileSink {
+    pub fn new(
+        name: impl Into<String>,
+        target: Target,
+        encoder: Encoder,
+        batch_size: u32,
+    ) -> FileSink {
         FileSink {
             name: name.into(),
             target,
+            encoder,
+            batch_size,
         }
     }
 
@@ -51,30 +61,26 @@ impl FileSink {
     }
 }
 
-/// The lines for `rows`: each record, on its own line (records never contain newlines).
-pub fn encode(rows: &[Due]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(rows.iter().map(|r| r.record.len() + 1).sum());
-    for r in rows {
-        out.extend_from_slice(r.record.trim_end().as_bytes());
-        out.push(b'\n');
-    }
-    out
-}
-
 impl Destination for FileSink {
     fn name(&self) -> &str {
         &self.name
     }
 
     fn batch_size(&self) -> u32 {
-        500
+        self.batch_size
     }
 
     async fn deliver(&self, rows: &[Due]) -> Vec<Outcome> {
-        let outcome = match self.write(&encode(rows)).await {
+        let (outcomes, good) = encode_all(&self.encoder, rows);
+        let mut bytes = Vec::new();
+        for (_, _, text) in &good {
+            bytes.extend_from_slice(text.as_bytes());
+            bytes.push(b'\n');
+        }
+        let result = match self.write(&bytes).await {
             Ok(()) => Outcome::Delivered,
-            Err(e) => Outcome::Retry(format!("cannot write the SIEM file: {e}")),
+            Err(e) => Outcome::Unavailable(format!("cannot write the SIEM file: {e}")),
         };
-        vec![outcome; rows.len()]
+        fill(outcomes, &result)
     }
 }

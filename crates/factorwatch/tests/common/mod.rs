@@ -95,7 +95,10 @@ pub fn notifies(i: usize) -> bool {
 pub fn config(dir: &Path, base: &str, hook: bool) -> Config {
     let mut c = Config::load(None, std::iter::empty()).unwrap();
     c.store.path = dir.join("fw.db");
-    c.siem.file = dir.join("siem.ndjson").display().to_string();
+    c.sinks = vec![factorwatch::config::SinkConfig::file(
+        "file",
+        &dir.join("siem.ndjson").display().to_string(),
+    )];
     c.email.dir = dir.join("mail");
     c.hooks.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     c.orgs = vec![OrgConfig {
@@ -177,4 +180,69 @@ pub async fn eventually(secs: u64, what: &str, mut check: impl AsyncFnMut() -> b
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("timed out waiting for: {what}");
+}
+
+/// `n` classified changes (from [`mfa_event`]) owed to `destinations`, ids `prefix00000…`.
+pub fn changes(
+    prefix: &str,
+    n: usize,
+    destinations: &[&str],
+) -> Vec<factorwatch::store::NewChange> {
+    use factorwatch::pipeline::ingest::Ingest;
+    use factorwatch::pipeline::route::Routing;
+    let ingest = Ingest {
+        classifier: Default::default(),
+        routing: Routing {
+            siem: destinations
+                .iter()
+                .map(|d| ((*d).to_owned(), None))
+                .collect(),
+            email: None,
+            notify_third_party: false,
+        },
+    };
+    let events: Vec<Value> = (0..n)
+        .map(|i| {
+            let mut e = mfa_event(&format!("{prefix}{i:05}"), i, 5);
+            e["published"] = json!(format!(
+                "2026-11-25T10:{:02}:{:02}.000Z",
+                (i / 60) % 60,
+                i % 60
+            ));
+            e
+        })
+        .collect();
+    let batch = ingest.batch(
+        factorwatch::store::SourceKind::SystemLog,
+        &Value::Array(events).to_string(),
+        None,
+    );
+    assert_eq!(batch.changes.len(), n);
+    batch.changes
+}
+
+/// A fresh store in a temporary folder holding `changes`.
+pub async fn store_with(
+    name: &str,
+    changes: Vec<factorwatch::store::NewChange>,
+) -> factorwatch::store::sqlite::SqliteStore {
+    use factorwatch::store::Store;
+    let dir = std::env::temp_dir().join(format!("fw-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = factorwatch::store::sqlite::SqliteStore::open(&dir.join("fw.db"))
+        .await
+        .unwrap();
+    let batch = factorwatch::store::Batch {
+        source: factorwatch::store::SourceKind::SystemLog,
+        changes,
+        rejects: vec![],
+        events_seen: 0,
+        newest_published: None,
+        cursor: None,
+    };
+    store
+        .commit("acme", batch, chrono::Utc::now())
+        .await
+        .unwrap();
+    store
 }

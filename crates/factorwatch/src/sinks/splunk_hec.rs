@@ -1,0 +1,236 @@
+//! Splunk HTTP Event Collector: batches of events, concatenated JSON objects, POSTed to
+//! `/services/collector/event` with `Authorization: Splunk <token>`; Splunk's `code` table decides
+//! between waiting (busy, server error, token or index problems an operator must fix) and
+//! dead-lettering (bad data, found by re-sending the batch one event at a time). With indexer
+//! acknowledgement, a batch counts as delivered only once `/services/collector/ack` says so.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Encoder, encode_all};
+use crate::pipeline::worker::{Destination, Outcome};
+use crate::record::MfaChange;
+use crate::secret::Secret;
+use crate::store::Due;
+
+pub struct HecSettings {
+    /// `https://splunk:8088`.
+    pub url: String,
+    pub token: Secret,
+    pub index: Option<String>,
+    pub sourcetype: String,
+    pub source: String,
+    /// Wait for indexer acknowledgement on this channel.
+    pub ack_channel: Option<String>,
+    pub ack_interval: Duration,
+    pub ack_polls: u32,
+}
+
+pub struct HecSink {
+    name: String,
+    settings: HecSettings,
+    encoder: Encoder,
+    client: reqwest::Client,
+    batch_size: u32,
+}
+
+#[derive(Deserialize)]
+struct Reply {
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    code: Option<i64>,
+    #[serde(rename = "ackId", default)]
+    ack_id: Option<u64>,
+}
+
+/// What Splunk's `code` (with the HTTP status) means for the batch.
+pub fn code_outcome(status: u16, code: Option<i64>, text: &str) -> Outcome {
+    let why = format!(
+        "Splunk HEC HTTP {status}, code {}: {text}",
+        code.map_or("-".into(), |c| c.to_string())
+    );
+    match code {
+        Some(0) if (200..300).contains(&status) => Outcome::Delivered,
+        // No data, invalid data format, event field required or blank, indexed fields: the data.
+        Some(5 | 6 | 12 | 13 | 15) => Outcome::Reject(why),
+        // Token disabled/required/invalid, wrong index, channel or ack settings: configuration an
+        // operator must fix; internal error, busy: Splunk's trouble. Either way, wait.
+        Some(_) => Outcome::Unavailable(why),
+        None => super::http_outcome(status, text),
+    }
+}
+
+impl HecSink {
+    pub fn new(
+        name: impl Into<String>,
+        settings: HecSettings,
+        encoder: Encoder,
+        client: reqwest::Client,
+        batch_size: u32,
+    ) -> HecSink {
+        HecSink {
+            name: name.into(),
+            settings,
+            encoder,
+            client,
+            batch_size,
+        }
+    }
+
+    fn event(&self, change: &MfaChange, payload: &str, row: &Due) -> Value {
+        let event = if self.encoder.format.is_json() {
+            serde_json::from_str(payload).unwrap_or_else(|_| Value::String(payload.to_owned()))
+        } else {
+            Value::String(payload.to_owned())
+        };
+        let time = crate::formats::time(change).timestamp_millis() as f64 / 1000.0;
+        let mut e = json!({
+            "time": time,
+            "host": self.encoder.hostname,
+            "source": self.settings.source,
+            "sourcetype": self.settings.sourcetype,
+            "event": event,
+            // Index-time fields: the uuid lets a search dedupe an at-least-once repeat.
+            "fields": {
+                "okta_uuid": change.id.to_wire(),
+                "okta_org": row.org,
+                "okta_event_type": change.event_type,
+                "factorwatch_action": change.action.as_str(),
+            },
+        });
+        if let Some(index) = &self.settings.index {
+            e["index"] = json!(index);
+        }
+        e
+    }
+
+    async fn post(&self, body: String) -> Outcome {
+        let mut request = self
+            .client
+            .post(format!(
+                "{}/services/collector/event",
+                self.settings.url.trim_end_matches('/')
+            ))
+            .header(
+                "Authorization",
+                format!("Splunk {}", self.settings.token.expose()),
+            )
+            .header("Content-Type", "application/json")
+            .body(body);
+        if let Some(channel) = &self.settings.ack_channel {
+            request = request.header("X-Splunk-Request-Channel", channel);
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return Outcome::Unavailable(format!(
+                    "Splunk HEC unreachable: {}",
+                    e.without_url()
+                ));
+            }
+        };
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        let reply: Option<Reply> = serde_json::from_str(&text).ok();
+        let outcome = match &reply {
+            Some(r) => code_outcome(status, r.code, &r.text),
+            None => super::http_outcome(status, &text),
+        };
+        match (
+            outcome,
+            reply.and_then(|r| r.ack_id),
+            &self.settings.ack_channel,
+        ) {
+            (Outcome::Delivered, Some(ack), Some(channel)) => self.await_ack(channel, ack).await,
+            (o, _, _) => o,
+        }
+    }
+
+    /// Polls `/services/collector/ack` until Splunk says the batch is indexed.
+    async fn await_ack(&self, channel: &str, ack: u64) -> Outcome {
+        for _ in 0..self.settings.ack_polls {
+            tokio::time::sleep(self.settings.ack_interval).await;
+            let reply = self
+                .client
+                .post(format!(
+                    "{}/services/collector/ack?channel={}",
+                    self.settings.url.trim_end_matches('/'),
+                    form_urlencoded::byte_serialize(channel.as_bytes()).collect::<String>()
+                ))
+                .header(
+                    "Authorization",
+                    format!("Splunk {}", self.settings.token.expose()),
+                )
+                .header("X-Splunk-Request-Channel", channel)
+                .body(json!({ "acks": [ack] }).to_string())
+                .send()
+                .await;
+            let Ok(reply) = reply else { continue };
+            let Ok(v) = reply.json_text().await else {
+                continue;
+            };
+            if v["acks"][ack.to_string()].as_bool() == Some(true) {
+                return Outcome::Delivered;
+            }
+        }
+        // Not indexed in time: send again (at least once).
+        Outcome::Unavailable(format!(
+            "Splunk did not acknowledge batch {ack} on channel {channel}"
+        ))
+    }
+}
+
+/// reqwest without its `json` feature: the body parsed here.
+trait JsonText {
+    async fn json_text(self) -> Result<Value, ()>;
+}
+
+impl JsonText for reqwest::Response {
+    async fn json_text(self) -> Result<Value, ()> {
+        let text = self.text().await.map_err(|_| ())?;
+        serde_json::from_str(&text).map_err(|_| ())
+    }
+}
+
+impl Destination for HecSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn batch_size(&self) -> u32 {
+        self.batch_size
+    }
+
+    async fn deliver(&self, rows: &[Due]) -> Vec<Outcome> {
+        let (mut outcomes, good) = encode_all(&self.encoder, rows);
+        let events: Vec<(usize, String)> = good
+            .iter()
+            .map(|(i, change, payload)| (*i, self.event(change, payload, &rows[*i]).to_string()))
+            .collect();
+        if events.is_empty() {
+            return super::fill(outcomes, &Outcome::Delivered);
+        }
+        let body: String = events
+            .iter()
+            .map(|(_, e)| e.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let result = self.post(body).await;
+        match result {
+            // Which event is bad? Send them one by one.
+            Outcome::Reject(_) if events.len() > 1 => {
+                for (i, e) in events {
+                    outcomes[i] = Some(self.post(e).await);
+                }
+                outcomes
+                    .into_iter()
+                    .map(|o| o.unwrap_or(Outcome::Delivered))
+                    .collect()
+            }
+            o => super::fill(outcomes, &o),
+        }
+    }
+}
