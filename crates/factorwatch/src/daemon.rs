@@ -232,13 +232,24 @@ impl Daemon {
             ..WorkerPolicy::default()
         };
         for (sink, max_attempts) in sinks {
+            let sink = Arc::new(sink);
+            let probe = sink.clone();
+            tokio::spawn(async move {
+                use crate::pipeline::worker::Destination;
+                match probe.healthcheck().await {
+                    Ok(()) => info!(sink = probe.name(), "SIEM sink reachable"),
+                    Err(e) => {
+                        tracing::warn!(sink = probe.name(), error = %e, "SIEM sink not reachable; deliveries wait in the outbox")
+                    }
+                }
+            });
             let policy = WorkerPolicy {
                 max_attempts: max_attempts.unwrap_or(policy.max_attempts),
                 ..policy
             };
             tasks.push(tokio::spawn(worker::run(
                 store.clone(),
-                Arc::new(sink),
+                sink,
                 policy,
                 stored.clone(),
                 watcher.clone(),

@@ -154,9 +154,26 @@ async fn hec_ack(
     (StatusCode::OK, json!({ "acks": acks }).to_string())
 }
 
+async fn hec_health(headers: HeaderMap) -> (StatusCode, String) {
+    match headers.get("authorization").and_then(|v| v.to_str().ok()) {
+        Some("Splunk hec-t0ken") => (
+            StatusCode::OK,
+            json!({ "text": "HEC is healthy", "code": 17 }).to_string(),
+        ),
+        _ => (
+            StatusCode::BAD_REQUEST,
+            json!({ "text": "Invalid token", "code": 4 }).to_string(),
+        ),
+    }
+}
+
 async fn hec_server() -> (String, Arc<Hec>) {
     let hec = Arc::new(Hec::default());
     let app = axum::Router::new()
+        .route(
+            "/services/collector/health/1.0",
+            axum::routing::get(hec_health),
+        )
         .route("/services/collector/event", post(hec_event))
         .route("/services/collector/ack", post(hec_ack))
         .with_state(hec.clone());
@@ -264,6 +281,74 @@ async fn hec_dead_letters_only_the_bad_event_and_waits_on_a_bad_token() {
     let _ = stop.send(true);
     task.await.unwrap();
     assert_eq!(outbox(&store, "siem:splunk").await, (0, 5, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn healthchecks_tell_a_working_sink_from_a_broken_one() {
+    let (url, _hec) = hec_server().await;
+    assert!(
+        hec_sink(&url, "hec-t0ken", false)
+            .healthcheck()
+            .await
+            .is_ok()
+    );
+    let e = hec_sink(&url, "wrong", false)
+        .healthcheck()
+        .await
+        .unwrap_err();
+    assert!(e.contains("invalid token"), "{e}");
+    let closed = format!(
+        "127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
+    let syslog = sinks::Sink::Syslog(sinks::syslog::SyslogSink::new(
+        "siem:s",
+        closed,
+        sinks::syslog::Transport::Tcp,
+        Encoder::new(factorwatch::formats::Format::Cef),
+        Default::default(),
+        10,
+    ));
+    assert!(
+        syslog
+            .healthcheck()
+            .await
+            .unwrap_err()
+            .contains("cannot connect")
+    );
+    let es = Arc::new(Es::default());
+    let es_url = serve(
+        axum::Router::new()
+            .route(
+                "/",
+                axum::routing::get(|h: HeaderMap| async move {
+                    if h.get("authorization").and_then(|v| v.to_str().ok()) == Some("ApiKey a2V5") {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::UNAUTHORIZED
+                    }
+                }),
+            )
+            .with_state(es),
+    )
+    .await;
+    let bulk = |key: &str| {
+        sinks::elasticsearch::BulkSink::new(
+            "siem:e",
+            &es_url,
+            "i",
+            sinks::elasticsearch::Auth::ApiKey(Secret::new(key)),
+            Encoder::new(factorwatch::formats::Format::Ecs),
+            reqwest::Client::new(),
+            10,
+        )
+    };
+    assert!(bulk("a2V5").healthcheck().await.is_ok());
+    assert!(bulk("bad").healthcheck().await.unwrap_err().contains("401"));
 }
 
 #[test]

@@ -63,6 +63,31 @@ impl BulkSink {
     }
 }
 
+impl BulkSink {
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.auth {
+            Auth::None => request,
+            Auth::ApiKey(key) => {
+                request.header("Authorization", format!("ApiKey {}", key.expose()))
+            }
+            Auth::Basic { user, password } => request.basic_auth(user, Some(password.expose())),
+        }
+    }
+
+    /// `GET /` answers 200 with our credentials.
+    pub async fn healthcheck(&self) -> Result<(), String> {
+        let r = self
+            .authorized(self.client.get(format!("{}/", self.url)))
+            .send()
+            .await
+            .map_err(|e| format!("Elasticsearch unreachable: {}", e.without_url()))?;
+        match r.status().as_u16() {
+            200 => Ok(()),
+            s => Err(format!("Elasticsearch answered HTTP {s}")),
+        }
+    }
+}
+
 impl Destination for BulkSink {
     fn name(&self) -> &str {
         &self.name

@@ -37,6 +37,13 @@ impl FileSink {
         }
     }
 
+    /// The file can be opened for appending (created if missing).
+    pub async fn healthcheck(&self) -> Result<(), String> {
+        self.write(b"")
+            .await
+            .map_err(|e| format!("cannot write the SIEM file: {e}"))
+    }
+
     async fn write(&self, bytes: &[u8]) -> std::io::Result<()> {
         match &self.target {
             Target::Stdout => {

@@ -81,6 +81,20 @@ pub fn http_outcome(status: u16, detail: &str) -> Outcome {
     }
 }
 
+impl Sink {
+    /// Whether the destination can be reached and accepts our credentials, without sending a
+    /// change (for `factorwatch check` and start-up logs).
+    pub async fn healthcheck(&self) -> Result<(), String> {
+        match self {
+            Sink::File(s) => s.healthcheck().await,
+            Sink::Syslog(s) => s.healthcheck().await,
+            Sink::SplunkHec(s) => s.healthcheck().await,
+            Sink::Elasticsearch(s) => s.healthcheck().await,
+            Sink::Webhook(_) => Ok(()),
+        }
+    }
+}
+
 pub enum Sink {
     File(file::FileSink),
     Syslog(syslog::SyslogSink),

@@ -80,6 +80,30 @@ impl HecSink {
         }
     }
 
+    /// `GET /services/collector/health/1.0` with the token: 200 healthy, 400 invalid token,
+    /// 503 queues full (as Vector reads it).
+    pub async fn healthcheck(&self) -> Result<(), String> {
+        let r = self
+            .client
+            .get(format!(
+                "{}/services/collector/health/1.0",
+                self.settings.url.trim_end_matches('/')
+            ))
+            .header(
+                "Authorization",
+                format!("Splunk {}", self.settings.token.expose()),
+            )
+            .send()
+            .await
+            .map_err(|e| format!("Splunk HEC unreachable: {}", e.without_url()))?;
+        match r.status().as_u16() {
+            200 => Ok(()),
+            400 => Err("Splunk HEC: invalid token".into()),
+            503 => Err("Splunk HEC: queues full".into()),
+            s => Err(format!("Splunk HEC health: HTTP {s}")),
+        }
+    }
+
     fn event(&self, change: &MfaChange, payload: &str, row: &Due) -> Value {
         let event = if self.encoder.format.is_json() {
             serde_json::from_str(payload).unwrap_or_else(|_| Value::String(payload.to_owned()))

@@ -126,6 +126,14 @@ impl SyslogSink {
         }
     }
 
+    /// A connection (and TLS handshake) can be made; UDP has nothing to check.
+    pub async fn healthcheck(&self) -> Result<(), String> {
+        match self.transport {
+            Transport::Udp => Ok(()),
+            _ => self.connect().await.map(drop),
+        }
+    }
+
     async fn send_stream(&self, bytes: &[u8]) -> Result<(), String> {
         let mut guard = self.stream.lock().await;
         if guard.is_none() {
