@@ -557,3 +557,43 @@ async fn failed_deliveries_are_retried_then_dead_lettered_visibly_and_can_be_re_
     assert_eq!(due.len(), 2);
     assert_eq!(due[0].attempts, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_sinks_each_get_their_format_and_their_actions() {
+    let sim = common::sim(RateLimits::default()).await;
+    sim.users(3).await;
+    let events: Vec<_> = (0..9)
+        .map(|i| common::mfa_event(&format!("m{i}"), i, 3))
+        .collect();
+    sim.control("/sim/events", json!(events)).await;
+    let dir = tempdir("multisink");
+    let mut config = common::config(&dir, &sim.base, false);
+    let mut cef =
+        factorwatch::config::SinkConfig::file("cef", &dir.join("cef.log").display().to_string());
+    cef.format = Some("cef".into());
+    let mut org_only =
+        factorwatch::config::SinkConfig::file("org", &dir.join("org.log").display().to_string());
+    org_only.format = Some("ocsf".into());
+    org_only.actions = Some(vec!["org_factor_enabled".into()]);
+    config.sinks.push(cef);
+    config.sinks.push(org_only);
+    let d = Daemon::start(&config, &common::env).await.unwrap();
+    delivered(&d, 9).await;
+    common::eventually(10, "all sinks done", async || {
+        d.store.stats().await.unwrap().oldest_pending.is_none()
+    })
+    .await;
+    let cef = std::fs::read_to_string(dir.join("cef.log")).unwrap();
+    assert_eq!(cef.lines().count(), 9);
+    assert!(
+        cef.lines()
+            .all(|l| factorwatch::formats::cef::parse(l).is_ok())
+    );
+    let org = std::fs::read_to_string(dir.join("org.log")).unwrap();
+    assert_eq!(org.lines().count(), 3, "only the org-wide changes");
+    assert!(
+        org.lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["activity_id"] == 99)
+    );
+    d.stop().await;
+}

@@ -548,3 +548,44 @@ async fn the_webhook_posts_ocsf_arrays_with_its_headers_and_retries_a_5xx() {
     assert_eq!(body.as_array().unwrap().len(), 7);
     assert_eq!(body[0]["class_uid"], 3001);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn udp_syslog_sends_one_strict_rfc_5424_datagram_per_change_within_2048_octets() {
+    use factorwatch::pipeline::worker::Destination;
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let address = socket.local_addr().unwrap().to_string();
+    let mut changes = common::changes("u", 5, &["siem:udp"]);
+    // A huge field: the datagram is cut, not split or dropped.
+    changes[2].raw = format!("{{\"pad\":\"{}\"}}", "x".repeat(5000));
+    let store = common::store_with("udp", changes).await;
+    let sink = sinks::syslog::SyslogSink::new(
+        "siem:udp",
+        address,
+        sinks::syslog::Transport::Udp,
+        Encoder::new(factorwatch::formats::Format::Raw),
+        Default::default(),
+        10,
+    );
+    let rows = store.due("siem:udp", 10, chrono::Utc::now()).await.unwrap();
+    let outcomes = sink.deliver(&rows).await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| *o == factorwatch::pipeline::worker::Outcome::Delivered)
+    );
+    let mut buf = vec![0u8; 65536];
+    for _ in 0..5 {
+        let n = tokio::time::timeout(Duration::from_secs(2), socket.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n <= 2048, "{n} octets");
+        let text = std::str::from_utf8(&buf[..n]).unwrap();
+        let m = factorwatch::formats::syslog::parse(text).unwrap();
+        assert!(
+            m.params
+                .iter()
+                .any(|(k, v)| k == "uuid" && v.starts_with('u'))
+        );
+    }
+}
