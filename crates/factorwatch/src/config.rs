@@ -390,6 +390,70 @@ pub struct EmailConfig {
     /// How long user lookups are cached.
     #[serde(default = "default_cache", with = "humantime_serde")]
     pub lookup_cache: Duration,
+    /// files (the `.eml` folder `dir`), smtp, or dry_run (render and log, send nothing).
+    #[serde(default = "default_transport")]
+    pub transport: String,
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
+    /// A folder of templates overriding the built-in ones (`<language>/<name>.{txt,html}.j2`).
+    #[serde(default)]
+    pub templates: Option<PathBuf>,
+    /// The language for users whose `profile.locale` has no templates (en, fr).
+    #[serde(default = "default_language")]
+    pub language: String,
+    /// Logins never written to (service accounts); `*` matches any run of characters.
+    #[serde(default)]
+    pub suppress: Vec<String>,
+    /// At most this many notices per user per hour.
+    #[serde(default)]
+    pub hourly_cap: Option<u32>,
+}
+
+fn default_transport() -> String {
+    "files".into()
+}
+
+fn default_language() -> String {
+    "en".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    /// Default 587 (STARTTLS), 465 (implicit TLS), 25 (none).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// starttls (required, never opportunistic), implicit, or none (a relay on this machine).
+    #[serde(default = "default_security")]
+    pub security: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "default_smtp_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default = "default_pool")]
+    pub pool_size: u32,
+    /// Messages per second at most, for relays that throttle (0: no limit).
+    #[serde(default)]
+    pub rate: f64,
+}
+
+fn default_security() -> String {
+    "starttls".into()
+}
+
+fn default_smtp_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_pool() -> u32 {
+    4
 }
 
 fn default_mail_dir() -> PathBuf {
@@ -418,6 +482,12 @@ impl Default for EmailConfig {
             help: default_help(),
             notify_third_party: false,
             lookup_cache: default_cache(),
+            transport: default_transport(),
+            smtp: None,
+            templates: None,
+            language: default_language(),
+            suppress: Vec::new(),
+            hourly_cap: None,
         }
     }
 }
@@ -574,6 +644,34 @@ impl Config {
         }
         if self.delivery.max_attempts == 0 {
             return Err("delivery.max_attempts: must be at least 1".into());
+        }
+        match self.email.transport.as_str() {
+            "files" | "dry_run" => {}
+            "smtp" => {
+                let smtp = self
+                    .email
+                    .smtp
+                    .as_ref()
+                    .ok_or("email.smtp: required when email.transport = \"smtp\"")?;
+                if !["starttls", "implicit", "none"].contains(&smtp.security.as_str()) {
+                    return Err(format!(
+                        "email.smtp.security: {:?} is not starttls, implicit or none",
+                        smtp.security
+                    ));
+                }
+            }
+            t => {
+                return Err(format!(
+                    "email.transport: {t:?} is not files, smtp or dry_run"
+                ));
+            }
+        }
+        if !crate::email::builtin::LANGUAGES.contains(&self.email.language.as_str()) {
+            return Err(format!(
+                "email.language: {:?}; built-in languages are {:?}",
+                self.email.language,
+                crate::email::builtin::LANGUAGES
+            ));
         }
         self.email
             .from

@@ -15,6 +15,8 @@ use crate::classify::{self, Classifier};
 use crate::config::{
     Config, ConfigError, MFA_EVENT_TYPES, MFA_OBJECT_TYPES, read_secret, since_time,
 };
+use crate::email::templates::Templates;
+use crate::email::transport::{Security, SmtpSettings, Transport};
 use crate::email::{EmailDestination, EmailSettings};
 use crate::enrich::Enricher;
 use crate::okta::client::auth::{AuthError, Credentials, ServiceApp};
@@ -54,6 +56,67 @@ pub struct Daemon {
     pub mail_dir: Option<PathBuf>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// The configured way emails leave.
+fn email_transport(
+    c: &crate::config::EmailConfig,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<Transport, StartError> {
+    let io = |path: &std::path::Path, e: std::io::Error| StartError::Io {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    };
+    match c.transport.as_str() {
+        "dry_run" => Ok(Transport::DryRun),
+        "smtp" => {
+            let s = c.smtp.as_ref().ok_or_else(|| ConfigError::Invalid {
+                path: "email.smtp".into(),
+                detail: "required when email.transport = \"smtp\"".into(),
+            })?;
+            let security = match s.security.as_str() {
+                "implicit" => Security::Implicit,
+                "none" => Security::None,
+                _ => Security::StartTls,
+            };
+            let credentials = match &s.username {
+                Some(user) => Some((
+                    user.clone(),
+                    read_secret(
+                        "email.smtp password",
+                        s.password_env.as_deref(),
+                        s.password_file.as_deref(),
+                        env,
+                    )?,
+                )),
+                None => None,
+            };
+            let ca_pem = s
+                .ca_file
+                .as_ref()
+                .map(|p| std::fs::read(p).map_err(|e| io(p, e)))
+                .transpose()?;
+            Transport::smtp(SmtpSettings {
+                host: s.host.clone(),
+                port: s.port.unwrap_or(match security {
+                    Security::StartTls => 587,
+                    Security::Implicit => 465,
+                    Security::None => 25,
+                }),
+                security,
+                credentials,
+                ca_pem,
+                timeout: s.timeout,
+                pool_size: s.pool_size,
+                rate: s.rate,
+            })
+            .map_err(|detail| StartError::Sink {
+                name: "email".into(),
+                detail,
+            })
+        }
+        _ => Transport::files(c.dir.clone()).map_err(|e| io(&c.dir, e)),
+    }
 }
 
 impl Daemon {
@@ -275,13 +338,12 @@ impl Daemon {
                     })?,
                 second_email: config.email.second_email,
                 help: config.email.help.clone(),
+                suppress: config.email.suppress.clone(),
+                hourly_cap: config.email.hourly_cap,
             };
-            let dest =
-                EmailDestination::to_files(EMAIL, settings, enrichers, config.email.dir.clone())
-                    .map_err(|e| StartError::Io {
-                        path: config.email.dir.display().to_string(),
-                        detail: e.to_string(),
-                    })?;
+            let transport = email_transport(&config.email, env)?;
+            let templates = Templates::new(config.email.templates.clone(), &config.email.language);
+            let dest = EmailDestination::new(EMAIL, settings, templates, enrichers, transport);
             mail_dir = Some(config.email.dir.clone());
             tasks.push(tokio::spawn(worker::run(
                 store.clone(),

@@ -64,6 +64,26 @@ enum Command {
         #[arg(long)]
         log_json: bool,
     },
+    /// Print the complete email each change record would produce (headers and MIME parts), without
+    /// sending; it writes to the record's user.login (no Okta lookup).
+    RenderEmail {
+        /// Records as `classify` prints them (NDJSON); `-` reads standard input.
+        #[arg(long = "change")]
+        change: PathBuf,
+        /// A folder of templates overriding the built-in ones.
+        #[arg(long)]
+        templates: Option<PathBuf>,
+        /// en or fr.
+        #[arg(long, default_value = "en")]
+        language: String,
+        #[arg(long, default_value = "Security <security@localhost>")]
+        from: String,
+        /// What to do if it wasn't them.
+        #[arg(long, default_value = "contact your help desk right away.")]
+        help_text: String,
+        #[arg(long, default_value = "your organization")]
+        org: String,
+    },
     /// See it work with no Okta org: a simulated org, the whole pipeline, a live summary.
     ///
     /// Writes SIEM records, emails (.eml) and its store under DIR. Stops at Ctrl-C, or after
@@ -154,6 +174,56 @@ fn main() -> ExitCode {
             };
             match rt.block_on(commands::run::run(config.as_deref())) {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("factorwatch: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::RenderEmail {
+            change,
+            templates,
+            language,
+            from,
+            help_text,
+            org,
+        } => {
+            let from = match from.parse() {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("factorwatch: --from {from:?}: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let options = commands::render_email::Options {
+                templates,
+                language,
+                from,
+                help: help_text,
+                org,
+            };
+            let stdout = io::stdout();
+            let mut out = io::BufWriter::new(stdout.lock());
+            let mut errors = io::stderr().lock();
+            let result = if change.as_os_str() == "-" {
+                commands::render_email::run(&options, io::stdin().lock(), &mut out, &mut errors)
+            } else {
+                match File::open(&change) {
+                    Ok(f) => commands::render_email::run(
+                        &options,
+                        BufReader::new(f),
+                        &mut out,
+                        &mut errors,
+                    ),
+                    Err(e) => {
+                        eprintln!("factorwatch: cannot read {}: {e}", change.display());
+                        return ExitCode::from(2);
+                    }
+                }
+            };
+            match result {
+                Ok((_, 0)) => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::from(1),
                 Err(e) => {
                     eprintln!("factorwatch: {e}");
                     ExitCode::from(2)

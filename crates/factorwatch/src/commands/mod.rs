@@ -3,4 +3,5 @@
 
 pub mod classify;
 pub mod demo;
+pub mod render_email;
 pub mod run;

@@ -1,24 +1,30 @@
 //! Telling the user: the outbox destination that looks up whom to write to ([`crate::enrich`]),
-//! renders the notice ([`render`]), builds the message with lettre and drops it as one `.eml` file
-//! per message — the embedded default; SMTP plugs in the same way. A file appears whole or not at
-//! all (written aside, synced, then renamed), so a crash never leaves half a message behind.
-//!
-//! Every message carries a `Message-ID` derived from (org, change, recipient), so a message sent
-//! again after a crash is recognisably the same message.
+//! says what happened ([`notice`], [`templates`]: text and HTML, per action and language),
+//! builds the message ([`message`]) and hands it to a [`transport`] (SMTP, `.eml` files, or a
+//! dry run) — within the operator's policies: suppressed logins, a per-user hourly cap.
 
-pub mod render;
+pub mod builtin;
+pub mod notice;
+pub mod templates;
+pub mod transport;
 
-use std::path::PathBuf;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use lettre::Message;
-use lettre::message::{Mailbox, header::ContentType};
+use lettre::message::header::{Header, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
 use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+use tracing::info;
 
-use crate::enrich::{EnrichError, Enricher};
+use crate::enrich::{EnrichError, Enricher, Enrichment};
 use crate::pipeline::worker::{Destination, Outcome};
 use crate::record::MfaChange;
 use crate::store::Due;
+use templates::{Rendered, Templates};
+use transport::{SendError, Transport};
 
 pub struct EmailSettings {
     pub from: Mailbox,
@@ -26,94 +32,35 @@ pub struct EmailSettings {
     pub second_email: bool,
     /// What a user who did not make the change should do (help-desk contact, report link).
     pub help: String,
+    /// Logins never written to (service accounts): `*` matches any run of characters.
+    pub suppress: Vec<String>,
+    /// At most this many notices per user per hour (none: no cap).
+    pub hourly_cap: Option<u32>,
 }
 
 pub struct EmailDestination {
     name: String,
     settings: EmailSettings,
+    templates: Templates,
     /// Per org: its enricher.
-    enrichers: std::collections::HashMap<String, Arc<Enricher>>,
-    dir: PathBuf,
+    enrichers: HashMap<String, Arc<Enricher>>,
+    transport: Transport,
+    sent: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
 
-impl EmailDestination {
-    /// Writes `.eml` files into `dir` (created if needed).
-    pub fn to_files(
-        name: impl Into<String>,
-        settings: EmailSettings,
-        enrichers: std::collections::HashMap<String, Arc<Enricher>>,
-        dir: PathBuf,
-    ) -> std::io::Result<EmailDestination> {
-        std::fs::create_dir_all(&dir)?;
-        Ok(EmailDestination {
-            name: name.into(),
-            settings,
-            enrichers,
-            dir,
-        })
-    }
+/// `Auto-Submitted: auto-generated` (RFC 3834): no out-of-office replies to a security notice.
+#[derive(Clone)]
+struct AutoSubmitted;
 
-    async fn one(&self, row: &Due) -> Outcome {
-        let change: MfaChange = match serde_json::from_str(&row.record) {
-            Ok(c) => c,
-            Err(e) => return Outcome::Reject(format!("stored record unreadable: {e}")),
-        };
-        let Some(enricher) = self.enrichers.get(&row.org) else {
-            return Outcome::Reject(format!("no Okta org named {} is configured", row.org));
-        };
-        let enrichment = match enricher.enrich(&change, &row.raw).await {
-            Ok(e) => e,
-            Err(EnrichError::Transient(e)) => return Outcome::Retry(e),
-            Err(EnrichError::Permanent(e)) => return Outcome::Reject(e),
-        };
-        let mut recipients: Vec<String> = enrichment.email.iter().cloned().collect();
-        if self.settings.second_email
-            && let Some(second) = &enrichment.second_email
-            && !recipients.iter().any(|r| r.eq_ignore_ascii_case(second))
-        {
-            recipients.push(second.clone());
-        }
-        if recipients.is_empty() {
-            return Outcome::Reject("the user has no email address".into());
-        }
-        let rendered = render::render(&change, &enrichment, &self.settings.help);
-        for to in recipients {
-            let Ok(to_box) = to.parse::<Mailbox>() else {
-                return Outcome::Reject(format!("not an email address: {to:?}"));
-            };
-            let message = Message::builder()
-                .from(self.settings.from.clone())
-                .to(to_box)
-                .subject(rendered.subject.clone())
-                .message_id(Some(message_id(&row.org, &row.event_id, &to)))
-                .header(ContentType::TEXT_PLAIN)
-                .body(rendered.text.clone());
-            let message = match message {
-                Ok(m) => m,
-                Err(e) => return Outcome::Reject(format!("cannot build the message: {e}")),
-            };
-            if let Err(e) = self.drop_file(&message.formatted()).await {
-                return Outcome::Retry(format!("cannot write the message: {e}"));
-            }
-        }
-        Outcome::Delivered
+impl Header for AutoSubmitted {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Auto-Submitted")
     }
-}
-
-impl EmailDestination {
-    /// Writes one message as `<random>.eml`: aside first, synced, then renamed into place.
-    async fn drop_file(&self, bytes: &[u8]) -> std::io::Result<()> {
-        use rand::RngCore;
-        use tokio::io::AsyncWriteExt;
-        let mut id = [0u8; 16];
-        rand::thread_rng().fill_bytes(&mut id);
-        let name: String = id.iter().map(|b| format!("{b:02x}")).collect();
-        let tmp = self.dir.join(format!(".{name}.eml.tmp"));
-        let mut f = tokio::fs::File::create(&tmp).await?;
-        f.write_all(bytes).await?;
-        f.sync_all().await?;
-        drop(f);
-        tokio::fs::rename(&tmp, self.dir.join(format!("{name}.eml"))).await
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoSubmitted)
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "auto-generated".to_owned())
     }
 }
 
@@ -122,6 +69,158 @@ pub fn message_id(org: &str, event_id: &str, recipient: &str) -> String {
     let digest = Sha256::digest(format!("{org}\n{event_id}\n{}", recipient.to_lowercase()));
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("<{hex}@factorwatch>")
+}
+
+/// The complete message: multipart/alternative (plain text, then HTML).
+pub fn message(
+    from: &Mailbox,
+    to: &str,
+    rendered: &Rendered,
+    message_id: String,
+) -> Result<Message, String> {
+    let to: Mailbox = to
+        .parse()
+        .map_err(|e| format!("not an email address: {to:?}: {e}"))?;
+    Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(rendered.subject.clone())
+        .message_id(Some(message_id))
+        .header(AutoSubmitted)
+        .multipart(MultiPart::alternative_plain_html(
+            rendered.text.clone(),
+            rendered.html.clone(),
+        ))
+        .map_err(|e| format!("cannot build the message: {e}"))
+}
+
+/// Whether `login` matches a suppression pattern (`*` any run of characters; case-insensitive).
+pub fn suppressed(login: &str, patterns: &[String]) -> Option<String> {
+    fn matches(p: &[u8], s: &[u8]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => matches(&p[1..], s) || (!s.is_empty() && matches(p, &s[1..])),
+            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => matches(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    patterns
+        .iter()
+        .find(|p| matches(p.as_bytes(), login.as_bytes()))
+        .cloned()
+}
+
+/// Recipients for a user: the primary address, and the secondary when configured.
+pub fn recipients(e: &Enrichment, second_email: bool) -> Vec<String> {
+    let mut r: Vec<String> = e.email.iter().cloned().collect();
+    if second_email
+        && let Some(second) = &e.second_email
+        && !r.iter().any(|x| x.eq_ignore_ascii_case(second))
+    {
+        r.push(second.clone());
+    }
+    r
+}
+
+impl EmailDestination {
+    pub fn new(
+        name: impl Into<String>,
+        settings: EmailSettings,
+        templates: Templates,
+        enrichers: HashMap<String, Arc<Enricher>>,
+        transport: Transport,
+    ) -> EmailDestination {
+        EmailDestination {
+            name: name.into(),
+            settings,
+            templates,
+            enrichers,
+            transport,
+            sent: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a notice to `user` against the hourly cap; false when the cap is reached.
+    async fn within_cap(&self, user: &str) -> bool {
+        let Some(cap) = self.settings.hourly_cap else {
+            return true;
+        };
+        let mut sent = self.sent.lock().await;
+        let times = sent.entry(user.to_owned()).or_default();
+        while times
+            .front()
+            .is_some_and(|t| t.elapsed() > Duration::from_secs(3600))
+        {
+            times.pop_front();
+        }
+        if times.len() >= cap as usize {
+            return false;
+        }
+        times.push_back(Instant::now());
+        true
+    }
+
+    async fn one(&self, row: &Due) -> Outcome {
+        let change: MfaChange = match serde_json::from_str(&row.record) {
+            Ok(c) => c,
+            Err(e) => return Outcome::Reject(format!("stored record unreadable: {e}")),
+        };
+        let login = change
+            .user
+            .as_ref()
+            .and_then(|u| u.login.clone())
+            .unwrap_or_default();
+        if let Some(pattern) = suppressed(&login, &self.settings.suppress) {
+            return Outcome::Skipped(format!("{login} is suppressed by {pattern:?}"));
+        }
+        let Some(enricher) = self.enrichers.get(&row.org) else {
+            return Outcome::Reject(format!("no Okta org named {} is configured", row.org));
+        };
+        let enrichment = match enricher.enrich(&change, &row.raw).await {
+            Ok(e) => e,
+            Err(EnrichError::Transient(e)) => return Outcome::Retry(e),
+            Err(EnrichError::Permanent(e)) => return Outcome::Reject(e),
+        };
+        let to = recipients(&enrichment, self.settings.second_email);
+        if to.is_empty() {
+            return Outcome::Reject("the user has no email address".into());
+        }
+        if !self.within_cap(&login).await {
+            return Outcome::Reject(format!(
+                "{login} already got {} notices this hour (hourly cap)",
+                self.settings.hourly_cap.unwrap_or_default()
+            ));
+        }
+        let notice = notice::notice(
+            &[(change.clone(), enrichment.clone())],
+            &to,
+            &row.org,
+            &self.settings.help,
+        );
+        let language = self.templates.language(enrichment.locale.as_deref());
+        let rendered = match self.templates.render(&language, &notice) {
+            Ok(r) => r,
+            // A broken operator template: nothing can be sent until it is fixed; keep the rows.
+            Err(e) => return Outcome::Unavailable(e.to_string()),
+        };
+        for recipient in &to {
+            let id = message_id(&row.org, &row.event_id, recipient);
+            let m = match message(&self.settings.from, recipient, &rendered, id.clone()) {
+                Ok(m) => m,
+                Err(e) => return Outcome::Reject(e),
+            };
+            if self.transport.is_dry_run() {
+                info!(to = %notice::mask_email(recipient), subject = %rendered.subject, message_id = %id, "dry run: notice rendered, not sent");
+                continue;
+            }
+            match self.transport.send(&m).await {
+                Ok(()) => {}
+                Err(SendError::Transient(e)) => return Outcome::Retry(e),
+                Err(SendError::Permanent(e)) => return Outcome::Reject(e),
+            }
+        }
+        Outcome::Delivered
+    }
 }
 
 impl Destination for EmailDestination {

@@ -18,6 +18,8 @@ use crate::store::{Due, Store};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Delivered,
+    /// Deliberately not delivered (an operator's policy); done, like a delivery.
+    Skipped(String),
     /// The destination is down (connection refused, 5xx, busy): the batch waits, in order, and is
     /// sent again after a backoff; attempts are not counted, so a long outage dead-letters nothing.
     Unavailable(String),
@@ -155,13 +157,16 @@ async fn record<S: Store>(
     let delivered: Vec<i64> = due
         .iter()
         .zip(outcomes)
-        .filter(|(_, o)| **o == Outcome::Delivered)
+        .filter(|(_, o)| matches!(o, Outcome::Delivered | Outcome::Skipped(_)))
         .map(|(d, _)| d.id)
         .collect();
     store.delivered(&delivered, Utc::now()).await?;
     for (row, outcome) in due.iter().zip(outcomes) {
         match outcome {
             Outcome::Delivered | Outcome::Unavailable(_) => {}
+            Outcome::Skipped(why) => {
+                tracing::info!(destination = %name, event = %row.event_id, reason = %why, "skipped by policy");
+            }
             Outcome::Retry(why) if row.attempts + 1 < policy.max_attempts => {
                 let wait = policy.backoff.delay(row.attempts, &mut rand::thread_rng());
                 warn!(destination = %name, event = %row.event_id, attempt = row.attempts + 1, error = %why, "delivery failed; will retry");

@@ -1,0 +1,208 @@
+//! What a notice says, as data for its templates: each change reduced to the words it needs
+//! (who, what, when, from where), with everything that came from outside cleaned (no line breaks
+//! or control characters, bounded length) and personal data masked (phone: last four digits only;
+//! the recipients' addresses: first letter and domain). Pure.
+
+use serde::Serialize;
+
+use crate::enrich::Enrichment;
+use crate::okta::factors::{FactorType, Provider};
+use crate::record::{Action, Initiator, MfaChange};
+
+/// Longest text taken from Okta into a notice.
+const MAX_FIELD: usize = 120;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Notice {
+    pub first_name: Option<String>,
+    pub org: String,
+    pub help: String,
+    pub recipients_masked: String,
+    /// Someone else acted, or a bypass was tried: shown more urgently.
+    pub alert: bool,
+    pub changes: Vec<ChangeView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangeView {
+    pub action: &'static str,
+    pub when: String,
+    pub ip: Option<String>,
+    pub place: Option<String>,
+    pub device: Option<String>,
+    pub factor: FactorView,
+    pub initiator: InitiatorView,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FactorView {
+    /// sms, call, phone, push, totp, email, question, webauthn, fastpass, token, other.
+    pub kind: &'static str,
+    pub name: Option<String>,
+    pub last4: Option<String>,
+    pub device: Option<String>,
+    /// "iPhone ", "Android phone " or "" (with the space the sentence needs).
+    pub device_kind: &'static str,
+    pub device_kind_fr: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InitiatorView {
+    /// self, admin, app, system.
+    pub kind: &'static str,
+    pub name: Option<String>,
+}
+
+/// Text from outside, made safe to put anywhere in a message: no control characters (a line
+/// break in a header or a text part is how injection starts), bounded length.
+pub fn clean(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_FIELD)
+        .collect();
+    out = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    out
+}
+
+fn clean_opt(s: Option<&String>) -> Option<String> {
+    s.map(|s| clean(s)).filter(|s| !s.is_empty())
+}
+
+/// `jane.doe@example.com` → `j***@example.com`.
+pub fn mask_email(address: &str) -> String {
+    match address.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            clean(&format!("{first}***@{domain}"))
+        }
+        None => "***".into(),
+    }
+}
+
+fn factor_kind(change: &MfaChange) -> &'static str {
+    match (change.factor.factor_type, change.factor.provider) {
+        (Some(FactorType::Sms), _) => "sms",
+        (Some(FactorType::Call), _) => "call",
+        (Some(FactorType::Push), _) => "push",
+        (Some(FactorType::SoftwareTotp), Some(Provider::Okta)) => "push",
+        (Some(FactorType::SoftwareTotp | FactorType::Hotp), _) => "totp",
+        (Some(FactorType::Email), _) => "email",
+        (Some(FactorType::Question), _) => "question",
+        (Some(FactorType::Webauthn | FactorType::U2f), _) => "webauthn",
+        (Some(FactorType::SignedNonce), _) => "fastpass",
+        (Some(FactorType::HardwareToken | FactorType::Token), _) => "token",
+        _ if change.factor.phone_last4.is_some() => "phone",
+        _ => "other",
+    }
+}
+
+/// One change, as the templates see it.
+pub fn view(change: &MfaChange, e: &Enrichment) -> ChangeView {
+    let detail = e.factor.clone().unwrap_or_default();
+    let mut kind = factor_kind(change);
+    if kind == "phone" || kind == "other" {
+        kind = match detail.factor_type.as_deref() {
+            Some("sms") => "sms",
+            Some("call") => "call",
+            Some("push") => "push",
+            _ => kind,
+        };
+    }
+    let (device_kind, device_kind_fr) = match detail.platform.as_deref() {
+        Some("IOS") => ("iPhone ", "l'iPhone "),
+        Some("ANDROID") => ("Android phone ", "le téléphone Android "),
+        _ => ("", ""),
+    };
+    let c = &change.client;
+    let place: Vec<String> = [&c.city, &c.state, &c.country]
+        .into_iter()
+        .filter_map(|v| clean_opt(v.as_ref()))
+        .collect();
+    let device: Vec<String> = [&c.browser, &c.os]
+        .into_iter()
+        .filter_map(|v| clean_opt(v.as_ref()))
+        .collect();
+    let initiator = match change.initiator {
+        Some(Initiator::Admin) => "admin",
+        Some(Initiator::App) => "app",
+        Some(Initiator::System) => "system",
+        Some(Initiator::SelfService) | None => "self",
+    };
+    let actor_name = change
+        .actor
+        .as_ref()
+        .and_then(|a| clean_opt(a.display_name.as_ref()).or(clean_opt(a.login.as_ref())));
+    ChangeView {
+        action: change.action.as_str(),
+        when: change.published.map_or_else(
+            || "just now".into(),
+            |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
+        ),
+        ip: clean_opt(c.ip.as_ref()),
+        place: (!place.is_empty()).then(|| place.join(", ")),
+        device: (!device.is_empty()).then(|| device.join(" on ")),
+        factor: FactorView {
+            kind,
+            name: clean_opt(change.factor.name.as_ref()),
+            last4: change
+                .factor
+                .phone_last4
+                .clone()
+                .or(detail.phone_last4)
+                .map(|d| d.chars().filter(char::is_ascii_digit).collect::<String>())
+                .filter(|d| d.len() == 4),
+            device: clean_opt(detail.device_name.as_ref()),
+            device_kind,
+            device_kind_fr,
+        },
+        initiator: InitiatorView {
+            kind: initiator,
+            name: if initiator == "self" {
+                None
+            } else {
+                actor_name
+            },
+        },
+    }
+}
+
+/// The notice for one or several changes to one user.
+pub fn notice(
+    changes: &[(MfaChange, Enrichment)],
+    recipients: &[String],
+    org: &str,
+    help: &str,
+) -> Notice {
+    let first_name = changes
+        .iter()
+        .find_map(|(_, e)| clean_opt(e.first_name.as_ref()));
+    let views: Vec<ChangeView> = changes.iter().map(|(c, e)| view(c, e)).collect();
+    Notice {
+        alert: views
+            .iter()
+            .any(|v| v.initiator.kind != "self" || v.action == Action::BypassAttempted.as_str()),
+        first_name,
+        org: clean(org),
+        help: clean(help),
+        recipients_masked: recipients
+            .iter()
+            .map(|r| mask_email(r))
+            .collect::<Vec<_>>()
+            .join(", "),
+        changes: views,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outside_text_loses_line_breaks_and_length() {
+        assert_eq!(clean("Evil\r\nBcc: x@y\t z"), "Evil Bcc: x@y z");
+        assert_eq!(clean(&"a".repeat(500)).len(), MAX_FIELD);
+        assert_eq!(mask_email("jane.doe@example.com"), "j***@example.com");
+        assert_eq!(mask_email("nope"), "***");
+    }
+}

@@ -1,0 +1,158 @@
+//! Where notices go: an SMTP relay (lettre; STARTTLS required by default or implicit TLS, AUTH,
+//! pooled connections, timeouts, a messages-per-second limit), `.eml` files (the embedded
+//! default), or nowhere (dry run: rendered and logged, not sent).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use tokio::sync::Mutex;
+
+use crate::secret::Secret;
+
+/// Why a message was not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// 4xx, a dropped connection, a timeout: try again later.
+    Transient(String),
+    /// 5xx: the relay refuses this message for good.
+    Permanent(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// Port 587, STARTTLS required (never opportunistic: a downgrade would expose AUTH).
+    StartTls,
+    /// Port 465, TLS from the first byte.
+    Implicit,
+    /// No TLS at all: only for a relay on this machine.
+    None,
+}
+
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub credentials: Option<(String, Secret)>,
+    /// PEM CA certificates to trust instead of the system's.
+    pub ca_pem: Option<Vec<u8>>,
+    pub timeout: Duration,
+    pub pool_size: u32,
+    /// Messages per second at most (0: unlimited).
+    pub rate: f64,
+}
+
+pub enum Transport {
+    Smtp {
+        relay: AsyncSmtpTransport<Tokio1Executor>,
+        min_gap: Duration,
+        last: Mutex<Option<Instant>>,
+    },
+    Files(PathBuf),
+    DryRun,
+}
+
+impl Transport {
+    pub fn smtp(s: SmtpSettings) -> Result<Transport, String> {
+        let tls = || -> Result<TlsParameters, String> {
+            let mut b = TlsParameters::builder(s.host.clone());
+            if let Some(pem) = &s.ca_pem {
+                use rustls_pki_types::CertificateDer;
+                use rustls_pki_types::pem::PemObject;
+                for der in CertificateDer::pem_slice_iter(pem) {
+                    let der =
+                        der.map_err(|e| format!("the SMTP CA file is not PEM certificates: {e}"))?;
+                    let cert = lettre::transport::smtp::client::Certificate::from_der(der.to_vec())
+                        .map_err(|e| {
+                            format!("the SMTP CA file holds an unusable certificate: {e}")
+                        })?;
+                    b = b.add_root_certificate(cert);
+                }
+            }
+            b.build_rustls()
+                .map_err(|e| format!("SMTP TLS settings: {e}"))
+        };
+        let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host)
+            .port(s.port)
+            .timeout(Some(s.timeout))
+            .pool_config(PoolConfig::new().max_size(s.pool_size.max(1)));
+        let builder = match s.security {
+            Security::StartTls => builder.tls(Tls::Required(tls()?)),
+            Security::Implicit => builder.tls(Tls::Wrapper(tls()?)),
+            Security::None => builder.tls(Tls::None),
+        };
+        let builder = match s.credentials {
+            Some((user, password)) => {
+                builder.credentials(Credentials::new(user, password.expose().to_owned()))
+            }
+            None => builder,
+        };
+        Ok(Transport::Smtp {
+            relay: builder.build(),
+            min_gap: if s.rate > 0.0 {
+                Duration::from_secs_f64(1.0 / s.rate)
+            } else {
+                Duration::ZERO
+            },
+            last: Mutex::new(None),
+        })
+    }
+
+    pub fn files(dir: PathBuf) -> std::io::Result<Transport> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(Transport::Files(dir))
+    }
+
+    pub async fn send(&self, message: &Message) -> Result<(), SendError> {
+        match self {
+            Transport::Smtp {
+                relay,
+                min_gap,
+                last,
+            } => {
+                if !min_gap.is_zero() {
+                    let mut last = last.lock().await;
+                    if let Some(at) = *last {
+                        let wait = (at + *min_gap).saturating_duration_since(Instant::now());
+                        tokio::time::sleep(wait).await;
+                    }
+                    *last = Some(Instant::now());
+                }
+                relay.send(message.clone()).await.map(drop).map_err(|e| {
+                    if e.is_permanent() {
+                        SendError::Permanent(format!("the SMTP relay refused the message: {e}"))
+                    } else {
+                        SendError::Transient(format!("SMTP: {e}"))
+                    }
+                })
+            }
+            Transport::Files(dir) => drop_file(dir, &message.formatted())
+                .await
+                .map_err(|e| SendError::Transient(format!("cannot write the message: {e}"))),
+            Transport::DryRun => Ok(()),
+        }
+    }
+
+    pub fn is_dry_run(&self) -> bool {
+        matches!(self, Transport::DryRun)
+    }
+}
+
+/// Writes one message as `<random>.eml`: aside first, synced, then renamed into place, so a crash
+/// never leaves half a message.
+async fn drop_file(dir: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use rand::RngCore;
+    use tokio::io::AsyncWriteExt;
+    let mut id = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut id);
+    let name: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let tmp = dir.join(format!(".{name}.eml.tmp"));
+    let mut f = tokio::fs::File::create(&tmp).await?;
+    f.write_all(bytes).await?;
+    f.sync_all().await?;
+    drop(f);
+    tokio::fs::rename(&tmp, dir.join(format!("{name}.eml"))).await
+}
