@@ -217,6 +217,7 @@ impl EmailDestination {
                 Ok(()) => {}
                 Err(SendError::Transient(e)) => return Outcome::Retry(e),
                 Err(SendError::Permanent(e)) => return Outcome::Reject(e),
+                Err(SendError::Unavailable(e)) => return Outcome::Unavailable(e),
             }
         }
         Outcome::Delivered

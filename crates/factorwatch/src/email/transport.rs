@@ -20,6 +20,8 @@ pub enum SendError {
     Transient(String),
     /// 5xx: the relay refuses this message for good.
     Permanent(String),
+    /// The relay refuses us (authentication): every message waits until an operator fixes it.
+    Unavailable(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +124,10 @@ impl Transport {
                     *last = Some(Instant::now());
                 }
                 relay.send(message.clone()).await.map(drop).map_err(|e| {
-                    if e.is_permanent() {
+                    let code = e.status().map(|c| c.to_string());
+                    if matches!(code.as_deref(), Some("530" | "534" | "535" | "538")) {
+                        SendError::Unavailable(format!("the SMTP relay refused our login: {e}"))
+                    } else if e.is_permanent() {
                         SendError::Permanent(format!("the SMTP relay refused the message: {e}"))
                     } else {
                         SendError::Transient(format!("SMTP: {e}"))
