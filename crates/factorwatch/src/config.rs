@@ -407,6 +407,14 @@ pub struct EmailConfig {
     /// At most this many notices per user per hour.
     #[serde(default)]
     pub hourly_cap: Option<u32>,
+    /// Emails in flight at once: 1 (the default) repeats at most one email per crash; more sends
+    /// faster and may repeat up to that many.
+    #[serde(default = "one")]
+    pub concurrency: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 fn default_transport() -> String {
@@ -488,6 +496,7 @@ impl Default for EmailConfig {
             language: default_language(),
             suppress: Vec::new(),
             hourly_cap: None,
+            concurrency: 1,
         }
     }
 }

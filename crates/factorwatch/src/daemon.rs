@@ -340,6 +340,7 @@ impl Daemon {
                 help: config.email.help.clone(),
                 suppress: config.email.suppress.clone(),
                 hourly_cap: config.email.hourly_cap,
+                concurrency: config.email.concurrency,
             };
             let transport = email_transport(&config.email, env)?;
             let templates = Templates::new(config.email.templates.clone(), &config.email.language);

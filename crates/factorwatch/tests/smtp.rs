@@ -34,6 +34,7 @@ use okta_sim::server::RateLimits;
 use serde_json::Value;
 
 const PASSWORD: &str = "smtp-s3cret";
+const CONCURRENCY: u32 = 1;
 
 struct Server(Child);
 
@@ -241,6 +242,7 @@ async fn every_email_arrives_once_over_starttls_with_auth_despite_4xx() {
         help: "call x1234".into(),
         suppress: vec![],
         hourly_cap: None,
+        concurrency: CONCURRENCY,
     };
     let destination = EmailDestination::new(
         "email",
