@@ -411,6 +411,13 @@ pub struct EmailConfig {
     /// faster and may repeat up to that many.
     #[serde(default = "one")]
     pub concurrency: u32,
+    /// Changes to one user within this window become one notice ("0s": one per change).
+    #[serde(default = "default_coalesce", with = "humantime_serde")]
+    pub coalesce: Duration,
+}
+
+fn default_coalesce() -> Duration {
+    Duration::from_secs(120)
 }
 
 fn one() -> u32 {
@@ -497,6 +504,7 @@ impl Default for EmailConfig {
             suppress: Vec::new(),
             hourly_cap: None,
             concurrency: 1,
+            coalesce: default_coalesce(),
         }
     }
 }

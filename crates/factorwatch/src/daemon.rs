@@ -341,10 +341,18 @@ impl Daemon {
                 suppress: config.email.suppress.clone(),
                 hourly_cap: config.email.hourly_cap,
                 concurrency: config.email.concurrency,
+                coalesce: config.email.coalesce,
             };
             let transport = email_transport(&config.email, env)?;
             let templates = Templates::new(config.email.templates.clone(), &config.email.language);
-            let dest = EmailDestination::new(EMAIL, settings, templates, enrichers, transport);
+            let dest = EmailDestination::new(
+                EMAIL,
+                store.clone(),
+                settings,
+                templates,
+                enrichers,
+                transport,
+            );
             mail_dir = Some(config.email.dir.clone());
             tasks.push(tokio::spawn(worker::run(
                 store.clone(),

@@ -88,6 +88,7 @@ type = "file"
 path = "{dir}/siem.ndjson"
 [email]
 dir = "{dir}/mail"
+coalesce = "0s"
 [hooks]
 listen = "127.0.0.1:{port}"
 [[orgs]]

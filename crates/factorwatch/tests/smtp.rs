@@ -242,10 +242,12 @@ async fn every_email_arrives_once_over_starttls_with_auth_despite_4xx() {
         help: "call x1234".into(),
         suppress: vec![],
         hourly_cap: None,
+        coalesce: Duration::ZERO,
         concurrency: CONCURRENCY,
     };
     let destination = EmailDestination::new(
         "email",
+        store.clone(),
         settings,
         Templates::new(None, "en"),
         enrichers,

@@ -22,7 +22,7 @@ use tracing::info;
 use crate::enrich::{EnrichError, Enricher, Enrichment};
 use crate::pipeline::worker::{Destination, Outcome};
 use crate::record::MfaChange;
-use crate::store::Due;
+use crate::store::{Due, Store};
 use templates::{Rendered, Templates};
 use transport::{SendError, Transport};
 
@@ -36,13 +36,16 @@ pub struct EmailSettings {
     pub suppress: Vec<String>,
     /// At most this many notices per user per hour (none: no cap).
     pub hourly_cap: Option<u32>,
+    /// Changes to one user within this window become one notice (zero: one notice per change).
+    pub coalesce: Duration,
     /// Emails sent at once. 1 keeps the promise of at most one repeat per crash; N allows up to N
     /// (each SMTP round trip waits on the network, so more in flight sends more per second).
     pub concurrency: u32,
 }
 
-pub struct EmailDestination {
+pub struct EmailDestination<S: Store> {
     name: String,
+    store: S,
     settings: EmailSettings,
     templates: Templates,
     /// Per org: its enricher.
@@ -125,16 +128,18 @@ pub fn recipients(e: &Enrichment, second_email: bool) -> Vec<String> {
     r
 }
 
-impl EmailDestination {
+impl<S: Store> EmailDestination<S> {
     pub fn new(
         name: impl Into<String>,
+        store: S,
         settings: EmailSettings,
         templates: Templates,
         enrichers: HashMap<String, Arc<Enricher>>,
         transport: Transport,
-    ) -> EmailDestination {
+    ) -> EmailDestination<S> {
         EmailDestination {
             name: name.into(),
+            store,
             settings,
             templates,
             enrichers,
@@ -179,10 +184,42 @@ impl EmailDestination {
         let Some(enricher) = self.enrichers.get(&row.org) else {
             return Outcome::Reject(format!("no Okta org named {} is configured", row.org));
         };
-        let enrichment = match enricher.enrich(&change, &row.raw).await {
-            Ok(e) => e,
-            Err(EnrichError::Transient(e)) => return Outcome::Retry(e),
-            Err(EnrichError::Permanent(e)) => return Outcome::Reject(e),
+        // Coalescing: wait out the window, then take every change to this user still owed.
+        let now = chrono::Utc::now();
+        let window = chrono::Duration::from_std(self.settings.coalesce).unwrap_or_default();
+        let mut siblings: Vec<Due> = Vec::new();
+        if !window.is_zero()
+            && let Some(user_id) = change.user.as_ref().and_then(|u| u.id.as_deref())
+        {
+            if now < row.received_at + window {
+                return Outcome::Later(row.received_at + window);
+            }
+            match self
+                .store
+                .pending_for_user(&self.name, &row.org, user_id)
+                .await
+            {
+                Ok(rows) => siblings = rows.into_iter().filter(|d| d.id != row.id).collect(),
+                Err(e) => return Outcome::Retry(e.to_string()),
+            }
+        }
+        let mut changes = vec![(change.clone(), row.raw.clone())];
+        for s in &siblings {
+            if let Ok(c) = serde_json::from_str::<MfaChange>(&s.record) {
+                changes.push((c, s.raw.clone()));
+            }
+        }
+        changes.sort_by_key(|(c, _)| c.published);
+        let mut enriched = Vec::with_capacity(changes.len());
+        for (c, raw) in changes {
+            match enricher.enrich(&c, &raw).await {
+                Ok(e) => enriched.push((c, e)),
+                Err(EnrichError::Transient(e)) => return Outcome::Retry(e),
+                Err(EnrichError::Permanent(e)) => return Outcome::Reject(e),
+            }
+        }
+        let Some(enrichment) = enriched.first().map(|(_, e)| e.clone()) else {
+            return Outcome::Reject("nothing to say".into());
         };
         let to = recipients(&enrichment, self.settings.second_email);
         if to.is_empty() {
@@ -194,12 +231,7 @@ impl EmailDestination {
                 self.settings.hourly_cap.unwrap_or_default()
             ));
         }
-        let notice = notice::notice(
-            &[(change.clone(), enrichment.clone())],
-            &to,
-            &row.org,
-            &self.settings.help,
-        );
+        let notice = notice::notice(&enriched, &to, &row.org, &self.settings.help);
         let language = self.templates.language(enrichment.locale.as_deref());
         let rendered = match self.templates.render(&language, &notice) {
             Ok(r) => r,
@@ -223,11 +255,18 @@ impl EmailDestination {
                 Err(SendError::Unavailable(e)) => return Outcome::Unavailable(e),
             }
         }
+        if !siblings.is_empty() {
+            let ids: Vec<i64> = siblings.iter().map(|d| d.id).collect();
+            // Told in this notice; if this fails they are told again (at least once).
+            if let Err(e) = self.store.delivered(&ids, chrono::Utc::now()).await {
+                tracing::warn!(error = %e, "could not mark coalesced changes as told");
+            }
+        }
         Outcome::Delivered
     }
 }
 
-impl Destination for EmailDestination {
+impl<S: Store> Destination for EmailDestination<S> {
     fn name(&self) -> &str {
         &self.name
     }

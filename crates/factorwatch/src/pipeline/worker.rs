@@ -20,6 +20,8 @@ pub enum Outcome {
     Delivered,
     /// Deliberately not delivered (an operator's policy); done, like a delivery.
     Skipped(String),
+    /// Not yet: try again at this time, without counting an attempt (waiting to coalesce).
+    Later(chrono::DateTime<Utc>),
     /// The destination is down (connection refused, 5xx, busy): the batch waits, in order, and is
     /// sent again after a backoff; attempts are not counted, so a long outage dead-letters nothing.
     Unavailable(String),
@@ -164,6 +166,7 @@ async fn record<S: Store>(
     for (row, outcome) in due.iter().zip(outcomes) {
         match outcome {
             Outcome::Delivered | Outcome::Unavailable(_) => {}
+            Outcome::Later(until) => store.postpone(row.id, *until).await?,
             Outcome::Skipped(why) => {
                 tracing::info!(destination = %name, event = %row.event_id, reason = %why, "skipped by policy");
             }

@@ -89,8 +89,8 @@ pub struct Due {
     pub attempts: u32,
     pub record: String,
     pub raw: String,
-    /// What enrichment found earlier (JSON), if anything.
-    pub enrichment: Option<String>,
+    /// When the change was stored.
+    pub received_at: DateTime<Utc>,
 }
 
 /// A dead-lettered delivery.
@@ -181,13 +181,21 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Records a failed attempt and gives up on the row.
     fn dead(&self, id: i64, error: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Keeps what enrichment found for a change.
-    fn set_enrichment(
+    /// Puts a row off until `until` without counting an attempt (a destination waiting for more).
+    fn postpone(
         &self,
-        org: &str,
-        event_id: &str,
-        enrichment: &str,
+        id: i64,
+        until: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every pending row for `destination` whose change affects `user_id` in `org`, due or not,
+    /// oldest first (a notice can cover them all).
+    fn pending_for_user(
+        &self,
+        destination: &str,
+        org: &str,
+        user_id: &str,
+    ) -> impl Future<Output = Result<Vec<Due>, StoreError>> + Send;
 
     fn dead_letters(
         &self,

@@ -22,7 +22,6 @@ CREATE TABLE IF NOT EXISTS changes (
     received_at INTEGER NOT NULL,
     record      TEXT NOT NULL,
     raw         TEXT NOT NULL,
-    enrichment  TEXT,
     PRIMARY KEY (org, event_id)
 );
 CREATE TABLE IF NOT EXISTS outbox (
@@ -138,6 +137,19 @@ impl SqliteStore {
     }
 }
 
+fn due_row(r: sqlx::sqlite::SqliteRow) -> Due {
+    Due {
+        id: r.get(0),
+        org: r.get(1),
+        event_id: r.get(2),
+        destination: r.get(3),
+        attempts: r.get::<i64, _>(4).try_into().unwrap_or(u32::MAX),
+        record: r.get(5),
+        raw: r.get(6),
+        received_at: from_ms(r.get(7)).unwrap_or_default(),
+    }
+}
+
 impl Store for SqliteStore {
     async fn cursor(&self, org: &str, source: SourceKind) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT position FROM sources WHERE org = ? AND source = ?")
@@ -240,7 +252,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<Due>, StoreError> {
         let rows = sqlx::query(
-            "SELECT o.id, o.org, o.event_id, o.destination, o.attempts, c.record, c.raw, c.enrichment
+            "SELECT o.id, o.org, o.event_id, o.destination, o.attempts, c.record, c.raw, c.received_at
              FROM outbox o JOIN changes c ON c.org = o.org AND c.event_id = o.event_id
              WHERE o.destination = ? AND o.state = 'pending' AND o.next_attempt_at <= ?
              ORDER BY o.next_attempt_at, o.id LIMIT ?",
@@ -251,19 +263,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(other)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| Due {
-                id: r.get(0),
-                org: r.get(1),
-                event_id: r.get(2),
-                destination: r.get(3),
-                attempts: r.get::<i64, _>(4).try_into().unwrap_or(u32::MAX),
-                record: r.get(5),
-                raw: r.get(6),
-                enrichment: r.get(7),
-            })
-            .collect())
+        Ok(rows.into_iter().map(due_row).collect())
     }
 
     async fn delivered(&self, ids: &[i64], now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -312,20 +312,36 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn set_enrichment(
-        &self,
-        org: &str,
-        event_id: &str,
-        enrichment: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE changes SET enrichment = ? WHERE org = ? AND event_id = ?")
-            .bind(enrichment)
-            .bind(org)
-            .bind(event_id)
+    async fn postpone(&self, id: i64, until: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET next_attempt_at = ? WHERE id = ?")
+            .bind(ms(until))
+            .bind(id)
             .execute(&self.pool)
             .await
             .map_err(write_error)?;
         Ok(())
+    }
+
+    async fn pending_for_user(
+        &self,
+        destination: &str,
+        org: &str,
+        user_id: &str,
+    ) -> Result<Vec<Due>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT o.id, o.org, o.event_id, o.destination, o.attempts, c.record, c.raw, c.received_at
+             FROM outbox o JOIN changes c ON c.org = o.org AND c.event_id = o.event_id
+             WHERE o.destination = ? AND o.state = 'pending' AND o.org = ?
+               AND json_extract(c.record, '$.user.id') = ?
+             ORDER BY c.received_at, o.id",
+        )
+        .bind(destination)
+        .bind(org)
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(other)?;
+        Ok(rows.into_iter().map(due_row).collect())
     }
 
     async fn dead_letters(&self, destination: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {

@@ -100,6 +100,7 @@ pub fn config(dir: &Path, base: &str, hook: bool) -> Config {
         &dir.join("siem.ndjson").display().to_string(),
     )];
     c.email.dir = dir.join("mail");
+    c.email.coalesce = Duration::ZERO;
     c.hooks.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     c.orgs = vec![OrgConfig {
         name: "acme".into(),

@@ -1,0 +1,209 @@
+//! The email destination's policies, through the outbox: coalescing several changes to one user
+//! into one notice, suppressed logins, the per-user hourly cap, and the dry run.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use factorwatch::backoff::Backoff;
+use factorwatch::email::templates::Templates;
+use factorwatch::email::transport::Transport;
+use factorwatch::email::{EmailDestination, EmailSettings};
+use factorwatch::enrich::Enricher;
+use factorwatch::okta::client::auth::Credentials;
+use factorwatch::okta::client::{OktaClient, RetryPolicy};
+use factorwatch::pipeline::ingest::Ingest;
+use factorwatch::pipeline::route::Routing;
+use factorwatch::pipeline::worker::{self, WorkerPolicy};
+use factorwatch::secret::Secret;
+use factorwatch::store::sqlite::SqliteStore;
+use factorwatch::store::{SourceKind, Store};
+use okta_sim::server::RateLimits;
+use serde_json::Value;
+
+struct Run {
+    mail: std::path::PathBuf,
+    store: SqliteStore,
+}
+
+/// Events `indexes` (of [`common::mfa_event`], all notifying) for `users` users, delivered by an
+/// email destination with `settings` into a mail folder.
+async fn run(
+    name: &str,
+    indexes: &[usize],
+    users: usize,
+    settings: EmailSettings,
+    dry_run: bool,
+) -> Run {
+    let sim = common::sim(RateLimits::default()).await;
+    sim.users(users).await;
+    let dir = std::env::temp_dir().join(format!("fw-notify-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
+    let ingest = Ingest {
+        classifier: Default::default(),
+        routing: Routing {
+            siem: vec![],
+            email: Some("email".into()),
+            notify_third_party: false,
+        },
+    };
+    let events: Vec<Value> = indexes
+        .iter()
+        .map(|&i| common::mfa_event(&format!("{name}{i:04}"), i, users))
+        .collect();
+    let batch = ingest.batch(
+        SourceKind::SystemLog,
+        &Value::Array(events).to_string(),
+        None,
+    );
+    let n = batch.changes.len() as u64;
+    store
+        .commit("acme", batch, chrono::Utc::now())
+        .await
+        .unwrap();
+    let client = Arc::new(OktaClient::new(
+        &sim.base,
+        Credentials::Ssws(Secret::new(common::TOKEN)),
+        RetryPolicy::default(),
+    ));
+    let enrichers = HashMap::from([(
+        "acme".to_owned(),
+        Arc::new(Enricher::new(client, Duration::from_secs(60))),
+    )]);
+    let mail = dir.join("mail");
+    let transport = if dry_run {
+        Transport::DryRun
+    } else {
+        Transport::files(mail.clone()).unwrap()
+    };
+    let dest = EmailDestination::new(
+        "email",
+        store.clone(),
+        settings,
+        Templates::new(None, "en"),
+        enrichers,
+        transport,
+    );
+    let policy = WorkerPolicy {
+        max_attempts: 3,
+        backoff: Backoff {
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(100),
+        },
+        idle_poll: Duration::from_millis(20),
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(worker::run(
+        store.clone(),
+        Arc::new(dest),
+        policy,
+        Default::default(),
+        stopped,
+    ));
+    common::eventually(20, "every row settled", async || {
+        let s = store.stats().await.unwrap();
+        s.outbox
+            .first()
+            .is_some_and(|(_, d, p, x)| d + x == n && *p == 0)
+    })
+    .await;
+    let _ = stop.send(true);
+    task.await.unwrap();
+    Run { mail, store }
+}
+
+fn settings() -> EmailSettings {
+    EmailSettings {
+        from: "Security <security@example.com>".parse().unwrap(),
+        second_email: false,
+        help: "call x1234".into(),
+        suppress: vec![],
+        hourly_cap: None,
+        coalesce: Duration::ZERO,
+        concurrency: 1,
+    }
+}
+
+fn mails(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                .map(|e| std::fs::read_to_string(e.path()).unwrap())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Quoted-printable soft line breaks removed, so sentences can be searched.
+fn unfold(mail: &str) -> String {
+    mail.replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_changes_to_one_user_within_the_window_become_one_notice() {
+    // Events 0, 6 and 12 go to user 0 (of 2); 3 and 9 to user 1.
+    let s = EmailSettings {
+        coalesce: Duration::from_millis(400),
+        ..settings()
+    };
+    let r = run("coalesce", &[0, 3, 6, 9, 12], 2, s, false).await;
+    let got = mails(&r.mail);
+    assert_eq!(got.len(), 2, "one notice per user");
+    let to_user0 = got
+        .iter()
+        .map(|m| unfold(m))
+        .find(|m| m.contains("To: user0@mail.example.com"))
+        .unwrap();
+    assert!(
+        to_user0.contains("Subject: Several changes to your sign-in methods"),
+        "{to_user0}"
+    );
+    assert_eq!(
+        to_user0
+            .matches("You just registered a phone number ending")
+            .count()
+            / 2,
+        3,
+        "all three listed (text and HTML)"
+    );
+    assert_eq!(
+        r.store.stats().await.unwrap().outbox[0],
+        ("email".to_owned(), 5, 0, 0),
+        "every change counts as told"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn suppressed_logins_and_the_hourly_cap_hold_notices_back_visibly() {
+    let s = EmailSettings {
+        suppress: vec!["user1@*".into()],
+        hourly_cap: Some(2),
+        ..settings()
+    };
+    // user0 gets events 0, 6, 12, 18 (four), user1 gets 3, 9 (suppressed).
+    let r = run("policy", &[0, 3, 6, 9, 12, 18], 2, s, false).await;
+    let got = mails(&r.mail);
+    assert_eq!(got.len(), 2, "user0 capped at two; user1 suppressed");
+    assert!(got.iter().all(|m| m.contains("To: user0@mail.example.com")));
+    let dead = r.store.dead_letters(Some("email")).await.unwrap();
+    assert_eq!(dead.len(), 2);
+    assert!(
+        dead.iter()
+            .all(|d| d.last_error.as_deref().unwrap().contains("hourly cap"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_renders_but_sends_nothing() {
+    let r = run("dry", &[0, 3], 2, settings(), true).await;
+    assert!(mails(&r.mail).is_empty());
+    assert_eq!(r.store.stats().await.unwrap().outbox[0].1, 2);
+}
