@@ -411,6 +411,13 @@ pub struct EmailConfig {
     /// faster and may repeat up to that many.
     #[serde(default = "one")]
     pub concurrency: u32,
+    /// Also tell the security team (by email to this address) of changes someone other than the
+    /// user made, and of bypass attempts.
+    #[serde(default)]
+    pub security_copy: Option<String>,
+    /// …and/or post them as `{"text": …}` to this Slack- or Teams-compatible webhook.
+    #[serde(default)]
+    pub security_webhook: Option<String>,
     /// Changes to one user within this window become one notice ("0s": one per change).
     #[serde(default = "default_coalesce", with = "humantime_serde")]
     pub coalesce: Duration,
@@ -505,6 +512,8 @@ impl Default for EmailConfig {
             hourly_cap: None,
             concurrency: 1,
             coalesce: default_coalesce(),
+            security_copy: None,
+            security_webhook: None,
         }
     }
 }

@@ -342,6 +342,17 @@ impl Daemon {
                 hourly_cap: config.email.hourly_cap,
                 concurrency: config.email.concurrency,
                 coalesce: config.email.coalesce,
+                security_copy: config
+                    .email
+                    .security_copy
+                    .as_deref()
+                    .map(str::parse)
+                    .transpose()
+                    .map_err(|e| ConfigError::Invalid {
+                        path: "email.security_copy".into(),
+                        detail: format!("{e}"),
+                    })?,
+                security_webhook: config.email.security_webhook.clone(),
             };
             let transport = email_transport(&config.email, env)?;
             let templates = Templates::new(config.email.templates.clone(), &config.email.language);

@@ -125,6 +125,8 @@ fn settings() -> EmailSettings {
         suppress: vec![],
         hourly_cap: None,
         coalesce: Duration::ZERO,
+        security_copy: None,
+        security_webhook: None,
         concurrency: 1,
     }
 }
@@ -206,4 +208,128 @@ async fn a_dry_run_renders_but_sends_nothing() {
     let r = run("dry", &[0, 3], 2, settings(), true).await;
     assert!(mails(&r.mail).is_empty());
     assert_eq!(r.store.stats().await.unwrap().outbox[0].1, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_security_team_hears_of_changes_someone_else_made() {
+    use axum::routing::post;
+    let got: Arc<std::sync::Mutex<Vec<Value>>> = Arc::default();
+    let app = {
+        let got = got.clone();
+        axum::Router::new().route(
+            "/chat",
+            post(move |body: String| {
+                let got = got.clone();
+                async move {
+                    got.lock()
+                        .unwrap()
+                        .push(serde_json::from_str(&body).unwrap());
+                    "ok"
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/chat", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let sim = common::sim(RateLimits::default()).await;
+    sim.users(2).await;
+    let admin_reset = serde_json::json!({
+        "uuid": "adm1", "eventType": "user.mfa.factor.reset_all", "published": "2026-11-25T10:00:00.000Z",
+        "actor": { "id": "00uADMIN", "type": "User", "alternateId": "jane.admin@example.com", "displayName": "Jane Admin" },
+        "target": [{ "id": common::user_id(1), "type": "User", "alternateId": "user1@example.com" }],
+        "outcome": { "result": "SUCCESS" }, "client": { "ipAddress": "192.0.2.10" },
+    });
+    let self_enroll = common::mfa_event("self1", 0, 2);
+    let dir = std::env::temp_dir().join(format!("fw-notify-soc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
+    let ingest = Ingest {
+        classifier: Default::default(),
+        routing: Routing {
+            siem: vec![],
+            email: Some("email".into()),
+            notify_third_party: false,
+        },
+    };
+    let batch = ingest.batch(
+        SourceKind::SystemLog,
+        &Value::Array(vec![admin_reset, self_enroll]).to_string(),
+        None,
+    );
+    store
+        .commit("acme", batch, chrono::Utc::now())
+        .await
+        .unwrap();
+    let client = Arc::new(OktaClient::new(
+        &sim.base,
+        Credentials::Ssws(Secret::new(common::TOKEN)),
+        RetryPolicy::default(),
+    ));
+    let enrichers = HashMap::from([(
+        "acme".to_owned(),
+        Arc::new(Enricher::new(client, Duration::from_secs(60))),
+    )]);
+    let s = EmailSettings {
+        security_copy: Some("SOC <soc@example.com>".parse().unwrap()),
+        security_webhook: Some(url),
+        ..settings()
+    };
+    let dest = EmailDestination::new(
+        "email",
+        store.clone(),
+        s,
+        Templates::new(None, "en"),
+        enrichers,
+        Transport::files(dir.join("mail")).unwrap(),
+    );
+    let policy = WorkerPolicy {
+        max_attempts: 3,
+        backoff: Backoff {
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(100),
+        },
+        idle_poll: Duration::from_millis(20),
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(worker::run(
+        store.clone(),
+        Arc::new(dest),
+        policy,
+        Default::default(),
+        stopped,
+    ));
+    common::eventually(20, "both told", async || {
+        store
+            .stats()
+            .await
+            .unwrap()
+            .outbox
+            .first()
+            .is_some_and(|(_, d, ..)| *d == 2)
+    })
+    .await;
+    let _ = stop.send(true);
+    task.await.unwrap();
+    let all = mails(&dir.join("mail"));
+    let soc: Vec<&String> = all
+        .iter()
+        .filter(|m| m.contains("To: SOC <soc@example.com>"))
+        .collect();
+    assert_eq!(soc.len(), 1, "only the admin's change reaches the SOC");
+    assert!(
+        unfold(soc[0]).contains("jane.admin@example.com (administrator): reset all"),
+        "{}",
+        soc[0]
+    );
+    let chat = got.lock().unwrap();
+    assert_eq!(chat.len(), 1);
+    assert!(
+        chat[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("of user1@example.com from 192.0.2.10")
+    );
+    assert_eq!(all.len(), 3, "two user notices and one copy");
 }

@@ -243,6 +243,8 @@ async fn every_email_arrives_once_over_starttls_with_auth_despite_4xx() {
         suppress: vec![],
         hourly_cap: None,
         coalesce: Duration::ZERO,
+        security_copy: None,
+        security_webhook: None,
         concurrency: CONCURRENCY,
     };
     let destination = EmailDestination::new(

@@ -36,6 +36,11 @@ pub struct EmailSettings {
     pub suppress: Vec<String>,
     /// At most this many notices per user per hour (none: no cap).
     pub hourly_cap: Option<u32>,
+    /// Also tell the security team of changes someone other than the user made, and of bypass
+    /// attempts: by email to this address…
+    pub security_copy: Option<Mailbox>,
+    /// …and/or as `{"text": …}` to this Slack- or Teams-compatible incoming webhook.
+    pub security_webhook: Option<String>,
     /// Changes to one user within this window become one notice (zero: one notice per change).
     pub coalesce: Duration,
     /// Emails sent at once. 1 keeps the promise of at most one repeat per crash; N allows up to N
@@ -255,6 +260,13 @@ impl<S: Store> EmailDestination<S> {
                 Err(SendError::Unavailable(e)) => return Outcome::Unavailable(e),
             }
         }
+        if notice.alert
+            && let Err(e) = self
+                .tell_security_team(&row.org, &row.event_id, &enriched)
+                .await
+        {
+            return e;
+        }
         if !siblings.is_empty() {
             let ids: Vec<i64> = siblings.iter().map(|d| d.id).collect();
             // Told in this notice; if this fails they are told again (at least once).
@@ -263,6 +275,76 @@ impl<S: Store> EmailDestination<S> {
             }
         }
         Outcome::Delivered
+    }
+}
+
+impl<S: Store> EmailDestination<S> {
+    /// The security team's copy of changes someone else made: one line per change.
+    async fn tell_security_team(
+        &self,
+        org: &str,
+        event_id: &str,
+        changes: &[(MfaChange, Enrichment)],
+    ) -> Result<(), Outcome> {
+        let alerts: Vec<String> = changes
+            .iter()
+            .filter(|(c, _)| {
+                !matches!(
+                    c.initiator,
+                    Some(crate::record::Initiator::SelfService) | None
+                ) || c.action == crate::record::Action::BypassAttempted
+            })
+            .map(|(c, _)| notice::security_summary(c, org))
+            .collect();
+        if alerts.is_empty() || self.transport.is_dry_run() {
+            return Ok(());
+        }
+        let text = alerts.join("\n");
+        if let Some(soc) = &self.settings.security_copy {
+            let m = Message::builder()
+                .from(self.settings.from.clone())
+                .to(soc.clone())
+                .subject(format!(
+                    "[factorwatch] {} MFA change(s) made by someone other than the user",
+                    alerts.len()
+                ))
+                .message_id(Some(message_id(org, event_id, &soc.email.to_string())))
+                .header(AutoSubmitted)
+                .body(format!("{text}\n"))
+                .map_err(|e| Outcome::Reject(format!("cannot build the security copy: {e}")))?;
+            match self.transport.send(&m).await {
+                Ok(()) => {}
+                Err(SendError::Transient(e) | SendError::Unavailable(e)) => {
+                    return Err(Outcome::Retry(e));
+                }
+                Err(SendError::Permanent(e)) => return Err(Outcome::Reject(e)),
+            }
+        }
+        if let Some(url) = &self.settings.security_webhook {
+            let sent = reqwest::Client::new()
+                .post(url)
+                .header("Content-Type", "application/json")
+                .body(serde_json::json!({ "text": text }).to_string())
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => {
+                    return Err(Outcome::Retry(format!(
+                        "security webhook answered HTTP {}",
+                        r.status()
+                    )));
+                }
+                Err(e) => {
+                    return Err(Outcome::Retry(format!(
+                        "security webhook unreachable: {}",
+                        e.without_url()
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -194,6 +194,39 @@ pub fn notice(
     }
 }
 
+/// One line for the security team about a change: who did what to whom, from where.
+pub fn security_summary(change: &MfaChange, org: &str) -> String {
+    let who = change
+        .actor
+        .as_ref()
+        .and_then(|a| clean_opt(a.login.as_ref()).or(clean_opt(a.display_name.as_ref())))
+        .unwrap_or_else(|| "someone".into());
+    let kind = match change.initiator {
+        Some(Initiator::Admin) => "administrator",
+        Some(Initiator::App) => "application",
+        Some(Initiator::System) => "Okta",
+        Some(Initiator::SelfService) | None => "the user",
+    };
+    let user = change
+        .user
+        .as_ref()
+        .and_then(|u| clean_opt(u.login.as_ref()).or(clean_opt(u.id.as_ref())))
+        .unwrap_or_else(|| "an unknown user".into());
+    let factor = clean_opt(change.factor.name.as_ref()).unwrap_or_else(|| "MFA".into());
+    let from = clean_opt(change.client.ip.as_ref())
+        .map(|ip| format!(" from {ip}"))
+        .unwrap_or_default();
+    let when = change
+        .published
+        .map(|t| t.format(" at %Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
+    format!(
+        "[{}] {who} ({kind}): {} — {factor} of {user}{from}{when}",
+        clean(org),
+        change.action.as_str().replace('_', " ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
