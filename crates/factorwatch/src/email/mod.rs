@@ -308,7 +308,7 @@ impl<S: Store> EmailDestination<S> {
                     "[factorwatch] {} MFA change(s) made by someone other than the user",
                     alerts.len()
                 ))
-                .message_id(Some(message_id(org, event_id, &soc.email.to_string())))
+                .message_id(Some(message_id(org, event_id, soc.email.as_ref())))
                 .header(AutoSubmitted)
                 .body(format!("{text}\n"))
                 .map_err(|e| Outcome::Reject(format!("cannot build the security copy: {e}")))?;
