@@ -158,7 +158,7 @@ fn demo_runs_the_whole_pipeline_and_stops_after_its_duration() {
     let dir = std::env::temp_dir().join(format!("fw-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let out = Command::new(env!("CARGO_BIN_EXE_factorwatch"))
-        .args(["demo", "--duration", "4s", "--dir"])
+        .args(["demo", "--duration", "7s", "--dir"])
         .arg(&dir)
         .output()
         .unwrap();

@@ -137,7 +137,7 @@ fn demo_config(dir: &Path, base: &str) -> Result<Config, String> {
     c.email.dir = dir.join("mail");
     c.email.help = "this is a demo: nothing to do.".into();
     // Short enough to see notices within a demo, long enough to see changes combined.
-    c.email.coalesce = Duration::from_secs(5);
+    c.email.coalesce = Duration::from_secs(3);
     c.hooks.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     c.orgs = vec![crate::config::OrgConfig {
         name: "demo".into(),
