@@ -25,6 +25,9 @@ pub const MFA_EVENT_TYPES: &[&str] = &[
     "system.mfa.factor.deactivate",
     "security.authenticator.lifecycle.activate",
     "security.authenticator.lifecycle.deactivate",
+    // Okta's own notices, for `email.skip_when_okta_notified`.
+    "system.email.mfa_enroll_notification.sent_message",
+    "system.email.mfa_reset_notification.sent_message",
 ];
 
 /// The legacy objectTypes polled by default.
@@ -418,6 +421,9 @@ pub struct EmailConfig {
     /// …and/or post them as `{"text": …}` to this Slack- or Teams-compatible webhook.
     #[serde(default)]
     pub security_webhook: Option<String>,
+    /// Send nothing when Okta sent its own notice for the change (orgs that keep Okta's).
+    #[serde(default)]
+    pub skip_when_okta_notified: bool,
     /// Changes to one user within this window become one notice ("0s": one per change).
     #[serde(default = "default_coalesce", with = "humantime_serde")]
     pub coalesce: Duration,
@@ -514,6 +520,7 @@ impl Default for EmailConfig {
             coalesce: default_coalesce(),
             security_copy: None,
             security_webhook: None,
+            skip_when_okta_notified: false,
         }
     }
 }

@@ -353,6 +353,7 @@ impl Daemon {
                         detail: format!("{e}"),
                     })?,
                 security_webhook: config.email.security_webhook.clone(),
+                skip_when_okta_notified: config.email.skip_when_okta_notified,
             };
             let transport = email_transport(&config.email, env)?;
             let templates = Templates::new(config.email.templates.clone(), &config.email.language);

@@ -255,6 +255,7 @@ async fn a_full_disk_is_a_clear_error_and_keeps_nothing_half_written() {
         events_seen: 1,
         newest_published: None,
         cursor: Some("https://o/api/v1/logs?after=1".into()),
+        context: Vec::new(),
     };
     store
         .commit("acme", batch(0..2, 100), chrono::Utc::now())
@@ -317,6 +318,7 @@ async fn a_hook_delivery_the_store_cannot_take_is_answered_500_for_okta_to_retry
             events_seen: 1,
             newest_published: None,
             cursor: None,
+            context: Vec::new(),
         };
         if store
             .commit("acme", batch, chrono::Utc::now())
@@ -508,6 +510,7 @@ async fn failed_deliveries_are_retried_then_dead_lettered_visibly_and_can_be_re_
         events_seen: 2,
         newest_published: None,
         cursor: None,
+        context: Vec::new(),
     };
     store
         .commit("acme", batch, chrono::Utc::now())

@@ -127,6 +127,7 @@ fn settings() -> EmailSettings {
         coalesce: Duration::ZERO,
         security_copy: None,
         security_webhook: None,
+        skip_when_okta_notified: false,
         concurrency: 1,
     }
 }
@@ -332,4 +333,97 @@ async fn the_security_team_hears_of_changes_someone_else_made() {
             .contains("of user1@example.com from 192.0.2.10")
     );
     assert_eq!(all.len(), 3, "two user notices and one copy");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn orgs_that_keep_okta_s_notices_get_none_of_ours_for_the_same_change() {
+    let sim = common::sim(RateLimits::default()).await;
+    sim.users(2).await;
+    let mut e0 = common::mfa_event("n0", 0, 2);
+    e0["published"] = serde_json::json!("2026-11-25T10:00:00.000Z");
+    let mut e1 = common::mfa_event("n1", 3, 2);
+    e1["published"] = serde_json::json!("2026-11-25T10:00:00.000Z");
+    // Okta's own enrolment notice to user 0, four seconds later.
+    let okta_notice = serde_json::json!({
+        "uuid": "okta-notice-1", "eventType": "system.email.mfa_enroll_notification.sent_message",
+        "published": "2026-11-25T10:00:04.000Z", "actor": { "id": "0oaSYS", "type": "SystemPrincipal" },
+        "target": [{ "id": common::user_id(0), "type": "User", "alternateId": "user0@example.com" }],
+        "outcome": { "result": "SUCCESS" },
+    });
+    let dir = std::env::temp_dir().join(format!("fw-notify-okta-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
+    let ingest = Ingest {
+        classifier: Default::default(),
+        routing: Routing {
+            siem: vec![],
+            email: Some("email".into()),
+            notify_third_party: false,
+        },
+    };
+    let batch = ingest.batch(
+        SourceKind::SystemLog,
+        &Value::Array(vec![e0, e1, okta_notice]).to_string(),
+        None,
+    );
+    assert_eq!(batch.context.len(), 1, "Okta's notice is kept as context");
+    store
+        .commit("acme", batch, chrono::Utc::now())
+        .await
+        .unwrap();
+    let client = Arc::new(OktaClient::new(
+        &sim.base,
+        Credentials::Ssws(Secret::new(common::TOKEN)),
+        RetryPolicy::default(),
+    ));
+    let enrichers = HashMap::from([(
+        "acme".to_owned(),
+        Arc::new(Enricher::new(client, Duration::from_secs(60))),
+    )]);
+    let s = EmailSettings {
+        skip_when_okta_notified: true,
+        ..settings()
+    };
+    let dest = EmailDestination::new(
+        "email",
+        store.clone(),
+        s,
+        Templates::new(None, "en"),
+        enrichers,
+        Transport::files(dir.join("mail")).unwrap(),
+    );
+    let policy = WorkerPolicy {
+        max_attempts: 3,
+        backoff: Backoff {
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(100),
+        },
+        idle_poll: Duration::from_millis(20),
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(worker::run(
+        store.clone(),
+        Arc::new(dest),
+        policy,
+        Default::default(),
+        stopped,
+    ));
+    common::eventually(20, "both settled", async || {
+        store
+            .stats()
+            .await
+            .unwrap()
+            .outbox
+            .first()
+            .is_some_and(|(_, d, ..)| *d == 2)
+    })
+    .await;
+    let _ = stop.send(true);
+    task.await.unwrap();
+    let got = mails(&dir.join("mail"));
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].contains("To: user1@mail.example.com"),
+        "only the change Okta did not notify about"
+    );
 }

@@ -245,6 +245,7 @@ async fn every_email_arrives_once_over_starttls_with_auth_despite_4xx() {
         coalesce: Duration::ZERO,
         security_copy: None,
         security_webhook: None,
+        skip_when_okta_notified: false,
         concurrency: CONCURRENCY,
     };
     let destination = EmailDestination::new(

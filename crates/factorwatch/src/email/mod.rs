@@ -41,6 +41,8 @@ pub struct EmailSettings {
     pub security_copy: Option<Mailbox>,
     /// …and/or as `{"text": …}` to this Slack- or Teams-compatible incoming webhook.
     pub security_webhook: Option<String>,
+    /// Send nothing for a change Okta sent its own notice about.
+    pub skip_when_okta_notified: bool,
     /// Changes to one user within this window become one notice (zero: one notice per change).
     pub coalesce: Duration,
     /// Emails sent at once. 1 keeps the promise of at most one repeat per crash; N allows up to N
@@ -189,6 +191,13 @@ impl<S: Store> EmailDestination<S> {
         let Some(enricher) = self.enrichers.get(&row.org) else {
             return Outcome::Reject(format!("no Okta org named {} is configured", row.org));
         };
+        if self.settings.skip_when_okta_notified {
+            match self.okta_notified(&row.org, &change).await {
+                Ok(true) => return Outcome::Skipped("Okta sent its own notice".into()),
+                Ok(false) => {}
+                Err(e) => return Outcome::Retry(e.to_string()),
+            }
+        }
         // Coalescing: wait out the window, then take every change to this user still owed.
         let now = chrono::Utc::now();
         let window = chrono::Duration::from_std(self.settings.coalesce).unwrap_or_default();
@@ -279,6 +288,36 @@ impl<S: Store> EmailDestination<S> {
 }
 
 impl<S: Store> EmailDestination<S> {
+    /// Whether Okta logged sending its own enrolment or reset notice to this user around the
+    /// change's time (from a minute before to ten after: its notice follows the change).
+    async fn okta_notified(
+        &self,
+        org: &str,
+        change: &MfaChange,
+    ) -> Result<bool, crate::store::StoreError> {
+        use crate::record::Action;
+        let kind = match change.action {
+            Action::Enrolled => "system.email.mfa_enroll_notification.sent_message",
+            Action::Reset | Action::ResetAll => "system.email.mfa_reset_notification.sent_message",
+            _ => return Ok(false),
+        };
+        let (Some(user), Some(at)) = (
+            change.user.as_ref().and_then(|u| u.id.as_deref()),
+            change.published,
+        ) else {
+            return Ok(false);
+        };
+        self.store
+            .context_exists(
+                org,
+                user,
+                kind,
+                at - chrono::Duration::minutes(1),
+                at + chrono::Duration::minutes(10),
+            )
+            .await
+    }
+
     /// The security team's copy of changes someone else made: one line per change.
     async fn tell_security_team(
         &self,

@@ -68,6 +68,19 @@ pub struct Batch {
     pub newest_published: Option<DateTime<Utc>>,
     /// The position to resume from after this batch (pollers only).
     pub cursor: Option<String>,
+    /// Events that are not MFA changes but tell something about one (Okta's own notices).
+    pub context: Vec<ContextEvent>,
+}
+
+/// An Okta event kept for what it says about MFA changes, such as
+/// `system.email.mfa_enroll_notification.sent_message` (Okta told the user itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextEvent {
+    pub uuid: String,
+    pub event_type: String,
+    /// The `User` the event is about.
+    pub user_id: String,
+    pub published: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -196,6 +209,16 @@ pub trait Store: Clone + Send + Sync + 'static {
         org: &str,
         user_id: &str,
     ) -> impl Future<Output = Result<Vec<Due>, StoreError>> + Send;
+
+    /// Whether a context event of `event_type` about `user_id` was published in `[from, to]`.
+    fn context_exists(
+        &self,
+        org: &str,
+        user_id: &str,
+        event_type: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     fn dead_letters(
         &self,

@@ -48,6 +48,15 @@ CREATE TABLE IF NOT EXISTS sources (
     updated_at       INTEGER NOT NULL,
     PRIMARY KEY (org, source)
 );
+CREATE TABLE IF NOT EXISTS context_events (
+    org        TEXT NOT NULL,
+    uuid       TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    user_id    TEXT NOT NULL,
+    published  INTEGER NOT NULL,
+    PRIMARY KEY (org, uuid)
+);
+CREATE INDEX IF NOT EXISTS context_by_user ON context_events (org, user_id, event_type, published);
 CREATE TABLE IF NOT EXISTS rejects (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     org         TEXT NOT NULL,
@@ -207,6 +216,20 @@ impl Store for SqliteStore {
                 .map_err(write_error)?;
             }
         }
+        for c in &batch.context {
+            sqlx::query(
+                "INSERT INTO context_events (org, uuid, event_type, user_id, published) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(org)
+            .bind(&c.uuid)
+            .bind(&c.event_type)
+            .bind(&c.user_id)
+            .bind(ms(c.published))
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?;
+        }
         for r in &batch.rejects {
             sqlx::query(
                 "INSERT INTO rejects (org, source, received_at, error, raw) VALUES (?, ?, ?, ?, ?)",
@@ -342,6 +365,29 @@ impl Store for SqliteStore {
         .await
         .map_err(other)?;
         Ok(rows.into_iter().map(due_row).collect())
+    }
+
+    async fn context_exists(
+        &self,
+        org: &str,
+        user_id: &str,
+        event_type: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM context_events
+             WHERE org = ? AND user_id = ? AND event_type = ? AND published BETWEEN ? AND ? LIMIT 1",
+        )
+        .bind(org)
+        .bind(user_id)
+        .bind(event_type)
+        .bind(ms(from))
+        .bind(ms(to))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(other)?;
+        Ok(row.is_some())
     }
 
     async fn dead_letters(&self, destination: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {

@@ -240,6 +240,7 @@ pub async fn store_with(
         events_seen: 0,
         newest_published: None,
         cursor: None,
+        context: Vec::new(),
     };
     store
         .commit("acme", batch, chrono::Utc::now())
