@@ -102,7 +102,8 @@ fn main() {
         coalesce: Duration::ZERO,
         security_copy: None,
         security_webhook: None,
-        skip_when_okta_notified: false, concurrency: std::env::var("BENCH_CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(8) };
+        skip_when_okta_notified: false,
+        previous_address_window: Duration::ZERO, concurrency: std::env::var("BENCH_CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(8) };
         let destination = EmailDestination::new("email", store.clone(), settings, Templates::new(None, "en"), enrichers, transport);
         let policy = WorkerPolicy { max_attempts: 5, backoff: Backoff { base: Duration::from_millis(50), cap: Duration::from_millis(500) }, idle_poll: Duration::from_millis(5) };
         let (stop, stopped) = tokio::sync::watch::channel(false);

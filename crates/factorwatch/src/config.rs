@@ -28,6 +28,8 @@ pub const MFA_EVENT_TYPES: &[&str] = &[
     // Okta's own notices, for `email.skip_when_okta_notified`.
     "system.email.mfa_enroll_notification.sent_message",
     "system.email.mfa_reset_notification.sent_message",
+    // Primary-email changes, so the previous address hears of MFA changes made soon after.
+    "user.account.update_primary_email",
 ];
 
 /// The legacy objectTypes polled by default.
@@ -421,12 +423,20 @@ pub struct EmailConfig {
     /// …and/or post them as `{"text": …}` to this Slack- or Teams-compatible webhook.
     #[serde(default)]
     pub security_webhook: Option<String>,
+    /// After a user's primary email changed within this long, notices also go to the addresses
+    /// factorwatch saw for them before ("0s": never).
+    #[serde(default = "default_previous_window", with = "humantime_serde")]
+    pub previous_address_window: Duration,
     /// Send nothing when Okta sent its own notice for the change (orgs that keep Okta's).
     #[serde(default)]
     pub skip_when_okta_notified: bool,
     /// Changes to one user within this window become one notice ("0s": one per change).
     #[serde(default = "default_coalesce", with = "humantime_serde")]
     pub coalesce: Duration,
+}
+
+fn default_previous_window() -> Duration {
+    Duration::from_secs(14 * 24 * 3600)
 }
 
 fn default_coalesce() -> Duration {
@@ -521,6 +531,7 @@ impl Default for EmailConfig {
             security_copy: None,
             security_webhook: None,
             skip_when_okta_notified: false,
+            previous_address_window: default_previous_window(),
         }
     }
 }

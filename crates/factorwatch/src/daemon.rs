@@ -354,6 +354,7 @@ impl Daemon {
                     })?,
                 security_webhook: config.email.security_webhook.clone(),
                 skip_when_okta_notified: config.email.skip_when_okta_notified,
+                previous_address_window: config.email.previous_address_window,
             };
             let transport = email_transport(&config.email, env)?;
             let templates = Templates::new(config.email.templates.clone(), &config.email.language);

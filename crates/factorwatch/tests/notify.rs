@@ -128,6 +128,7 @@ fn settings() -> EmailSettings {
         security_copy: None,
         security_webhook: None,
         skip_when_okta_notified: false,
+        previous_address_window: Duration::ZERO,
         concurrency: 1,
     }
 }
@@ -425,5 +426,109 @@ async fn orgs_that_keep_okta_s_notices_get_none_of_ours_for_the_same_change() {
     assert!(
         got[0].contains("To: user1@mail.example.com"),
         "only the change Okta did not notify about"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_primary_email_change_the_previous_address_hears_too() {
+    let sim = common::sim(RateLimits::default()).await;
+    sim.users(1).await;
+    let dir = std::env::temp_dir().join(format!("fw-notify-prev-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
+    let ingest = Ingest {
+        classifier: Default::default(),
+        routing: Routing {
+            siem: vec![],
+            email: Some("email".into()),
+            notify_third_party: false,
+        },
+    };
+    let client = Arc::new(OktaClient::new(
+        &sim.base,
+        Credentials::Ssws(Secret::new(common::TOKEN)),
+        RetryPolicy::default(),
+    ));
+    let enrichers = HashMap::from([(
+        "acme".to_owned(),
+        Arc::new(Enricher::new(client, Duration::ZERO)),
+    )]);
+    let s = EmailSettings {
+        previous_address_window: Duration::from_secs(14 * 86400),
+        ..settings()
+    };
+    let dest = EmailDestination::new(
+        "email",
+        store.clone(),
+        s,
+        Templates::new(None, "en"),
+        enrichers,
+        Transport::files(dir.join("mail")).unwrap(),
+    );
+    let policy = WorkerPolicy {
+        max_attempts: 3,
+        backoff: Backoff {
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(100),
+        },
+        idle_poll: Duration::from_millis(20),
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(worker::run(
+        store.clone(),
+        Arc::new(dest),
+        policy,
+        Default::default(),
+        stopped,
+    ));
+    let commit = |events: Vec<Value>| {
+        let batch = ingest.batch(
+            SourceKind::SystemLog,
+            &Value::Array(events).to_string(),
+            None,
+        );
+        let store = store.clone();
+        async move {
+            store
+                .commit("acme", batch, chrono::Utc::now())
+                .await
+                .unwrap()
+        }
+    };
+    // A first notice: factorwatch learns user0's address.
+    commit(vec![common::mfa_event("p0", 0, 1)]).await;
+    common::eventually(10, "first notice", async || {
+        store.stats().await.unwrap().outbox[0].1 == 1
+    })
+    .await;
+    // The primary email is changed (say, by an attacker), then a phone is enrolled.
+    sim.control("/sim/users", serde_json::json!([{ "id": common::user_id(0), "profile": { "login": "user0@example.com", "email": "attacker@evil.example" } }])).await;
+    let email_change = serde_json::json!({
+        "uuid": "pe1", "eventType": "user.account.update_primary_email", "published": chrono::Utc::now().to_rfc3339(),
+        "actor": { "id": common::user_id(0), "type": "User" }, "target": [{ "id": common::user_id(0), "type": "User" }],
+        "outcome": { "result": "SUCCESS" },
+    });
+    commit(vec![email_change, common::mfa_event("p1", 3, 1)]).await;
+    common::eventually(10, "second notice", async || {
+        store.stats().await.unwrap().outbox[0].1 == 2
+    })
+    .await;
+    let _ = stop.send(true);
+    task.await.unwrap();
+    let got = mails(&dir.join("mail"));
+    let second: Vec<&String> = got
+        .iter()
+        .filter(|m| unfold(m).contains("ending 0003"))
+        .collect();
+    assert_eq!(second.len(), 2, "the new address and the previous one");
+    assert!(
+        second
+            .iter()
+            .any(|m| m.contains("To: attacker@evil.example"))
+    );
+    assert!(
+        second
+            .iter()
+            .any(|m| m.contains("To: user0@mail.example.com"))
     );
 }

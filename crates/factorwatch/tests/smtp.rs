@@ -246,6 +246,7 @@ async fn every_email_arrives_once_over_starttls_with_auth_despite_4xx() {
         security_copy: None,
         security_webhook: None,
         skip_when_okta_notified: false,
+        previous_address_window: Duration::ZERO,
         concurrency: CONCURRENCY,
     };
     let destination = EmailDestination::new(

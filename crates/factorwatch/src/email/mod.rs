@@ -41,6 +41,8 @@ pub struct EmailSettings {
     pub security_copy: Option<Mailbox>,
     /// …and/or as `{"text": …}` to this Slack- or Teams-compatible incoming webhook.
     pub security_webhook: Option<String>,
+    /// After a primary-email change within this long, also write to the addresses seen before.
+    pub previous_address_window: Duration,
     /// Send nothing for a change Okta sent its own notice about.
     pub skip_when_okta_notified: bool,
     /// Changes to one user within this window become one notice (zero: one notice per change).
@@ -235,7 +237,20 @@ impl<S: Store> EmailDestination<S> {
         let Some(enrichment) = enriched.first().map(|(_, e)| e.clone()) else {
             return Outcome::Reject("nothing to say".into());
         };
-        let to = recipients(&enrichment, self.settings.second_email);
+        let mut to = recipients(&enrichment, self.settings.second_email);
+        match self
+            .previous_addresses(&row.org, &change, &enrichment)
+            .await
+        {
+            Ok(previous) => {
+                for p in previous {
+                    if !to.iter().any(|t| t.eq_ignore_ascii_case(&p)) {
+                        to.push(p);
+                    }
+                }
+            }
+            Err(e) => return Outcome::Retry(e.to_string()),
+        }
         if to.is_empty() {
             return Outcome::Reject("the user has no email address".into());
         }
@@ -288,6 +303,41 @@ impl<S: Store> EmailDestination<S> {
 }
 
 impl<S: Store> EmailDestination<S> {
+    /// Remembers the user's current address and, when their primary email changed recently,
+    /// returns the addresses seen before it: the real owner may no longer read the new one.
+    async fn previous_addresses(
+        &self,
+        org: &str,
+        change: &MfaChange,
+        e: &Enrichment,
+    ) -> Result<Vec<String>, crate::store::StoreError> {
+        let (Some(user), Some(email)) = (
+            change.user.as_ref().and_then(|u| u.id.as_deref()),
+            e.email.as_deref(),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let now = chrono::Utc::now();
+        self.store.remember_address(org, user, email, now).await?;
+        let window =
+            chrono::Duration::from_std(self.settings.previous_address_window).unwrap_or_default();
+        if window.is_zero()
+            || !self
+                .store
+                .context_exists(
+                    org,
+                    user,
+                    "user.account.update_primary_email",
+                    now - window,
+                    now,
+                )
+                .await?
+        {
+            return Ok(Vec::new());
+        }
+        self.store.previous_addresses(org, user, email).await
+    }
+
     /// Whether Okta logged sending its own enrolment or reset notice to this user around the
     /// change's time (from a minute before to ten after: its notice follows the change).
     async fn okta_notified(

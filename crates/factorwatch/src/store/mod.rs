@@ -220,6 +220,23 @@ pub trait Store: Clone + Send + Sync + 'static {
         to: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Remembers that `email` was a user's address at `seen`.
+    fn remember_address(
+        &self,
+        org: &str,
+        user_id: &str,
+        email: &str,
+        seen: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The addresses seen for a user other than `current`, newest first.
+    fn previous_addresses(
+        &self,
+        org: &str,
+        user_id: &str,
+        current: &str,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
     fn dead_letters(
         &self,
         destination: Option<&str>,

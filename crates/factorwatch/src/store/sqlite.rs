@@ -57,6 +57,13 @@ CREATE TABLE IF NOT EXISTS context_events (
     PRIMARY KEY (org, uuid)
 );
 CREATE INDEX IF NOT EXISTS context_by_user ON context_events (org, user_id, event_type, published);
+CREATE TABLE IF NOT EXISTS addresses (
+    org       TEXT NOT NULL,
+    user_id   TEXT NOT NULL,
+    email     TEXT NOT NULL COLLATE NOCASE,
+    last_seen INTEGER NOT NULL,
+    PRIMARY KEY (org, user_id, email)
+);
 CREATE TABLE IF NOT EXISTS rejects (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     org         TEXT NOT NULL,
@@ -388,6 +395,45 @@ impl Store for SqliteStore {
         .await
         .map_err(other)?;
         Ok(row.is_some())
+    }
+
+    async fn remember_address(
+        &self,
+        org: &str,
+        user_id: &str,
+        email: &str,
+        seen: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO addresses (org, user_id, email, last_seen) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (org, user_id, email) DO UPDATE SET last_seen = MAX(last_seen, ?4)",
+        )
+        .bind(org)
+        .bind(user_id)
+        .bind(email)
+        .bind(ms(seen))
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn previous_addresses(
+        &self,
+        org: &str,
+        user_id: &str,
+        current: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT email FROM addresses WHERE org = ? AND user_id = ? AND email <> ? ORDER BY last_seen DESC",
+        )
+        .bind(org)
+        .bind(user_id)
+        .bind(current)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(other)?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
     }
 
     async fn dead_letters(&self, destination: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
