@@ -85,7 +85,7 @@ fn main() {
                 "client": { "ipAddress": "203.0.113.7" },
             }))
             .collect();
-        let ingest = Ingest { classifier: Default::default(), routing: Routing { siem: vec![], email: Some("email".into()), notify_third_party: false } };
+        let ingest = Ingest { classifier: Default::default(), routing: Routing { siem: vec![], email: Some("email".into()), notify_third_party: false, email_actions: None } };
         let batch = ingest.batch(SourceKind::SystemLog, &serde_json::Value::Array(events).to_string(), None);
         let dir = std::env::temp_dir().join(format!("fw-bench-emails-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);

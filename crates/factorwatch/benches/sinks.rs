@@ -47,6 +47,7 @@ async fn store(name: &str, n: usize, destination: &str) -> SqliteStore {
             siem: vec![(destination.into(), None)],
             email: None,
             notify_third_party: false,
+            email_actions: None,
         },
     };
     let batch: Batch = ingest.batch(SourceKind::SystemLog, &events(n), None);

@@ -392,6 +392,10 @@ pub struct EmailConfig {
     /// Also email about factors Okta does not own (Duo, RSA, Symantec…).
     #[serde(default)]
     pub notify_third_party: bool,
+    /// Email only for these actions (enrolled, reset, reset_all, updated, suspended,
+    /// unsuspended, bypass_attempted); all of them when absent.
+    #[serde(default)]
+    pub actions: Option<Vec<String>>,
     /// How long user lookups are cached.
     #[serde(default = "default_cache", with = "humantime_serde")]
     pub lookup_cache: Duration,
@@ -519,6 +523,7 @@ impl Default for EmailConfig {
             second_email: false,
             help: default_help(),
             notify_third_party: false,
+            actions: None,
             lookup_cache: default_cache(),
             transport: default_transport(),
             smtp: None,
@@ -688,6 +693,10 @@ impl Config {
         }
         if self.delivery.max_attempts == 0 {
             return Err("delivery.max_attempts: must be at least 1".into());
+        }
+        for a in self.email.actions.iter().flatten() {
+            serde_json::from_value::<crate::record::Action>(serde_json::Value::String(a.clone()))
+                .map_err(|_| format!("email.actions: unknown action {a:?}"))?;
         }
         match self.email.transport.as_str() {
             "files" | "dry_run" => {}

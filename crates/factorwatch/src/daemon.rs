@@ -150,6 +150,13 @@ impl Daemon {
             siem,
             email: config.email.enabled.then(|| EMAIL.to_owned()),
             notify_third_party: config.email.notify_third_party,
+            email_actions: config.email.actions.as_ref().map(|list| {
+                list.iter()
+                    .filter_map(|a| {
+                        serde_json::from_value(serde_json::Value::String(a.clone())).ok()
+                    })
+                    .collect()
+            }),
         };
         let ingest = Arc::new(Ingest {
             classifier: Classifier::new(classify::Config::default()),

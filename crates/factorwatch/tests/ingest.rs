@@ -336,6 +336,7 @@ async fn a_hook_delivery_the_store_cannot_take_is_answered_500_for_okta_to_retry
             siem: vec![("siem:file".into(), None)],
             email: None,
             notify_third_party: false,
+            email_actions: None,
         },
     });
     let app = hook::router(

@@ -50,6 +50,7 @@ async fn run(
             siem: vec![],
             email: Some("email".into()),
             notify_third_party: false,
+            email_actions: None,
         },
     };
     let events: Vec<Value> = indexes
@@ -253,6 +254,7 @@ async fn the_security_team_hears_of_changes_someone_else_made() {
             siem: vec![],
             email: Some("email".into()),
             notify_third_party: false,
+            email_actions: None,
         },
     };
     let batch = ingest.batch(
@@ -360,6 +362,7 @@ async fn orgs_that_keep_okta_s_notices_get_none_of_ours_for_the_same_change() {
             siem: vec![],
             email: Some("email".into()),
             notify_third_party: false,
+            email_actions: None,
         },
     };
     let batch = ingest.batch(
@@ -442,6 +445,7 @@ async fn after_a_primary_email_change_the_previous_address_hears_too() {
             siem: vec![],
             email: Some("email".into()),
             notify_third_party: false,
+            email_actions: None,
         },
     };
     let client = Arc::new(OktaClient::new(

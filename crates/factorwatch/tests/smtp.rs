@@ -200,6 +200,7 @@ async fn every_email_arrives_once_over_starttls_with_auth_despite_4xx() {
             siem: vec![],
             email: Some("email".into()),
             notify_third_party: false,
+            email_actions: None,
         },
     };
     let events: Vec<Value> = (0..CHANGES * 3)

@@ -11,6 +11,8 @@ pub struct Routing {
     pub email: Option<String>,
     /// Also email about factors Okta does not own (Duo, RSA, Symantec…).
     pub notify_third_party: bool,
+    /// Email only for these actions (all that concern a user when `None`).
+    pub email_actions: Option<Vec<Action>>,
 }
 
 /// Whether the affected user should be told of this change.
@@ -47,6 +49,10 @@ impl Routing {
             .collect();
         if let Some(email) = &self.email
             && notifies_user(change, self.notify_third_party)
+            && self
+                .email_actions
+                .as_ref()
+                .is_none_or(|a| a.contains(&change.action))
         {
             d.push(email.clone());
         }
@@ -98,6 +104,7 @@ mod tests {
             ],
             email: Some("email".into()),
             notify_third_party: false,
+            email_actions: None,
         };
         assert_eq!(
             r.destinations(&change(Action::Enrolled, Some(true))),
@@ -119,6 +126,18 @@ mod tests {
         let mut failed = change(Action::Enrolled, Some(true));
         failed.outcome = Some("FAILURE".into());
         assert_eq!(r.destinations(&failed), ["siem:all"]);
+        let only_resets = Routing {
+            email_actions: Some(vec![Action::ResetAll]),
+            ..r.clone()
+        };
+        assert_eq!(
+            only_resets.destinations(&change(Action::Enrolled, Some(true))),
+            ["siem:all"]
+        );
+        assert_eq!(
+            only_resets.destinations(&change(Action::ResetAll, None)),
+            ["siem:all", "siem:resets", "email"]
+        );
         let mut bypass = change(Action::BypassAttempted, None);
         bypass.outcome = Some("FAILURE".into());
         assert_eq!(r.destinations(&bypass), ["siem:all", "email"]);

@@ -200,6 +200,7 @@ pub fn changes(
                 .collect(),
             email: None,
             notify_third_party: false,
+            email_actions: None,
         },
     };
     let events: Vec<Value> = (0..n)
