@@ -14,27 +14,13 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
-use factorwatch::backoff::Backoff;
-use factorwatch::email::templates::Templates;
 use factorwatch::email::transport::{Security, SmtpSettings, Transport};
-use factorwatch::email::{EmailDestination, EmailSettings, message_id};
-use factorwatch::enrich::Enricher;
-use factorwatch::okta::client::auth::Credentials;
-use factorwatch::okta::client::{OktaClient, RetryPolicy};
-use factorwatch::pipeline::ingest::Ingest;
-use factorwatch::pipeline::route::Routing;
-use factorwatch::pipeline::worker::{self, WorkerPolicy};
+use factorwatch::email::{EmailSettings, message_id};
 use factorwatch::secret::Secret;
-use factorwatch::store::sqlite::SqliteStore;
-use factorwatch::store::{Batch, SourceKind, Store};
-use okta_sim::server::RateLimits;
-use serde_json::Value;
 
 const PASSWORD: &str = "smtp-s3cret";
-const CONCURRENCY: u32 = 1;
 
 struct Server(Child);
 
@@ -52,78 +38,8 @@ fn available() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl CLI");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn start(dir: &Path, port: u16, fail_first: u32) -> Server {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=factorwatch test CA",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-        ],
-    );
+    common::certificates(dir);
     let mail = dir.join("received");
     std::fs::create_dir_all(&mail).unwrap();
     let mut child = Command::new("python3")
@@ -192,40 +108,11 @@ async fn every_email_arrives_once_over_starttls_with_auth_despite_4xx() {
     let _server = start(&dir, port, 3);
 
     // Okta knows the users' addresses; every change notifies (i % 3 == 0 events only).
-    let sim = common::sim(RateLimits::default()).await;
-    sim.users(USERS).await;
-    let ingest = Ingest {
-        classifier: Default::default(),
-        routing: Routing {
-            siem: vec![],
-            email: Some("email".into()),
-            notify_third_party: false,
-            email_actions: None,
-        },
-    };
-    let events: Vec<Value> = (0..CHANGES * 3)
+    let mail = common::Mail::new("smtp", USERS).await;
+    let events = (0..CHANGES * 3)
         .map(|i| common::mfa_event(&format!("s{i:05}"), i, USERS))
         .collect();
-    let batch: Batch = ingest.batch(
-        SourceKind::SystemLog,
-        &Value::Array(events).to_string(),
-        None,
-    );
-    let store = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
-    store
-        .commit("acme", batch, chrono::Utc::now())
-        .await
-        .unwrap();
-
-    let client = Arc::new(OktaClient::new(
-        &sim.base,
-        Credentials::Ssws(Secret::new(common::TOKEN)),
-        RetryPolicy::default(),
-    ));
-    let enrichers = HashMap::from([(
-        "acme".to_owned(),
-        Arc::new(Enricher::new(client, Duration::from_secs(60))),
-    )]);
+    mail.commit(events).await;
     let transport = Transport::smtp(SmtpSettings {
         host: "127.0.0.1".into(),
         port,
@@ -238,53 +125,19 @@ async fn every_email_arrives_once_over_starttls_with_auth_despite_4xx() {
     })
     .unwrap();
     let settings = EmailSettings {
-        from: "Security <security@example.com>".parse().unwrap(),
         second_email: true,
-        help: "call x1234".into(),
-        suppress: vec![],
-        hourly_cap: None,
-        coalesce: Duration::ZERO,
-        security_copy: None,
-        security_webhook: None,
-        skip_when_okta_notified: false,
-        previous_address_window: Duration::ZERO,
-        concurrency: CONCURRENCY,
+        ..common::email_settings()
     };
-    let destination = EmailDestination::new(
-        "email",
-        store.clone(),
-        settings,
-        Templates::new(None, "en"),
-        enrichers,
-        transport,
-    );
-    let policy = WorkerPolicy {
-        max_attempts: 10,
-        backoff: Backoff {
-            base: Duration::from_millis(50),
-            cap: Duration::from_millis(300),
-        },
-        idle_poll: Duration::from_millis(20),
-    };
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(worker::run(
-        store.clone(),
-        Arc::new(destination),
-        policy,
-        Default::default(),
-        stopped,
-    ));
-    common::eventually(60, "every email sent", async || {
-        let s = store.stats().await.unwrap();
-        s.outbox
-            .first()
-            .is_some_and(|(_, delivered, pending, dead)| {
-                *delivered == CHANGES as u64 && *pending == 0 && *dead == 0
-            })
-    })
+    mail.drain(
+        mail.destination(settings, transport, Duration::from_secs(60)),
+        CHANGES as u64,
+    )
     .await;
-    let _ = stop.send(true);
-    task.await.unwrap();
+    assert_eq!(
+        mail.outbox().await,
+        (CHANGES as u64, 0, 0),
+        "nothing dead-lettered"
+    );
 
     let got = received(&dir.join("received"));
     assert_eq!(

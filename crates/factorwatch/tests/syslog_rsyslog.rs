@@ -62,68 +62,6 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-/// A test CA and a server certificate for `localhost` signed by it.
-fn certificates(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=factorwatch test CA",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-    );
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-        ],
-    );
-}
-
 fn start(bin: &Path, dir: &Path, name: &str, port: u16, tls: bool) -> Rsyslog {
     let work = dir.join(format!("work-{name}"));
     std::fs::create_dir_all(&work).unwrap();
@@ -279,7 +217,7 @@ async fn rsyslog_receives_every_change_once_over_tcp_and_tls() {
     let dir = std::env::temp_dir().join(format!("fw-rsyslog-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    certificates(&dir);
+    common::certificates(&dir);
     let (tcp_port, tls_port) = (free_port(), free_port());
     let _tcp = start(&bin, &dir, "tcp", tcp_port, false);
     let _tls = start(&bin, &dir, "tls", tls_port, true);

@@ -26,6 +26,7 @@ use crate::store::{Due, Store};
 use templates::{Rendered, Templates};
 use transport::{SendError, Transport};
 
+#[derive(Debug, Clone)]
 pub struct EmailSettings {
     pub from: Mailbox,
     /// Also write to `profile.secondEmail`.

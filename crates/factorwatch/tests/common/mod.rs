@@ -249,3 +249,220 @@ pub async fn store_with(
         .unwrap();
     store
 }
+
+/// Worker settings for tests: quick retries, quick idle polls.
+pub fn quick_policy() -> factorwatch::pipeline::worker::WorkerPolicy {
+    factorwatch::pipeline::worker::WorkerPolicy {
+        max_attempts: 10,
+        backoff: factorwatch::backoff::Backoff {
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(200),
+        },
+        idle_poll: Duration::from_millis(20),
+    }
+}
+
+/// Email settings for tests: one notice per change, every policy off.
+pub fn email_settings() -> factorwatch::email::EmailSettings {
+    factorwatch::email::EmailSettings {
+        from: "Security <security@example.com>".parse().unwrap(),
+        second_email: false,
+        help: "call x1234".into(),
+        suppress: vec![],
+        hourly_cap: None,
+        coalesce: Duration::ZERO,
+        security_copy: None,
+        security_webhook: None,
+        skip_when_okta_notified: false,
+        previous_address_window: Duration::ZERO,
+        concurrency: 1,
+    }
+}
+
+/// An Okta org with users, a store whose changes are owed to the `email` destination, and a
+/// folder for what is sent.
+pub struct Mail {
+    pub sim: Sim,
+    pub store: factorwatch::store::sqlite::SqliteStore,
+    pub dir: std::path::PathBuf,
+}
+
+impl Mail {
+    pub async fn new(name: &str, users: usize) -> Mail {
+        let sim = sim(RateLimits::default()).await;
+        sim.users(users).await;
+        let dir = std::env::temp_dir().join(format!("fw-mail-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = factorwatch::store::sqlite::SqliteStore::open(&dir.join("fw.db"))
+            .await
+            .unwrap();
+        Mail { sim, store, dir }
+    }
+
+    /// Classifies and stores `events` (changes routed to email).
+    pub async fn commit(&self, events: Vec<Value>) -> factorwatch::store::Batch {
+        use factorwatch::store::Store;
+        let ingest = factorwatch::pipeline::ingest::Ingest {
+            classifier: Default::default(),
+            routing: factorwatch::pipeline::route::Routing {
+                siem: vec![],
+                email: Some("email".into()),
+                notify_third_party: false,
+                email_actions: None,
+            },
+        };
+        let batch = ingest.batch(
+            factorwatch::store::SourceKind::SystemLog,
+            &Value::Array(events).to_string(),
+            None,
+        );
+        self.store
+            .commit("acme", batch.clone(), chrono::Utc::now())
+            .await
+            .unwrap();
+        batch
+    }
+
+    /// An email destination for the org "acme", its users looked up in the simulated org
+    /// (cached for `ttl`).
+    pub fn destination(
+        &self,
+        settings: factorwatch::email::EmailSettings,
+        transport: factorwatch::email::transport::Transport,
+        ttl: Duration,
+    ) -> factorwatch::email::EmailDestination<factorwatch::store::sqlite::SqliteStore> {
+        use factorwatch::okta::client::{OktaClient, RetryPolicy, auth::Credentials};
+        let client = Arc::new(OktaClient::new(
+            &self.sim.base,
+            Credentials::Ssws(factorwatch::secret::Secret::new(TOKEN)),
+            RetryPolicy::default(),
+        ));
+        let enrichers = std::collections::HashMap::from([(
+            "acme".to_owned(),
+            Arc::new(factorwatch::enrich::Enricher::new(client, ttl)),
+        )]);
+        factorwatch::email::EmailDestination::new(
+            "email",
+            self.store.clone(),
+            settings,
+            factorwatch::email::templates::Templates::new(None, "en"),
+            enrichers,
+            transport,
+        )
+    }
+
+    /// The `.eml` files transport into this harness's `mail` folder.
+    pub fn files(&self) -> factorwatch::email::transport::Transport {
+        factorwatch::email::transport::Transport::files(self.dir.join("mail")).unwrap()
+    }
+
+    /// (delivered, pending, dead) of the email outbox.
+    pub async fn outbox(&self) -> (u64, u64, u64) {
+        use factorwatch::store::Store;
+        let s = self.store.stats().await.unwrap();
+        s.outbox
+            .first()
+            .map_or((0, 0, 0), |(_, d, p, x)| (*d, *p, *x))
+    }
+
+    /// Runs `destination`'s worker until `settled` rows are delivered or dead.
+    pub async fn drain<D: factorwatch::pipeline::worker::Destination>(
+        &self,
+        destination: D,
+        settled: u64,
+    ) {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(factorwatch::pipeline::worker::run(
+            self.store.clone(),
+            Arc::new(destination),
+            quick_policy(),
+            Default::default(),
+            stopped,
+        ));
+        eventually(60, "every email settled", async || {
+            let (d, p, x) = self.outbox().await;
+            d + x >= settled && p == 0
+        })
+        .await;
+        let _ = stop.send(true);
+        task.await.unwrap();
+    }
+
+    /// The `.eml` files sent so far.
+    pub fn sent(&self) -> Vec<String> {
+        std::fs::read_dir(self.dir.join("mail"))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                    .map(|e| std::fs::read_to_string(e.path()).unwrap())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A test CA and a server certificate for 127.0.0.1 / localhost signed by it, in `dir`
+/// (`ca.pem`, `server.pem`, `server.key`), made with the openssl CLI.
+pub fn certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the openssl CLI makes test certificates");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=factorwatch test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+}
