@@ -1,7 +1,7 @@
 //! The `factorwatch` command line.
 
 use std::fs::File;
-use std::io::{self, BufReader, ErrorKind};
+use std::io::{self, BufReader, ErrorKind, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -64,6 +64,19 @@ enum Command {
         #[arg(long)]
         log_json: bool,
     },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Inspect and re-drive failed deliveries (dead letters).
+    Outbox {
+        /// The TOML configuration file (for the store's path).
+        #[arg(long, short, env = "FACTORWATCH_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: OutboxAction,
+    },
     /// Print the complete email each change record would produce (headers and MIME parts), without
     /// sending; it writes to the record's user.login (no Okta lookup).
     RenderEmail {
@@ -98,6 +111,38 @@ enum Command {
         /// Seeds the simulated org.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Print a commented configuration with every option and its default.
+    Example,
+    /// Check a configuration file (and FACTORWATCH__ variables) and say what is wrong.
+    Validate {
+        #[arg(long, short, env = "FACTORWATCH_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutboxAction {
+    /// List dead letters (all, or one destination's).
+    List {
+        #[arg(long)]
+        destination: Option<String>,
+    },
+    /// Put dead letters back in line: the ids given, or all (of --destination).
+    Retry {
+        ids: Vec<i64>,
+        #[arg(long)]
+        destination: Option<String>,
+    },
+    /// Give dead letters up for good (kept in the store, marked dropped).
+    Drop {
+        ids: Vec<i64>,
+        #[arg(long)]
+        destination: Option<String>,
     },
 }
 
@@ -180,6 +225,46 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Config { action } => match action {
+            ConfigAction::Example => {
+                print!("{}", commands::outbox::EXAMPLE_CONFIG);
+                ExitCode::SUCCESS
+            }
+            ConfigAction::Validate { config } => {
+                match factorwatch::config::Config::load(config.as_deref(), std::env::vars()) {
+                    Ok(c) => {
+                        println!(
+                            "ok: {} org(s), {} sink(s), email {}",
+                            c.orgs.len(),
+                            c.sinks.len(),
+                            if c.email.enabled {
+                                c.email.transport.as_str()
+                            } else {
+                                "off"
+                            }
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("factorwatch: {e}");
+                        ExitCode::from(2)
+                    }
+                }
+            }
+        },
+        Command::Outbox { config, action } => {
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            match rt.block_on(outbox_command(config, action)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("factorwatch: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::RenderEmail {
             change,
             templates,
@@ -255,6 +340,46 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+async fn outbox_command(config: Option<PathBuf>, action: OutboxAction) -> Result<(), String> {
+    use factorwatch::store::Store;
+    let config = factorwatch::config::Config::load(config.as_deref(), std::env::vars())
+        .map_err(|e| e.to_string())?;
+    let store = factorwatch::store::sqlite::SqliteStore::open(&config.store.path)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = io::stdout().lock();
+    let result = match action {
+        OutboxAction::List { destination } => {
+            let dead = store
+                .dead_letters(destination.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
+            commands::outbox::list(&dead, &mut out).map_err(|e| e.to_string())
+        }
+        OutboxAction::Retry { ids, destination } => {
+            let chosen = commands::outbox::select(&store, &ids, destination.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
+            let ids: Vec<i64> = chosen.iter().map(|d| d.id).collect();
+            let n = store
+                .redrive(&ids, chrono::Utc::now())
+                .await
+                .map_err(|e| e.to_string())?;
+            writeln!(out, "{n} dead letter(s) back in line").map_err(|e| e.to_string())
+        }
+        OutboxAction::Drop { ids, destination } => {
+            let chosen = commands::outbox::select(&store, &ids, destination.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
+            let ids: Vec<i64> = chosen.iter().map(|d| d.id).collect();
+            let n = store.drop_dead(&ids).await.map_err(|e| e.to_string())?;
+            writeln!(out, "{n} dead letter(s) dropped").map_err(|e| e.to_string())
+        }
+    };
+    store.close().await;
+    result
 }
 
 fn classify_command(

@@ -233,3 +233,122 @@ fn classify_prints_each_siem_encoding_one_line_per_change() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown format"));
 }
+
+#[test]
+fn the_example_config_documents_every_option_and_is_valid() {
+    let out = Command::new(env!("CARGO_BIN_EXE_factorwatch"))
+        .args(["config", "example"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for key in [
+        "[store]",
+        "[[orgs]]",
+        "[orgs.system_log]",
+        "[orgs.hook]",
+        "[[sinks]]",
+        "[email]",
+        "[delivery]",
+        "coalesce",
+        "security_copy",
+    ] {
+        assert!(text.contains(key), "{key}");
+    }
+    let dir = std::env::temp_dir().join(format!("fw-example-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("fw.toml"), &text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_factorwatch"))
+        .args(["config", "validate", "--config"])
+        .arg(dir.join("fw.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(dir.join("bad.toml"), "[email]\ntransport = \"pigeon\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_factorwatch"))
+        .args(["config", "validate", "--config"])
+        .arg(dir.join("bad.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("email.transport"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn outbox_lists_re_drives_and_drops_dead_letters() {
+    use factorwatch::store::{Batch, NewChange, SourceKind, Store};
+    let dir = std::env::temp_dir().join(format!("fw-outbox-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let db = dir.join("fw.db");
+    let store = factorwatch::store::sqlite::SqliteStore::open(&db)
+        .await
+        .unwrap();
+    let change = |id: &str| NewChange {
+        event_id: id.into(),
+        event_type: "user.mfa.factor.activate".into(),
+        action: "enrolled".into(),
+        published: None,
+        record: "{}".into(),
+        raw: "{}".into(),
+        destinations: vec!["siem:file".into()],
+    };
+    let batch = Batch {
+        source: SourceKind::SystemLog,
+        changes: vec![change("a"), change("b")],
+        rejects: vec![],
+        events_seen: 2,
+        newest_published: None,
+        cursor: None,
+        context: vec![],
+    };
+    store
+        .commit("acme", batch, chrono::Utc::now())
+        .await
+        .unwrap();
+    for d in store
+        .due("siem:file", 10, chrono::Utc::now())
+        .await
+        .unwrap()
+    {
+        store.dead(d.id, "SIEM said no").await.unwrap();
+    }
+    store.close().await;
+    let config = dir.join("fw.toml");
+    std::fs::write(&config, format!("[store]\npath = \"{}\"\n", db.display())).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_factorwatch"))
+            .args(["outbox", "--config"])
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let listed = run(&["list"]);
+    assert!(
+        listed.contains("SIEM said no") && listed.lines().count() == 3,
+        "{listed}"
+    );
+    let first_id = listed
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(run(&["retry", &first_id]).contains("1 dead letter(s) back in line"));
+    assert!(run(&["drop", "--destination", "siem:file"]).contains("1 dead letter(s) dropped"));
+    assert!(run(&["list"]).contains("no dead letters"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

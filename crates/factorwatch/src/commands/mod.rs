@@ -3,5 +3,6 @@
 
 pub mod classify;
 pub mod demo;
+pub mod outbox;
 pub mod render_email;
 pub mod run;

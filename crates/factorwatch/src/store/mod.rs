@@ -249,5 +249,8 @@ pub trait Store: Clone + Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
+    /// Gives dead rows up for good (kept, marked `dropped`); returns how many.
+    fn drop_dead(&self, ids: &[i64]) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     fn stats(&self) -> impl Future<Output = Result<Stats, StoreError>> + Send;
 }

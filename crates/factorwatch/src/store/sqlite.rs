@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     org             TEXT NOT NULL,
     event_id        TEXT NOT NULL,
     destination     TEXT NOT NULL,
-    state           TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead')),
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead', 'dropped')),
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER NOT NULL,
     last_error      TEXT,
@@ -471,6 +471,21 @@ impl Store for SqliteStore {
             .await
             .map_err(write_error)?
             .rows_affected();
+        }
+        tx.commit().await.map_err(write_error)?;
+        Ok(n)
+    }
+
+    async fn drop_dead(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(write_error)?;
+        let mut n = 0;
+        for id in ids {
+            n += sqlx::query("UPDATE outbox SET state = 'dropped' WHERE id = ? AND state = 'dead'")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(write_error)?
+                .rows_affected();
         }
         tx.commit().await.map_err(write_error)?;
         Ok(n)
