@@ -57,6 +57,20 @@ pub struct Config {
     pub email: EmailConfig,
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    #[serde(default)]
+    pub observability: ObservabilityConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObservabilityConfig {
+    /// Serve `/metrics` (Prometheus), `/healthz` and `/readyz` here (off when absent).
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// Raise the lag alarm (a warning in the log, `factorwatch_lag_alarm` = 1) when the newest
+    /// event processed is older than this (Okta's logs can fall hours behind).
+    #[serde(default, with = "humantime_serde_opt")]
+    pub lag_alarm: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -574,6 +588,23 @@ mod humantime_serde {
                 "{s:?} is not a duration like \"15s\" or \"2m\": {e}"
             ))
         })
+    }
+}
+
+/// Optional `humantime` durations in serde.
+mod humantime_serde_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| {
+                humantime::parse_duration(&s).map_err(|e| {
+                    serde::de::Error::custom(format!("{s:?} is not a duration like \"30m\": {e}"))
+                })
+            })
+            .transpose()
     }
 }
 

@@ -52,6 +52,8 @@ pub struct Daemon {
     pub store: SqliteStore,
     /// Where the Event Hook receiver listens, if any org has a hook.
     pub hook_addr: Option<SocketAddr>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served, if configured.
+    pub metrics_addr: Option<SocketAddr>,
     pub siem_file: Option<PathBuf>,
     pub mail_dir: Option<PathBuf>,
     shutdown: watch::Sender<bool>,
@@ -117,6 +119,53 @@ fn email_transport(
         }
         _ => Transport::files(c.dir.clone()).map_err(|e| io(&c.dir, e)),
     }
+}
+
+/// `/metrics` (Prometheus text), `/healthz` (the process answers), `/readyz` (the store answers).
+fn observability_routes(
+    store: SqliteStore,
+    lag_alarm: Option<std::time::Duration>,
+) -> axum::Router {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    let threshold = lag_alarm.and_then(|d| chrono::Duration::from_std(d).ok());
+    let metrics_store = store.clone();
+    axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let store = metrics_store.clone();
+                async move {
+                    use crate::store::Store;
+                    match store.stats().await {
+                        Ok(stats) => (
+                            StatusCode::OK,
+                            [("content-type", "text/plain; version=0.0.4")],
+                            crate::status::prometheus(&stats, chrono::Utc::now(), threshold),
+                        ),
+                        Err(e) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            [("content-type", "text/plain")],
+                            format!("the store does not answer: {e}\n"),
+                        ),
+                    }
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let store = store.clone();
+                async move {
+                    use crate::store::Store;
+                    match store.stats().await {
+                        Ok(_) => (StatusCode::OK, "ready\n".to_owned()),
+                        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
+                    }
+                }
+            }),
+        )
 }
 
 impl Daemon {
@@ -382,8 +431,29 @@ impl Daemon {
                 watcher.clone(),
             )));
         }
+        let mut metrics_addr = None;
+        if let Some(addr) = config.observability.listen {
+            let listener =
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| StartError::Listen {
+                        addr,
+                        detail: e.to_string(),
+                    })?;
+            metrics_addr = Some(listener.local_addr().unwrap_or(addr));
+            let app = observability_routes(store.clone(), config.observability.lag_alarm);
+            let mut stop = watcher.clone();
+            tasks.push(tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.changed().await;
+                    })
+                    .await;
+            }));
+        }
         Ok(Daemon {
             store,
+            metrics_addr,
             hook_addr,
             siem_file,
             mail_dir,

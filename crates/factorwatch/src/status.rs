@@ -77,6 +77,99 @@ pub fn summary(stats: &Stats, now: DateTime<Utc>) -> String {
     )
 }
 
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Prometheus text exposition of the store's numbers and the lag; `lag_threshold` sets
+/// `factorwatch_lag_alarm`.
+pub fn prometheus(stats: &Stats, now: DateTime<Utc>, lag_threshold: Option<Duration>) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, value) in samples {
+            out.push_str(&format!("{name}{labels} {value}\n"));
+        }
+    };
+    metric(
+        "factorwatch_changes",
+        "gauge",
+        "MFA changes stored.",
+        vec![(String::new(), stats.changes as f64)],
+    );
+    metric(
+        "factorwatch_rejects",
+        "gauge",
+        "Input values that were not Okta events, kept with their error.",
+        vec![(String::new(), stats.rejects as f64)],
+    );
+    metric(
+        "factorwatch_events_read_total",
+        "counter",
+        "Okta events read, per org and source.",
+        stats
+            .sources
+            .iter()
+            .map(|s| {
+                (
+                    format!(
+                        "{{org=\"{}\",source=\"{}\"}}",
+                        escape_label(&s.org),
+                        escape_label(&s.source)
+                    ),
+                    s.events_seen as f64,
+                )
+            })
+            .collect(),
+    );
+    let mut rows = Vec::new();
+    for (d, delivered, pending, dead) in &stats.outbox {
+        for (state, n) in [
+            ("delivered", delivered),
+            ("pending", pending),
+            ("dead", dead),
+        ] {
+            rows.push((
+                format!("{{destination=\"{}\",state=\"{state}\"}}", escape_label(d)),
+                *n as f64,
+            ));
+        }
+    }
+    metric(
+        "factorwatch_outbox_rows",
+        "gauge",
+        "Outbox rows per destination and state (dead = dead letters).",
+        rows,
+    );
+    let lag = lag(stats, now);
+    let secs = |d: Option<Duration>| d.map_or(0.0, |d| d.num_milliseconds().max(0) as f64 / 1000.0);
+    metric(
+        "factorwatch_lag_newest_event_seconds",
+        "gauge",
+        "Age of the newest Okta event processed.",
+        vec![(String::new(), secs(lag.newest_event_age))],
+    );
+    metric(
+        "factorwatch_lag_oldest_undelivered_seconds",
+        "gauge",
+        "Age of the oldest delivery still owed.",
+        vec![(String::new(), secs(lag.oldest_undelivered_age))],
+    );
+    let alarm = match (lag_threshold, lag.newest_event_age) {
+        (Some(t), Some(age)) => age > t,
+        _ => false,
+    };
+    metric(
+        "factorwatch_lag_alarm",
+        "gauge",
+        "1 when the newest event processed is older than the configured threshold.",
+        vec![(String::new(), if alarm { 1.0 } else { 0.0 })],
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +216,19 @@ mod tests {
             "{line}"
         );
         assert!(summary(&Stats::default(), now).contains("newest event none"));
+        let text = prometheus(&stats, now, Some(Duration::seconds(1)));
+        assert!(text.contains("factorwatch_changes 3\n"));
+        assert!(
+            text.contains("factorwatch_events_read_total{org=\"o\",source=\"system_log\"} 10\n")
+        );
+        assert!(
+            text.contains("factorwatch_outbox_rows{destination=\"siem:file\",state=\"dead\"} 1\n")
+        );
+        assert!(text.contains("factorwatch_lag_newest_event_seconds 2\n"));
+        assert!(text.contains("factorwatch_lag_alarm 1\n"));
+        assert!(
+            prometheus(&stats, now, Some(Duration::seconds(10)))
+                .contains("factorwatch_lag_alarm 0\n")
+        );
     }
 }

@@ -601,3 +601,39 @@ async fn several_sinks_each_get_their_format_and_their_actions() {
     );
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_health_and_readiness_are_served() {
+    let sim = common::sim(RateLimits::default()).await;
+    sim.users(2).await;
+    sim.control(
+        "/sim/events",
+        json!(
+            (0..6)
+                .map(|i| common::mfa_event(&format!("x{i}"), i, 2))
+                .collect::<Vec<_>>()
+        ),
+    )
+    .await;
+    let dir = tempdir("metrics");
+    let mut config = common::config(&dir, &sim.base, false);
+    config.observability.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    config.observability.lag_alarm = Some(Duration::from_secs(3600));
+    let d = Daemon::start(&config, &common::env).await.unwrap();
+    delivered(&d, 6).await;
+    let base = format!("http://{}", d.metrics_addr.unwrap());
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("{base}{path}")).send();
+    let r = get("/metrics").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("factorwatch_changes 6"), "{text}");
+    assert!(text.contains("factorwatch_events_read_total{org=\"acme\",source=\"system_log\"} 6"));
+    assert!(
+        text.contains("factorwatch_outbox_rows{destination=\"siem:file\",state=\"delivered\"} 6")
+    );
+    assert!(text.contains("factorwatch_lag_alarm 0"));
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+    d.stop().await;
+}

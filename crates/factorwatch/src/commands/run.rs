@@ -31,7 +31,16 @@ pub async fn run(config: Option<&Path>) -> Result<(), String> {
         tokio::select! {
             _ = &mut stop => break,
             _ = status.tick() => match daemon.store.stats().await {
-                Ok(stats) => info!("{}", crate::status::summary(&stats, chrono::Utc::now())),
+                Ok(stats) => {
+                    let now = chrono::Utc::now();
+                    info!("{}", crate::status::summary(&stats, now));
+                    let lag = crate::status::lag(&stats, now).newest_event_age;
+                    if let (Some(limit), Some(age)) = (config.observability.lag_alarm, lag)
+                        && age.to_std().is_ok_and(|a| a > limit)
+                    {
+                        tracing::warn!(lag_s = age.num_seconds(), threshold_s = limit.as_secs(), "lag alarm: the newest event processed is older than the threshold (is Okta's log behind, or is factorwatch?)");
+                    }
+                }
                 Err(e) => error!(error = %e, "cannot read the store's stats"),
             },
         }
