@@ -64,6 +64,10 @@ enum Command {
         #[arg(long)]
         log_json: bool,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        shell: clap_complete::Shell,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -224,6 +228,11 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "factorwatch", &mut io::stdout());
+            ExitCode::SUCCESS
         }
         Command::Config { action } => match action {
             ConfigAction::Example => {
