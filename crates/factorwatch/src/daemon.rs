@@ -168,6 +168,40 @@ fn observability_routes(
         )
 }
 
+/// How changes are classified and routed under `config`: every sink with its action filter, and
+/// email when on. `run` and `replay` share it.
+pub fn ingest_for(config: &Config) -> Ingest {
+    let siem = config
+        .sinks
+        .iter()
+        .map(|sink| {
+            let actions = sink.actions.as_ref().map(|list| {
+                list.iter()
+                    .filter_map(|a| {
+                        serde_json::from_value(serde_json::Value::String(a.clone())).ok()
+                    })
+                    .collect()
+            });
+            (crate::sinks::destination_name(&sink.name), actions)
+        })
+        .collect();
+    Ingest {
+        classifier: Classifier::new(classify::Config::default()),
+        routing: Routing {
+            siem,
+            email: config.email.enabled.then(|| EMAIL.to_owned()),
+            notify_third_party: config.email.notify_third_party,
+            email_actions: config.email.actions.as_ref().map(|list| {
+                list.iter()
+                    .filter_map(|a| {
+                        serde_json::from_value(serde_json::Value::String(a.clone())).ok()
+                    })
+                    .collect()
+            }),
+        },
+    }
+}
+
 impl Daemon {
     /// Starts everything; `env` reads environment variables (secrets).
     pub async fn start(
@@ -179,38 +213,14 @@ impl Daemon {
         let stored = Arc::new(Notify::new());
         let mut tasks = Vec::new();
         let mut sinks = Vec::new();
-        let mut siem = Vec::new();
         for sink in &config.sinks {
             let built = crate::sinks::build(sink, env).map_err(|detail| StartError::Sink {
                 name: sink.name.clone(),
                 detail,
             })?;
-            let actions = sink.actions.as_ref().map(|list| {
-                list.iter()
-                    .filter_map(|a| {
-                        serde_json::from_value(serde_json::Value::String(a.clone())).ok()
-                    })
-                    .collect()
-            });
-            siem.push((crate::sinks::destination_name(&sink.name), actions));
             sinks.push((built, sink.max_attempts));
         }
-        let routing = Routing {
-            siem,
-            email: config.email.enabled.then(|| EMAIL.to_owned()),
-            notify_third_party: config.email.notify_third_party,
-            email_actions: config.email.actions.as_ref().map(|list| {
-                list.iter()
-                    .filter_map(|a| {
-                        serde_json::from_value(serde_json::Value::String(a.clone())).ok()
-                    })
-                    .collect()
-            }),
-        };
-        let ingest = Arc::new(Ingest {
-            classifier: Classifier::new(classify::Config::default()),
-            routing,
-        });
+        let ingest = Arc::new(ingest_for(config));
         let mut enrichers = HashMap::new();
         let mut hook_routes = axum::Router::new();
         let mut any_hook = false;

@@ -352,3 +352,43 @@ async fn outbox_lists_re_drives_and_drops_dead_letters() {
     assert!(run(&["list"]).contains("no dead letters"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn replay_feeds_exported_events_through_the_pipeline_once() {
+    let dir = std::env::temp_dir().join(format!("fw-replay-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("fw.toml");
+    std::fs::write(&config, format!("[store]\npath = \"{}/fw.db\"\n[[orgs]]\nname = \"acme\"\nurl = \"https://acme.okta.com\"\n", dir.display())).unwrap();
+    let events = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/okta-events.ndjson"
+    );
+    let replay = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_factorwatch"))
+            .args(["replay", events, "--org", "acme", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(replay().contains("8 new MFA changes stored for delivery, 0 already known"));
+    assert!(replay().contains("0 new MFA changes stored for delivery, 8 already known"));
+    let out = Command::new(env!("CARGO_BIN_EXE_factorwatch"))
+        .args(["replay", events, "--org", "nope", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(env!("CARGO_BIN_EXE_factorwatch"))
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("_factorwatch()"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
