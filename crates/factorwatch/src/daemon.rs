@@ -61,7 +61,7 @@ pub struct Daemon {
 }
 
 /// The configured way emails leave.
-fn email_transport(
+pub fn email_transport(
     c: &crate::config::EmailConfig,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<Transport, StartError> {

@@ -75,6 +75,11 @@ enum Command {
         #[arg(long, short, env = "FACTORWATCH_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Check the configuration and every connection (Okta, SIEM sinks, email); exit 1 if any fails.
+    Check {
+        #[arg(long, short, env = "FACTORWATCH_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Configuration helpers.
@@ -249,6 +254,27 @@ fn main() -> ExitCode {
                     eprintln!("factorwatch: {e}");
                     ExitCode::from(2)
                 }
+            }
+        }
+        Command::Check { config } => {
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            let config =
+                match factorwatch::config::Config::load(config.as_deref(), std::env::vars()) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        println!("FAIL  configuration  {e}");
+                        return ExitCode::from(1);
+                    }
+                };
+            let env = |name: &str| std::env::var(name).ok();
+            let checks = rt.block_on(commands::check::run(&config, &env));
+            match commands::check::print(&checks, &mut io::stdout()) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(_) => ExitCode::from(2),
             }
         }
         Command::Completions { shell } => {

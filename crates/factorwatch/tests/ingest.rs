@@ -637,3 +637,38 @@ async fn metrics_health_and_readiness_are_served() {
     assert_eq!(get("/readyz").await.unwrap().status(), 200);
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_passes_what_works_and_names_what_does_not() {
+    let sim = common::sim(RateLimits::default()).await;
+    let dir = tempdir("check");
+    let mut config = common::config(&dir, &sim.base, false);
+    let checks = factorwatch::commands::check::run(&config, &common::env).await;
+    let mut table = Vec::new();
+    assert!(
+        factorwatch::commands::check::print(&checks, &mut table).unwrap(),
+        "{}",
+        String::from_utf8_lossy(&table)
+    );
+    let table = String::from_utf8(table).unwrap();
+    assert!(
+        table.contains("PASS  okta acme") && table.contains("requests left this minute"),
+        "{table}"
+    );
+    assert!(table.contains("PASS  sink file") && table.contains("PASS  email"));
+
+    config.orgs[0].token_env = Some("NOT_SET".into());
+    let mut closed = factorwatch::config::SinkConfig::file("tcp", "unused");
+    closed.kind = factorwatch::config::SinkType::Syslog;
+    closed.address = Some("127.0.0.1:9".into());
+    config.sinks.push(closed);
+    let checks = factorwatch::commands::check::run(&config, &common::env).await;
+    let mut table = Vec::new();
+    assert!(!factorwatch::commands::check::print(&checks, &mut table).unwrap());
+    let table = String::from_utf8(table).unwrap();
+    assert!(
+        table.contains("FAIL  okta acme") && table.contains("NOT_SET"),
+        "{table}"
+    );
+    assert!(table.contains("FAIL  sink tcp"), "{table}");
+}

@@ -141,6 +141,22 @@ impl Transport {
         }
     }
 
+    /// Connects (and logs in) without sending: for `factorwatch check`.
+    pub async fn check(&self) -> Result<String, String> {
+        match self {
+            Transport::Smtp { relay, .. } => match relay.test_connection().await {
+                Ok(true) => Ok("SMTP relay accepts our connection".into()),
+                Ok(false) => Err("the SMTP relay did not answer as expected".into()),
+                Err(e) => Err(format!("SMTP: {e}")),
+            },
+            Transport::Files(dir) => tokio::fs::metadata(dir)
+                .await
+                .map(|_| format!("writing .eml files to {}", dir.display()))
+                .map_err(|e| format!("{}: {e}", dir.display())),
+            Transport::DryRun => Ok("dry run: nothing is sent".into()),
+        }
+    }
+
     pub fn is_dry_run(&self) -> bool {
         matches!(self, Transport::DryRun)
     }

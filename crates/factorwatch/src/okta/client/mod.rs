@@ -146,6 +146,11 @@ impl OktaClient {
         }
     }
 
+    /// The rate-limit headers Okta last sent for the bucket `path` falls in.
+    pub async fn last_reading(&self, path: &str) -> Option<Reading> {
+        self.readings.lock().await.get(bucket(path)).copied()
+    }
+
     /// GETs `url` (absolute, or a path on the org), as patiently as Okta requires.
     pub async fn get(&self, url: &str) -> Result<Page, ClientError> {
         let url = self.url(url);

@@ -1,0 +1,119 @@
+//! `factorwatch check`: the configuration is valid and every connection works — each Okta org
+//! (credentials, and how much of the System Log rate limit is left), each SIEM sink (its
+//! healthcheck), the email transport (SMTP connection and login) — as a pass/fail table.
+
+use std::io::{self, Write};
+
+use crate::config::{Config, MFA_EVENT_TYPES, read_secret};
+use crate::okta::client::auth::{Credentials, ServiceApp};
+use crate::okta::client::{OktaClient, RetryPolicy};
+
+/// One line of the table.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub what: String,
+    pub result: Result<String, String>,
+}
+
+pub async fn run(config: &Config, env: &(dyn Fn(&str) -> Option<String> + Sync)) -> Vec<Check> {
+    let mut checks = vec![Check {
+        what: "configuration".into(),
+        result: Ok(format!(
+            "{} org(s), {} sink(s)",
+            config.orgs.len(),
+            config.sinks.len()
+        )),
+    }];
+    for org in &config.orgs {
+        let credentials = match &org.oauth {
+            Some(o) => read_secret("oauth key", None, Some(&o.private_key_file), env)
+                .map_err(|e| e.to_string())
+                .and_then(|key| {
+                    Credentials::oauth(
+                        ServiceApp {
+                            client_id: o.client_id.clone(),
+                            private_key: key,
+                            key_id: o.key_id.clone(),
+                            scopes: o.scopes.clone(),
+                        },
+                        format!("{}/oauth2/v1/token", org.url.trim_end_matches('/')),
+                    )
+                    .map_err(|e| e.to_string())
+                }),
+            None => {
+                let var = match (&org.token_env, &org.token_file) {
+                    (None, None) => Some("OKTA_API_TOKEN"),
+                    (v, _) => v.as_deref(),
+                };
+                read_secret("API token", var, org.token_file.as_deref(), env)
+                    .map(Credentials::Ssws)
+                    .map_err(|e| e.to_string())
+            }
+        };
+        let result = match credentials {
+            Err(e) => Err(e),
+            Ok(credentials) => {
+                let policy = RetryPolicy {
+                    attempts: 2,
+                    ..RetryPolicy::default()
+                };
+                let client = OktaClient::new(&org.url, credentials, policy);
+                // One cheap request of the kind the poller makes.
+                let filter = format!("eventType eq \"{}\"", MFA_EVENT_TYPES[0]);
+                let path = format!(
+                    "/api/v1/logs?limit=1&filter={}",
+                    form_urlencoded::byte_serialize(filter.as_bytes()).collect::<String>()
+                );
+                match client.get(&path).await {
+                    Ok(_) => {
+                        let reading = client.last_reading("/api/v1/logs").await;
+                        Ok(match reading.and_then(|r| Some((r.remaining?, r.limit?))) {
+                            Some((left, limit)) => format!(
+                                "System Log readable; {left} of {limit} requests left this minute"
+                            ),
+                            None => "System Log readable".into(),
+                        })
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        };
+        checks.push(Check {
+            what: format!("okta {}", org.name),
+            result,
+        });
+    }
+    for sink in &config.sinks {
+        let result = match crate::sinks::build(sink, env) {
+            Ok(s) => s.healthcheck().await.map(|()| "reachable".into()),
+            Err(e) => Err(e),
+        };
+        checks.push(Check {
+            what: format!("sink {}", sink.name),
+            result,
+        });
+    }
+    if config.email.enabled {
+        let result = match crate::daemon::email_transport(&config.email, env) {
+            Ok(t) => t.check().await,
+            Err(e) => Err(e.to_string()),
+        };
+        checks.push(Check {
+            what: "email".into(),
+            result,
+        });
+    }
+    checks
+}
+
+/// The table; true when every check passed.
+pub fn print(checks: &[Check], out: &mut impl Write) -> io::Result<bool> {
+    let width = checks.iter().map(|c| c.what.len()).max().unwrap_or(0);
+    for c in checks {
+        match &c.result {
+            Ok(detail) => writeln!(out, "PASS  {:<width$}  {detail}", c.what)?,
+            Err(e) => writeln!(out, "FAIL  {:<width$}  {e}", c.what)?,
+        }
+    }
+    Ok(checks.iter().all(|c| c.result.is_ok()))
+}
