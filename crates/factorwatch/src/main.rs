@@ -75,6 +75,16 @@ enum Command {
         #[arg(long, short, env = "FACTORWATCH_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Set up and list the org's Event Hook through Okta's API.
+    Okta {
+        #[arg(long, short, env = "FACTORWATCH_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        /// The org, by its name in the configuration.
+        #[arg(long, global = true)]
+        org: String,
+        #[command(subcommand)]
+        action: OktaAction,
+    },
     /// Check the configuration and every connection (Okta, SIEM sinks, email); exit 1 if any fails.
     Check {
         #[arg(long, short, env = "FACTORWATCH_CONFIG")]
@@ -130,6 +140,18 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+}
+
+#[derive(Subcommand)]
+enum OktaAction {
+    /// Create, verify and activate an Event Hook for the MFA event types, posting to URL (where
+    /// factorwatch's receiver is reachable); its new secret goes to the org's hook.secret_file.
+    RegisterHook {
+        #[arg(long)]
+        url: String,
+    },
+    /// List the org's Event Hooks.
+    Hooks,
 }
 
 #[derive(Subcommand)]
@@ -253,6 +275,43 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("factorwatch: {e}");
                     ExitCode::from(2)
+                }
+            }
+        }
+        Command::Okta {
+            config,
+            org,
+            action,
+        } => {
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            let config =
+                match factorwatch::config::Config::load(config.as_deref(), std::env::vars()) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("factorwatch: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+            let env = |name: &str| std::env::var(name).ok();
+            let mut out = io::stdout();
+            let result = rt.block_on(async {
+                match action {
+                    OktaAction::RegisterHook { url } => {
+                        commands::okta::register_hook(&config, &org, &url, &env, &mut out).await
+                    }
+                    OktaAction::Hooks => {
+                        commands::okta::list_hooks(&config, &org, &env, &mut out).await
+                    }
+                }
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("factorwatch: {e}");
+                    ExitCode::from(1)
                 }
             }
         }

@@ -672,3 +672,57 @@ async fn check_passes_what_works_and_names_what_does_not() {
     );
     assert!(table.contains("FAIL  sink tcp"), "{table}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn register_hook_creates_verifies_and_lists_the_hook_through_okta_s_api() {
+    let sim = common::sim(RateLimits::default()).await;
+    let dir = tempdir("register");
+    let mut config = common::config(&dir, &sim.base, true);
+    config.orgs[0].system_log.enabled = false;
+    let d = Daemon::start(&config, &common::env).await.unwrap();
+    let url = format!("http://{}/okta/acme", d.hook_addr.unwrap());
+    let mut with_file = config.clone();
+    let secret_file = dir.join("hook-secret");
+    let hook = with_file.orgs[0].hook.as_mut().unwrap();
+    hook.secret_env = None;
+    hook.secret_file = Some(secret_file.clone());
+    let mut out = Vec::new();
+    factorwatch::commands::okta::register_hook(&with_file, "acme", &url, &common::env, &mut out)
+        .await
+        .unwrap();
+    let said = String::from_utf8(out).unwrap();
+    assert!(said.contains("verified: ACTIVE VERIFIED"), "{said}");
+    let secret = std::fs::read_to_string(&secret_file).unwrap();
+    assert_eq!(secret.len(), 64);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&secret_file)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert!(!said.contains(&secret), "the secret is never printed");
+    let mut out = Vec::new();
+    factorwatch::commands::okta::list_hooks(&with_file, "acme", &common::env, &mut out)
+        .await
+        .unwrap();
+    let listed = String::from_utf8(out).unwrap();
+    assert!(
+        listed.contains("ACTIVE") && listed.contains(&url) && listed.contains("8 event types"),
+        "{listed}"
+    );
+    // Without a secret file there is nowhere to put the secret: a clear refusal.
+    let e = factorwatch::commands::okta::register_hook(
+        &config,
+        "acme",
+        &url,
+        &common::env,
+        &mut Vec::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.contains("secret_file"), "{e}");
+    d.stop().await;
+}

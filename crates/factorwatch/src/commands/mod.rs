@@ -4,6 +4,7 @@
 pub mod check;
 pub mod classify;
 pub mod demo;
+pub mod okta;
 pub mod outbox;
 pub mod render_email;
 pub mod run;

@@ -153,6 +153,22 @@ impl OktaClient {
 
     /// GETs `url` (absolute, or a path on the org), as patiently as Okta requires.
     pub async fn get(&self, url: &str) -> Result<Page, ClientError> {
+        self.send(None, url).await
+    }
+
+    /// POSTs a JSON `body`: 429s are waited out like any request, but a failure is not retried
+    /// (a repeated POST could create a second object).
+    pub async fn post(&self, url: &str, body: &str) -> Result<Page, ClientError> {
+        self.send(Some(body), url).await
+    }
+
+    /// GET (`body` None) or POST.
+    async fn send(&self, body: Option<&str>, url: &str) -> Result<Page, ClientError> {
+        let attempts = if body.is_some() {
+            1
+        } else {
+            self.policy.attempts
+        };
         let url = self.url(url);
         let path = reqwest::Url::parse(&url)
             .map(|u| u.path().to_owned())
@@ -180,7 +196,7 @@ impl OktaClient {
                 self.readings.lock().await.remove(bucket);
             }
             let outcome = self
-                .attempt(&url, failures, last_request_id.as_deref())
+                .attempt(&url, body, failures, last_request_id.as_deref())
                 .await;
             let failure = match outcome {
                 Err(e @ ClientError::Auth(_)) => match &e {
@@ -244,7 +260,7 @@ impl OktaClient {
                 }
             };
             failures += 1;
-            if failures >= self.policy.attempts {
+            if failures >= attempts {
                 return Err(ClientError::Unavailable {
                     attempts: failures,
                     last: failure,
@@ -262,13 +278,21 @@ impl OktaClient {
     async fn attempt(
         &self,
         url: &str,
+        body: Option<&str>,
         retry: u32,
         retry_for: Option<&str>,
     ) -> Result<Attempt, ClientError> {
-        let auth = self.credentials.authorize(&self.http, "GET", url).await?;
-        let mut request = self
-            .http
-            .get(url)
+        let method = if body.is_some() { "POST" } else { "GET" };
+        let auth = self.credentials.authorize(&self.http, method, url).await?;
+        let request = match body {
+            Some(b) => self
+                .http
+                .post(url)
+                .header("Content-Type", "application/json")
+                .body(b.to_owned()),
+            None => self.http.get(url),
+        };
+        let mut request = request
             .header("Accept", "application/json")
             .header("Authorization", auth.header)
             .timeout(self.policy.timeout);
