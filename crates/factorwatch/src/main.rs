@@ -79,8 +79,8 @@ enum Command {
     Okta {
         #[arg(long, short, env = "FACTORWATCH_CONFIG", global = true)]
         config: Option<PathBuf>,
-        /// The org, by its name in the configuration.
-        #[arg(long, global = true)]
+        /// The org, by its name in the configuration (before the action: `okta --org acme hooks`).
+        #[arg(long)]
         org: String,
         #[command(subcommand)]
         action: OktaAction,

@@ -392,3 +392,27 @@ fn replay_feeds_exported_events_through_the_pipeline_once() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("_factorwatch()"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn every_subcommand_has_help() {
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["okta", "--help"],
+        &["outbox", "--help"],
+        &["check", "--help"],
+        &["replay", "--help"],
+        &["render-email", "--help"],
+        &["config", "example", "--help"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_factorwatch"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -51,6 +51,11 @@ impl Ingest {
             cursor,
             context: Vec::new(),
         };
+        // A poller's page holds events in persistence order: its last event's `published` stands
+        // for the page (reading every event's would cost a parse each); a hook delivery's
+        // envelope is opened to count and date its events.
+        let open_envelopes = source == SourceKind::EventHook;
+        let mut last = None;
         input::for_each_value(body.as_bytes(), |position, value| {
             let value = match value {
                 Ok(v) => v,
@@ -62,16 +67,33 @@ impl Ingest {
                     return;
                 }
             };
-            self.value(&mut batch, value, position);
+            last = Some(value);
+            self.value(&mut batch, value, position, open_envelopes);
         });
+        if !open_envelopes
+            && let Some(Published { published: Some(p) }) =
+                last.and_then(|v| serde_json::from_str::<Published>(v).ok())
+            && let Ok(t) = parse_timestamp(&p)
+        {
+            batch.newest_published = newest(batch.newest_published, t);
+        }
+        for c in &batch.changes {
+            if let Some(t) = c.published {
+                batch.newest_published = newest(batch.newest_published, t);
+            }
+        }
         batch
     }
 
-    fn value(&self, batch: &mut Batch, value: &str, position: input::Position) {
-        // Counting events and the newest published, whatever their kind, in one pass.
+    fn value(&self, batch: &mut Batch, value: &str, position: input::Position, open: bool) {
         let mut published: Vec<Option<std::borrow::Cow<str>>> = Vec::new();
-        let events: Vec<&str> = match serde_json::from_str::<Peek>(value) {
-            Ok(Peek {
+        let peeked = if open {
+            serde_json::from_str::<Peek>(value).ok()
+        } else {
+            None
+        };
+        let events: Vec<&str> = match peeked {
+            Some(Peek {
                 data: Some(hook), ..
             }) => {
                 for e in &hook.events {
@@ -83,11 +105,11 @@ impl Ingest {
                 }
                 hook.events.iter().map(|e| e.get()).collect()
             }
-            Ok(Peek { published: p, .. }) => {
+            Some(Peek { published: p, .. }) => {
                 published.push(p);
                 vec![value]
             }
-            Err(_) => vec![value],
+            None => vec![value],
         };
         batch.events_seen += events.len() as u64;
         for e in &events {
