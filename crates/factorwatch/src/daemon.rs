@@ -121,6 +121,52 @@ pub fn email_transport(
     }
 }
 
+/// The Okta client for an org, with the credentials its configuration names (an API token, or
+/// an OAuth service app).
+pub fn okta_client(
+    org: &crate::config::OrgConfig,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+    policy: RetryPolicy,
+) -> Result<OktaClient, StartError> {
+    let what = format!("orgs ({})", org.name);
+    let credentials = match &org.oauth {
+        Some(o) => {
+            let key = read_secret(
+                &format!("{what}.oauth.private_key_file"),
+                None,
+                Some(&o.private_key_file),
+                env,
+            )?;
+            Credentials::oauth(
+                ServiceApp {
+                    client_id: o.client_id.clone(),
+                    private_key: key,
+                    key_id: o.key_id.clone(),
+                    scopes: o.scopes.clone(),
+                },
+                format!("{}/oauth2/v1/token", org.url.trim_end_matches('/')),
+            )
+            .map_err(|source| StartError::Auth {
+                org: org.name.clone(),
+                source,
+            })?
+        }
+        None => {
+            let env_name = match (&org.token_env, &org.token_file) {
+                (None, None) => Some("OKTA_API_TOKEN"),
+                (name, _) => name.as_deref(),
+            };
+            Credentials::Ssws(read_secret(
+                &format!("{what} API token"),
+                env_name,
+                org.token_file.as_deref(),
+                env,
+            )?)
+        }
+    };
+    Ok(OktaClient::new(&org.url, credentials, policy))
+}
+
 /// `/metrics` (Prometheus text), `/healthz` (the process answers), `/readyz` (the store answers).
 fn observability_routes(
     store: SqliteStore,
@@ -227,46 +273,7 @@ impl Daemon {
         let now = chrono::Utc::now();
         for (i, org) in config.orgs.iter().enumerate() {
             let what = format!("orgs[{i}] ({})", org.name);
-            let credentials = match &org.oauth {
-                Some(o) => {
-                    let key = read_secret(
-                        &format!("{what}.oauth.private_key_file"),
-                        None,
-                        Some(&o.private_key_file),
-                        env,
-                    )?;
-                    Credentials::oauth(
-                        ServiceApp {
-                            client_id: o.client_id.clone(),
-                            private_key: key,
-                            key_id: o.key_id.clone(),
-                            scopes: o.scopes.clone(),
-                        },
-                        format!("{}/oauth2/v1/token", org.url.trim_end_matches('/')),
-                    )
-                    .map_err(|source| StartError::Auth {
-                        org: org.name.clone(),
-                        source,
-                    })?
-                }
-                None => {
-                    let env_name = match (&org.token_env, &org.token_file) {
-                        (None, None) => Some("OKTA_API_TOKEN"),
-                        (name, _) => name.as_deref(),
-                    };
-                    Credentials::Ssws(read_secret(
-                        &format!("{what} API token"),
-                        env_name,
-                        org.token_file.as_deref(),
-                        env,
-                    )?)
-                }
-            };
-            let client = Arc::new(OktaClient::new(
-                &org.url,
-                credentials,
-                RetryPolicy::default(),
-            ));
+            let client = Arc::new(okta_client(org, env, RetryPolicy::default())?);
             enrichers.insert(
                 org.name.clone(),
                 Arc::new(Enricher::new(client.clone(), config.email.lookup_cache)),

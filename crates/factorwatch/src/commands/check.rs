@@ -4,9 +4,8 @@
 
 use std::io::{self, Write};
 
-use crate::config::{Config, MFA_EVENT_TYPES, read_secret};
-use crate::okta::client::auth::{Credentials, ServiceApp};
-use crate::okta::client::{OktaClient, RetryPolicy};
+use crate::config::{Config, MFA_EVENT_TYPES};
+use crate::okta::client::RetryPolicy;
 
 /// One line of the table.
 #[derive(Debug, Clone)]
@@ -25,39 +24,13 @@ pub async fn run(config: &Config, env: &(dyn Fn(&str) -> Option<String> + Sync))
         )),
     }];
     for org in &config.orgs {
-        let credentials = match &org.oauth {
-            Some(o) => read_secret("oauth key", None, Some(&o.private_key_file), env)
-                .map_err(|e| e.to_string())
-                .and_then(|key| {
-                    Credentials::oauth(
-                        ServiceApp {
-                            client_id: o.client_id.clone(),
-                            private_key: key,
-                            key_id: o.key_id.clone(),
-                            scopes: o.scopes.clone(),
-                        },
-                        format!("{}/oauth2/v1/token", org.url.trim_end_matches('/')),
-                    )
-                    .map_err(|e| e.to_string())
-                }),
-            None => {
-                let var = match (&org.token_env, &org.token_file) {
-                    (None, None) => Some("OKTA_API_TOKEN"),
-                    (v, _) => v.as_deref(),
-                };
-                read_secret("API token", var, org.token_file.as_deref(), env)
-                    .map(Credentials::Ssws)
-                    .map_err(|e| e.to_string())
-            }
+        let policy = RetryPolicy {
+            attempts: 2,
+            ..RetryPolicy::default()
         };
-        let result = match credentials {
-            Err(e) => Err(e),
-            Ok(credentials) => {
-                let policy = RetryPolicy {
-                    attempts: 2,
-                    ..RetryPolicy::default()
-                };
-                let client = OktaClient::new(&org.url, credentials, policy);
+        let result = match crate::daemon::okta_client(org, env, policy) {
+            Err(e) => Err(e.to_string()),
+            Ok(client) => {
                 // One cheap request of the kind the poller makes.
                 let filter = format!("eventType eq \"{}\"", MFA_EVENT_TYPES[0]);
                 let path = format!(

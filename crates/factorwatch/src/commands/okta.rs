@@ -6,8 +6,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::config::{Config, OrgConfig, read_secret};
-use crate::okta::client::auth::{Credentials, ServiceApp};
+use crate::config::{Config, OrgConfig};
 use crate::okta::client::{OktaClient, RetryPolicy};
 
 /// The hook-eligible MFA event types a factorwatch hook subscribes to.
@@ -34,37 +33,7 @@ pub fn client(
     org: &OrgConfig,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<OktaClient, String> {
-    let credentials = match &org.oauth {
-        Some(o) => {
-            let key = read_secret("oauth key", None, Some(&o.private_key_file), env)
-                .map_err(|e| e.to_string())?;
-            Credentials::oauth(
-                ServiceApp {
-                    client_id: o.client_id.clone(),
-                    private_key: key,
-                    key_id: o.key_id.clone(),
-                    scopes: o.scopes.clone(),
-                },
-                format!("{}/oauth2/v1/token", org.url.trim_end_matches('/')),
-            )
-            .map_err(|e| e.to_string())?
-        }
-        None => {
-            let var = match (&org.token_env, &org.token_file) {
-                (None, None) => Some("OKTA_API_TOKEN"),
-                (v, _) => v.as_deref(),
-            };
-            Credentials::Ssws(
-                read_secret("API token", var, org.token_file.as_deref(), env)
-                    .map_err(|e| e.to_string())?,
-            )
-        }
-    };
-    Ok(OktaClient::new(
-        &org.url,
-        credentials,
-        RetryPolicy::default(),
-    ))
+    crate::daemon::okta_client(org, env, RetryPolicy::default()).map_err(|e| e.to_string())
 }
 
 fn write_secret(path: &Path, secret: &str) -> Result<(), String> {
