@@ -199,6 +199,21 @@ fn init_logging(json: bool, default: &str) {
     }
 }
 
+/// Runs a command's future on a fresh runtime; an error is printed and exits with `failure`.
+fn block_on(f: impl std::future::Future<Output = Result<(), String>>, failure: u8) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match rt.block_on(f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("factorwatch: {e}");
+            ExitCode::from(failure)
+        }
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -253,31 +268,9 @@ fn main() -> ExitCode {
         }
         Command::Run { config, log_json } => {
             init_logging(log_json, "info");
-            let rt = match runtime() {
-                Ok(rt) => rt,
-                Err(code) => return code,
-            };
-            match rt.block_on(commands::run::run(config.as_deref())) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("factorwatch: {e}");
-                    ExitCode::from(2)
-                }
-            }
+            block_on(commands::run::run(config.as_deref()), 2)
         }
-        Command::Replay { file, org, config } => {
-            let rt = match runtime() {
-                Ok(rt) => rt,
-                Err(code) => return code,
-            };
-            match rt.block_on(replay_command(&file, &org, config)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("factorwatch: {e}");
-                    ExitCode::from(2)
-                }
-            }
-        }
+        Command::Replay { file, org, config } => block_on(replay_command(&file, &org, config), 2),
         Command::Okta {
             config,
             org,
@@ -368,19 +361,7 @@ fn main() -> ExitCode {
                 }
             }
         },
-        Command::Outbox { config, action } => {
-            let rt = match runtime() {
-                Ok(rt) => rt,
-                Err(code) => return code,
-            };
-            match rt.block_on(outbox_command(config, action)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("factorwatch: {e}");
-                    ExitCode::from(2)
-                }
-            }
-        }
+        Command::Outbox { config, action } => block_on(outbox_command(config, action), 2),
         Command::RenderEmail {
             change,
             templates,
