@@ -726,3 +726,92 @@ async fn register_hook_creates_verifies_and_lists_the_hook_through_okta_s_api() 
     assert!(e.contains("secret_file"), "{e}");
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backfill_replays_a_past_window_once_and_resumes_where_it_stopped() {
+    use factorwatch::commands::backfill::{self, Options};
+    let sim = common::sim(RateLimits::default()).await;
+    sim.users(3).await;
+    // 2,400 old events (a third of them MFA changes the org-wide filter keeps), published over the last two days.
+    let now = chrono::Utc::now();
+    let events: Vec<_> = (0..2400)
+        .map(|i| {
+            let mut e = common::mfa_event(&format!("bf{i:05}"), i, 3);
+            e["published"] = json!((now - chrono::Duration::minutes(2880 - i as i64)).to_rfc3339());
+            e
+        })
+        .collect();
+    sim.control("/sim/events?late=true", json!(events)).await;
+    let dir = tempdir("backfill");
+    let config = common::config(&dir, &sim.base, false);
+    let store = SqliteStore::open(&config.store.path).await.unwrap();
+    // One change was already handled (say, by polling).
+    let pre = common::changes("bf", 1, &["siem:file"]);
+    store
+        .commit(
+            "acme",
+            Batch {
+                source: SourceKind::SystemLog,
+                changes: pre,
+                rejects: vec![],
+                events_seen: 1,
+                newest_published: None,
+                cursor: None,
+                context: vec![],
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let options = |max_pages| Options {
+        org: "acme".into(),
+        since: now - chrono::Duration::days(3),
+        until: now,
+        email: false,
+        max_pages,
+    };
+    let mut progress = Vec::new();
+    let first = backfill::run(
+        &config,
+        &store,
+        &options(Some(1)),
+        &common::env,
+        &mut progress,
+    )
+    .await
+    .unwrap();
+    assert!(!first.finished);
+    assert_eq!(first.events, 1000);
+    let rest = backfill::run(&config, &store, &options(None), &common::env, &mut progress)
+        .await
+        .unwrap();
+    assert!(rest.finished);
+    assert_eq!(
+        first.events + rest.events,
+        2400,
+        "resumed where it stopped: nothing read twice"
+    );
+    assert_eq!(
+        first.new_changes + rest.new_changes + first.known_changes + rest.known_changes,
+        2400
+    );
+    assert_eq!(
+        first.known_changes + rest.known_changes,
+        1,
+        "the change already handled is not handled again"
+    );
+    let again = backfill::run(&config, &store, &options(None), &common::env, &mut progress)
+        .await
+        .unwrap();
+    assert!(again.finished && again.events == 0);
+    let progress = String::from_utf8(progress).unwrap();
+    assert!(
+        progress.contains("% of the window") && progress.contains("already done"),
+        "{progress}"
+    );
+    let stats = store.stats().await.unwrap();
+    assert!(
+        stats.outbox.iter().all(|(d, ..)| d != "email"),
+        "no emails about old changes by default"
+    );
+}

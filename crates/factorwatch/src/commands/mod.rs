@@ -1,6 +1,7 @@
 //! The `factorwatch` subcommands, as library functions over readers and writers so that tests can
 //! drive them without a process.
 
+pub mod backfill;
 pub mod check;
 pub mod classify;
 pub mod demo;

@@ -23,6 +23,8 @@ pub enum SourceKind {
     SystemLog,
     EventHook,
     EventsApi,
+    /// `factorwatch backfill`: a bounded replay of a past window of the System Log.
+    Backfill,
 }
 
 impl SourceKind {
@@ -31,6 +33,7 @@ impl SourceKind {
             SourceKind::SystemLog => "system_log",
             SourceKind::EventHook => "event_hook",
             SourceKind::EventsApi => "events_api",
+            SourceKind::Backfill => "backfill",
         }
     }
 }
