@@ -351,12 +351,7 @@ impl SinkConfig {
             crate::formats::Format::parse(f).map_err(|e| format!("{at}.format: {e}"))?;
         }
         if let Some(actions) = &self.actions {
-            for a in actions {
-                serde_json::from_value::<crate::record::Action>(serde_json::Value::String(
-                    a.clone(),
-                ))
-                .map_err(|_| format!("{at}.actions: unknown action {a:?}"))?;
-            }
+            parse_actions(actions).map_err(|e| format!("{at}.actions: {e}"))?;
         }
         match self.kind {
             SinkType::File => need("path", self.path.is_some()),
@@ -725,9 +720,8 @@ impl Config {
         if self.delivery.max_attempts == 0 {
             return Err("delivery.max_attempts: must be at least 1".into());
         }
-        for a in self.email.actions.iter().flatten() {
-            serde_json::from_value::<crate::record::Action>(serde_json::Value::String(a.clone()))
-                .map_err(|_| format!("email.actions: unknown action {a:?}"))?;
+        if let Some(actions) = &self.email.actions {
+            parse_actions(actions).map_err(|e| format!("email.actions: {e}"))?;
         }
         match self.email.transport.as_str() {
             "files" | "dry_run" => {}
@@ -763,6 +757,17 @@ impl Config {
             .map_err(|e| format!("email.from: {:?} is not an address: {e}", self.email.from))?;
         Ok(())
     }
+}
+
+/// Action names as the record spells them (`enrolled`, `reset_all`…).
+pub fn parse_actions(names: &[String]) -> Result<Vec<crate::record::Action>, String> {
+    names
+        .iter()
+        .map(|a| {
+            serde_json::from_value(serde_json::Value::String(a.clone()))
+                .map_err(|_| format!("unknown action {a:?}"))
+        })
+        .collect()
 }
 
 /// The start time a `since` setting names: RFC 3339, or an age (`24h`, `7d`) before `now`.

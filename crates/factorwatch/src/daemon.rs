@@ -13,7 +13,7 @@ use tracing::info;
 
 use crate::classify::{self, Classifier};
 use crate::config::{
-    Config, ConfigError, MFA_EVENT_TYPES, MFA_OBJECT_TYPES, read_secret, since_time,
+    Config, ConfigError, MFA_EVENT_TYPES, MFA_OBJECT_TYPES, parse_actions, read_secret, since_time,
 };
 use crate::email::templates::Templates;
 use crate::email::transport::{Security, SmtpSettings, Transport};
@@ -221,13 +221,8 @@ pub fn ingest_for(config: &Config) -> Ingest {
         .sinks
         .iter()
         .map(|sink| {
-            let actions = sink.actions.as_ref().map(|list| {
-                list.iter()
-                    .filter_map(|a| {
-                        serde_json::from_value(serde_json::Value::String(a.clone())).ok()
-                    })
-                    .collect()
-            });
+            // Validated when the configuration was loaded.
+            let actions = sink.actions.as_deref().and_then(|l| parse_actions(l).ok());
             (crate::sinks::destination_name(&sink.name), actions)
         })
         .collect();
@@ -237,13 +232,11 @@ pub fn ingest_for(config: &Config) -> Ingest {
             siem,
             email: config.email.enabled.then(|| EMAIL.to_owned()),
             notify_third_party: config.email.notify_third_party,
-            email_actions: config.email.actions.as_ref().map(|list| {
-                list.iter()
-                    .filter_map(|a| {
-                        serde_json::from_value(serde_json::Value::String(a.clone())).ok()
-                    })
-                    .collect()
-            }),
+            email_actions: config
+                .email
+                .actions
+                .as_deref()
+                .and_then(|l| parse_actions(l).ok()),
         },
     }
 }
