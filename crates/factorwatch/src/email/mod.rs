@@ -62,6 +62,9 @@ pub struct EmailDestination<S: Store> {
     enrichers: HashMap<String, Arc<Enricher>>,
     transport: Transport,
     sent: Mutex<HashMap<String, VecDeque<Instant>>>,
+    /// Parts of a row already done (a recipient's message, the security copy, the cap count),
+    /// so that retrying the row after a later part failed repeats none of them.
+    done: Mutex<std::collections::HashSet<String>>,
 }
 
 /// `Auto-Submitted: auto-generated` (RFC 3834): no out-of-office replies to a security notice.
@@ -155,6 +158,7 @@ impl<S: Store> EmailDestination<S> {
             enrichers,
             transport,
             sent: Mutex::new(HashMap::new()),
+            done: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -178,7 +182,31 @@ impl<S: Store> EmailDestination<S> {
         true
     }
 
+    /// Whether `part` of `row` was already done in an earlier attempt.
+    async fn done(&self, row: &Due, part: &str) -> bool {
+        self.done
+            .lock()
+            .await
+            .contains(&format!("{}|{part}", row.id))
+    }
+
+    async fn mark_done(&self, row: &Due, part: &str) {
+        self.done.lock().await.insert(format!("{}|{part}", row.id));
+    }
+
     async fn one(&self, row: &Due) -> Outcome {
+        let outcome = self.attempt(row).await;
+        if !matches!(
+            outcome,
+            Outcome::Retry(_) | Outcome::Unavailable(_) | Outcome::Later(_)
+        ) {
+            let prefix = format!("{}|", row.id);
+            self.done.lock().await.retain(|k| !k.starts_with(&prefix));
+        }
+        outcome
+    }
+
+    async fn attempt(&self, row: &Due) -> Outcome {
         let change: MfaChange = match serde_json::from_str(&row.record) {
             Ok(c) => c,
             Err(e) => return Outcome::Reject(format!("stored record unreadable: {e}")),
@@ -255,11 +283,14 @@ impl<S: Store> EmailDestination<S> {
         if to.is_empty() {
             return Outcome::Reject("the user has no email address".into());
         }
-        if !self.within_cap(&login).await {
-            return Outcome::Reject(format!(
-                "{login} already got {} notices this hour (hourly cap)",
-                self.settings.hourly_cap.unwrap_or_default()
-            ));
+        if !self.done(row, "cap").await {
+            if !self.within_cap(&login).await {
+                return Outcome::Reject(format!(
+                    "{login} already got {} notices this hour (hourly cap)",
+                    self.settings.hourly_cap.unwrap_or_default()
+                ));
+            }
+            self.mark_done(row, "cap").await;
         }
         let notice = notice::notice(&enriched, &to, &row.org, &self.settings.help);
         let language = self.templates.language(enrichment.locale.as_deref());
@@ -278,17 +309,18 @@ impl<S: Store> EmailDestination<S> {
                 info!(to = %notice::mask_email(recipient), subject = %rendered.subject, message_id = %id, "dry run: notice rendered, not sent");
                 continue;
             }
+            if self.done(row, &id).await {
+                continue;
+            }
             match self.transport.send(&m).await {
-                Ok(()) => {}
+                Ok(()) => self.mark_done(row, &id).await,
                 Err(SendError::Transient(e)) => return Outcome::Retry(e),
                 Err(SendError::Permanent(e)) => return Outcome::Reject(e),
                 Err(SendError::Unavailable(e)) => return Outcome::Unavailable(e),
             }
         }
         if notice.alert
-            && let Err(e) = self
-                .tell_security_team(&row.org, &row.event_id, &enriched)
-                .await
+            && let Err(e) = self.tell_security_team(row, &enriched).await
         {
             return e;
         }
@@ -372,10 +404,10 @@ impl<S: Store> EmailDestination<S> {
     /// The security team's copy of changes someone else made: one line per change.
     async fn tell_security_team(
         &self,
-        org: &str,
-        event_id: &str,
+        row: &Due,
         changes: &[(MfaChange, Enrichment)],
     ) -> Result<(), Outcome> {
+        let (org, event_id) = (row.org.as_str(), row.event_id.as_str());
         let alerts: Vec<String> = changes
             .iter()
             .filter(|(c, _)| {
@@ -390,7 +422,9 @@ impl<S: Store> EmailDestination<S> {
             return Ok(());
         }
         let text = alerts.join("\n");
-        if let Some(soc) = &self.settings.security_copy {
+        if let Some(soc) = &self.settings.security_copy
+            && !self.done(row, "soc").await
+        {
             let m = Message::builder()
                 .from(self.settings.from.clone())
                 .to(soc.clone())
@@ -403,14 +437,16 @@ impl<S: Store> EmailDestination<S> {
                 .body(format!("{text}\n"))
                 .map_err(|e| Outcome::Reject(format!("cannot build the security copy: {e}")))?;
             match self.transport.send(&m).await {
-                Ok(()) => {}
+                Ok(()) => self.mark_done(row, "soc").await,
                 Err(SendError::Transient(e) | SendError::Unavailable(e)) => {
                     return Err(Outcome::Retry(e));
                 }
                 Err(SendError::Permanent(e)) => return Err(Outcome::Reject(e)),
             }
         }
-        if let Some(url) = &self.settings.security_webhook {
+        if let Some(url) = &self.settings.security_webhook
+            && !self.done(row, "webhook").await
+        {
             let sent = reqwest::Client::new()
                 .post(url)
                 .header("Content-Type", "application/json")
@@ -419,7 +455,7 @@ impl<S: Store> EmailDestination<S> {
                 .send()
                 .await;
             match sent {
-                Ok(r) if r.status().is_success() => {}
+                Ok(r) if r.status().is_success() => self.mark_done(row, "webhook").await,
                 Ok(r) => {
                     return Err(Outcome::Retry(format!(
                         "security webhook answered HTTP {}",
