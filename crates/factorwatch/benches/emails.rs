@@ -90,7 +90,7 @@ fn main() {
         let dir = std::env::temp_dir().join(format!("fw-bench-emails-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
-        store.commit("acme", batch, chrono::Utc::now()).await.unwrap();
+        store.commit("acme", &batch, chrono::Utc::now()).await.unwrap();
         let client = Arc::new(OktaClient::new(&sim.base, Credentials::Ssws(Secret::new("bench")), RetryPolicy::default()));
         let enrichers = HashMap::from([("acme".to_owned(), Arc::new(Enricher::new(client, Duration::from_secs(60))))]);
         let transport = if std::env::var_os("BENCH_FILES").is_some() { Transport::files(dir.join("mail")).unwrap() } else { Transport::smtp(SmtpSettings {

@@ -52,7 +52,7 @@ async fn store(name: &str, n: usize, destination: &str) -> SqliteStore {
     };
     let batch: Batch = ingest.batch(SourceKind::SystemLog, &events(n), None);
     store
-        .commit("acme", batch, chrono::Utc::now())
+        .commit("acme", &batch, chrono::Utc::now())
         .await
         .unwrap();
     store

@@ -26,9 +26,9 @@ use crate::pipeline::route::Routing;
 use crate::pipeline::worker::{self, WorkerPolicy};
 use crate::record::format_published;
 use crate::sources::hook::{self, HookConfig};
-use crate::sources::poller::{self, Poller};
+use crate::sources::poller::{self, Ended, Poller};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{SourceKind, StoreError};
+use crate::store::{SourceKind, Store, StoreError};
 
 pub const EMAIL: &str = "email";
 
@@ -58,6 +58,10 @@ pub struct Daemon {
     pub mail_dir: Option<PathBuf>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// The pollers, apart: with `once` they end by themselves when caught up.
+    pollers: Vec<(String, JoinHandle<Ended>)>,
+    /// Every outbox destination (SIEM sinks, email).
+    destinations: Vec<String>,
 }
 
 /// The configured way emails leave.
@@ -247,10 +251,32 @@ impl Daemon {
         config: &Config,
         env: &(dyn Fn(&str) -> Option<String> + Sync),
     ) -> Result<Daemon, StartError> {
+        Daemon::launch(config, env, false).await
+    }
+
+    /// Starts everything with pollers that stop once caught up; see [`Daemon::finish`].
+    pub async fn start_once(
+        config: &Config,
+        env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<Daemon, StartError> {
+        Daemon::launch(config, env, true).await
+    }
+
+    async fn launch(
+        config: &Config,
+        env: &(dyn Fn(&str) -> Option<String> + Sync),
+        once: bool,
+    ) -> Result<Daemon, StartError> {
         let store = SqliteStore::open(&config.store.path).await?;
         let (shutdown, watcher) = watch::channel(false);
         let stored = Arc::new(Notify::new());
         let mut tasks = Vec::new();
+        let mut pollers = Vec::new();
+        let mut destinations: Vec<String> = config
+            .sinks
+            .iter()
+            .map(|s| crate::sinks::destination_name(&s.name))
+            .collect();
         let mut sinks = Vec::new();
         for sink in &config.sinks {
             let built = crate::sinks::build(sink, env).map_err(|detail| StartError::Sink {
@@ -306,9 +332,13 @@ impl Daemon {
                     start: start(&format_published(&since), &types),
                     interval: poll.interval,
                     stored: stored.clone(),
+                    once,
                 };
                 info!(org = %org.name, source = source.as_str(), "polling");
-                tasks.push(tokio::spawn(p.run(watcher.clone())));
+                pollers.push((
+                    format!("{} {}", org.name, source.as_str()),
+                    tokio::spawn(p.run(watcher.clone())),
+                ));
             }
             if let Some(h) = &org.hook {
                 let secret = read_secret(
@@ -433,6 +463,7 @@ impl Daemon {
                 transport,
             );
             mail_dir = Some(config.email.dir.clone());
+            destinations.push(EMAIL.to_owned());
             tasks.push(tokio::spawn(worker::run(
                 store.clone(),
                 Arc::new(dest),
@@ -469,12 +500,60 @@ impl Daemon {
             mail_dir,
             shutdown,
             tasks,
+            pollers,
+            destinations,
         })
+    }
+
+    /// For a daemon started with [`Daemon::start_once`]: waits until every poller has caught up
+    /// and no outbox row is due any more, then stops. Rows put off to later (a retry, an email
+    /// waiting out its coalescing window) stay in the outbox for the next run; their count is
+    /// returned. Fails if a poller could not finish (Okta refused or stayed unavailable).
+    pub async fn finish(mut self) -> Result<u64, String> {
+        let mut failed = Vec::new();
+        for (name, p) in std::mem::take(&mut self.pollers) {
+            if let Ok(Ended::Failed(why)) = p.await {
+                failed.push(format!("{name}: {why}"));
+            }
+        }
+        loop {
+            let now = chrono::Utc::now();
+            let mut due = false;
+            for d in &self.destinations {
+                let rows = self.store.due(d, 1, now).await.map_err(|e| e.to_string())?;
+                if !rows.is_empty() {
+                    due = true;
+                    break;
+                }
+            }
+            if !due {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let waiting = self
+            .store
+            .stats()
+            .await
+            .map_err(|e| e.to_string())?
+            .outbox
+            .iter()
+            .map(|(_, _, pending, _)| pending)
+            .sum();
+        self.stop().await;
+        if failed.is_empty() {
+            Ok(waiting)
+        } else {
+            Err(format!("polling did not finish: {}", failed.join("; ")))
+        }
     }
 
     /// Asks every task to finish what it is doing, waits for them, closes the store.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
+        for (_, p) in self.pollers {
+            let _ = p.await;
+        }
         for t in self.tasks {
             let _ = t.await;
         }

@@ -63,6 +63,11 @@ enum Command {
         /// Log as JSON lines instead of text.
         #[arg(long)]
         log_json: bool,
+        /// Poll every source until caught up, deliver what is due, then exit (for cron or a
+        /// systemd timer). Event Hooks are received only while it runs; deliveries put off to
+        /// later (retries, the email coalescing window) wait for the next run.
+        #[arg(long)]
+        once: bool,
     },
     /// Replay a past window of the System Log (up to 90 days) through the pipeline, without
     /// handling anything twice; resumable; progress on stderr.
@@ -284,9 +289,13 @@ fn main() -> ExitCode {
                 commands::classify::Options { raw, encoding },
             )
         }
-        Command::Run { config, log_json } => {
+        Command::Run {
+            config,
+            log_json,
+            once,
+        } => {
             init_logging(log_json, "info");
-            block_on(commands::run::run(config.as_deref()), 2)
+            block_on(commands::run::run(config.as_deref(), once), 2)
         }
         Command::Backfill {
             org,
@@ -540,7 +549,7 @@ async fn replay_command(
         .await
         .map_err(|e| e.to_string())?;
     let committed = store
-        .commit(org, batch, chrono::Utc::now())
+        .commit(org, &batch, chrono::Utc::now())
         .await
         .map_err(|e| e.to_string())?;
     store.close().await;

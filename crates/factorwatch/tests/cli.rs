@@ -307,7 +307,7 @@ async fn outbox_lists_re_drives_and_drops_dead_letters() {
         context: vec![],
     };
     store
-        .commit("acme", batch, chrono::Utc::now())
+        .commit("acme", &batch, chrono::Utc::now())
         .await
         .unwrap();
     for d in store

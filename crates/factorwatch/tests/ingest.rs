@@ -258,11 +258,11 @@ async fn a_full_disk_is_a_clear_error_and_keeps_nothing_half_written() {
         context: Vec::new(),
     };
     store
-        .commit("acme", batch(0..2, 100), chrono::Utc::now())
+        .commit("acme", &batch(0..2, 100), chrono::Utc::now())
         .await
         .unwrap();
     let e = store
-        .commit("acme", batch(2..200, 4096), chrono::Utc::now())
+        .commit("acme", &batch(2..200, 4096), chrono::Utc::now())
         .await
         .unwrap_err();
     assert!(e.to_string().contains("full"), "{e}");
@@ -321,7 +321,7 @@ async fn a_hook_delivery_the_store_cannot_take_is_answered_500_for_okta_to_retry
             context: Vec::new(),
         };
         if store
-            .commit("acme", batch, chrono::Utc::now())
+            .commit("acme", &batch, chrono::Utc::now())
             .await
             .is_err()
         {
@@ -514,7 +514,7 @@ async fn failed_deliveries_are_retried_then_dead_lettered_visibly_and_can_be_re_
         context: Vec::new(),
     };
     store
-        .commit("acme", batch, chrono::Utc::now())
+        .commit("acme", &batch, chrono::Utc::now())
         .await
         .unwrap();
     let policy = WorkerPolicy {
@@ -750,7 +750,7 @@ async fn backfill_replays_a_past_window_once_and_resumes_where_it_stopped() {
     store
         .commit(
             "acme",
-            Batch {
+            &Batch {
                 source: SourceKind::SystemLog,
                 changes: pre,
                 rejects: vec![],

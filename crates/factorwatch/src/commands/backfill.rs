@@ -105,7 +105,7 @@ pub async fn run<S: Store>(
         let reached = batch.newest_published;
         summary.events += batch.events_seen;
         let committed = store
-            .commit(&options.org, batch, Utc::now())
+            .commit(&options.org, &batch, Utc::now())
             .await
             .map_err(|e| e.to_string())?;
         summary.new_changes += committed.new;

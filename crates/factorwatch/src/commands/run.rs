@@ -1,4 +1,4 @@
-//! `factorwatch run`: the daemon, until SIGINT or SIGTERM.
+//! `factorwatch run`: the daemon, until SIGINT or SIGTERM; with `--once`, until caught up.
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use crate::store::Store;
 /// How often the daemon logs where it stands.
 const STATUS_EVERY: Duration = Duration::from_secs(60);
 
-pub async fn run(config: Option<&Path>) -> Result<(), String> {
+pub async fn run(config: Option<&Path>, once: bool) -> Result<(), String> {
     let config = Config::load(config, std::env::vars()).map_err(|e| e.to_string())?;
     if config.orgs.is_empty() {
         return Err(
@@ -20,6 +20,20 @@ pub async fn run(config: Option<&Path>) -> Result<(), String> {
         );
     }
     let env = |name: &str| std::env::var(name).ok();
+    if once {
+        let daemon = Daemon::start_once(&config, &env)
+            .await
+            .map_err(|e| e.to_string())?;
+        let stop = stop_signal();
+        tokio::select! {
+            waiting = daemon.finish() => {
+                let waiting = waiting?;
+                info!(waiting, "caught up; deliveries not yet due wait for the next run");
+            }
+            _ = stop => info!("interrupted"),
+        }
+        return Ok(());
+    }
     let daemon = Daemon::start(&config, &env)
         .await
         .map_err(|e| e.to_string())?;

@@ -39,21 +39,18 @@ struct HookData<'a> {
     events: Vec<&'a serde_json::value::RawValue>,
 }
 
+/// Why a poller's page was refused whole.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the page is not a complete JSON array (cut off, or not Okta's answer): {0}")]
+pub struct PageError(String);
+
 impl Ingest {
-    /// Classifies every value in `body`; `cursor` is where the source resumes after it.
+    /// Classifies every value in `body` (a hook delivery, an export: any layout `classify`
+    /// reads); `cursor` is where the source resumes after it. A value that cannot be read is
+    /// kept as a reject.
     pub fn batch(&self, source: SourceKind, body: &str, cursor: Option<String>) -> Batch {
-        let mut batch = Batch {
-            source,
-            changes: Vec::new(),
-            rejects: Vec::new(),
-            events_seen: 0,
-            newest_published: None,
-            cursor,
-            context: Vec::new(),
-        };
-        // A poller's page holds events in persistence order: its last event's `published` stands
-        // for the page (reading every event's would cost a parse each); a hook delivery's
-        // envelope is opened to count and date its events.
+        let mut batch = empty(source, cursor);
+        // A hook delivery's envelope is opened to count and date its events.
         let open_envelopes = source == SourceKind::EventHook;
         let mut last = None;
         input::for_each_value(body.as_bytes(), |position, value| {
@@ -70,19 +67,31 @@ impl Ingest {
             last = Some(value);
             self.value(&mut batch, value, position, open_envelopes);
         });
-        if !open_envelopes
-            && let Some(Published { published: Some(p) }) =
-                last.and_then(|v| serde_json::from_str::<Published>(v).ok())
-            && let Ok(t) = parse_timestamp(&p)
-        {
-            batch.newest_published = newest(batch.newest_published, t);
+        if !open_envelopes {
+            date_by_last(&mut batch, last);
         }
-        for c in &batch.changes {
-            if let Some(t) = c.published {
-                batch.newest_published = newest(batch.newest_published, t);
-            }
-        }
+        date_by_changes(&mut batch);
         batch
+    }
+
+    /// Classifies a poller's page, a JSON array of events. Splitting the array reads every byte
+    /// of it, so a page cut off or not JSON is refused here, whole: the poller fetches it again
+    /// rather than commit part of it and move its cursor past the rest.
+    pub fn page(
+        &self,
+        source: SourceKind,
+        body: &str,
+        cursor: Option<String>,
+    ) -> Result<Batch, PageError> {
+        let values: Vec<&serde_json::value::RawValue> =
+            serde_json::from_str(body).map_err(|e| PageError(e.to_string()))?;
+        let mut batch = empty(source, cursor);
+        for (i, value) in values.iter().enumerate() {
+            self.value(&mut batch, value.get(), input::Position::Index(i), false);
+        }
+        date_by_last(&mut batch, values.last().map(|v| v.get()));
+        date_by_changes(&mut batch);
+        Ok(batch)
     }
 
     fn value(&self, batch: &mut Batch, value: &str, position: input::Position, open: bool) {
@@ -211,6 +220,37 @@ fn context_event(text: &str) -> Option<crate::store::ContextEvent> {
         user_id,
         published: parse_timestamp(f.published.as_deref()?).ok()?,
     })
+}
+
+fn empty(source: SourceKind, cursor: Option<String>) -> Batch {
+    Batch {
+        source,
+        changes: Vec::new(),
+        rejects: Vec::new(),
+        events_seen: 0,
+        newest_published: None,
+        cursor,
+        context: Vec::new(),
+    }
+}
+
+/// A page holds events in persistence order: its last event's `published` stands for the page
+/// (reading every event's would cost a parse each).
+fn date_by_last(batch: &mut Batch, last: Option<&str>) {
+    if let Some(Published { published: Some(p) }) =
+        last.and_then(|v| serde_json::from_str::<Published>(v).ok())
+        && let Ok(t) = parse_timestamp(&p)
+    {
+        batch.newest_published = newest(batch.newest_published, t);
+    }
+}
+
+fn date_by_changes(batch: &mut Batch) {
+    for c in &batch.changes {
+        if let Some(t) = c.published {
+            batch.newest_published = newest(batch.newest_published, t);
+        }
+    }
 }
 
 fn newest(a: Option<DateTime<Utc>>, b: DateTime<Utc>) -> Option<DateTime<Utc>> {

@@ -39,33 +39,41 @@ impl FileSink {
 
     /// The file can be opened for appending (created if missing).
     pub async fn healthcheck(&self) -> Result<(), String> {
-        self.write(b"")
+        self.write(Vec::new())
             .await
             .map_err(|e| format!("cannot write the SIEM file: {e}"))
     }
 
-    async fn write(&self, bytes: &[u8]) -> std::io::Result<()> {
+    async fn write(&self, bytes: Vec<u8>) -> std::io::Result<()> {
         match &self.target {
             Target::Stdout => {
                 let mut out = tokio::io::stdout();
-                out.write_all(bytes).await?;
+                out.write_all(&bytes).await?;
                 out.flush().await
             }
             Target::File(path) => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    tokio::fs::create_dir_all(dir).await?;
-                }
-                let mut f = tokio::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .await?;
-                f.write_all(bytes).await?;
-                f.flush().await?;
-                f.sync_data().await
+                // One blocking task for the whole append (open, write, fsync), not one per step.
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || append(&path, &bytes))
+                    .await
+                    .map_err(std::io::Error::other)?
             }
         }
     }
+}
+
+/// Appends `bytes` to the file (created, with its folder, if missing) and flushes them to disk.
+fn append(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_data()
 }
 
 impl Destination for FileSink {
@@ -84,7 +92,7 @@ impl Destination for FileSink {
             bytes.extend_from_slice(text.as_bytes());
             bytes.push(b'\n');
         }
-        let result = match self.write(&bytes).await {
+        let result = match self.write(bytes).await {
             Ok(()) => Outcome::Delivered,
             Err(e) => Outcome::Unavailable(format!("cannot write the SIEM file: {e}")),
         };

@@ -114,7 +114,7 @@ async fn deliver<S: Store>(
     let batch = state.ingest.batch(SourceKind::EventHook, &body, None);
     let commit = state
         .store
-        .commit(&state.config.org, batch, chrono::Utc::now());
+        .commit(&state.config.org, &batch, chrono::Utc::now());
     match tokio::time::timeout(ANSWER_WITHIN, commit).await {
         Ok(Ok(c)) => {
             if c.new > 0 {

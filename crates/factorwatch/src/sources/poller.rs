@@ -12,7 +12,7 @@ use tokio::sync::{Notify, watch};
 use tracing::{error, info, warn};
 
 use crate::backoff::Backoff;
-use crate::okta::client::{ClientError, OktaClient};
+use crate::okta::client::{ClientError, OktaClient, Page};
 use crate::pipeline::ingest::Ingest;
 use crate::store::{SourceKind, Store};
 
@@ -28,6 +28,8 @@ pub struct Poller<S: Store> {
     pub interval: Duration,
     /// Woken after each commit that stored new changes.
     pub stored: Arc<Notify>,
+    /// Stop at the first empty page instead of waiting for more (`run --once`).
+    pub once: bool,
 }
 
 /// How long to wait before trying again after a failure that only time can fix.
@@ -36,8 +38,19 @@ const ERROR_BACKOFF: Backoff = Backoff {
     cap: Duration::from_secs(60),
 };
 
+/// Why a poller stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// Asked to (shutdown).
+    Stopped,
+    /// `once`: its first empty page.
+    CaughtUp,
+    /// `once`: a request failed after the client's own retries (a person or time must fix it).
+    Failed(String),
+}
+
 impl<S: Store> Poller<S> {
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Ended {
         let mut failures = 0u32;
         let mut url = loop {
             match self.store.cursor(&self.org, self.source).await {
@@ -50,52 +63,67 @@ impl<S: Store> Poller<S> {
                     error!(org = %self.org, source = self.source.as_str(), error = %e, "cannot read the cursor");
                     let wait = ERROR_BACKOFF.delay(failures, &mut rand::thread_rng());
                     if pause(&mut shutdown, wait).await {
-                        return;
+                        return Ended::Stopped;
                     }
                     failures += 1;
                 }
             }
         };
         failures = 0;
+        // The next page is fetched while this one is classified and committed, so Okta's answer
+        // time and factorwatch's work overlap instead of adding up. Each page is still fetched
+        // once, in order, and committed only after the one before it.
+        let mut fetch = Prefetch::start(&self.client, &url);
         loop {
-            if *shutdown.borrow() {
-                return;
-            }
             let page = tokio::select! {
-                page = self.client.get(&url) => page,
-                _ = shutdown.changed() => return,
+                page = fetch.result() => page,
+                _ = shutdown.changed() => return Ended::Stopped,
             };
-            let page = match page {
-                Ok(page) => page,
-                Err(e) => {
+            // A failure says why, and whether Okta refused (a person must act) or it may pass.
+            let outcome = match page {
+                Err(e) => Err((e.to_string(), matches!(e, ClientError::Okta { .. }))),
+                Ok(page) => {
+                    let next = page.next.unwrap_or_else(|| url.clone());
+                    match self
+                        .ingest
+                        .page(self.source, &page.body, Some(next.clone()))
+                    {
+                        Err(e) => Err((e.to_string(), false)),
+                        Ok(batch) => Ok((batch, next)),
+                    }
+                }
+            };
+            let (batch, next) = match outcome {
+                Ok(ok) => ok,
+                Err((e, refused)) => {
                     let wait = ERROR_BACKOFF.delay(failures, &mut rand::thread_rng());
                     failures = failures.saturating_add(1);
-                    match &e {
-                        ClientError::Okta { .. } => {
-                            error!(org = %self.org, source = self.source.as_str(), error = %e, "Okta refused the request; check the configuration")
-                        }
-                        _ => {
-                            warn!(org = %self.org, source = self.source.as_str(), error = %e, "polling failed; will retry")
-                        }
+                    if refused {
+                        error!(org = %self.org, source = self.source.as_str(), error = %e, "Okta refused the request; check the configuration")
+                    } else {
+                        warn!(org = %self.org, source = self.source.as_str(), error = %e, "polling failed; will retry")
+                    }
+                    if self.once {
+                        return Ended::Failed(e);
                     }
                     if pause(&mut shutdown, wait).await {
-                        return;
+                        return Ended::Stopped;
                     }
+                    fetch = Prefetch::start(&self.client, &url);
                     continue;
                 }
             };
             failures = 0;
-            let next = page.next.clone().unwrap_or_else(|| url.clone());
-            let batch = self
-                .ingest
-                .batch(self.source, &page.body, Some(next.clone()));
             let caught_up = batch.events_seen == 0;
+            if !caught_up {
+                fetch = Prefetch::start(&self.client, &next);
+            }
             // The page is only done once committed: until then, retry the commit, never skip it.
             let mut store_failures = 0u32;
             loop {
                 match self
                     .store
-                    .commit(&self.org, batch.clone(), chrono::Utc::now())
+                    .commit(&self.org, &batch, chrono::Utc::now())
                     .await
                 {
                     Ok(c) => {
@@ -112,16 +140,49 @@ impl<S: Store> Poller<S> {
                         let wait = ERROR_BACKOFF.delay(store_failures, &mut rand::thread_rng());
                         store_failures = store_failures.saturating_add(1);
                         if pause(&mut shutdown, wait).await {
-                            return;
+                            return Ended::Stopped;
                         }
                     }
                 }
             }
             url = next;
-            if caught_up && pause(&mut shutdown, self.interval).await {
-                return;
+            if caught_up {
+                if self.once {
+                    info!(org = %self.org, source = self.source.as_str(), "caught up");
+                    return Ended::CaughtUp;
+                }
+                if pause(&mut shutdown, self.interval).await {
+                    return Ended::Stopped;
+                }
+                fetch = Prefetch::start(&self.client, &url);
             }
         }
+    }
+}
+
+/// A page being fetched in the background; dropped, it stops.
+struct Prefetch(tokio::task::JoinHandle<Result<Page, ClientError>>);
+
+impl Prefetch {
+    fn start(client: &Arc<OktaClient>, url: &str) -> Prefetch {
+        let (client, url) = (client.clone(), url.to_owned());
+        Prefetch(tokio::spawn(async move { client.get_page(&url).await }))
+    }
+
+    async fn result(&mut self) -> Result<Page, ClientError> {
+        match (&mut self.0).await {
+            Ok(page) => page,
+            Err(e) => Err(ClientError::Unavailable {
+                attempts: 0,
+                last: format!("the request task ended: {e}"),
+            }),
+        }
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

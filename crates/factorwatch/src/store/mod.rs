@@ -168,7 +168,7 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn commit(
         &self,
         org: &str,
-        batch: Batch,
+        batch: &Batch,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Committed, StoreError>> + Send;
 

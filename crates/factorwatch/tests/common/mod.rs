@@ -244,7 +244,7 @@ pub async fn store_with(
         context: Vec::new(),
     };
     store
-        .commit("acme", batch, chrono::Utc::now())
+        .commit("acme", &batch, chrono::Utc::now())
         .await
         .unwrap();
     store
@@ -317,7 +317,7 @@ impl Mail {
             None,
         );
         self.store
-            .commit("acme", batch.clone(), chrono::Utc::now())
+            .commit("acme", &batch, chrono::Utc::now())
             .await
             .unwrap();
         batch

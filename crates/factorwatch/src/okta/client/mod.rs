@@ -20,7 +20,7 @@ use rate::Reading;
 /// One successful answer.
 #[derive(Debug, Clone)]
 pub struct Page {
-    /// The JSON body, checked to be complete JSON.
+    /// The body: checked to be complete JSON, except from [`OktaClient::get_page`].
     pub body: String,
     /// The `rel="next"` link, if Okta sent one.
     pub next: Option<String>,
@@ -151,19 +151,26 @@ impl OktaClient {
         self.readings.lock().await.get(bucket(path)).copied()
     }
 
-    /// GETs `url` (absolute, or a path on the org), as patiently as Okta requires.
+    /// GETs `url` (absolute, or a path on the org), as patiently as Okta requires; a body that
+    /// is not complete JSON is retried like a 5xx.
     pub async fn get(&self, url: &str) -> Result<Page, ClientError> {
-        self.send(None, url).await
+        self.send(None, url, true).await
+    }
+
+    /// [`OktaClient::get`] for a caller that parses every byte of the body itself and refuses a
+    /// cut-off one (the pollers): checking it here too would read each page twice.
+    pub async fn get_page(&self, url: &str) -> Result<Page, ClientError> {
+        self.send(None, url, false).await
     }
 
     /// POSTs a JSON `body`: 429s are waited out like any request, but a failure is not retried
     /// (a repeated POST could create a second object).
     pub async fn post(&self, url: &str, body: &str) -> Result<Page, ClientError> {
-        self.send(Some(body), url).await
+        self.send(Some(body), url, true).await
     }
 
-    /// GET (`body` None) or POST.
-    async fn send(&self, body: Option<&str>, url: &str) -> Result<Page, ClientError> {
+    /// GET (`body` None) or POST; `check` refuses a 2xx body that is not complete JSON.
+    async fn send(&self, body: Option<&str>, url: &str, check: bool) -> Result<Page, ClientError> {
         let attempts = if body.is_some() {
             1
         } else {
@@ -215,7 +222,9 @@ impl OktaClient {
                     self.readings.lock().await.insert(bucket, reading);
                     match status {
                         200..=299 => {
-                            if serde_json::from_str::<serde::de::IgnoredAny>(&body).is_ok() {
+                            if !check
+                                || serde_json::from_str::<serde::de::IgnoredAny>(&body).is_ok()
+                            {
                                 return Ok(Page { body, next });
                             }
                             "the response body was cut off or is not JSON".to_owned()
@@ -346,7 +355,7 @@ impl OktaClient {
                 .filter_map(|v| v.to_str().ok()),
             "next",
         );
-        match response.text().await {
+        match read_body(response).await {
             Ok(body) => Ok(Attempt {
                 status,
                 reading,
@@ -387,6 +396,25 @@ impl Attempt {
             next: None,
         }
     }
+}
+
+/// The largest body buffered up front on the word of `Content-Length` (a page of 1,000 events is
+/// a few MiB); a longer body still reads, by growing.
+const PREALLOCATE_MAX: u64 = 16 << 20;
+
+/// The body as text, read into one buffer sized by `Content-Length`: a page is a few MiB, and
+/// `Response::text` copies it twice more (collect, then UTF-8 check into a new string).
+async fn read_body(mut response: reqwest::Response) -> Result<String, reqwest::Error> {
+    let size = response.content_length().unwrap_or(0).min(PREALLOCATE_MAX);
+    let mut body = Vec::with_capacity(size as usize);
+    while let Some(chunk) = response.chunk().await? {
+        body.extend_from_slice(&chunk);
+    }
+    Ok(match String::from_utf8(body) {
+        Ok(text) => text,
+        // Okta sends UTF-8; anything else is shown as best it can be (and then refused as JSON).
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
 }
 
 fn okta_summary(body: &str) -> String {
