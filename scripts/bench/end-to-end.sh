@@ -20,7 +20,7 @@ until grep -q listening "$work/sim.out" 2>/dev/null; do sleep 0.5; done
 base="$(awk '{print $3}' "$work/sim.out" | head -1)"
 since="$(date -u -d '-3 days' +%Y-%m-%dT%H:%M:%S.000Z)"
 
-# factorwatch until its poller has read every event (or, filtered, until the changes stop coming).
+# factorwatch `run --once`: polls until caught up, delivers every change to the file sink, exits.
 run_factorwatch() { # name, types line
   local dir="$work/$1"; mkdir -p "$dir"
   cat > "$dir/fw.toml" <<TOML
@@ -38,36 +38,20 @@ url = "$base"
 token_env = "TK"
 [orgs.system_log]
 since = "$since"
-interval = "1s"
 $2
 TOML
-  local start end
-  start=$(date +%s.%N)
-  TK=bench /usr/bin/time -v -o "$dir/time" ./target/release/factorwatch run --config "$dir/fw.toml" 2>"$dir/log" &
-  local pid=$!
-  local last=-1 same=0
-  while sleep 0.2; do
-    seen=$(python3 -c "import sqlite3,sys; c=sqlite3.connect('file:$dir/fw.db?mode=ro',uri=True); r=c.execute('select coalesce(sum(events_seen),0) from sources').fetchone(); print(r[0])" 2>/dev/null || echo 0)
-    if [ "$1" = unfiltered ] && [ "$seen" -ge "$N" ]; then break; fi
-    if [ "$1" = filtered ]; then
-      if [ "$seen" = "$last" ] && [ "$seen" != 0 ]; then same=$((same+1)); else same=0; fi
-      last=$seen; [ $same -ge 10 ] && break
-    fi
-  done
-  end=$(date +%s.%N)
-  # GNU time does not pass signals on: stop its child.
-  pkill -TERM -P "$pid" || true; wait "$pid" 2>/dev/null || true
-  # The filtered run waited 2 s after its last page to be sure it was done.
-  local secs; secs=$(python3 -c "print(round($end - $start - (2 if '$1' == 'filtered' else 0), 2))")
-  echo "$1 $secs $(awk -F': ' '/Maximum resident/{print $2}' "$dir/time") $(awk -F': ' '/User time/{u=$2} /System time/{s=$2} END{print u+s}' "$dir/time") $(wc -l < "$dir/siem.ndjson")"
+  TK=bench /usr/bin/time -o "$dir/time" -f "%e %M %U %S" \
+    ./target/release/factorwatch run --once --config "$dir/fw.toml" 2>"$dir/log"
+  read -r secs rss user sys < "$dir/time"
+  echo "$1 $secs $rss $(python3 -c "print($user + $sys)") $(wc -l < "$dir/siem.ndjson")"
 }
 
 u=$(run_factorwatch unfiltered "types = []")
 f=$(run_factorwatch filtered "")
-start=$(date +%s.%N)
-/usr/bin/time -v -o "$work/py.time" python3 scripts/bench/python_poller.py "$base" bench "$work/py.ndjson" "$since" 2>/dev/null
-end=$(date +%s.%N)
-p="python $(python3 -c "print(round($end - $start, 2))") $(awk -F': ' '/Maximum resident/{print $2}' "$work/py.time") $(awk -F': ' '/User time/{u=$2} /System time/{s=$2} END{print u+s}' "$work/py.time") $(wc -l < "$work/py.ndjson")"
+/usr/bin/time -o "$work/py.time" -f "%e %M %U %S" \
+  python3 scripts/bench/python_poller.py "$base" bench "$work/py.ndjson" "$since" 2>/dev/null
+read -r secs rss user sys < "$work/py.time"
+p="python $secs $rss $(python3 -c "print($user + $sys)") $(wc -l < "$work/py.ndjson")"
 
 python3 - "$N" "$u" "$f" "$p" <<'PY'
 import sys

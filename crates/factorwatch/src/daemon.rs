@@ -132,6 +132,16 @@ pub fn okta_client(
     env: &(dyn Fn(&str) -> Option<String> + Sync),
     policy: RetryPolicy,
 ) -> Result<OktaClient, StartError> {
+    okta_client_on(crate::okta::client::http_client(), org, env, policy)
+}
+
+/// [`okta_client`] on a shared HTTP client.
+fn okta_client_on(
+    http: reqwest::Client,
+    org: &crate::config::OrgConfig,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+    policy: RetryPolicy,
+) -> Result<OktaClient, StartError> {
     let what = format!("orgs ({})", org.name);
     let credentials = match &org.oauth {
         Some(o) => {
@@ -168,7 +178,7 @@ pub fn okta_client(
             )?)
         }
     };
-    Ok(OktaClient::new(&org.url, credentials, policy))
+    Ok(OktaClient::with_http(http, &org.url, credentials, policy))
 }
 
 /// `/metrics` (Prometheus text), `/healthz` (the process answers), `/readyz` (the store answers).
@@ -290,9 +300,15 @@ impl Daemon {
         let mut hook_routes = axum::Router::new();
         let mut any_hook = false;
         let now = chrono::Utc::now();
+        let http = crate::okta::client::http_client();
         for (i, org) in config.orgs.iter().enumerate() {
             let what = format!("orgs[{i}] ({})", org.name);
-            let client = Arc::new(okta_client(org, env, RetryPolicy::default())?);
+            let client = Arc::new(okta_client_on(
+                http.clone(),
+                org,
+                env,
+                RetryPolicy::default(),
+            )?);
             enrichers.insert(
                 org.name.clone(),
                 Arc::new(Enricher::new(client.clone(), config.email.lookup_cache)),

@@ -115,6 +115,12 @@ enum Command {
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff: `factorwatch man | man -l -`), or with --dir write one page per
+    /// command there (factorwatch.1, factorwatch-run.1, …) for /usr/share/man/man1.
+    Man {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -367,6 +373,28 @@ fn main() -> ExitCode {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "factorwatch", &mut io::stdout());
             ExitCode::SUCCESS
+        }
+        Command::Man { dir } => {
+            use clap::CommandFactory;
+            let written = match dir {
+                Some(dir) => std::fs::create_dir_all(&dir)
+                    .and_then(|()| clap_mangen::generate_to(Cli::command(), &dir))
+                    .map_err(|e| {
+                        format!("cannot write the manual pages to {}: {e}", dir.display())
+                    }),
+                None => match clap_mangen::Man::new(Cli::command()).render(&mut io::stdout()) {
+                    // `factorwatch man | head`: the reader left, nothing is wrong.
+                    Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(()),
+                    r => r.map_err(|e| format!("cannot print the manual page: {e}")),
+                },
+            };
+            match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("factorwatch: {e}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Command::Config { action } => match action {
             ConfigAction::Example => {

@@ -394,6 +394,38 @@ fn replay_feeds_exported_events_through_the_pipeline_once() {
 }
 
 #[test]
+fn the_manual_page_covers_every_command() {
+    let out = Command::new(env!("CARGO_BIN_EXE_factorwatch"))
+        .arg("man")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH factorwatch 1"),
+        "roff: {}",
+        &page[..200.min(page.len())]
+    );
+    for command in ["run", "backfill", "check", "outbox", "okta"] {
+        assert!(page.contains(command), "{command} in the manual page");
+    }
+    let dir = std::env::temp_dir().join(format!("fw-man-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_factorwatch"))
+        .args(["man", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = std::fs::read_to_string(dir.join("factorwatch-run.1")).unwrap();
+    assert!(run.contains("\\-\\-once"), "run's page documents --once");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn every_subcommand_has_help() {
     for args in [
         &["--help"][..],

@@ -169,6 +169,70 @@ async fn rate_limits_5xx_and_cut_off_bodies_lose_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn run_once_reads_to_the_end_through_cut_off_pages_delivers_and_stops() {
+    let sim = common::sim(RateLimits::default()).await;
+    sim.users(3).await;
+    // Cut-off bodies now reach the poller (the client leaves page checking to it): each must be
+    // fetched again, never committed in part.
+    sim.control(
+        "/sim/faults",
+        json!({ "endpoints": { "/api/v1/logs": { "error_rate": 0.2, "truncate_rate": 0.4 } } }),
+    )
+    .await;
+    let events: Vec<_> = (0..30)
+        .map(|i| common::mfa_event(&format!("o{i}"), i, 3))
+        .collect();
+    sim.control("/sim/events", json!(events)).await;
+    let dir = tempdir("once");
+    let config = common::config(&dir, &sim.base, false);
+    let d = Daemon::start_once(&config, &common::env).await.unwrap();
+    let (siem, mail) = (d.siem_file.clone().unwrap(), d.mail_dir.clone().unwrap());
+    let waiting = tokio::time::timeout(Duration::from_secs(60), d.finish())
+        .await
+        .expect("finish returns once caught up")
+        .unwrap();
+    assert_eq!(waiting, 0, "nothing left due");
+    let ids = common::siem_ids(&siem);
+    assert_eq!(ids.len(), 30, "each change delivered once");
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 30);
+    assert_eq!(common::emails(&mail).len(), 10);
+    let rejects = SqliteStore::open(&config.store.path).await.unwrap();
+    assert_eq!(
+        rejects.stats().await.unwrap().rejects,
+        0,
+        "no page was committed cut off"
+    );
+    rejects.close().await;
+
+    // The next run resumes from the stored cursor: nothing again, plus what is new.
+    sim.control("/sim/events", json!([common::mfa_event("o-new", 0, 3)]))
+        .await;
+    let d = Daemon::start_once(&config, &common::env).await.unwrap();
+    d.finish().await.unwrap();
+    let ids = common::siem_ids(&siem);
+    assert_eq!(ids.len(), 31);
+    assert_eq!(ids.last().map(String::as_str), Some("o-new"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_once_fails_when_okta_refuses_instead_of_waiting_forever() {
+    let sim = common::sim(RateLimits::default()).await;
+    let dir = tempdir("once-refused");
+    let config = common::config(&dir, &sim.base, false);
+    let env = |name: &str| (name == "TEST_OKTA_TOKEN").then(|| "not-the-token".to_owned());
+    let d = Daemon::start_once(&config, &env).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(30), d.finish())
+        .await
+        .expect("finish gives up on a refusal")
+        .unwrap_err();
+    assert!(
+        err.contains("acme system_log") && err.contains("401"),
+        "{err}"
+    );
+    assert!(!err.contains("not-the-token"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn bad_hook_requests_are_refused_clearly_and_store_nothing() {
     let sim = common::sim(RateLimits::default()).await;
     let dir = tempdir("hookbad");

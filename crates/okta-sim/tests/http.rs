@@ -212,6 +212,59 @@ async fn a_quiet_org_is_empty_and_takeover_ends_with_the_attack() {
     assert_eq!(last["client"]["geographicalContext"]["country"], "Romania");
 }
 
+#[tokio::test]
+async fn many_orgs_are_served_each_on_its_own_port_with_its_own_log_and_limits() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_okta-sim"))
+        .args([
+            "--port", "0", "--token", "t0ken", "--orgs", "3", "--events", "40",
+        ])
+        .args(["--rate", "0", "--logs-rate-limit", "2"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn okta-sim");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let sims: Vec<Sim> = (0..3)
+        .map(|_| {
+            let line = lines.next().expect("one line per org").expect("stdout");
+            let base = line
+                .strip_prefix("listening on ")
+                .expect("listening line")
+                .to_owned();
+            // The process is owned by the first; the others only borrow its address.
+            Sim {
+                child: Command::new("true").spawn().unwrap(),
+                base,
+            }
+        })
+        .collect();
+    let owner = Sim {
+        child,
+        base: String::new(),
+    };
+    let bases: std::collections::HashSet<_> = sims.iter().map(|s| s.base.clone()).collect();
+    assert_eq!(bases.len(), 3, "three addresses");
+    let http = reqwest::Client::new();
+    let mut uuids = std::collections::HashSet::new();
+    let since = (chrono::Utc::now() - chrono::Duration::days(2)).format("%Y-%m-%dT%H:%M:%SZ");
+    for sim in &sims {
+        let r = get_logs(&http, sim, &format!("?since={since}&limit=1000")).await;
+        assert_eq!(r.status(), 200);
+        let events: Vec<serde_json::Value> = r.json().await.unwrap();
+        assert_eq!(events.len(), 40, "each org has its own backlog");
+        for e in events {
+            assert!(
+                uuids.insert(e["uuid"].as_str().unwrap().to_owned()),
+                "orgs share no event"
+            );
+        }
+    }
+    // Each org has its own rate-limit bucket: the first org spent one of its 2 requests above.
+    assert_eq!(get_logs(&http, &sims[0], "?limit=1").await.status(), 200);
+    assert_eq!(get_logs(&http, &sims[0], "?limit=1").await.status(), 429);
+    assert_eq!(get_logs(&http, &sims[1], "?limit=1").await.status(), 200);
+    drop(owner);
+}
+
 #[test]
 fn help_documents_the_stable_command_line() {
     let out = Command::new(env!("CARGO_BIN_EXE_okta-sim"))
@@ -228,6 +281,7 @@ fn help_documents_the_stable_command_line() {
         "--events",
         "--rate",
         "--logs-rate-limit",
+        "--orgs",
     ] {
         assert!(help.contains(flag), "{flag} in --help");
     }

@@ -38,6 +38,10 @@ const ERROR_BACKOFF: Backoff = Backoff {
     cap: Duration::from_secs(60),
 };
 
+/// With `once`, how many failures in a row end the run (each already retried by the client); a
+/// failure Okta means (a 4xx) ends it at once.
+const ONCE_ATTEMPTS: u32 = 5;
+
 /// Why a poller stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ended {
@@ -103,7 +107,7 @@ impl<S: Store> Poller<S> {
                     } else {
                         warn!(org = %self.org, source = self.source.as_str(), error = %e, "polling failed; will retry")
                     }
-                    if self.once {
+                    if self.once && (refused || failures >= ONCE_ATTEMPTS) {
                         return Ended::Failed(e);
                     }
                     if pause(&mut shutdown, wait).await {

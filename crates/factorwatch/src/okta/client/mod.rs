@@ -101,6 +101,14 @@ struct ErrorBody {
     summary: String,
 }
 
+/// The HTTP client Okta requests go through.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("factorwatch/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
+}
+
 /// Which rate-limit bucket a path falls in (Okta's table, API-NOTES §7).
 fn bucket(path: &str) -> &'static str {
     if path.starts_with("/api/v1/logs") {
@@ -117,11 +125,19 @@ fn bucket(path: &str) -> &'static str {
 impl OktaClient {
     /// `base` is the org's URL, e.g. `https://acme.okta.com`.
     pub fn new(base: &str, credentials: Credentials, policy: RetryPolicy) -> OktaClient {
+        OktaClient::with_http(http_client(), base, credentials, policy)
+    }
+
+    /// A client on a shared HTTP client (its connection pool and TLS setup): one process
+    /// watching many orgs keeps one of those, not one per org.
+    pub fn with_http(
+        http: reqwest::Client,
+        base: &str,
+        credentials: Credentials,
+        policy: RetryPolicy,
+    ) -> OktaClient {
         OktaClient {
-            http: reqwest::Client::builder()
-                .user_agent(concat!("factorwatch/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .unwrap_or_default(),
+            http,
             base: base.trim_end_matches('/').to_owned(),
             credentials,
             policy,

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# One factorwatch process watching many Okta orgs (an MSSP's customers), against okta-sim serving
+# them all (one port per org, each with its own users, events and rate limits): the time to catch up
+# with every org's backlog, then peak RSS and CPU while they keep producing events.
+#
+#   scripts/bench/many-orgs.sh [ORGS] [STEADY_SECONDS]     (default 200 orgs, 60 s)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ORGS="${1:-200}"
+STEADY="${2:-60}"
+EVENTS=2000   # backlog per org
+RATE=0.5      # new events per second per org, once running
+work="$(mktemp -d)"
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+cargo build -q --release -p factorwatch -p okta-sim
+
+echo "generating $ORGS orgs × $EVENTS events in okta-sim…" >&2
+./target/release/okta-sim --token bench --orgs "$ORGS" --scenario steady --events "$EVENTS" \
+  --rate "$RATE" --backlog-hours 24 --seed 7 > "$work/sim.out" &
+until [ "$(grep -c listening "$work/sim.out" 2>/dev/null)" -ge "$ORGS" ]; do sleep 0.5; done
+
+{
+  echo "[store]"
+  echo "path = \"$work/fw.db\""
+  echo "[[sinks]]"
+  echo "name = \"file\""
+  echo "type = \"file\""
+  echo "path = \"$work/siem.ndjson\""
+  echo "[email]"
+  echo "enabled = false"
+  i=0
+  for url in $(awk '{print $3}' "$work/sim.out"); do
+    echo "[[orgs]]"
+    echo "name = \"customer$i\""
+    echo "url = \"$url\""
+    echo "token_env = \"TK\""
+    echo "[orgs.system_log]"
+    echo "since = \"2d\""
+    echo "interval = \"10s\""
+    i=$((i + 1))
+  done
+} > "$work/fw.toml"
+
+cpu_s() { # user+system CPU seconds of a process so far
+  awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
+}
+
+# Catch-up: `run --once` exits when every org's poller has read to the end and the SIEM file has it all.
+TK=bench /usr/bin/time -o "$work/once.time" -f "%e %M %U %S" \
+  ./target/release/factorwatch run --once --config "$work/fw.toml" 2> "$work/once.log"
+read -r caught once_rss once_user once_sys < "$work/once.time"
+cpu_caught=$(python3 -c "print($once_user + $once_sys)")
+# Then the daemon, resuming from the stored cursors, while every org keeps producing events.
+TK=bench ./target/release/factorwatch run --config "$work/fw.toml" 2> "$work/log" &
+pid=$!
+sleep 5 # past start-up
+cpu_start=$(cpu_s "$pid")
+sleep "$STEADY"
+cpu_end=$(cpu_s "$pid")
+hwm=$(awk '/VmHWM/{print $2}' "/proc/$pid/status")
+threads=$(awk '/Threads/{print $2}' "/proc/$pid/status")
+kill -TERM "$pid"; wait "$pid" || true
+python3 - "$ORGS" "$((ORGS * EVENTS))" "$caught" "$cpu_caught" "$once_rss" "$cpu_start" "$cpu_end" "$STEADY" "$hwm" "$threads" "$(wc -l < "$work/siem.ndjson")" <<'PY'
+import sys
+orgs, backlog, caught, cpu_caught, once_rss, cpu0, cpu1, steady, hwm, threads, lines = sys.argv[1:]
+cpu0, cpu1, steady = float(cpu0), float(cpu1), float(steady)
+print(f"one factorwatch process, {orgs} orgs (okta-sim, one port each), polling every 10 s, same machine\n")
+print("| measure | value |")
+print("|---|---|")
+print(f"| catch-up (`run --once`): {int(backlog):,} backlog events across the orgs | {caught} s wall, {float(cpu_caught):.1f} CPU s, peak RSS {int(once_rss) / 1024:.0f} MiB |")
+print(f"| then `run`, {steady:.0f} s of live events ({orgs} × 0.5/s) | {cpu1 - cpu0:.1f} CPU s ({100 * (cpu1 - cpu0) / steady:.1f}% of one core), peak RSS {int(hwm) / 1024:.0f} MiB, {threads} threads |")
+print(f"| MFA changes written to the SIEM file | {int(lines):,} |")
+PY
