@@ -306,19 +306,32 @@ fn any_at(value: &Value, path: &[String], test: &dyn Fn(&Value) -> bool) -> bool
     }
 }
 
+/// Case-insensitive ordering, without lowered copies for ASCII (event types, ids, logins): a
+/// filtered query runs this on every event of the log.
+fn cmp_ignoring_case(a: &str, e: &str) -> std::cmp::Ordering {
+    if a.is_ascii() && e.is_ascii() {
+        if a.len() == e.len() && a.eq_ignore_ascii_case(e) {
+            return std::cmp::Ordering::Equal;
+        }
+        // Only reached when they differ; the first differing byte usually comes early.
+        return a
+            .bytes()
+            .map(|b| b.to_ascii_lowercase())
+            .cmp(e.bytes().map(|b| b.to_ascii_lowercase()));
+    }
+    a.to_lowercase().cmp(&e.to_lowercase())
+}
+
 fn compare(actual: &Value, op: Op, expected: &Literal) -> bool {
     use std::cmp::Ordering;
     let ordering = match (actual, expected) {
-        (Value::String(a), Literal::String(e)) => {
+        (Value::String(a), Literal::String(e)) => match op {
             // SCIM string comparison is case-insensitive for these operators.
-            let (a, e) = (a.to_lowercase(), e.to_lowercase());
-            match op {
-                Op::Co => return a.contains(&e),
-                Op::Sw => return a.starts_with(&e),
-                Op::Ew => return a.ends_with(&e),
-                _ => a.cmp(&e),
-            }
-        }
+            Op::Co => return a.to_lowercase().contains(&e.to_lowercase()),
+            Op::Sw => return a.to_lowercase().starts_with(&e.to_lowercase()),
+            Op::Ew => return a.to_lowercase().ends_with(&e.to_lowercase()),
+            _ => cmp_ignoring_case(a, e),
+        },
         (Value::Number(a), Literal::Number(e)) => match a.as_f64().and_then(|a| a.partial_cmp(e)) {
             Some(o) => o,
             None => return false,

@@ -7,6 +7,8 @@
 //!   `next`. Events persisted late (after the client read past their `published`) are only seen by
 //!   polling, exactly the trap Okta warns about.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
@@ -28,7 +30,10 @@ pub struct StoredEvent {
     pub published: DateTime<Utc>,
     /// Kept apart because nearly every client filters on it; anything else a filter names is
     /// read from `text` on demand, so a million events cost little more than their text.
-    pub event_type: Box<str>,
+    pub event_type: Arc<str>,
+    /// The event type's number in this log (one per distinct type): a filter on the type is
+    /// decided once per type, not read from each event (a cache miss per event).
+    pub type_id: u32,
     /// Whether the legacy Events API also serves this event.
     pub legacy_event_type: Option<Box<str>>,
     /// The event as persisted, serialized once, so pages are served by concatenation.
@@ -53,6 +58,9 @@ impl StoredEvent {
 #[derive(Debug, Default)]
 pub struct LogStore {
     events: Vec<StoredEvent>,
+    /// The distinct event types, by number, shared by the events of each type.
+    types: Vec<Arc<str>>,
+    type_ids: std::collections::HashMap<Arc<str>, u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,11 +108,11 @@ impl LogStore {
             .or_insert_with(|| Value::String("0".into()));
         // Persistence time never goes backwards, even if the clock does.
         let persisted = self.events.last().map_or(now, |e| e.persisted.max(now));
-        let event_type = obj
-            .get("eventType")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .into();
+        let (event_type, type_id) = self.intern(
+            obj.get("eventType")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+        );
         let legacy_event_type = obj
             .get("legacyEventType")
             .and_then(Value::as_str)
@@ -114,6 +122,7 @@ impl LogStore {
             persisted,
             published,
             event_type,
+            type_id,
             legacy_event_type,
             text: event.to_string().into(),
         });
@@ -132,6 +141,17 @@ impl LogStore {
 
     pub fn clear(&mut self) {
         self.events.clear();
+    }
+
+    fn intern(&mut self, event_type: &str) -> (Arc<str>, u32) {
+        if let Some((t, id)) = self.type_ids.get_key_value(event_type) {
+            return (t.clone(), *id);
+        }
+        let t: Arc<str> = Arc::from(event_type);
+        let id = u32::try_from(self.types.len()).unwrap_or(u32::MAX);
+        self.types.push(t.clone());
+        self.type_ids.insert(t.clone(), id);
+        (t, id)
     }
 
     /// Every event, in persistence order.
@@ -169,9 +189,19 @@ impl LogStore {
             .filter
             .as_ref()
             .is_some_and(|f| f.comparisons().iter().all(|(p, _)| *p == ["eventType"]));
+        // A filter on the event type alone is decided once per distinct type (on a one-field
+        // object), not read from each event.
+        let by_type: Vec<bool> = match &req.filter {
+            Some(f) if type_only => self
+                .types
+                .iter()
+                .map(|t| f.matches(&serde_json::json!({ "eventType": &**t })))
+                .collect(),
+            _ => Vec::new(),
+        };
         let matches = |f: &Filter, e: &StoredEvent| {
             if type_only {
-                f.matches(&serde_json::json!({ "eventType": &*e.event_type }))
+                by_type.get(e.type_id as usize).copied().unwrap_or(false)
             } else {
                 f.matches(&e.value())
             }

@@ -140,7 +140,11 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5))
             // 1 MiB of page cache per connection (SQLite's default is 2): the working set is the
             // tail of the outbox and the indexes' upper pages; the OS cache holds the rest.
-            .pragma("cache_size", "-1024");
+            .pragma("cache_size", "-1024")
+            // A change row (record and Okta's event, ~4 KB) overflowed 4 KiB pages; 8 KiB pages
+            // cut the cost of storing a page of 1,000 changes by a third. New databases only: a
+            // database in WAL mode keeps the page size it was created with.
+            .page_size(8192);
         let options = match max_pages {
             Some(n) => options.pragma("max_page_count", n.to_string()),
             None => options,
@@ -213,7 +217,12 @@ impl Store for SqliteStore {
                     .push_bind(&c.raw);
             });
             q.push(" ON CONFLICT (org, event_id) DO NOTHING RETURNING event_id");
-            let rows = q.build().fetch_all(&mut *tx).await.map_err(write_error)?;
+            let rows = q
+                .build()
+                .persistent(false)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(write_error)?;
             for r in rows {
                 inserted.insert(r.try_get::<String, _>(0).map_err(write_error)?);
             }
@@ -245,7 +254,11 @@ impl Store for SqliteStore {
                     .push_bind(now_ms);
             });
             q.push(" ON CONFLICT DO NOTHING");
-            q.build().execute(&mut *tx).await.map_err(write_error)?;
+            q.build()
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(write_error)?;
         }
         for c in &batch.context {
             sqlx::query(
@@ -332,7 +345,11 @@ impl Store for SqliteStore {
                 list.push_bind(*id);
             }
             q.push(")");
-            q.build().execute(&mut *tx).await.map_err(write_error)?;
+            q.build()
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(write_error)?;
         }
         tx.commit().await.map_err(write_error)
     }
