@@ -178,7 +178,7 @@ fn okta_client_on(
             )?)
         }
     };
-    Ok(OktaClient::with_http(http, &org.url, credentials, policy))
+    Ok(OktaClient::with_http(http, &org.url, credentials, policy).named(&org.name))
 }
 
 /// `/metrics` (Prometheus text), `/healthz` (the process answers), `/readyz` (the store answers).
@@ -201,7 +201,8 @@ fn observability_routes(
                         Ok(stats) => (
                             StatusCode::OK,
                             [("content-type", "text/plain; version=0.0.4")],
-                            crate::status::prometheus(&stats, chrono::Utc::now(), threshold),
+                            crate::status::prometheus(&stats, chrono::Utc::now(), threshold)
+                                + &crate::telemetry::render(),
                         ),
                         Err(e) => (
                             StatusCode::SERVICE_UNAVAILABLE,
@@ -277,6 +278,7 @@ impl Daemon {
         env: &(dyn Fn(&str) -> Option<String> + Sync),
         once: bool,
     ) -> Result<Daemon, StartError> {
+        crate::telemetry::install();
         let store = SqliteStore::open(&config.store.path).await?;
         let (shutdown, watcher) = watch::channel(false);
         let stored = Arc::new(Notify::new());

@@ -24,3 +24,4 @@ pub mod sinks;
 pub mod sources;
 pub mod status;
 pub mod store;
+pub mod telemetry;

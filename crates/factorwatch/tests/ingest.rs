@@ -666,6 +666,15 @@ async fn several_sinks_each_get_their_format_and_their_actions() {
     d.stop().await;
 }
 
+/// The value of the sample of `name` whose labels include every one of `labels`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_health_and_readiness_are_served() {
     let sim = common::sim(RateLimits::default()).await;
@@ -680,23 +689,70 @@ async fn metrics_health_and_readiness_are_served() {
     )
     .await;
     let dir = tempdir("metrics");
-    let mut config = common::config(&dir, &sim.base, false);
+    let mut config = common::config(&dir, &sim.base, true);
+    // Counters are per process, and other tests run daemons for "acme" in this one.
+    config.orgs[0].name = "acme-metrics".into();
     config.observability.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     config.observability.lag_alarm = Some(Duration::from_secs(3600));
     let d = Daemon::start(&config, &common::env).await.unwrap();
     delivered(&d, 6).await;
-    let base = format!("http://{}", d.metrics_addr.unwrap());
+    let hook = format!("http://{}/okta/acme", d.hook_addr.unwrap());
     let http = reqwest::Client::new();
+    for secret in [common::HOOK_SECRET, "wrong"] {
+        let delivery = json!({ "eventType": "com.okta.event_hook", "data": { "events": [] } });
+        http.post(&hook)
+            .header("Authorization", secret)
+            .body(delivery.to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+    let base = format!("http://{}", d.metrics_addr.unwrap());
     let get = |path: &str| http.get(format!("{base}{path}")).send();
     let r = get("/metrics").await.unwrap();
     assert_eq!(r.status(), 200);
     let text = r.text().await.unwrap();
     assert!(text.contains("factorwatch_changes 6"), "{text}");
-    assert!(text.contains("factorwatch_events_read_total{org=\"acme\",source=\"system_log\"} 6"));
+    assert!(
+        text.contains(
+            "factorwatch_events_read_total{org=\"acme-metrics\",source=\"system_log\"} 6"
+        )
+    );
     assert!(
         text.contains("factorwatch_outbox_rows{destination=\"siem:file\",state=\"delivered\"} 6")
     );
     assert!(text.contains("factorwatch_lag_alarm 0"));
+    let org = "org=\"acme-metrics\"";
+    for (status, n) in [("status=\"200\"", 1.0), ("status=\"401\"", 1.0)] {
+        assert_eq!(
+            sample(&text, "factorwatch_hook_requests_total", &[org, status]),
+            Some(n),
+            "{text}"
+        );
+    }
+    let logs = "bucket=\"logs\"";
+    let limit = sample(&text, "factorwatch_okta_rate_limit_limit", &[org, logs]);
+    let left = sample(&text, "factorwatch_okta_rate_limit_remaining", &[org, logs]);
+    assert_eq!(limit, Some(f64::from(RateLimits::default().logs)), "{text}");
+    assert!(left.is_some_and(|l| l < limit.unwrap_or(0.0)), "{text}");
+    assert!(
+        sample(
+            &text,
+            "factorwatch_okta_requests_total",
+            &[org, logs, "status=\"200\""]
+        )
+        .is_some_and(|n| n >= 2.0),
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            "factorwatch_deliveries_total",
+            &["destination=\"siem:file\"", "outcome=\"delivered\""]
+        )
+        .is_some_and(|n| n >= 6.0),
+        "{text}"
+    );
     assert_eq!(get("/healthz").await.unwrap().status(), 200);
     assert_eq!(get("/readyz").await.unwrap().status(), 200);
     d.stop().await;

@@ -119,6 +119,12 @@ pub async fn run<S: Store, D: Destination>(
             };
             let wait = outage.delay(outages, &mut rand::thread_rng());
             warn!(destination = %name, error = %why, retry_in_ms = wait.as_millis() as u64, "destination unavailable; deliveries wait in the outbox");
+            for _ in outcomes
+                .iter()
+                .filter(|o| matches!(o, Outcome::Unavailable(_)))
+            {
+                crate::telemetry::delivery(&name, "unavailable");
+            }
             // Rows delivered before the outage struck are recorded; the rest stay due, in order.
             let done: Vec<(Due, Outcome)> = due
                 .iter()
@@ -164,6 +170,19 @@ async fn record<S: Store>(
         .collect();
     store.delivered(&delivered, Utc::now()).await?;
     for (row, outcome) in due.iter().zip(outcomes) {
+        let dead = matches!(outcome, Outcome::Reject(_))
+            || matches!(outcome, Outcome::Retry(_) if row.attempts + 1 >= policy.max_attempts);
+        crate::telemetry::delivery(
+            name,
+            match outcome {
+                Outcome::Delivered => "delivered",
+                Outcome::Skipped(_) => "skipped",
+                Outcome::Later(_) => "later",
+                Outcome::Unavailable(_) => "unavailable",
+                _ if dead => "dead",
+                _ => "retry",
+            },
+        );
         match outcome {
             Outcome::Delivered | Outcome::Unavailable(_) => {}
             Outcome::Later(until) => store.postpone(row.id, *until).await?,

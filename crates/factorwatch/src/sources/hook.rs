@@ -52,7 +52,7 @@ pub fn router<S: Store>(
         stored,
     });
     Router::new()
-        .route(path, get(verify).post(deliver::<S>))
+        .route(path, get(verify).post(counted::<S>))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
@@ -87,6 +87,18 @@ struct Envelope<'a> {
 struct Data<'a> {
     #[serde(borrow)]
     events: Vec<&'a serde_json::value::RawValue>,
+}
+
+/// [`deliver`], counted by status for `/metrics`.
+async fn counted<S: Store>(
+    State(state): State<Arc<HookState<S>>>,
+    headers: HeaderMap,
+    body: String,
+) -> (StatusCode, String) {
+    let org = state.config.org.clone();
+    let answer = deliver(State(state), headers, body).await;
+    crate::telemetry::hook_request(&org, answer.0.as_u16());
+    answer
 }
 
 async fn deliver<S: Store>(

@@ -78,6 +78,8 @@ impl Default for RetryPolicy {
 pub struct OktaClient {
     http: reqwest::Client,
     base: String,
+    /// The org's name in metrics (its configured name; the URL if none).
+    name: String,
     credentials: Credentials,
     policy: RetryPolicy,
     /// The last rate-limit reading per bucket.
@@ -138,11 +140,18 @@ impl OktaClient {
     ) -> OktaClient {
         OktaClient {
             http,
+            name: base.trim_end_matches('/').to_owned(),
             base: base.trim_end_matches('/').to_owned(),
             credentials,
             policy,
             readings: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Names the org in metrics.
+    pub fn named(mut self, name: &str) -> OktaClient {
+        name.clone_into(&mut self.name);
+        self
     }
 
     pub fn base(&self) -> &str {
@@ -235,6 +244,13 @@ impl OktaClient {
                     next,
                 }) => {
                     last_request_id = request_id;
+                    crate::telemetry::okta_response(
+                        &self.name,
+                        bucket,
+                        status,
+                        reading.remaining,
+                        reading.limit,
+                    );
                     self.readings.lock().await.insert(bucket, reading);
                     match status {
                         200..=299 => {
