@@ -37,6 +37,16 @@ fn records(out: &Output) -> Vec<Value> {
         .collect()
 }
 
+/// Runs `factorwatch ARGS`, expects success, returns its standard output.
+fn succeeds(args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_factorwatch"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -365,17 +375,14 @@ fn replay_feeds_exported_events_through_the_pipeline_once() {
         "/../../examples/okta-events.ndjson"
     );
     let replay = || {
-        let out = Command::new(env!("CARGO_BIN_EXE_factorwatch"))
-            .args(["replay", events, "--org", "acme", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        succeeds(&[
+            "replay".as_ref(),
+            events.as_ref(),
+            "--org".as_ref(),
+            "acme".as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+        ])
     };
     assert!(replay().contains("8 new MFA changes stored for delivery, 0 already known"));
     assert!(replay().contains("0 new MFA changes stored for delivery, 8 already known"));
@@ -395,12 +402,7 @@ fn replay_feeds_exported_events_through_the_pipeline_once() {
 
 #[test]
 fn the_manual_page_covers_every_command() {
-    let out = Command::new(env!("CARGO_BIN_EXE_factorwatch"))
-        .arg("man")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let page = String::from_utf8(out.stdout).unwrap();
+    let page = succeeds(&["man".as_ref()]);
     assert!(
         page.starts_with(".ie") || page.contains(".TH factorwatch 1"),
         "roff: {}",
@@ -410,16 +412,7 @@ fn the_manual_page_covers_every_command() {
         assert!(page.contains(command), "{command} in the manual page");
     }
     let dir = std::env::temp_dir().join(format!("fw-man-{}", std::process::id()));
-    let out = Command::new(env!("CARGO_BIN_EXE_factorwatch"))
-        .args(["man", "--dir"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeds(&["man".as_ref(), "--dir".as_ref(), dir.as_os_str()]);
     let run = std::fs::read_to_string(dir.join("factorwatch-run.1")).unwrap();
     assert!(run.contains("\\-\\-once"), "run's page documents --once");
     let _ = std::fs::remove_dir_all(&dir);
