@@ -71,6 +71,10 @@ pub struct ObservabilityConfig {
     /// event processed is older than this (Okta's logs can fall hours behind).
     #[serde(default, with = "humantime_serde_opt")]
     pub lag_alarm: Option<Duration>,
+    /// Also post the alarm, and its end, as `{"text": …}` to this Slack- or Teams-compatible
+    /// incoming webhook (the security team's channel).
+    #[serde(default)]
+    pub lag_alarm_webhook: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

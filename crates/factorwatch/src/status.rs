@@ -170,6 +170,56 @@ pub fn prometheus(stats: &Stats, now: DateTime<Utc>, lag_threshold: Option<Durat
     out
 }
 
+/// The lag alarm's state: raised when the newest event processed is older than the threshold,
+/// lowered when it is not. Pure: fed the age at each check, it says when the state changes.
+#[derive(Debug, Clone)]
+pub struct LagAlarm {
+    threshold: Duration,
+    raised: bool,
+}
+
+impl LagAlarm {
+    pub fn new(threshold: Duration) -> LagAlarm {
+        LagAlarm {
+            threshold,
+            raised: false,
+        }
+    }
+
+    /// The message to send if the alarm is raised or lowered by this reading (`None`: no news).
+    /// No reading (nothing processed yet) changes nothing.
+    pub fn update(&mut self, newest_event_age: Option<Duration>) -> Option<String> {
+        let age = newest_event_age?;
+        let late = age > self.threshold;
+        if late == self.raised {
+            return None;
+        }
+        self.raised = late;
+        let (age_s, limit_s) = (age.num_seconds(), self.threshold.num_seconds());
+        Some(if late {
+            format!(
+                "factorwatch lag alarm: the newest Okta event processed is {} old (threshold {}). Okta's log may be behind, or factorwatch is: check `factorwatch check` and its log. MFA changes since then are not yet known.",
+                human(age_s),
+                human(limit_s)
+            )
+        } else {
+            format!(
+                "factorwatch lag alarm over: the newest Okta event processed is {} old (threshold {}).",
+                human(age_s),
+                human(limit_s)
+            )
+        })
+    }
+}
+
+fn human(secs: i64) -> String {
+    match secs {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s => format!("{:.1} h", s as f64 / 3600.0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,5 +280,21 @@ mod tests {
             prometheus(&stats, now, Some(Duration::seconds(10)))
                 .contains("factorwatch_lag_alarm 0\n")
         );
+    }
+
+    #[test]
+    fn the_lag_alarm_speaks_when_it_is_raised_and_when_it_is_lowered_only() {
+        let mut alarm = LagAlarm::new(Duration::minutes(30));
+        assert_eq!(alarm.update(None), None, "nothing processed yet");
+        assert_eq!(alarm.update(Some(Duration::minutes(5))), None);
+        let raised = alarm.update(Some(Duration::minutes(45))).unwrap();
+        assert!(raised.contains("45 min old (threshold 30 min)"), "{raised}");
+        assert_eq!(alarm.update(Some(Duration::hours(3))), None, "still raised");
+        let lowered = alarm.update(Some(Duration::seconds(20))).unwrap();
+        assert!(
+            lowered.contains("over") && lowered.contains("20 s old"),
+            "{lowered}"
+        );
+        assert_eq!(alarm.update(Some(Duration::seconds(10))), None);
     }
 }

@@ -39,6 +39,11 @@ pub async fn run(config: Option<&Path>, once: bool) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     info!(orgs = config.orgs.len(), "factorwatch running");
     let mut status = tokio::time::interval(STATUS_EVERY);
+    let mut alarm = config
+        .observability
+        .lag_alarm
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .map(crate::status::LagAlarm::new);
     let stop = stop_signal();
     tokio::pin!(stop);
     loop {
@@ -49,10 +54,13 @@ pub async fn run(config: Option<&Path>, once: bool) -> Result<(), String> {
                     let now = chrono::Utc::now();
                     info!("{}", crate::status::summary(&stats, now));
                     let lag = crate::status::lag(&stats, now).newest_event_age;
-                    if let (Some(limit), Some(age)) = (config.observability.lag_alarm, lag)
-                        && age.to_std().is_ok_and(|a| a > limit)
+                    if let Some(alarm) = alarm.as_mut()
+                        && let Some(news) = alarm.update(lag)
                     {
-                        tracing::warn!(lag_s = age.num_seconds(), threshold_s = limit.as_secs(), "lag alarm: the newest event processed is older than the threshold (is Okta's log behind, or is factorwatch?)");
+                        tracing::warn!("{news}");
+                        if let Some(url) = &config.observability.lag_alarm_webhook {
+                            tokio::spawn(post_alarm(url.clone(), news));
+                        }
                     }
                 }
                 Err(e) => error!(error = %e, "cannot read the store's stats"),
@@ -62,6 +70,22 @@ pub async fn run(config: Option<&Path>, once: bool) -> Result<(), String> {
     info!("stopping");
     daemon.stop().await;
     Ok(())
+}
+
+/// Tells the security team's channel; a failure is logged (the alarm is in the log and
+/// `/metrics` anyway).
+async fn post_alarm(url: String, text: String) {
+    let sent = reqwest::Client::new()
+        .post(&url)
+        .header("Content-Type", "application/json")
+        .body(serde_json::json!({ "text": text }).to_string())
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status);
+    if let Err(e) = sent {
+        tracing::warn!(error = %e.without_url(), "cannot post the lag alarm to the webhook");
+    }
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM (systemd, Docker).
