@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -525,44 +526,59 @@ impl Daemon {
 
     /// For a daemon started with [`Daemon::start_once`]: waits until every poller has caught up
     /// and no outbox row is due any more, then stops. Rows put off to later (a retry, an email
-    /// waiting out its coalescing window) stay in the outbox for the next run; their count is
-    /// returned. Fails if a poller could not finish (Okta refused or stayed unavailable).
-    pub async fn finish(mut self) -> Result<u64, String> {
+    /// waiting out its coalescing window), and rows for a destination that made no progress for
+    /// `stall` (it is down), stay in the outbox for the next run; their count is returned. Fails
+    /// if a poller could not finish (Okta refused or stayed unavailable) or the store failed.
+    pub async fn finish(mut self, stall: Duration) -> Result<u64, String> {
         let mut failed = Vec::new();
         for (name, p) in std::mem::take(&mut self.pollers) {
             if let Ok(Ended::Failed(why)) = p.await {
                 failed.push(format!("{name}: {why}"));
             }
         }
+        let drained = self.drain(stall).await;
+        self.stop().await;
+        let waiting = drained.map_err(|e| e.to_string())?;
+        if failed.is_empty() {
+            Ok(waiting)
+        } else {
+            Err(format!("polling did not finish: {}", failed.join("; ")))
+        }
+    }
+
+    /// Waits until no outbox row is due, or deliveries have not moved for `stall`; returns the
+    /// rows still pending.
+    async fn drain(&self, stall: Duration) -> Result<u64, StoreError> {
+        let mut done = None;
+        let mut moved = tokio::time::Instant::now();
         loop {
+            let stats = self.store.stats().await?;
+            let pending = stats.outbox.iter().map(|(_, _, p, _)| p).sum();
+            let now_done: u64 = stats.outbox.iter().map(|(_, d, _, x)| d + x).sum();
+            if done != Some(now_done) {
+                done = Some(now_done);
+                moved = tokio::time::Instant::now();
+            }
             let now = chrono::Utc::now();
             let mut due = false;
             for d in &self.destinations {
-                let rows = self.store.due(d, 1, now).await.map_err(|e| e.to_string())?;
-                if !rows.is_empty() {
+                if !self.store.due(d, 1, now).await?.is_empty() {
                     due = true;
                     break;
                 }
             }
             if !due {
-                break;
+                return Ok(pending);
             }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        let waiting = self
-            .store
-            .stats()
-            .await
-            .map_err(|e| e.to_string())?
-            .outbox
-            .iter()
-            .map(|(_, _, pending, _)| pending)
-            .sum();
-        self.stop().await;
-        if failed.is_empty() {
-            Ok(waiting)
-        } else {
-            Err(format!("polling did not finish: {}", failed.join("; ")))
+            if moved.elapsed() >= stall {
+                tracing::warn!(
+                    pending,
+                    stalled_s = stall.as_secs(),
+                    "deliveries made no progress (is a destination down?); they wait for the next run"
+                );
+                return Ok(pending);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

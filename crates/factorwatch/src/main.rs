@@ -65,7 +65,8 @@ enum Command {
         log_json: bool,
         /// Poll every source until caught up, deliver what is due, then exit (for cron or a
         /// systemd timer). Event Hooks are received only while it runs; deliveries put off to
-        /// later (retries, the email coalescing window) wait for the next run.
+        /// later (retries, the email coalescing window), and deliveries to a destination that made
+        /// no progress for a minute (it is down), wait for the next run.
         #[arg(long)]
         once: bool,
     },

@@ -187,7 +187,7 @@ async fn run_once_reads_to_the_end_through_cut_off_pages_delivers_and_stops() {
     let config = common::config(&dir, &sim.base, false);
     let d = Daemon::start_once(&config, &common::env).await.unwrap();
     let (siem, mail) = (d.siem_file.clone().unwrap(), d.mail_dir.clone().unwrap());
-    let waiting = tokio::time::timeout(Duration::from_secs(60), d.finish())
+    let waiting = tokio::time::timeout(Duration::from_secs(60), d.finish(Duration::from_secs(30)))
         .await
         .expect("finish returns once caught up")
         .unwrap();
@@ -208,10 +208,42 @@ async fn run_once_reads_to_the_end_through_cut_off_pages_delivers_and_stops() {
     sim.control("/sim/events", json!([common::mfa_event("o-new", 0, 3)]))
         .await;
     let d = Daemon::start_once(&config, &common::env).await.unwrap();
-    d.finish().await.unwrap();
+    d.finish(Duration::from_secs(30)).await.unwrap();
     let ids = common::siem_ids(&siem);
     assert_eq!(ids.len(), 31);
     assert_eq!(ids.last().map(String::as_str), Some("o-new"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_once_ends_when_a_destination_is_down_and_leaves_its_rows_for_the_next_run() {
+    let sim = common::sim(RateLimits::default()).await;
+    sim.users(3).await;
+    let events: Vec<_> = (0..3)
+        .map(|i| common::mfa_event(&format!("down{i}"), i, 3))
+        .collect();
+    sim.control("/sim/events", json!(events)).await;
+    let dir = tempdir("once-down");
+    let mut config = common::config(&dir, &sim.base, false);
+    config.email.enabled = false;
+    let mut down = factorwatch::config::SinkConfig::file("down", "unused");
+    down.kind = factorwatch::config::SinkType::Syslog;
+    down.address = Some("127.0.0.1:9".into());
+    config.sinks.push(down);
+    let d = Daemon::start_once(&config, &common::env).await.unwrap();
+    let siem = d.siem_file.clone().unwrap();
+    let waiting = tokio::time::timeout(Duration::from_secs(30), d.finish(Duration::from_secs(2)))
+        .await
+        .expect("a destination that is down does not hold the run forever")
+        .unwrap();
+    assert_eq!(
+        waiting, 3,
+        "the down destination's rows wait, none dead-lettered"
+    );
+    assert_eq!(
+        common::siem_ids(&siem).len(),
+        3,
+        "the working sink got everything"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -221,7 +253,7 @@ async fn run_once_fails_when_okta_refuses_instead_of_waiting_forever() {
     let config = common::config(&dir, &sim.base, false);
     let env = |name: &str| (name == "TEST_OKTA_TOKEN").then(|| "not-the-token".to_owned());
     let d = Daemon::start_once(&config, &env).await.unwrap();
-    let err = tokio::time::timeout(Duration::from_secs(30), d.finish())
+    let err = tokio::time::timeout(Duration::from_secs(30), d.finish(Duration::from_secs(30)))
         .await
         .expect("finish gives up on a refusal")
         .unwrap_err();

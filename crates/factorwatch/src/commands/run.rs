@@ -9,6 +9,10 @@ use crate::config::Config;
 use crate::daemon::Daemon;
 use crate::store::Store;
 
+/// With `--once`, how long deliveries may make no progress (a destination down) before the run
+/// ends and leaves them for the next one.
+const ONCE_STALL: Duration = Duration::from_secs(60);
+
 /// How often the daemon logs where it stands.
 const STATUS_EVERY: Duration = Duration::from_secs(60);
 
@@ -26,7 +30,7 @@ pub async fn run(config: Option<&Path>, once: bool) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         let stop = stop_signal();
         tokio::select! {
-            waiting = daemon.finish() => {
+            waiting = daemon.finish(ONCE_STALL) => {
                 let waiting = waiting?;
                 info!(waiting, "caught up; deliveries not yet due wait for the next run");
             }
