@@ -8,6 +8,7 @@
 //! - [`commands`]: the command-line subcommands over readers and writers.
 
 pub mod backoff;
+pub mod chat;
 pub mod classify;
 pub mod commands;
 pub mod config;

@@ -79,16 +79,8 @@ pub async fn run(config: Option<&Path>, once: bool) -> Result<(), String> {
 /// Tells the security team's channel; a failure is logged (the alarm is in the log and
 /// `/metrics` anyway).
 async fn post_alarm(url: String, text: String) {
-    let sent = reqwest::Client::new()
-        .post(&url)
-        .header("Content-Type", "application/json")
-        .body(serde_json::json!({ "text": text }).to_string())
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status);
-    if let Err(e) = sent {
-        tracing::warn!(error = %e.without_url(), "cannot post the lag alarm to the webhook");
+    if let Err(e) = crate::chat::post(&url, &text).await {
+        tracing::warn!(error = %e, "cannot post the lag alarm to the webhook");
     }
 }
 

@@ -447,27 +447,9 @@ impl<S: Store> EmailDestination<S> {
         if let Some(url) = &self.settings.security_webhook
             && !self.done(row, "webhook").await
         {
-            let sent = reqwest::Client::new()
-                .post(url)
-                .header("Content-Type", "application/json")
-                .body(serde_json::json!({ "text": text }).to_string())
-                .timeout(Duration::from_secs(10))
-                .send()
-                .await;
-            match sent {
-                Ok(r) if r.status().is_success() => self.mark_done(row, "webhook").await,
-                Ok(r) => {
-                    return Err(Outcome::Retry(format!(
-                        "security webhook answered HTTP {}",
-                        r.status()
-                    )));
-                }
-                Err(e) => {
-                    return Err(Outcome::Retry(format!(
-                        "security webhook unreachable: {}",
-                        e.without_url()
-                    )));
-                }
+            match crate::chat::post(url, &text).await {
+                Ok(()) => self.mark_done(row, "webhook").await,
+                Err(e) => return Err(Outcome::Retry(format!("security webhook {e}"))),
             }
         }
         Ok(())
