@@ -91,7 +91,7 @@ fn main() {
         let _ = std::fs::remove_dir_all(&dir);
         let store = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
         store.commit("acme", &batch, chrono::Utc::now()).await.unwrap();
-        let client = Arc::new(OktaClient::new(&sim.base, Credentials::Ssws(Secret::new("bench")), RetryPolicy::default()));
+        let client = Arc::new(OktaClient::new(&sim.base, Credentials::Ssws(Secret::new("bench")), RetryPolicy::default()).unwrap());
         let enrichers = HashMap::from([("acme".to_owned(), Arc::new(Enricher::new(client, Duration::from_secs(60))))]);
         let transport = if std::env::var_os("BENCH_FILES").is_some() { Transport::files(dir.join("mail")).unwrap() } else { Transport::smtp(SmtpSettings {
             host: "127.0.0.1".into(), port, security: Security::None, credentials: None, ca_pem: None,
@@ -100,8 +100,7 @@ fn main() {
         .unwrap() };
         let settings = EmailSettings { from: "Security <security@example.com>".parse().unwrap(), second_email: false, help: "call x1234".into(), suppress: vec![], hourly_cap: None,
         coalesce: Duration::ZERO,
-        security_copy: None,
-        security_webhook: None,
+        
         skip_when_okta_notified: false,
         previous_address_window: Duration::ZERO, concurrency: std::env::var("BENCH_CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(8) };
         let destination = EmailDestination::new("email", store.clone(), settings, Templates::new(None, "en"), enrichers, transport);

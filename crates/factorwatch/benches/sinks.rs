@@ -48,6 +48,7 @@ async fn store(name: &str, n: usize, destination: &str) -> SqliteStore {
             email: None,
             notify_third_party: false,
             email_actions: None,
+            security: vec![],
         },
     };
     let batch: Batch = ingest.batch(SourceKind::SystemLog, &events(n), None);

@@ -71,10 +71,17 @@ pub struct ObservabilityConfig {
     /// event processed is older than this (Okta's logs can fall hours behind).
     #[serde(default, with = "humantime_serde_opt")]
     pub lag_alarm: Option<Duration>,
-    /// Also post the alarm, and its end, as `{"text": …}` to this Slack- or Teams-compatible
-    /// incoming webhook (the security team's channel).
+    /// Also post the alarm, and its end, as `{"text": …}` to a Slack- or Teams-compatible
+    /// incoming webhook (the security team's channel), whose URL — it carries the channel's token —
+    /// is in this environment variable…
     #[serde(default)]
-    pub lag_alarm_webhook: Option<String>,
+    pub lag_alarm_webhook_env: Option<String>,
+    /// …or this file.
+    #[serde(default)]
+    pub lag_alarm_webhook_file: Option<PathBuf>,
+    /// Refused: a webhook URL is a secret (see `lag_alarm_webhook_env`).
+    #[serde(default)]
+    pub lag_alarm_webhook: Option<toml::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -117,6 +124,10 @@ pub struct OrgConfig {
     pub events_api: PollConfig,
     #[serde(default)]
     pub hook: Option<OrgHookConfig>,
+    /// Let the API token travel over plain `http://` to a host that is not this machine. Never
+    /// for a real org; only for a test server reached over a network you trust.
+    #[serde(default)]
+    pub danger_plaintext_credentials: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -293,12 +304,33 @@ pub struct SinkConfig {
     pub username: Option<String>,
     #[serde(default)]
     pub password_env: Option<String>,
-    /// webhook: extra headers; values are literal.
+    /// webhook: extra headers; their values are secrets (they usually carry a token), each
+    /// `{ env = "VARIABLE" }` or `{ file = "/path" }`.
     #[serde(default)]
-    pub headers: std::collections::BTreeMap<String, String>,
-    /// webhook: headers whose values are secrets, named by environment variable.
+    pub headers: std::collections::BTreeMap<String, HeaderValue>,
+    /// Let credentials (HEC token, API key, password, header values) travel over plain
+    /// `http://` to a host that is not this machine.
     #[serde(default)]
-    pub secret_headers: std::collections::BTreeMap<String, String>,
+    pub danger_plaintext_credentials: bool,
+}
+
+/// Where a secret is: an environment variable or a file, never the configuration itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    #[serde(default)]
+    pub env: Option<String>,
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+
+/// A webhook header's value: a [`SecretRef`]. A literal string parses only to be refused with a
+/// message saying how to write it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum HeaderValue {
+    Secret(SecretRef),
+    Literal(toml::Value),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -338,7 +370,7 @@ impl SinkConfig {
             username: None,
             password_env: None,
             headers: Default::default(),
-            secret_headers: Default::default(),
+            danger_plaintext_credentials: false,
         }
     }
 
@@ -357,10 +389,63 @@ impl SinkConfig {
         if let Some(actions) = &self.actions {
             parse_actions(actions).map_err(|e| format!("{at}.actions: {e}"))?;
         }
+        if let Some(n) = self.batch_size
+            && !(1..=MAX_BATCH).contains(&n)
+        {
+            return Err(format!(
+                "{at}.batch_size: {n} is not between 1 and {MAX_BATCH}"
+            ));
+        }
+        if self.max_attempts == Some(0) {
+            return Err(format!("{at}.max_attempts: must be at least 1"));
+        }
+        if let Some(f) = self.facility
+            && f > 23
+        {
+            return Err(format!(
+                "{at}.facility: {f} is not a syslog facility (0 to 23)"
+            ));
+        }
+        for (name, value) in &self.headers {
+            if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(format!("{at}.headers: {name:?} is not a header name"));
+            }
+            match value {
+                HeaderValue::Secret(r) if r.env.is_some() != r.file.is_some() => {}
+                HeaderValue::Secret(_) => {
+                    return Err(format!("{at}.headers.{name}: set one of env and file"));
+                }
+                HeaderValue::Literal(_) => {
+                    return Err(format!(
+                        "{at}.headers.{name}: header values are secrets (they carry tokens) and are never written in the configuration: use {{ env = \"VARIABLE\" }} or {{ file = \"/path\" }}"
+                    ));
+                }
+            }
+        }
+        let credentials = match self.kind {
+            SinkType::SplunkHec => true,
+            SinkType::Elasticsearch => self.api_key_env.is_some() || self.username.is_some(),
+            SinkType::Webhook => !self.headers.is_empty(),
+            SinkType::File | SinkType::Syslog => false,
+        };
+        if let Some(url) = &self.url {
+            http_url(
+                &format!("{at}.url"),
+                url,
+                credentials && !self.danger_plaintext_credentials,
+            )?;
+        }
         match self.kind {
             SinkType::File => need("path", self.path.is_some()),
             SinkType::Syslog => {
                 need("address", self.address.is_some())?;
+                let address = self.address.as_deref().unwrap_or_default();
+                if !address
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0))
+                {
+                    return Err(format!("{at}.address: {address:?} is not host:port"));
+                }
                 match self.transport.as_deref().unwrap_or("tcp") {
                     "tcp" | "tls" | "udp" => Ok(()),
                     t => Err(format!("{at}.transport: {t:?} is not tcp, tls or udp")),
@@ -437,9 +522,16 @@ pub struct EmailConfig {
     /// user made, and of bypass attempts.
     #[serde(default)]
     pub security_copy: Option<String>,
-    /// …and/or post them as `{"text": …}` to this Slack- or Teams-compatible webhook.
+    /// …and/or post them as `{"text": …}` to a Slack- or Teams-compatible webhook, whose URL —
+    /// it carries the channel's token — is in this environment variable…
     #[serde(default)]
-    pub security_webhook: Option<String>,
+    pub security_webhook_env: Option<String>,
+    /// …or this file.
+    #[serde(default)]
+    pub security_webhook_file: Option<PathBuf>,
+    /// Refused: a webhook URL is a secret (see `security_webhook_env`).
+    #[serde(default)]
+    pub security_webhook: Option<toml::Value>,
     /// After a user's primary email changed within this long, notices also go to the addresses
     /// factorwatch saw for them before ("0s": never).
     #[serde(default = "default_previous_window", with = "humantime_serde")]
@@ -497,6 +589,10 @@ pub struct SmtpConfig {
     /// Messages per second at most, for relays that throttle (0: no limit).
     #[serde(default)]
     pub rate: f64,
+    /// Let the SMTP password travel without TLS (`security = "none"`) to a relay that is not
+    /// this machine.
+    #[serde(default)]
+    pub danger_plaintext_credentials: bool,
 }
 
 fn default_security() -> String {
@@ -547,6 +643,8 @@ impl Default for EmailConfig {
             concurrency: 1,
             coalesce: default_coalesce(),
             security_copy: None,
+            security_webhook_env: None,
+            security_webhook_file: None,
             security_webhook: None,
             skip_when_okta_notified: false,
             previous_address_window: default_previous_window(),
@@ -665,6 +763,7 @@ impl Config {
 
     fn validate(&self) -> Result<(), String> {
         let mut names = std::collections::HashSet::new();
+        let mut hook_paths = std::collections::HashSet::new();
         for (i, org) in self.orgs.iter().enumerate() {
             if org.name.trim().is_empty() {
                 return Err(format!("orgs[{i}].name: must not be empty"));
@@ -677,6 +776,19 @@ impl Config {
                     "orgs[{i}].url: expected https://<your org>.okta.com, got {:?}",
                     org.url
                 ));
+            }
+            http_url(
+                &format!("orgs[{i}].url"),
+                &org.url,
+                !org.danger_plaintext_credentials,
+            )?;
+            for (what, poll) in [
+                ("system_log", &org.system_log),
+                ("events_api", &org.events_api),
+            ] {
+                if poll.interval.is_zero() {
+                    return Err(format!("orgs[{i}].{what}.interval: must be more than 0s"));
+                }
             }
             let credentials = [
                 org.token_env.is_some(),
@@ -712,8 +824,54 @@ impl Config {
                         "orgs[{i}].hook: set one of secret_env and secret_file"
                     ));
                 }
+                hook_path(&h.path).map_err(|e| format!("orgs[{i}].hook.path: {e}"))?;
+                if !hook_paths.insert(h.path.as_str()) {
+                    return Err(format!(
+                        "orgs[{i}].hook.path: {:?} is already another org's hook path",
+                        h.path
+                    ));
+                }
+                if axum::http::HeaderName::from_bytes(h.auth_header.as_bytes()).is_err() {
+                    return Err(format!(
+                        "orgs[{i}].hook.auth_header: {:?} is not a header name",
+                        h.auth_header
+                    ));
+                }
             }
         }
+        if !(1024..=64 << 20).contains(&self.hooks.max_body_bytes) {
+            return Err(format!(
+                "hooks.max_body_bytes: {} is not between 1024 and {}",
+                self.hooks.max_body_bytes,
+                64 << 20
+            ));
+        }
+        if let Some(obs) = self.observability.listen
+            && obs.port() != 0
+            && obs == self.hooks.listen
+            && self.orgs.iter().any(|o| o.hook.is_some())
+        {
+            return Err(format!(
+                "observability.listen: {obs} is also hooks.listen; give each its own address"
+            ));
+        }
+        if let Some(d) = self.observability.lag_alarm
+            && (d.is_zero() || d > MAX_WINDOW)
+        {
+            return Err("observability.lag_alarm: must be between 1s and 30d".into());
+        }
+        webhook_secret(
+            "observability.lag_alarm_webhook",
+            self.observability.lag_alarm_webhook.as_ref(),
+            self.observability.lag_alarm_webhook_env.as_ref(),
+            self.observability.lag_alarm_webhook_file.as_ref(),
+        )?;
+        webhook_secret(
+            "email.security_webhook",
+            self.email.security_webhook.as_ref(),
+            self.email.security_webhook_env.as_ref(),
+            self.email.security_webhook_file.as_ref(),
+        )?;
         let mut sink_names = std::collections::HashSet::new();
         for (i, sink) in self.sinks.iter().enumerate() {
             if !sink_names.insert(sink.name.as_str()) {
@@ -741,6 +899,31 @@ impl Config {
                         smtp.security
                     ));
                 }
+                if smtp.security == "none"
+                    && smtp.username.is_some()
+                    && !crate::http::client::is_loopback_host(&smtp.host)
+                    && !smtp.danger_plaintext_credentials
+                {
+                    return Err(format!(
+                        "email.smtp: security = \"none\" would send the password to {} in clear text; use starttls or implicit (or a relay on this machine)",
+                        smtp.host
+                    ));
+                }
+                if !smtp.rate.is_finite() || !(0.0..=MAX_RATE).contains(&smtp.rate) {
+                    return Err(format!(
+                        "email.smtp.rate: {} is not between 0 (no limit) and {MAX_RATE} messages per second",
+                        smtp.rate
+                    ));
+                }
+                if smtp.rate > 0.0 && smtp.rate < MIN_RATE {
+                    return Err(format!(
+                        "email.smtp.rate: {} messages per second is less than one a day; 0 means no limit",
+                        smtp.rate
+                    ));
+                }
+                if smtp.timeout.is_zero() {
+                    return Err("email.smtp.timeout: must be more than 0s".into());
+                }
             }
             t => {
                 return Err(format!(
@@ -759,8 +942,96 @@ impl Config {
             .from
             .parse::<lettre::message::Mailbox>()
             .map_err(|e| format!("email.from: {:?} is not an address: {e}", self.email.from))?;
+        if let Some(soc) = &self.email.security_copy {
+            soc.parse::<lettre::message::Mailbox>()
+                .map_err(|e| format!("email.security_copy: {soc:?} is not an address: {e}"))?;
+        }
+        if !(1..=MAX_EMAIL_CONCURRENCY).contains(&self.email.concurrency) {
+            return Err(format!(
+                "email.concurrency: {} is not between 1 and {MAX_EMAIL_CONCURRENCY}",
+                self.email.concurrency
+            ));
+        }
+        for (what, d) in [
+            ("email.coalesce", self.email.coalesce),
+            (
+                "email.previous_address_window",
+                self.email.previous_address_window,
+            ),
+            ("email.lookup_cache", self.email.lookup_cache),
+        ] {
+            if d > MAX_WINDOW {
+                return Err(format!("{what}: at most 30d"));
+            }
+        }
         Ok(())
     }
+}
+
+/// Rows per delivery request, at most.
+const MAX_BATCH: u32 = 10_000;
+/// Emails in flight at once, at most.
+const MAX_EMAIL_CONCURRENCY: u32 = 256;
+/// SMTP messages per second: the limit's bounds (below one a day is a typo, not a policy).
+const MAX_RATE: f64 = 100_000.0;
+const MIN_RATE: f64 = 1.0 / 86_400.0;
+/// The longest window a setting may take.
+const MAX_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// An `http(s)://host…` URL; with `credentials`, `http://` only to this machine.
+fn http_url(what: &str, url: &str, credentials: bool) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+        .ok_or_else(|| format!("{what}: {url:?} is not an http(s) URL"))?;
+    if credentials && crate::http::client::is_cleartext_remote(&parsed) {
+        return Err(format!(
+            "{what}: {url:?} would send credentials in clear text; use https:// (plain http:// is accepted only to this machine, or with danger_plaintext_credentials = true)"
+        ));
+    }
+    Ok(())
+}
+
+/// A hook path axum can route, and nothing more: `/` then letters, digits and `-._~/`, no empty
+/// or dot-only segment (no wildcard, no capture, nothing a proxy would rewrite).
+fn hook_path(path: &str) -> Result<(), String> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(format!("must start with '/', got {path:?}"));
+    };
+    let ok = rest.len() <= 200
+        && rest.split('/').all(|segment| {
+            !segment.is_empty()
+                && segment != "."
+                && segment != ".."
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{path:?}: use segments of letters, digits and - . _ ~ separated by single '/' (like /okta/acme)"
+        ))
+    }
+}
+
+/// A chat webhook's URL: a secret, so from the environment or a file, never literal.
+fn webhook_secret(
+    what: &str,
+    literal: Option<&toml::Value>,
+    env: Option<&String>,
+    file: Option<&PathBuf>,
+) -> Result<(), String> {
+    if literal.is_some() {
+        return Err(format!(
+            "{what}: a webhook URL carries the channel's token, so it is never written in the configuration: put it in an environment variable ({what}_env) or a file ({what}_file)"
+        ));
+    }
+    if env.is_some() && file.is_some() {
+        return Err(format!("{what}: set one of {what}_env and {what}_file"));
+    }
+    Ok(())
 }
 
 /// Action names as the record spells them (`enrolled`, `reset_all`…).
@@ -804,9 +1075,12 @@ pub fn read_secret(
                 "{what}: the environment variable {name} is not set"
             ))
         })?,
-        (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::Secret(format!("{what}: cannot read {}: {e}", path.display()))
-        })?,
+        (None, Some(path)) => {
+            warn_if_readable_by_others(what, path);
+            std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::Secret(format!("{what}: cannot read {}: {e}", path.display()))
+            })?
+        }
         (None, None) => {
             return Err(ConfigError::Secret(format!("{what}: no secret configured")));
         }
@@ -816,6 +1090,22 @@ pub fn read_secret(
         return Err(ConfigError::Secret(format!("{what}: the secret is empty")));
     }
     Ok(Secret::new(value))
+}
+
+/// A secret file others can read is worth a warning (not a refusal: orchestrators mount secrets
+/// 0644 by default, inside a container nobody else shares).
+fn warn_if_readable_by_others(what: &str, path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            secret = what,
+            file = %path.display(),
+            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+            "a secret file is readable by other users; chmod 600 it"
+        );
+    }
 }
 
 /// Sets `a__b__0__c` (case-insensitive steps; numbers index arrays) to `raw`, read as a TOML

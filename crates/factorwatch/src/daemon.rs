@@ -16,6 +16,7 @@ use crate::classify::{self, Classifier};
 use crate::config::{
     Config, ConfigError, MFA_EVENT_TYPES, MFA_OBJECT_TYPES, parse_actions, read_secret, since_time,
 };
+use crate::email::security_copy::SecurityCopy;
 use crate::email::templates::Templates;
 use crate::email::transport::{Security, SmtpSettings, Transport};
 use crate::email::{EmailDestination, EmailSettings};
@@ -32,6 +33,23 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::{SourceKind, Store, StoreError};
 
 pub const EMAIL: &str = "email";
+/// How long a stop waits for work in progress.
+pub const STOP_WITHIN: Duration = Duration::from_secs(10);
+/// The security team's email copy and chat channel, as the outbox names them.
+pub const SECURITY_EMAIL: &str = "security:email";
+pub const SECURITY_CHAT: &str = "security:chat";
+
+/// The security team's destinations `config` asks for.
+pub fn security_destinations(config: &Config) -> Vec<String> {
+    let mut d = Vec::new();
+    if config.email.enabled && config.email.security_copy.is_some() {
+        d.push(SECURITY_EMAIL.to_owned());
+    }
+    if config.email.security_webhook_env.is_some() || config.email.security_webhook_file.is_some() {
+        d.push(SECURITY_CHAT.to_owned());
+    }
+    d
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -41,6 +59,18 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("org {org}: {source}")]
     Auth { org: String, source: AuthError },
+    #[error("org {org}: {detail}")]
+    Okta { org: String, detail: String },
+    /// A stored cursor leads somewhere other than the org (its `url` changed, or the store was
+    /// tampered with): polling it would send the credentials there.
+    #[error(
+        "org {org}: the stored {source_name} cursor is not on the org's url ({detail}); if the org's url changed on purpose, reset it with `factorwatch cursor reset --org {org} --source {source_name}` (polling then starts again from `since`; changes already stored are not repeated)"
+    )]
+    ForeignCursor {
+        org: String,
+        source_name: &'static str,
+        detail: String,
+    },
     #[error("cannot listen for Event Hooks on {addr}: {detail}")]
     Listen { addr: SocketAddr, detail: String },
     #[error("sink {name}: {detail}")]
@@ -126,6 +156,63 @@ pub fn email_transport(
     }
 }
 
+/// The security team's chat webhook URL, if configured (a secret, from the environment or a file).
+pub fn security_webhook(
+    config: &Config,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<Option<crate::secret::Secret>, ConfigError> {
+    let e = &config.email;
+    if e.security_webhook_env.is_none() && e.security_webhook_file.is_none() {
+        return Ok(None);
+    }
+    chat_url(
+        "email.security_webhook",
+        e.security_webhook_env.as_deref(),
+        e.security_webhook_file.as_deref(),
+        env,
+    )
+    .map(Some)
+}
+
+/// The lag alarm's chat webhook URL, if configured.
+pub fn lag_alarm_webhook(
+    config: &Config,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<Option<crate::secret::Secret>, ConfigError> {
+    let o = &config.observability;
+    if o.lag_alarm_webhook_env.is_none() && o.lag_alarm_webhook_file.is_none() {
+        return Ok(None);
+    }
+    chat_url(
+        "observability.lag_alarm_webhook",
+        o.lag_alarm_webhook_env.as_deref(),
+        o.lag_alarm_webhook_file.as_deref(),
+        env,
+    )
+    .map(Some)
+}
+
+/// A chat webhook URL from its secret: https (plain http only to this machine).
+fn chat_url(
+    what: &str,
+    env_name: Option<&str>,
+    file: Option<&std::path::Path>,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<crate::secret::Secret, ConfigError> {
+    let url = read_secret(what, env_name, file, env)?;
+    let ok = reqwest::Url::parse(url.expose()).is_ok_and(|u| {
+        matches!(u.scheme(), "https" | "http") && !crate::http::client::is_cleartext_remote(&u)
+    });
+    if ok {
+        Ok(url)
+    } else {
+        // The value is a secret: say what is wrong without it.
+        Err(ConfigError::Secret(format!(
+            "{what}: the URL is not https:// (plain http:// is accepted only to this machine)"
+        )))
+    }
+}
+
 /// The Okta client for an org, with the credentials its configuration names (an API token, or
 /// an OAuth service app).
 pub fn okta_client(
@@ -179,7 +266,12 @@ fn okta_client_on(
             )?)
         }
     };
-    Ok(OktaClient::with_http(http, &org.url, credentials, policy).named(&org.name))
+    OktaClient::with_http(http, &org.url, credentials, policy)
+        .map(|c| c.named(&org.name))
+        .map_err(|e| StartError::Okta {
+            org: org.name.clone(),
+            detail: e.to_string(),
+        })
 }
 
 /// `/metrics` (Prometheus text), `/healthz` (the process answers), `/readyz` (the store answers).
@@ -253,6 +345,7 @@ pub fn ingest_for(config: &Config) -> Ingest {
                 .actions
                 .as_deref()
                 .and_then(|l| parse_actions(l).ok()),
+            security: security_destinations(config),
         },
     }
 }
@@ -338,6 +431,15 @@ impl Daemon {
                         path: format!("{what}.{}", source.as_str()),
                         detail,
                     })?;
+                if let Some(cursor) = store.cursor(&org.name, source).await?
+                    && let Err(e) = client.check_origin(&cursor)
+                {
+                    return Err(StartError::ForeignCursor {
+                        org: org.name.clone(),
+                        source_name: source.as_str(),
+                        detail: e.to_string(),
+                    });
+                }
                 let types = poll
                     .types
                     .clone()
@@ -395,14 +497,12 @@ impl Daemon {
             let bound = listener.local_addr().unwrap_or(addr);
             hook_addr = Some(bound);
             info!(%bound, "receiving Event Hooks");
-            let mut stop = watcher.clone();
-            tasks.push(tokio::spawn(async move {
-                let _ = axum::serve(listener, hook_routes)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.changed().await;
-                    })
-                    .await;
-            }));
+            tasks.push(tokio::spawn(crate::http::server::serve(
+                listener,
+                hook_routes,
+                crate::http::server::Limits::default(),
+                watcher.clone(),
+            )));
         }
 
         let policy = WorkerPolicy {
@@ -457,21 +557,29 @@ impl Daemon {
                 hourly_cap: config.email.hourly_cap,
                 concurrency: config.email.concurrency,
                 coalesce: config.email.coalesce,
-                security_copy: config
-                    .email
-                    .security_copy
-                    .as_deref()
-                    .map(str::parse)
-                    .transpose()
-                    .map_err(|e| ConfigError::Invalid {
-                        path: "email.security_copy".into(),
-                        detail: format!("{e}"),
-                    })?,
-                security_webhook: config.email.security_webhook.clone(),
                 skip_when_okta_notified: config.email.skip_when_okta_notified,
                 previous_address_window: config.email.previous_address_window,
             };
-            let transport = email_transport(&config.email, env)?;
+            let transport = Arc::new(email_transport(&config.email, env)?);
+            if let Some(soc) = &config.email.security_copy {
+                let to = soc.parse().map_err(|e| ConfigError::Invalid {
+                    path: "email.security_copy".into(),
+                    detail: format!("{e}"),
+                })?;
+                destinations.push(SECURITY_EMAIL.to_owned());
+                tasks.push(tokio::spawn(worker::run(
+                    store.clone(),
+                    Arc::new(SecurityCopy::new(
+                        SECURITY_EMAIL,
+                        settings.from.clone(),
+                        to,
+                        transport.clone(),
+                    )),
+                    policy,
+                    stored.clone(),
+                    watcher.clone(),
+                )));
+            }
             let templates = Templates::new(config.email.templates.clone(), &config.email.language);
             let dest = EmailDestination::new(
                 EMAIL,
@@ -491,6 +599,16 @@ impl Daemon {
                 watcher.clone(),
             )));
         }
+        if let Some(url) = security_webhook(config, env)? {
+            destinations.push(SECURITY_CHAT.to_owned());
+            tasks.push(tokio::spawn(worker::run(
+                store.clone(),
+                Arc::new(crate::chat::ChatDestination::new(SECURITY_CHAT, url)),
+                policy,
+                stored.clone(),
+                watcher.clone(),
+            )));
+        }
         let mut metrics_addr = None;
         if let Some(addr) = config.observability.listen {
             let listener =
@@ -502,14 +620,12 @@ impl Daemon {
                     })?;
             metrics_addr = Some(listener.local_addr().unwrap_or(addr));
             let app = observability_routes(store.clone(), config.observability.lag_alarm);
-            let mut stop = watcher.clone();
-            tasks.push(tokio::spawn(async move {
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.changed().await;
-                    })
-                    .await;
-            }));
+            tasks.push(tokio::spawn(crate::http::server::serve(
+                listener,
+                app,
+                crate::http::server::Limits::default(),
+                watcher.clone(),
+            )));
         }
         Ok(Daemon {
             store,
@@ -582,14 +698,33 @@ impl Daemon {
         }
     }
 
-    /// Asks every task to finish what it is doing, waits for them, closes the store.
+    /// Asks every task to finish what it is doing and waits for them — at most [`STOP_WITHIN`]:
+    /// then what is still running (a delivery to a destination that does not answer, a client
+    /// holding a connection) is cut off; a delivery cut off is made again at the next start.
+    /// Closes the store.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
-        for (_, p) in self.pollers {
-            let _ = p.await;
-        }
-        for t in self.tasks {
-            let _ = t.await;
+        let aborts: Vec<tokio::task::AbortHandle> = self
+            .pollers
+            .iter()
+            .map(|(_, p)| p.abort_handle())
+            .chain(self.tasks.iter().map(JoinHandle::abort_handle))
+            .collect();
+        let all = async {
+            for (_, p) in self.pollers {
+                let _ = p.await;
+            }
+            for t in self.tasks {
+                let _ = t.await;
+            }
+        };
+        if tokio::time::timeout(STOP_WITHIN, all).await.is_err() {
+            tracing::warn!(
+                "some work did not finish within {STOP_WITHIN:?} of the stop; cut off (it is redone at the next start)"
+            );
+            for a in aborts {
+                a.abort();
+            }
         }
         self.store.close().await;
     }

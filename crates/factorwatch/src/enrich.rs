@@ -36,20 +36,27 @@ pub struct FactorDetail {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnrichError {
-    /// Try again later (Okta unavailable).
+    /// Okta cannot answer now, or refuses our credentials (a person must fix them): wait,
+    /// without spending attempts.
     #[error("user lookup failed: {0}")]
-    Transient(String),
-    /// Retrying cannot help (the user no longer exists, no access).
+    Unavailable(String),
+    /// Retrying cannot help: the user no longer exists, or the request itself is wrong.
     #[error("user lookup impossible: {0}")]
     Permanent(String),
 }
 
 impl From<ClientError> for EnrichError {
     fn from(e: ClientError) -> Self {
-        if e.is_transient() {
-            EnrichError::Transient(e.to_string())
-        } else {
-            EnrichError::Permanent(e.to_string())
+        match e {
+            // Okta's answer about this user: not found, or a request it will never accept.
+            ClientError::Okta {
+                status: 400 | 404 | 410,
+                ..
+            } => EnrichError::Permanent(e.to_string()),
+            // Outages (5xx and 429 waited out by the client), refused credentials (401, 403),
+            // and an Okta that misbehaves (redirects, foreign links, huge answers): a person or
+            // time fixes them; the notice waits.
+            _ => EnrichError::Unavailable(e.to_string()),
         }
     }
 }
@@ -77,7 +84,7 @@ impl Enricher {
         }
         let page = self.client.get(&path).await?;
         let value: Value = serde_json::from_str(&page.body)
-            .map_err(|e| EnrichError::Transient(format!("unreadable answer: {e}")))?;
+            .map_err(|e| EnrichError::Unavailable(format!("unreadable answer: {e}")))?;
         let mut cache = self.cache.lock().await;
         if cache.len() > 10_000 {
             cache.retain(|_, (at, _)| at.elapsed() < self.ttl);
@@ -93,6 +100,14 @@ impl Enricher {
             .as_ref()
             .and_then(|u| u.id.clone())
             .ok_or_else(|| EnrichError::Permanent("the change names no user id".into()))?;
+        // The id goes into a URL path: only what Okta's ids are made of (`00u…`), so an event
+        // cannot steer the lookup elsewhere (`..`, `/`, `?`).
+        if !okta_id(&user_id) {
+            return Err(EnrichError::Permanent(format!(
+                "{:?} is not an Okta user id",
+                crate::http::client::excerpt(&user_id, 40)
+            )));
+        }
         let user = self
             .cached(format!("/api/v1/users/{}", encode(&user_id)))
             .await?;
@@ -115,6 +130,11 @@ impl Enricher {
         }
         Ok(e)
     }
+}
+
+/// Okta object ids: 20 letters and digits (`00ub0oNGTSWTBKOLGLNR`); a little slack either way.
+pub fn okta_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 fn encode(s: &str) -> String {

@@ -127,6 +127,13 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Where each source resumes, and starting one again from its configured `since`.
+    Cursor {
+        #[arg(long, short, env = "FACTORWATCH_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: CursorAction,
+    },
     /// Inspect and re-drive failed deliveries (dead letters).
     Outbox {
         /// The TOML configuration file (for the store's path).
@@ -192,6 +199,20 @@ enum ConfigAction {
     Validate {
         #[arg(long, short, env = "FACTORWATCH_CONFIG")]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CursorAction {
+    /// Every org's sources: events read, newest event, where the cursor points.
+    List,
+    /// Forget a source's cursor (after the org's url changed): it starts again from `since`.
+    Reset {
+        #[arg(long)]
+        org: String,
+        /// system_log, events_api or backfill.
+        #[arg(long)]
+        source: String,
     },
 }
 
@@ -425,6 +446,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Outbox { config, action } => block_on(outbox_command(config, action), 2),
+        Command::Cursor { config, action } => block_on(cursor_command(config, action), 2),
         Command::RenderEmail {
             change,
             templates,
@@ -587,6 +609,23 @@ async fn replay_command(
         committed.new, committed.duplicates
     );
     Ok(())
+}
+
+async fn cursor_command(config: Option<PathBuf>, action: CursorAction) -> Result<(), String> {
+    let config = factorwatch::config::Config::load(config.as_deref(), std::env::vars())
+        .map_err(|e| e.to_string())?;
+    let store = factorwatch::store::sqlite::SqliteStore::open(&config.store.path)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = io::stdout().lock();
+    let result = match action {
+        CursorAction::List => commands::cursor::list(&store, &mut out).await,
+        CursorAction::Reset { org, source } => {
+            commands::cursor::reset(&store, &org, &source, &mut out).await
+        }
+    };
+    store.close().await;
+    result
 }
 
 async fn outbox_command(config: Option<PathBuf>, action: OutboxAction) -> Result<(), String> {

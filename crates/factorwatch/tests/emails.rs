@@ -24,7 +24,8 @@ fn change(
         "factor": { "type": factor_type, "provider": provider, "name": name, "okta_authoritative": true, "phone_last4": null },
         "user": { "id": "00u1", "login": "dade.murphy@example.com", "display_name": "Dade Murphy" },
         "actor": { "id": "00u9", "login": "actor@example.com", "display_name": actor, "type": "User" },
-        "initiator": initiator,
+        // "unknown": no initiator factorwatch could name.
+        "initiator": if initiator == "unknown" { Value::Null } else { json!(initiator) },
         "client": { "ip": "198.51.100.7", "user_agent": "Mozilla/5.0", "browser": "CHROME", "os": "Mac OS X", "city": "Paris", "state": null, "country": "France" },
         "reason": null, "message": null, "session_id": null
     }))
@@ -91,7 +92,7 @@ fn the_wording_says_exactly_what_happened_and_who_did_it() {
                 "Dade Murphy",
             ),
             push("Gibson", "IOS"),
-            "You just enabled Okta Verify push notifications on iPhone 'Gibson'.",
+            "You just enabled Okta Verify push notifications on iPhone “Gibson”.",
         ),
         (
             change(
@@ -113,7 +114,7 @@ fn the_wording_says_exactly_what_happened_and_who_did_it() {
         (
             change("reset_all", None, None, None, "admin", "Jane Admin"),
             none.clone(),
-            "An administrator (Jane Admin) reset all your MFA factors.",
+            "An administrator (“Jane Admin”) reset all your MFA factors.",
         ),
         (
             change(
@@ -137,7 +138,7 @@ fn the_wording_says_exactly_what_happened_and_who_did_it() {
                 "acme-provisioner",
             ),
             none.clone(),
-            "An application (acme-provisioner) removed your security key.",
+            "An application (“acme-provisioner”) removed your security key or biometric authenticator.",
         ),
         (
             change(
@@ -167,7 +168,7 @@ fn the_wording_says_exactly_what_happened_and_who_did_it() {
                 }),
                 ..Enrichment::default()
             },
-            "An administrator (Jane Admin) set up a phone number ending 5555 for voice call verification on your account.",
+            "An administrator (“Jane Admin”) set up a phone number ending 5555 for voice call verification on your account.",
         ),
         (
             change(
@@ -203,7 +204,31 @@ fn the_wording_says_exactly_what_happened_and_who_did_it() {
                 "Jane Admin",
             ),
             none.clone(),
-            "An administrator (Jane Admin) reinstated Okta Verify push notifications on your account.",
+            "An administrator (“Jane Admin”) reinstated Okta Verify push notifications on your account.",
+        ),
+        (
+            change(
+                "enrolled",
+                Some("sms"),
+                Some("OKTA"),
+                Some("SMS"),
+                "unknown",
+                "Policy Rule 7",
+            ),
+            sms("4411"),
+            "Someone set up a phone number ending 4411 for SMS verification on your account.",
+        ),
+        (
+            change(
+                "reset",
+                Some("u2f"),
+                Some("FIDO"),
+                Some("U2F Security Key"),
+                "admin",
+                "Jane Admin",
+            ),
+            none.clone(),
+            "An administrator (“Jane Admin”) reset your security key factor.",
         ),
         (
             change("bypass_attempted", None, None, None, "self", "Dade Murphy"),
@@ -262,7 +287,7 @@ fn the_user_s_locale_picks_the_language() {
     );
     assert!(
         r.text
-            .contains("Un administrateur (Jane Admin) a réinitialisé tous vos facteurs MFA."),
+            .contains("Un administrateur (« Jane Admin ») a réinitialisé tous vos facteurs MFA."),
         "{}",
         r.text
     );

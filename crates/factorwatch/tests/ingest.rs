@@ -311,10 +311,19 @@ async fn bad_hook_requests_are_refused_clearly_and_store_nothing() {
     let stats = d.store.stats().await.unwrap();
     assert_eq!((stats.changes, stats.rejects), (0, 0), "nothing stored");
 
-    // The verification GET is answered; a good delivery is stored before 200.
+    // The verification GET is answered to a caller with the secret only (Okta sends it on
+    // the verification too); a good delivery is stored before 200.
     let r = http
         .get(&url)
         .header("x-okta-verification-challenge", "abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "a verification without the secret");
+    let r = http
+        .get(&url)
+        .header("x-okta-verification-challenge", "abc")
+        .header("Authorization", common::HOOK_SECRET)
         .send()
         .await
         .unwrap();
@@ -433,6 +442,7 @@ async fn a_hook_delivery_the_store_cannot_take_is_answered_500_for_okta_to_retry
             email: None,
             notify_third_party: false,
             email_actions: None,
+            security: vec![],
         },
     });
     let app = hook::router(
@@ -838,24 +848,46 @@ async fn register_hook_creates_verifies_and_lists_the_hook_through_okta_s_api() 
     let hook = with_file.orgs[0].hook.as_mut().unwrap();
     hook.secret_env = None;
     hook.secret_file = Some(secret_file.clone());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+
+    // No secret yet: one is written, readable by its owner only, and nothing else is done
+    // (factorwatch must read it before Okta can verify the hook).
+    let mut out = Vec::new();
+    factorwatch::commands::okta::register_hook(&with_file, "acme", &url, &common::env, &mut out)
+        .await
+        .unwrap();
+    let said = String::from_utf8(out).unwrap();
+    let secret = std::fs::read_to_string(&secret_file).unwrap();
+    assert_eq!(secret.len(), 64);
+    assert_eq!(mode(&secret_file), 0o600);
+    assert!(said.contains("start or restart factorwatch"), "{said}");
+    assert!(!said.contains(&secret), "the secret is never printed");
+    let mut out = Vec::new();
+    factorwatch::commands::okta::list_hooks(&with_file, "acme", &common::env, &mut out)
+        .await
+        .unwrap();
+    assert!(String::from_utf8(out).unwrap().contains("no Event Hooks"));
+
+    // The secret the running factorwatch uses, in a file others could read: used, and the file
+    // made private.
+    std::fs::write(&secret_file, common::HOOK_SECRET).unwrap();
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let mut out = Vec::new();
     factorwatch::commands::okta::register_hook(&with_file, "acme", &url, &common::env, &mut out)
         .await
         .unwrap();
     let said = String::from_utf8(out).unwrap();
     assert!(said.contains("verified: ACTIVE VERIFIED"), "{said}");
-    let secret = std::fs::read_to_string(&secret_file).unwrap();
-    assert_eq!(secret.len(), 64);
-    use std::os::unix::fs::PermissionsExt;
     assert_eq!(
-        std::fs::metadata(&secret_file)
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
-        0o600
+        mode(&secret_file),
+        0o600,
+        "an existing secret file is made 0600"
     );
-    assert!(!said.contains(&secret), "the secret is never printed");
+    assert!(
+        !said.contains(common::HOOK_SECRET),
+        "the secret is never printed"
+    );
     let mut out = Vec::new();
     factorwatch::commands::okta::list_hooks(&with_file, "acme", &common::env, &mut out)
         .await
@@ -865,9 +897,11 @@ async fn register_hook_creates_verifies_and_lists_the_hook_through_okta_s_api() 
         listed.contains("ACTIVE") && listed.contains(&url) && listed.contains("8 event types"),
         "{listed}"
     );
-    // Without a secret file there is nowhere to put the secret: a clear refusal.
+    // Without a hook table there is nothing to register: a clear refusal.
+    let mut no_hook = config.clone();
+    no_hook.orgs[0].hook = None;
     let e = factorwatch::commands::okta::register_hook(
-        &config,
+        &no_hook,
         "acme",
         &url,
         &common::env,
@@ -875,7 +909,7 @@ async fn register_hook_creates_verifies_and_lists_the_hook_through_okta_s_api() 
     )
     .await
     .unwrap_err();
-    assert!(e.contains("secret_file"), "{e}");
+    assert!(e.contains("[orgs.hook]"), "{e}");
     d.stop().await;
 }
 

@@ -140,16 +140,31 @@ async fn the_security_team_hears_of_changes_someone_else_made() {
         "target": [{ "id": user_id(1), "type": "User", "alternateId": "user1@example.com" }],
         "outcome": { "result": "SUCCESS" }, "client": { "ipAddress": "192.0.2.10" },
     });
-    mail.commit(vec![admin_reset, mfa_event("self1", 0, 2)])
+    mail.commit_with_security(vec![admin_reset, mfa_event("self1", 0, 2)])
         .await;
-    let s = EmailSettings {
-        security_copy: Some("SOC <soc@example.com>".parse().unwrap()),
-        security_webhook: Some(url),
-        ..email_settings()
-    };
     mail.drain(
-        mail.destination(s, mail.files(), Duration::from_secs(60)),
+        mail.destination(email_settings(), mail.files(), Duration::from_secs(60)),
         2,
+    )
+    .await;
+    mail.drain_destination(
+        factorwatch::email::security_copy::SecurityCopy::new(
+            "security:email",
+            "Security <security@example.com>".parse().unwrap(),
+            "SOC <soc@example.com>".parse().unwrap(),
+            Arc::new(mail.files()),
+        ),
+        "security:email",
+        1,
+    )
+    .await;
+    mail.drain_destination(
+        factorwatch::chat::ChatDestination::new(
+            "security:chat",
+            factorwatch::secret::Secret::new(url),
+        ),
+        "security:chat",
+        1,
     )
     .await;
     let all = mail.sent();
@@ -172,6 +187,70 @@ async fn the_security_team_hears_of_changes_someone_else_made() {
             .contains("of user1@example.com from 192.0.2.10")
     );
     assert_eq!(all.len(), 3, "two user notices and one copy");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_security_copy_cannot_be_silenced_by_the_user_s_cap_or_suppression() {
+    // Reproduced: hourly_cap = 1, two enrollments by an admin on one user; the second notice
+    // is dead-lettered by the cap, and the security team must still hear of both.
+    let mail = Mail::new("soc-cap", 2).await;
+    let by_admin = |uuid: &str| {
+        json!({
+            "uuid": uuid, "eventType": "user.mfa.factor.activate", "published": "2026-11-25T10:00:00.000Z",
+            "actor": { "id": "00uADMIN", "type": "User", "alternateId": "mallory@example.com", "displayName": "Mallory" },
+            "target": [{ "id": user_id(0), "type": "User", "alternateId": "user0@example.com" }],
+            "outcome": { "result": "SUCCESS", "reason": "User set up SMS_FACTOR factor" },
+        })
+    };
+    // And one by an actor of a kind nobody can place: someone, not the user.
+    let unknown = json!({
+        "uuid": "who3", "eventType": "user.mfa.factor.activate", "published": "2026-11-25T10:00:00.000Z",
+        "actor": { "id": "xyz", "type": "PolicyRule" },
+        "target": [{ "id": user_id(1), "type": "User", "alternateId": "user1@example.com" }],
+        "outcome": { "result": "SUCCESS", "reason": "User set up SMS_FACTOR factor" },
+    });
+    mail.commit_with_security(vec![by_admin("cap1"), by_admin("cap2"), unknown])
+        .await;
+    let s = EmailSettings {
+        hourly_cap: Some(1),
+        suppress: vec!["user1@*".into()],
+        ..email_settings()
+    };
+    mail.drain(
+        mail.destination(s, mail.files(), Duration::from_secs(60)),
+        3,
+    )
+    .await;
+    let dead = mail.store.dead_letters(Some("email")).await.unwrap();
+    assert_eq!(dead.len(), 1, "the cap held the user's second notice back");
+    mail.drain_destination(
+        factorwatch::email::security_copy::SecurityCopy::new(
+            "security:email",
+            "Security <security@example.com>".parse().unwrap(),
+            "SOC <soc@example.com>".parse().unwrap(),
+            Arc::new(mail.files()),
+        ),
+        "security:email",
+        3,
+    )
+    .await;
+    let soc: Vec<String> = mail
+        .sent()
+        .into_iter()
+        .filter(|m| m.contains("To: SOC <soc@example.com>"))
+        .map(|m| unfold(&m))
+        .collect();
+    let text = soc.join("\n");
+    assert_eq!(
+        text.matches("mallory@example.com (administrator): enrolled")
+            .count(),
+        2,
+        "both of the admin's changes: {text}"
+    );
+    assert!(
+        text.contains("(actor of unknown kind): enrolled") && text.contains("of user1@example.com"),
+        "the unplaceable actor's change, though user1 is suppressed: {text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

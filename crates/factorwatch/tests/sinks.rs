@@ -530,8 +530,10 @@ async fn the_webhook_posts_ocsf_arrays_with_its_headers_and_retries_a_5xx() {
     let sink = sinks::webhook::WebhookSink::new(
         "siem:lake",
         &format!("{url}/ingest"),
-        vec![("x-source".into(), "factorwatch".into())],
-        vec![("authorization".into(), Secret::new("Bearer lake-t0ken"))],
+        vec![
+            ("x-source".into(), Secret::new("factorwatch")),
+            ("authorization".into(), Secret::new("Bearer lake-t0ken")),
+        ],
         Encoder::new(factorwatch::formats::Format::parse("ocsf").unwrap()),
         reqwest::Client::new(),
         100,

@@ -37,6 +37,20 @@ pub struct EndpointFaults {
     /// pages).
     #[serde(default)]
     pub duplicate_rate: f64,
+    /// Hostile: `next` links (System Log, Events API) point at this origin
+    /// (`http://127.0.0.1:9`) instead of the org's.
+    #[serde(default)]
+    pub foreign_next: Option<String>,
+    /// Hostile: every request is answered `302 Found` to this origin, same path and query.
+    #[serde(default)]
+    pub redirect_to: Option<String>,
+    /// Hostile: a 200 answer's body is replaced by this many bytes (a JSON array of blanks),
+    /// streamed without `Content-Length` (0: off).
+    #[serde(default)]
+    pub oversize_bytes: u64,
+    /// Hostile: a 200 answer's body is sent one byte every this many milliseconds (0: off).
+    #[serde(default)]
+    pub drip_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -54,6 +68,9 @@ pub struct HookFaults {
     /// At most this many events per delivery.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+    /// Hostile (or an impostor): the verification GET is sent without the auth header.
+    #[serde(default)]
+    pub verify_without_auth: bool,
 }
 
 fn default_batch_window_ms() -> u64 {
@@ -71,18 +88,23 @@ impl Default for HookFaults {
             reorder_rate: 0.0,
             batch_window_ms: default_batch_window_ms(),
             max_batch: default_max_batch(),
+            verify_without_auth: false,
         }
     }
 }
 
 /// What to do to one request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     pub latency_ms: u64,
     pub fail: bool,
     pub throttle: bool,
     pub truncate: bool,
     pub duplicate: bool,
+    pub foreign_next: Option<String>,
+    pub redirect_to: Option<String>,
+    pub oversize_bytes: u64,
+    pub drip_ms: u64,
 }
 
 impl Faults {
@@ -130,6 +152,10 @@ impl Faults {
             throttle,
             truncate: rng.gen_bool(f.truncate_rate),
             duplicate: rng.gen_bool(f.duplicate_rate),
+            foreign_next: f.foreign_next.clone(),
+            redirect_to: f.redirect_to.clone(),
+            oversize_bytes: f.oversize_bytes,
+            drip_ms: f.drip_ms,
         }
     }
 }

@@ -70,6 +70,9 @@ pub async fn run<S: Store>(
             });
         }
         Some(c) => {
+            client.check_origin(&c).map_err(|e| {
+                format!("the stored backfill cursor cannot be used: {e}; reset it with `factorwatch cursor reset --org {} --source backfill`", options.org)
+            })?;
             writeln!(progress, "resuming the backfill of {}", options.org)
                 .map_err(|e| e.to_string())?;
             c
@@ -91,7 +94,9 @@ pub async fn run<S: Store>(
                 .append_pair("sortOrder", "ASCENDING")
                 .append_pair("limit", "1000")
                 .finish();
-            client.url(&format!("/api/v1/logs?{q}"))
+            client
+                .url(&format!("/api/v1/logs?{q}"))
+                .map_err(|e| e.to_string())?
         }
     };
     let started = Instant::now();

@@ -161,6 +161,7 @@ fn demo_config(dir: &Path, base: &str) -> Result<Config, String> {
             secret_env: Some(HOOK_SECRET_VAR.into()),
             secret_file: None,
         }),
+        danger_plaintext_credentials: false,
     }];
     Ok(c)
 }

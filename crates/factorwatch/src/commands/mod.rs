@@ -4,6 +4,7 @@
 pub mod backfill;
 pub mod check;
 pub mod classify;
+pub mod cursor;
 pub mod demo;
 pub mod okta;
 pub mod outbox;

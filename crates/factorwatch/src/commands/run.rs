@@ -38,6 +38,8 @@ pub async fn run(config: Option<&Path>, once: bool) -> Result<(), String> {
         }
         return Ok(());
     }
+    let alarm_webhook =
+        crate::daemon::lag_alarm_webhook(&config, &env).map_err(|e| e.to_string())?;
     let daemon = Daemon::start(&config, &env)
         .await
         .map_err(|e| e.to_string())?;
@@ -62,7 +64,7 @@ pub async fn run(config: Option<&Path>, once: bool) -> Result<(), String> {
                         && let Some(news) = alarm.update(lag)
                     {
                         tracing::warn!("{news}");
-                        if let Some(url) = &config.observability.lag_alarm_webhook {
+                        if let Some(url) = &alarm_webhook {
                             tokio::spawn(post_alarm(url.clone(), news));
                         }
                     }
@@ -78,7 +80,7 @@ pub async fn run(config: Option<&Path>, once: bool) -> Result<(), String> {
 
 /// Tells the security team's channel; a failure is logged (the alarm is in the log and
 /// `/metrics` anyway).
-async fn post_alarm(url: String, text: String) {
+async fn post_alarm(url: crate::secret::Secret, text: String) {
     if let Err(e) = crate::chat::post(&url, &text).await {
         tracing::warn!(error = %e, "cannot post the lag alarm to the webhook");
     }

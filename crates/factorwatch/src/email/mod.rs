@@ -5,6 +5,7 @@
 
 pub mod builtin;
 pub mod notice;
+pub mod security_copy;
 pub mod templates;
 pub mod transport;
 
@@ -37,11 +38,6 @@ pub struct EmailSettings {
     pub suppress: Vec<String>,
     /// At most this many notices per user per hour (none: no cap).
     pub hourly_cap: Option<u32>,
-    /// Also tell the security team of changes someone other than the user made, and of bypass
-    /// attempts: by email to this address…
-    pub security_copy: Option<Mailbox>,
-    /// …and/or as `{"text": …}` to this Slack- or Teams-compatible incoming webhook.
-    pub security_webhook: Option<String>,
     /// After a primary-email change within this long, also write to the addresses seen before.
     pub previous_address_window: Duration,
     /// Send nothing for a change Okta sent its own notice about.
@@ -60,16 +56,16 @@ pub struct EmailDestination<S: Store> {
     templates: Templates,
     /// Per org: its enricher.
     enrichers: HashMap<String, Arc<Enricher>>,
-    transport: Transport,
+    transport: Arc<Transport>,
     sent: Mutex<HashMap<String, VecDeque<Instant>>>,
-    /// Parts of a row already done (a recipient's message, the security copy, the cap count),
+    /// Parts of a row already done (a recipient's message, the cap count),
     /// so that retrying the row after a later part failed repeats none of them.
     done: Mutex<std::collections::HashSet<String>>,
 }
 
 /// `Auto-Submitted: auto-generated` (RFC 3834): no out-of-office replies to a security notice.
 #[derive(Clone)]
-struct AutoSubmitted;
+pub(crate) struct AutoSubmitted;
 
 impl Header for AutoSubmitted {
     fn name() -> HeaderName {
@@ -148,7 +144,7 @@ impl<S: Store> EmailDestination<S> {
         settings: EmailSettings,
         templates: Templates,
         enrichers: HashMap<String, Arc<Enricher>>,
-        transport: Transport,
+        transport: impl Into<Arc<Transport>>,
     ) -> EmailDestination<S> {
         EmailDestination {
             name: name.into(),
@@ -156,7 +152,7 @@ impl<S: Store> EmailDestination<S> {
             settings,
             templates,
             enrichers,
-            transport,
+            transport: transport.into(),
             sent: Mutex::new(HashMap::new()),
             done: Mutex::new(std::collections::HashSet::new()),
         }
@@ -226,7 +222,7 @@ impl<S: Store> EmailDestination<S> {
             match self.okta_notified(&row.org, &change).await {
                 Ok(true) => return Outcome::Skipped("Okta sent its own notice".into()),
                 Ok(false) => {}
-                Err(e) => return Outcome::Retry(e.to_string()),
+                Err(e) => return Outcome::Unavailable(e.to_string()),
             }
         }
         // Coalescing: wait out the window, then take every change to this user still owed.
@@ -245,7 +241,7 @@ impl<S: Store> EmailDestination<S> {
                 .await
             {
                 Ok(rows) => siblings = rows.into_iter().filter(|d| d.id != row.id).collect(),
-                Err(e) => return Outcome::Retry(e.to_string()),
+                Err(e) => return Outcome::Unavailable(e.to_string()),
             }
         }
         let mut changes = vec![(change.clone(), row.raw.clone())];
@@ -259,7 +255,7 @@ impl<S: Store> EmailDestination<S> {
         for (c, raw) in changes {
             match enricher.enrich(&c, &raw).await {
                 Ok(e) => enriched.push((c, e)),
-                Err(EnrichError::Transient(e)) => return Outcome::Retry(e),
+                Err(EnrichError::Unavailable(e)) => return Outcome::Unavailable(e),
                 Err(EnrichError::Permanent(e)) => return Outcome::Reject(e),
             }
         }
@@ -278,7 +274,7 @@ impl<S: Store> EmailDestination<S> {
                     }
                 }
             }
-            Err(e) => return Outcome::Retry(e.to_string()),
+            Err(e) => return Outcome::Unavailable(e.to_string()),
         }
         if to.is_empty() {
             return Outcome::Reject("the user has no email address".into());
@@ -314,15 +310,9 @@ impl<S: Store> EmailDestination<S> {
             }
             match self.transport.send(&m).await {
                 Ok(()) => self.mark_done(row, &id).await,
-                Err(SendError::Transient(e)) => return Outcome::Retry(e),
-                Err(SendError::Permanent(e)) => return Outcome::Reject(e),
+                Err(SendError::Refused(e)) => return Outcome::Reject(e),
                 Err(SendError::Unavailable(e)) => return Outcome::Unavailable(e),
             }
-        }
-        if notice.alert
-            && let Err(e) = self.tell_security_team(row, &enriched).await
-        {
-            return e;
         }
         if !siblings.is_empty() {
             let ids: Vec<i64> = siblings.iter().map(|d| d.id).collect();
@@ -399,60 +389,6 @@ impl<S: Store> EmailDestination<S> {
                 at + chrono::Duration::minutes(10),
             )
             .await
-    }
-
-    /// The security team's copy of changes someone else made: one line per change.
-    async fn tell_security_team(
-        &self,
-        row: &Due,
-        changes: &[(MfaChange, Enrichment)],
-    ) -> Result<(), Outcome> {
-        let (org, event_id) = (row.org.as_str(), row.event_id.as_str());
-        let alerts: Vec<String> = changes
-            .iter()
-            .filter(|(c, _)| {
-                !matches!(
-                    c.initiator,
-                    Some(crate::record::Initiator::SelfService) | None
-                ) || c.action == crate::record::Action::BypassAttempted
-            })
-            .map(|(c, _)| notice::security_summary(c, org))
-            .collect();
-        if alerts.is_empty() || self.transport.is_dry_run() {
-            return Ok(());
-        }
-        let text = alerts.join("\n");
-        if let Some(soc) = &self.settings.security_copy
-            && !self.done(row, "soc").await
-        {
-            let m = Message::builder()
-                .from(self.settings.from.clone())
-                .to(soc.clone())
-                .subject(format!(
-                    "[factorwatch] {} MFA change(s) made by someone other than the user",
-                    alerts.len()
-                ))
-                .message_id(Some(message_id(org, event_id, soc.email.as_ref())))
-                .header(AutoSubmitted)
-                .body(format!("{text}\n"))
-                .map_err(|e| Outcome::Reject(format!("cannot build the security copy: {e}")))?;
-            match self.transport.send(&m).await {
-                Ok(()) => self.mark_done(row, "soc").await,
-                Err(SendError::Transient(e) | SendError::Unavailable(e)) => {
-                    return Err(Outcome::Retry(e));
-                }
-                Err(SendError::Permanent(e)) => return Err(Outcome::Reject(e)),
-            }
-        }
-        if let Some(url) = &self.settings.security_webhook
-            && !self.done(row, "webhook").await
-        {
-            match crate::chat::post(url, &text).await {
-                Ok(()) => self.mark_done(row, "webhook").await,
-                Err(e) => return Err(Outcome::Retry(format!("security webhook {e}"))),
-            }
-        }
-        Ok(())
     }
 }
 

@@ -1,7 +1,10 @@
 //! What a notice says, as data for its templates: each change reduced to the words it needs
-//! (who, what, when, from where), with everything that came from outside cleaned (no line breaks
-//! or control characters, bounded length) and personal data masked (phone: last four digits only;
-//! the recipients' addresses: first letter and domain). Pure.
+//! (who, what, when, from where). Every value that came from outside — device, app and display
+//! names, cities, user agents — went through [`crate::untrusted::display`] (no hidden
+//! characters, bounded, links and numbers defanged) and templates show it quoted; the IP is shown
+//! only if it is an IP; personal data is masked (phone: last four digits only; the recipients'
+//! addresses: first letter and domain). An actor factorwatch cannot identify is "someone",
+//! never "you". Pure.
 
 use serde::Serialize;
 
@@ -11,6 +14,8 @@ use crate::record::{Action, Initiator, MfaChange};
 
 /// Longest text taken from Okta into a notice.
 const MAX_FIELD: usize = 120;
+/// Longest name (device, person, app) taken from Okta into a notice.
+const MAX_NAME: usize = 48;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Notice {
@@ -48,7 +53,7 @@ pub struct FactorView {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct InitiatorView {
-    /// self, admin, app, system.
+    /// self, admin, app, system, or unknown (no actor, or one of a kind nobody can place).
     pub kind: &'static str,
     pub name: Option<String>,
 }
@@ -67,6 +72,18 @@ pub fn clean(s: &str) -> String {
 
 fn clean_opt(s: Option<&String>) -> Option<String> {
     s.map(|s| clean(s)).filter(|s| !s.is_empty())
+}
+
+/// A value someone outside wrote, safe to show ([`crate::untrusted::display`]).
+fn shown(s: Option<&String>, max: usize) -> Option<String> {
+    s.map(|s| crate::untrusted::display(s, max))
+        .filter(|s| !s.is_empty())
+}
+
+/// The client's address, only if it is one (anything else in that field is not shown).
+fn ip(s: Option<&String>) -> Option<String> {
+    s.and_then(|s| s.trim().parse::<std::net::IpAddr>().ok())
+        .map(|ip| ip.to_string())
 }
 
 /// `jane.doe@example.com` → `j***@example.com`.
@@ -89,7 +106,8 @@ fn factor_kind(change: &MfaChange) -> &'static str {
         (Some(FactorType::SoftwareTotp | FactorType::Hotp), _) => "totp",
         (Some(FactorType::Email), _) => "email",
         (Some(FactorType::Question), _) => "question",
-        (Some(FactorType::Webauthn | FactorType::U2f), _) => "webauthn",
+        (Some(FactorType::Webauthn), _) => "webauthn",
+        (Some(FactorType::U2f), _) => "security_key",
         (Some(FactorType::SignedNonce), _) => "fastpass",
         (Some(FactorType::HardwareToken | FactorType::Token), _) => "token",
         _ if change.factor.phone_last4.is_some() => "phone",
@@ -117,34 +135,34 @@ pub fn view(change: &MfaChange, e: &Enrichment) -> ChangeView {
     let c = &change.client;
     let place: Vec<String> = [&c.city, &c.state, &c.country]
         .into_iter()
-        .filter_map(|v| clean_opt(v.as_ref()))
+        .filter_map(|v| shown(v.as_ref(), MAX_NAME))
         .collect();
     let device: Vec<String> = [&c.browser, &c.os]
         .into_iter()
-        .filter_map(|v| clean_opt(v.as_ref()))
+        .filter_map(|v| shown(v.as_ref(), MAX_NAME))
         .collect();
     let initiator = match change.initiator {
         Some(Initiator::Admin) => "admin",
         Some(Initiator::App) => "app",
         Some(Initiator::System) => "system",
-        Some(Initiator::SelfService) | None => "self",
+        Some(Initiator::SelfService) => "self",
+        None => "unknown",
     };
-    let actor_name = change
-        .actor
-        .as_ref()
-        .and_then(|a| clean_opt(a.display_name.as_ref()).or(clean_opt(a.login.as_ref())));
+    let actor_name = change.actor.as_ref().and_then(|a| {
+        shown(a.display_name.as_ref(), MAX_NAME).or(shown(a.login.as_ref(), MAX_NAME))
+    });
     ChangeView {
         action: change.action.as_str(),
         when: change.published.map_or_else(
             || "just now".into(),
             |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
         ),
-        ip: clean_opt(c.ip.as_ref()),
+        ip: ip(c.ip.as_ref()),
         place: (!place.is_empty()).then(|| place.join(", ")),
         device: (!device.is_empty()).then(|| device.join(" on ")),
         factor: FactorView {
             kind,
-            name: clean_opt(change.factor.name.as_ref()),
+            name: shown(change.factor.name.as_ref(), MAX_NAME),
             last4: change
                 .factor
                 .phone_last4
@@ -152,13 +170,13 @@ pub fn view(change: &MfaChange, e: &Enrichment) -> ChangeView {
                 .or(detail.phone_last4)
                 .map(|d| d.chars().filter(char::is_ascii_digit).collect::<String>())
                 .filter(|d| d.len() == 4),
-            device: clean_opt(detail.device_name.as_ref()),
+            device: shown(detail.device_name.as_ref(), MAX_NAME),
             device_kind,
             device_kind_fr,
         },
         initiator: InitiatorView {
             kind: initiator,
-            name: if initiator == "self" {
+            name: if matches!(initiator, "self" | "unknown") {
                 None
             } else {
                 actor_name
@@ -174,9 +192,11 @@ pub fn notice(
     org: &str,
     help: &str,
 ) -> Notice {
-    let first_name = changes
-        .iter()
-        .find_map(|(_, e)| clean_opt(e.first_name.as_ref()));
+    let first_name = changes.iter().find_map(|(_, e)| {
+        e.first_name
+            .as_deref()
+            .and_then(|n| crate::untrusted::first_word(n, 30))
+    });
     let views: Vec<ChangeView> = changes.iter().map(|(c, e)| view(c, e)).collect();
     Notice {
         alert: views
@@ -194,26 +214,29 @@ pub fn notice(
     }
 }
 
-/// One line for the security team about a change: who did what to whom, from where.
+/// One line for the security team about a change: who did what to whom, from where. Logins
+/// (Okta's identifiers, which analysts search for) are given as they are, on one bounded line;
+/// names and everything else someone outside wrote are defanged as in the notices.
 pub fn security_summary(change: &MfaChange, org: &str) -> String {
     let who = change
         .actor
         .as_ref()
-        .and_then(|a| clean_opt(a.login.as_ref()).or(clean_opt(a.display_name.as_ref())))
+        .and_then(|a| clean_opt(a.login.as_ref()).or(shown(a.display_name.as_ref(), MAX_NAME)))
         .unwrap_or_else(|| "someone".into());
     let kind = match change.initiator {
         Some(Initiator::Admin) => "administrator",
         Some(Initiator::App) => "application",
         Some(Initiator::System) => "Okta",
-        Some(Initiator::SelfService) | None => "the user",
+        Some(Initiator::SelfService) => "the user",
+        None => "actor of unknown kind",
     };
     let user = change
         .user
         .as_ref()
         .and_then(|u| clean_opt(u.login.as_ref()).or(clean_opt(u.id.as_ref())))
         .unwrap_or_else(|| "an unknown user".into());
-    let factor = clean_opt(change.factor.name.as_ref()).unwrap_or_else(|| "MFA".into());
-    let from = clean_opt(change.client.ip.as_ref())
+    let factor = shown(change.factor.name.as_ref(), MAX_NAME).unwrap_or_else(|| "MFA".into());
+    let from = ip(change.client.ip.as_ref())
         .map(|ip| format!(" from {ip}"))
         .unwrap_or_default();
     let when = change

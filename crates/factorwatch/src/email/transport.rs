@@ -16,12 +16,57 @@ use crate::secret::Secret;
 /// Why a message was not sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendError {
-    /// 4xx, a dropped connection, a timeout: try again later.
-    Transient(String),
-    /// 5xx: the relay refuses this message for good.
-    Permanent(String),
-    /// The relay refuses us (authentication): every message waits until an operator fixes it.
+    /// The way out is down or refuses us — connection refused or dropped, a timeout, a 4xx
+    /// ("try later"), a refused login, a full disk for `.eml` files: every message waits, and no
+    /// attempt is counted, so an outage of any length dead-letters nothing.
     Unavailable(String),
+    /// A 5xx for this message (the recipient does not exist, the content is refused): retrying
+    /// it cannot help.
+    Refused(String),
+}
+
+/// What an SMTP failure means. Only a 5xx answer to this message refuses it; a 5xx to our login
+/// (530, 534, 535, 538) is the relay refusing us, and every other failure (4xx, network, TLS,
+/// timeouts) is the relay being unavailable.
+pub fn smtp_failure(code: Option<u16>, permanent: bool, detail: String) -> SendError {
+    match code {
+        Some(530 | 534 | 535 | 538) => {
+            SendError::Unavailable(format!("the SMTP relay refused our login: {detail}"))
+        }
+        Some(500..=599) if permanent => {
+            SendError::Refused(format!("the SMTP relay refused the message: {detail}"))
+        }
+        _ => SendError::Unavailable(format!("SMTP: {detail}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_5xx_for_the_message_refuses_it() {
+        let d = || "x".to_owned();
+        assert!(matches!(
+            smtp_failure(Some(550), true, d()),
+            SendError::Refused(_)
+        ));
+        for (code, permanent) in [
+            (Some(535), true),
+            (Some(530), true),
+            (Some(451), false),
+            (Some(421), false),
+            (None, false),
+        ] {
+            assert!(
+                matches!(
+                    smtp_failure(code, permanent, d()),
+                    SendError::Unavailable(_)
+                ),
+                "{code:?}"
+            );
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,19 +169,14 @@ impl Transport {
                     *last = Some(Instant::now());
                 }
                 relay.send(message.clone()).await.map(drop).map_err(|e| {
-                    let code = e.status().map(|c| c.to_string());
-                    if matches!(code.as_deref(), Some("530" | "534" | "535" | "538")) {
-                        SendError::Unavailable(format!("the SMTP relay refused our login: {e}"))
-                    } else if e.is_permanent() {
-                        SendError::Permanent(format!("the SMTP relay refused the message: {e}"))
-                    } else {
-                        SendError::Transient(format!("SMTP: {e}"))
-                    }
+                    let code = e.status().and_then(|c| c.to_string().parse::<u16>().ok());
+                    smtp_failure(code, e.is_permanent(), e.to_string())
                 })
             }
+            // A folder that cannot be written (full disk, permissions) is a destination down.
             Transport::Files(dir) => drop_file(dir, &message.formatted())
                 .await
-                .map_err(|e| SendError::Transient(format!("cannot write the message: {e}"))),
+                .map_err(|e| SendError::Unavailable(format!("cannot write the message: {e}"))),
             Transport::DryRun => Ok(()),
         }
     }

@@ -1,5 +1,6 @@
-//! Who is owed a change: every SIEM destination, and — when the change is one a user should hear
-//! about — the email destination. Pure.
+//! Who is owed a change: every SIEM destination; the email destination when the change is one a
+//! user should hear about; the security team's destinations when someone other than the user made
+//! it. Pure.
 
 use crate::record::{Action, MfaChange};
 
@@ -13,6 +14,8 @@ pub struct Routing {
     pub notify_third_party: bool,
     /// Email only for these actions (all that concern a user when `None`).
     pub email_actions: Option<Vec<Action>>,
+    /// The security team's destinations (its email copy, its chat channel), if any.
+    pub security: Vec<String>,
 }
 
 /// Whether the affected user should be told of this change.
@@ -39,6 +42,24 @@ pub fn notifies_user(change: &MfaChange, notify_third_party: bool) -> bool {
     action_ok && (notify_third_party || change.factor.okta_authoritative != Some(false))
 }
 
+/// Whether the security team should be told of this change: one made to a user's factors by
+/// someone other than that user — an admin, an app, Okta, or an actor factorwatch cannot tell
+/// (not knowing who did it is reason enough to look) — and every bypass attempt. Whatever the
+/// user-notice settings (actions, third-party factors) say.
+pub fn notifies_security_team(change: &MfaChange) -> bool {
+    if change.user.is_none() {
+        return false;
+    }
+    match change.action {
+        Action::BypassAttempted => true,
+        Action::OrgFactorEnabled | Action::OrgFactorDisabled => false,
+        _ => {
+            change.outcome.as_deref() == Some("SUCCESS")
+                && change.initiator != Some(crate::record::Initiator::SelfService)
+        }
+    }
+}
+
 impl Routing {
     pub fn destinations(&self, change: &MfaChange) -> Vec<String> {
         let mut d: Vec<String> = self
@@ -55,6 +76,9 @@ impl Routing {
                 .is_none_or(|a| a.contains(&change.action))
         {
             d.push(email.clone());
+        }
+        if notifies_security_team(change) {
+            d.extend(self.security.iter().cloned());
         }
         d
     }
@@ -105,6 +129,7 @@ mod tests {
             email: Some("email".into()),
             notify_third_party: false,
             email_actions: None,
+            security: vec![],
         };
         assert_eq!(
             r.destinations(&change(Action::Enrolled, Some(true))),
@@ -141,5 +166,40 @@ mod tests {
         let mut bypass = change(Action::BypassAttempted, None);
         bypass.outcome = Some("FAILURE".into());
         assert_eq!(r.destinations(&bypass), ["siem:all", "email"]);
+    }
+
+    #[test]
+    fn the_security_team_hears_of_what_the_user_did_not_do_whatever_the_email_settings() {
+        use crate::record::Initiator;
+        let r = Routing {
+            siem: vec![],
+            email: Some("email".into()),
+            notify_third_party: false,
+            email_actions: Some(vec![Action::Updated]),
+            security: vec!["security:email".into(), "security:chat".into()],
+        };
+        let by = |initiator: Option<Initiator>, authoritative: Option<bool>| {
+            let mut c = change(Action::ResetAll, authoritative);
+            c.initiator = initiator;
+            r.destinations(&c)
+        };
+        assert_eq!(
+            by(Some(Initiator::Admin), Some(false)),
+            ["security:email", "security:chat"],
+            "an admin's reset of a third-party factor, with email limited to updates"
+        );
+        assert_eq!(
+            by(None, Some(true)),
+            ["security:email", "security:chat"],
+            "an actor nobody can name is not the user"
+        );
+        assert!(by(Some(Initiator::SelfService), Some(true)).is_empty());
+        let mut failed = change(Action::ResetAll, Some(true));
+        failed.initiator = Some(Initiator::Admin);
+        failed.outcome = Some("FAILURE".into());
+        assert!(r.destinations(&failed).is_empty());
+        let mut org = change(Action::OrgFactorDisabled, Some(true));
+        org.initiator = Some(Initiator::Admin);
+        assert!(r.destinations(&org).is_empty());
     }
 }

@@ -31,7 +31,10 @@ pub fn item_outcome(status: u16, error: &Value) -> Outcome {
     let why = || {
         format!(
             "Elasticsearch item {status}: {}",
-            error.get("reason").and_then(Value::as_str).unwrap_or("")
+            crate::http::client::excerpt(
+                error.get("reason").and_then(Value::as_str).unwrap_or(""),
+                300
+            )
         )
     };
     match status {
@@ -83,6 +86,10 @@ impl BulkSink {
             .map_err(|e| format!("Elasticsearch unreachable: {}", e.without_url()))?;
         match r.status().as_u16() {
             200 => Ok(()),
+            s @ 300..=399 => Err(format!(
+                "Elasticsearch answered HTTP {s}, a redirect to {}; redirects are never followed",
+                crate::http::client::redirect_target(&r)
+            )),
             s => Err(format!("Elasticsearch answered HTTP {s}")),
         }
     }
@@ -143,13 +150,9 @@ impl Destination for BulkSink {
                 );
             }
         };
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
+        let (status, text) = super::answer(response).await;
         if !(200..300).contains(&status) {
-            return super::fill(
-                outcomes,
-                &super::http_outcome(status, &text.chars().take(300).collect::<String>()),
-            );
+            return super::fill(outcomes, &super::http_outcome(status, &text));
         }
         let reply: Value = match serde_json::from_str(&text) {
             Ok(v) => v,
@@ -177,8 +180,13 @@ impl Destination for BulkSink {
                 .or_else(|| item.get("index"))
                 .cloned()
                 .unwrap_or(Value::Null);
-            let status = op["status"].as_u64().unwrap_or(0) as u16;
-            outcomes[*i] = Some(item_outcome(status, &op["error"]));
+            // An item without a status is not an answer about it: send it again.
+            outcomes[*i] = Some(
+                match op["status"].as_u64().and_then(|s| u16::try_from(s).ok()) {
+                    Some(status) => item_outcome(status, &op["error"]),
+                    None => Outcome::Unavailable("_bulk answered an item without a status".into()),
+                },
+            );
         }
         outcomes
             .into_iter()

@@ -53,31 +53,72 @@ pub fn read_ca(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))
 }
 
-/// An HTTP client trusting the system's roots, or only `ca_pem` when given.
+/// The HTTP client a sink sends with: a 30 s timeout, no redirects; trusting the system's roots,
+/// or only `ca_pem` when given.
 pub fn http_client(ca_pem: Option<&[u8]>) -> Result<reqwest::Client, String> {
-    let mut b = reqwest::Client::builder()
-        .user_agent(concat!("factorwatch/", env!("CARGO_PKG_VERSION")))
-        .timeout(std::time::Duration::from_secs(30));
-    if let Some(pem) = ca_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|e| format!("the CA file is not PEM certificates: {e}"))?;
-        b = b.tls_certs_only(certs);
+    crate::http::client::client(std::time::Duration::from_secs(30), ca_pem)
+}
+
+/// How much of a SIEM's answer is read (a `_bulk` answer for 500 items is well under this).
+pub const MAX_ANSWER: usize = 8 << 20;
+
+/// A SIEM's answer: its status and (bounded) body; for a redirect, a body saying where it
+/// pointed, since that is all there is to say.
+pub async fn answer(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    if (300..400).contains(&status) {
+        let to = crate::http::client::redirect_target(&response);
+        return (status, format!("a redirect to {to}"));
     }
-    b.build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+    match crate::http::client::read_limited(response, MAX_ANSWER).await {
+        Ok(text) => (status, text),
+        Err(e) => (status, e.to_string()),
+    }
 }
 
 /// The outcome for an HTTP status from a SIEM's API, as Vector's HTTP retry logic decides:
 /// 408, 429 and 5xx but 501 mean try again (the destination is struggling); 401 and 403 mean our
-/// credentials are refused — deliveries wait until an operator fixes them; other 4xx mean the
-/// request itself is wrong.
+/// credentials are refused — deliveries wait until an operator fixes them; a redirect is never
+/// followed (it would drop the body and carry the credentials elsewhere) and waits for the URL to
+/// be fixed; other 4xx mean the request itself is wrong.
 pub fn http_outcome(status: u16, detail: &str) -> Outcome {
+    let detail = crate::http::client::excerpt(detail, 300);
     match status {
         200..=299 => Outcome::Delivered,
+        300..=399 => Outcome::Unavailable(format!(
+            "HTTP {status}, {detail}: redirects are never followed; check the sink's url"
+        )),
         401 | 403 | 408 | 429 => Outcome::Unavailable(format!("HTTP {status}: {detail}")),
         501 => Outcome::Reject(format!("HTTP {status}: {detail}")),
         500..=599 => Outcome::Unavailable(format!("HTTP {status}: {detail}")),
         _ => Outcome::Reject(format!("HTTP {status}: {detail}")),
+    }
+}
+
+/// A healthcheck for an HTTP endpoint with no probe of its own: a `HEAD` with `headers` must get
+/// an answer (connection and TLS work) that is not a redirect, a refusal of our credentials or a
+/// server error. Any other status (405 to a HEAD is common) proves the endpoint is there.
+pub async fn http_probe(client: &reqwest::Client, url: &str) -> Result<String, String> {
+    http_probe_with(client.head(url)).await
+}
+
+/// [`http_probe`] of a prepared request (with the sink's headers).
+pub async fn http_probe_with(request: reqwest::RequestBuilder) -> Result<String, String> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| format!("unreachable: {}", e.without_url()))?;
+    let status = response.status().as_u16();
+    match status {
+        300..=399 => Err(format!(
+            "answered HTTP {status}, a redirect to {}; redirects are never followed",
+            crate::http::client::redirect_target(&response)
+        )),
+        401 | 403 => Err(format!(
+            "answered HTTP {status}: our credentials are refused"
+        )),
+        500..=599 => Err(format!("answered HTTP {status}")),
+        _ => Ok(format!("reachable (HTTP {status})")),
     }
 }
 
@@ -90,7 +131,7 @@ impl Sink {
             Sink::Syslog(s) => s.healthcheck().await,
             Sink::SplunkHec(s) => s.healthcheck().await,
             Sink::Elasticsearch(s) => s.healthcheck().await,
-            Sink::Webhook(_) => Ok(()),
+            Sink::Webhook(s) => s.healthcheck().await,
         }
     }
 }
@@ -272,19 +313,23 @@ pub fn build(
             ))
         }
         SinkType::Webhook => {
-            let secret_headers = c
-                .secret_headers
+            let headers = c
+                .headers
                 .iter()
-                .map(|(k, var)| Ok((k.clone(), secret(k, Some(var), None)?)))
+                .map(|(k, v)| match v {
+                    crate::config::HeaderValue::Secret(r) => Ok((
+                        k.clone(),
+                        secret(&format!("headers.{k}"), r.env.as_deref(), r.file.as_deref())?,
+                    )),
+                    crate::config::HeaderValue::Literal(_) => Err(format!(
+                        "{at}.headers.{k}: header values come from env or file"
+                    )),
+                })
                 .collect::<Result<Vec<_>, String>>()?;
             Sink::Webhook(webhook::WebhookSink::new(
                 name,
                 c.url.as_deref().ok_or_else(|| missing("url"))?,
-                c.headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                secret_headers,
+                headers,
                 encoder,
                 http_client(ca.as_deref())?,
                 c.batch_size.unwrap_or(100),

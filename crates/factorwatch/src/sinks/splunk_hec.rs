@@ -54,6 +54,8 @@ pub fn code_outcome(status: u16, code: Option<i64>, text: &str) -> Outcome {
     );
     match code {
         Some(0) if (200..300).contains(&status) => Outcome::Delivered,
+        // Code 0 with any other status is not a success (a redirect, a proxy error).
+        Some(0) => super::http_outcome(status, text),
         // No data, invalid data format, event field required or blank, indexed fields: the data.
         Some(5 | 6 | 12 | 13 | 15) => Outcome::Reject(why),
         // Token disabled/required/invalid, wrong index, channel or ack settings: configuration an
@@ -100,6 +102,10 @@ impl HecSink {
             200 => Ok(()),
             400 => Err("Splunk HEC: invalid token".into()),
             503 => Err("Splunk HEC: queues full".into()),
+            s @ 300..=399 => Err(format!(
+                "Splunk HEC health: HTTP {s}, a redirect to {}; redirects are never followed",
+                crate::http::client::redirect_target(&r)
+            )),
             s => Err(format!("Splunk HEC health: HTTP {s}")),
         }
     }
@@ -156,11 +162,16 @@ impl HecSink {
                 ));
             }
         };
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
+        let (status, text) = super::answer(response).await;
         let reply: Option<Reply> = serde_json::from_str(&text).ok();
         let outcome = match &reply {
             Some(r) => code_outcome(status, r.code, &r.text),
+            // A 2xx that is not HEC's `{"text":…,"code":0}` did not come from Splunk's collector
+            // (a proxy's page, a captive portal): nothing says the events were taken.
+            None if (200..300).contains(&status) => Outcome::Unavailable(format!(
+                "HTTP {status} without Splunk HEC's answer: {}",
+                crate::http::client::excerpt(&text, 200)
+            )),
             None => super::http_outcome(status, &text),
         };
         match (
@@ -214,7 +225,12 @@ trait JsonText {
 
 impl JsonText for reqwest::Response {
     async fn json_text(self) -> Result<Value, ()> {
-        let text = self.text().await.map_err(|_| ())?;
+        if !self.status().is_success() {
+            return Err(());
+        }
+        let text = crate::http::client::read_limited(self, super::MAX_ANSWER)
+            .await
+            .map_err(|_| ())?;
         serde_json::from_str(&text).map_err(|_| ())
     }
 }

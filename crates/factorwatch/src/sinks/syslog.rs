@@ -3,13 +3,17 @@
 //! verified against the system's roots or a given CA), or over UDP (RFC 5426: one datagram per
 //! message, cut to a safe size; at most once — nothing tells us it arrived).
 //!
-//! Syslog has no acknowledgement: a stream delivery counts once written and flushed. A broken
-//! connection is dropped and the batch sent again on a new one (at least once).
+//! Syslog has no acknowledgement: a stream delivery counts once written and flushed. A write into
+//! a connection the collector already closed still "succeeds" locally, so a connection is checked
+//! before each reuse (a closed or reset one is replaced, never written into) and replaced anyway
+//! after [`IDLE_RECONNECT`] unused; a connection that breaks during the write is dropped and the
+//! batch sent again on a new one (at least once). What remains is a collector closing the
+//! connection while a batch is in flight on it: no stream syslog can see that.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::Mutex;
 use tokio_rustls::TlsConnector;
@@ -21,6 +25,9 @@ use crate::pipeline::worker::{Destination, Outcome};
 use crate::store::Due;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection unused this long is replaced rather than trusted (collectors and the firewalls
+/// between close idle ones, often silently).
+pub const IDLE_RECONNECT: Duration = Duration::from_secs(30);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// RFC 5426: receivers should accept 2048 octets.
 pub const MAX_DATAGRAM: usize = 2048;
@@ -68,7 +75,27 @@ impl Transport {
     }
 }
 
-type Stream = Box<dyn AsyncWrite + Unpin + Send>;
+trait Connection: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Connection for T {}
+
+type Stream = Box<dyn Connection>;
+
+/// An open connection and when it was last written to.
+struct Open {
+    stream: Stream,
+    used: std::time::Instant,
+}
+
+/// Whether the collector has closed (or reset) the connection: a read that finds the end of the
+/// stream or an error. Syslog collectors send nothing, so anything else means it is still open.
+async fn peer_closed(stream: &mut Stream) -> bool {
+    let mut buf = [0u8; 256];
+    // Polled once: data or an end already received answer at once; otherwise it is pending.
+    match tokio::time::timeout(Duration::ZERO, stream.read(&mut buf)).await {
+        Ok(Ok(0) | Err(_)) => true,
+        Ok(Ok(_)) | Err(_) => false,
+    }
+}
 
 pub struct SyslogSink {
     name: String,
@@ -77,7 +104,7 @@ pub struct SyslogSink {
     encoder: Encoder,
     options: Options,
     batch_size: u32,
-    stream: Mutex<Option<Stream>>,
+    stream: Mutex<Option<Open>>,
 }
 
 impl SyslogSink {
@@ -126,27 +153,65 @@ impl SyslogSink {
         }
     }
 
-    /// A connection (and TLS handshake) can be made; UDP has nothing to check.
+    /// A connection (and TLS handshake) can be made. For UDP, an empty datagram is sent and a
+    /// refusal (ICMP port unreachable) awaited for a second: UDP can prove a collector absent,
+    /// never present.
     pub async fn healthcheck(&self) -> Result<(), String> {
         match self.transport {
-            Transport::Udp => Ok(()),
+            Transport::Udp => {
+                let socket = self.udp_socket().await?;
+                socket
+                    .send(&[])
+                    .await
+                    .map_err(|e| format!("sending to {} failed: {e}", self.address))?;
+                let mut buf = [0u8; 64];
+                match tokio::time::timeout(Duration::from_secs(1), socket.recv(&mut buf)).await {
+                    Ok(Err(e)) => Err(format!("{} refused the probe: {e}", self.address)),
+                    _ => Ok(()),
+                }
+            }
             _ => self.connect().await.map(drop),
         }
     }
 
+    async fn udp_socket(&self) -> Result<UdpSocket, String> {
+        let socket = UdpSocket::bind(if self.address.starts_with('[') {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        })
+        .await
+        .map_err(|e| format!("cannot open a UDP socket: {e}"))?;
+        socket
+            .connect(&self.address)
+            .await
+            .map_err(|e| format!("cannot reach {}: {e}", self.address))?;
+        Ok(socket)
+    }
+
     async fn send_stream(&self, bytes: &[u8]) -> Result<(), String> {
         let mut guard = self.stream.lock().await;
-        if guard.is_none() {
-            *guard = Some(self.connect().await?);
+        if let Some(open) = guard.as_mut()
+            && (open.used.elapsed() >= IDLE_RECONNECT || peer_closed(&mut open.stream).await)
+        {
+            *guard = None;
         }
-        let Some(stream) = guard.as_mut() else {
+        if guard.is_none() {
+            *guard = Some(Open {
+                stream: self.connect().await?,
+                used: std::time::Instant::now(),
+            });
+        }
+        let Some(open) = guard.as_mut() else {
             return Err("no connection".into());
         };
+        let stream = &mut open.stream;
         let written = tokio::time::timeout(WRITE_TIMEOUT, async {
             stream.write_all(bytes).await?;
             stream.flush().await
         })
         .await;
+        open.used = std::time::Instant::now();
         match written {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
@@ -161,17 +226,7 @@ impl SyslogSink {
     }
 
     async fn send_datagrams(&self, messages: &[String]) -> Result<(), String> {
-        let socket = UdpSocket::bind(if self.address.starts_with('[') {
-            "[::]:0"
-        } else {
-            "0.0.0.0:0"
-        })
-        .await
-        .map_err(|e| format!("cannot open a UDP socket: {e}"))?;
-        socket
-            .connect(&self.address)
-            .await
-            .map_err(|e| format!("cannot reach {}: {e}", self.address))?;
+        let socket = self.udp_socket().await?;
         for m in messages {
             socket
                 .send(rfc5424::truncate(m, MAX_DATAGRAM).as_bytes())

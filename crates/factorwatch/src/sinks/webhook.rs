@@ -1,5 +1,6 @@
 //! An HTTPS webhook, for data lakes and SOAR tools: a JSON array of the batch's changes (OCSF by
-//! default; a CEF or LEEF line becomes a JSON string), with configured headers.
+//! default; a CEF or LEEF line becomes a JSON string), with configured headers (secrets: they
+//! usually carry a token). A 2xx is a delivery; a redirect is never followed.
 
 use serde_json::Value;
 
@@ -11,8 +12,7 @@ use crate::store::Due;
 pub struct WebhookSink {
     name: String,
     url: String,
-    headers: Vec<(String, String)>,
-    secret_headers: Vec<(String, Secret)>,
+    headers: Vec<(String, Secret)>,
     encoder: Encoder,
     client: reqwest::Client,
     batch_size: u32,
@@ -22,8 +22,7 @@ impl WebhookSink {
     pub fn new(
         name: impl Into<String>,
         url: &str,
-        headers: Vec<(String, String)>,
-        secret_headers: Vec<(String, Secret)>,
+        headers: Vec<(String, Secret)>,
         encoder: Encoder,
         client: reqwest::Client,
         batch_size: u32,
@@ -32,11 +31,27 @@ impl WebhookSink {
             name: name.into(),
             url: url.to_owned(),
             headers,
-            secret_headers,
             encoder,
             client,
             batch_size,
         }
+    }
+}
+
+impl WebhookSink {
+    fn with_headers(&self, mut request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        for (k, v) in &self.headers {
+            request = request.header(k.as_str(), v.expose());
+        }
+        request
+    }
+
+    /// A `HEAD` with the configured headers: see [`super::http_probe`].
+    pub async fn healthcheck(&self) -> Result<(), String> {
+        super::http_probe_with(self.with_headers(self.client.head(&self.url)))
+            .await
+            .map(drop)
+            .map_err(|e| format!("webhook {e}"))
     }
 }
 
@@ -58,22 +73,16 @@ impl Destination for WebhookSink {
             .iter()
             .map(|(_, _, p)| serde_json::from_str(p).unwrap_or_else(|_| Value::String(p.clone())))
             .collect();
-        let mut request = self
-            .client
-            .post(&self.url)
-            .header("Content-Type", "application/json")
-            .body(Value::Array(items).to_string());
-        for (k, v) in &self.headers {
-            request = request.header(k.as_str(), v.as_str());
-        }
-        for (k, v) in &self.secret_headers {
-            request = request.header(k.as_str(), v.expose());
-        }
+        let request = self.with_headers(
+            self.client
+                .post(&self.url)
+                .header("Content-Type", "application/json")
+                .body(Value::Array(items).to_string()),
+        );
         let result = match request.send().await {
             Ok(r) => {
-                let status = r.status().as_u16();
-                let text = r.text().await.unwrap_or_default();
-                super::http_outcome(status, &text.chars().take(300).collect::<String>())
+                let (status, text) = super::answer(r).await;
+                super::http_outcome(status, &text)
             }
             Err(e) => Outcome::Unavailable(format!("webhook unreachable: {}", e.without_url())),
         };

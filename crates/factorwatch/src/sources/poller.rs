@@ -62,7 +62,10 @@ impl<S: Store> Poller<S> {
                     info!(org = %self.org, source = self.source.as_str(), "resuming from the stored cursor");
                     break cursor;
                 }
-                Ok(None) => break self.client.url(&self.start),
+                Ok(None) => match self.client.url(&self.start) {
+                    Ok(url) => break url,
+                    Err(e) => return Ended::Failed(e.to_string()),
+                },
                 Err(e) => {
                     error!(org = %self.org, source = self.source.as_str(), error = %e, "cannot read the cursor");
                     let wait = ERROR_BACKOFF.delay(failures, &mut rand::thread_rng());

@@ -28,6 +28,18 @@ pub enum SourceKind {
 }
 
 impl SourceKind {
+    pub const ALL: [SourceKind; 4] = [
+        SourceKind::SystemLog,
+        SourceKind::EventHook,
+        SourceKind::EventsApi,
+        SourceKind::Backfill,
+    ];
+
+    /// The kind a name (`system_log`, …) stands for.
+    pub fn parse(name: &str) -> Option<SourceKind> {
+        SourceKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             SourceKind::SystemLog => "system_log",
@@ -163,6 +175,14 @@ pub trait Store: Clone + Send + Sync + 'static {
         org: &str,
         source: SourceKind,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Forgets where `source` resumes for `org` (it starts again from its configured start);
+    /// true if there was a cursor.
+    fn reset_cursor(
+        &self,
+        org: &str,
+        source: SourceKind,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Stores a batch: new changes with their outbox rows, rejects, counters and the cursor.
     fn commit(

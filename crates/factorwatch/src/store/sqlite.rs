@@ -190,6 +190,18 @@ impl Store for SqliteStore {
         Ok(row.and_then(|r| r.get::<Option<String>, _>(0)))
     }
 
+    async fn reset_cursor(&self, org: &str, source: SourceKind) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sources SET position = NULL WHERE org = ? AND source = ? AND position IS NOT NULL",
+        )
+        .bind(org)
+        .bind(source.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn commit(
         &self,
         org: &str,

@@ -124,6 +124,7 @@ pub fn config(dir: &Path, base: &str, hook: bool) -> Config {
             secret_env: Some("TEST_HOOK_SECRET".into()),
             secret_file: None,
         }),
+        danger_plaintext_credentials: false,
     }];
     c
 }
@@ -201,6 +202,7 @@ pub fn changes(
             email: None,
             notify_third_party: false,
             email_actions: None,
+            security: vec![],
         },
     };
     let events: Vec<Value> = (0..n)
@@ -271,8 +273,6 @@ pub fn email_settings() -> factorwatch::email::EmailSettings {
         suppress: vec![],
         hourly_cap: None,
         coalesce: Duration::ZERO,
-        security_copy: None,
-        security_webhook: None,
         skip_when_okta_notified: false,
         previous_address_window: Duration::ZERO,
         concurrency: 1,
@@ -301,6 +301,23 @@ impl Mail {
 
     /// Classifies and stores `events` (changes routed to email).
     pub async fn commit(&self, events: Vec<Value>) -> factorwatch::store::Batch {
+        self.commit_routed(events, vec![]).await
+    }
+
+    /// [`Mail::commit`], with the security team's destinations too.
+    pub async fn commit_with_security(&self, events: Vec<Value>) -> factorwatch::store::Batch {
+        self.commit_routed(
+            events,
+            vec!["security:email".into(), "security:chat".into()],
+        )
+        .await
+    }
+
+    async fn commit_routed(
+        &self,
+        events: Vec<Value>,
+        security: Vec<String>,
+    ) -> factorwatch::store::Batch {
         use factorwatch::store::Store;
         let ingest = factorwatch::pipeline::ingest::Ingest {
             classifier: Default::default(),
@@ -309,6 +326,7 @@ impl Mail {
                 email: Some("email".into()),
                 notify_third_party: false,
                 email_actions: None,
+                security,
             },
         };
         let batch = ingest.batch(
@@ -332,11 +350,14 @@ impl Mail {
         ttl: Duration,
     ) -> factorwatch::email::EmailDestination<factorwatch::store::sqlite::SqliteStore> {
         use factorwatch::okta::client::{OktaClient, RetryPolicy, auth::Credentials};
-        let client = Arc::new(OktaClient::new(
-            &self.sim.base,
-            Credentials::Ssws(factorwatch::secret::Secret::new(TOKEN)),
-            RetryPolicy::default(),
-        ));
+        let client = Arc::new(
+            OktaClient::new(
+                &self.sim.base,
+                Credentials::Ssws(factorwatch::secret::Secret::new(TOKEN)),
+                RetryPolicy::default(),
+            )
+            .unwrap(),
+        );
         let enrichers = std::collections::HashMap::from([(
             "acme".to_owned(),
             Arc::new(factorwatch::enrich::Enricher::new(client, ttl)),
@@ -358,11 +379,41 @@ impl Mail {
 
     /// (delivered, pending, dead) of the email outbox.
     pub async fn outbox(&self) -> (u64, u64, u64) {
+        self.outbox_of("email").await
+    }
+
+    /// (delivered, pending, dead) of one destination's outbox.
+    pub async fn outbox_of(&self, destination: &str) -> (u64, u64, u64) {
         use factorwatch::store::Store;
         let s = self.store.stats().await.unwrap();
         s.outbox
-            .first()
+            .iter()
+            .find(|(name, ..)| name == destination)
             .map_or((0, 0, 0), |(_, d, p, x)| (*d, *p, *x))
+    }
+
+    /// Runs `destination`'s worker until `settled` rows of `name` are delivered or dead.
+    pub async fn drain_destination<D: factorwatch::pipeline::worker::Destination>(
+        &self,
+        destination: D,
+        name: &str,
+        settled: u64,
+    ) {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(factorwatch::pipeline::worker::run(
+            self.store.clone(),
+            Arc::new(destination),
+            quick_policy(),
+            Default::default(),
+            stopped,
+        ));
+        eventually(60, "every row settled", async || {
+            let (d, p, x) = self.outbox_of(name).await;
+            d + x >= settled && p == 0
+        })
+        .await;
+        let _ = stop.send(true);
+        task.await.unwrap();
     }
 
     /// Runs `destination`'s worker until `settled` rows are delivered or dead.

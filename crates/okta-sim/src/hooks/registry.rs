@@ -155,6 +155,11 @@ impl std::fmt::Debug for Hook {
 }
 
 impl Hook {
+    /// The header that carries the shared secret, if the hook has one.
+    pub fn auth_key(&self) -> Option<&str> {
+        self.auth_key.as_deref()
+    }
+
     /// Whether Okta delivers this event type to the hook now.
     pub fn delivers(&self, event_type: &str) -> bool {
         self.status == Status::Active

@@ -81,6 +81,11 @@ async fn gate(State(org): State<Arc<Org>>, mut request: Request, next: Next) -> 
     let request_id = format!("reqSim{n:016x}");
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
+    let query = request
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
     let plan = match (lock(&org.faults), lock(&org.rng)) {
         (Ok(mut faults), Ok(mut rng)) => faults.plan(fault_key(&path), &mut *rng),
         _ => Plan::default(),
@@ -109,10 +114,27 @@ async fn gate(State(org): State<Arc<Org>>, mut request: Request, next: Next) -> 
         Some(refusal) => refusal,
         None if plan.throttle || !verdict.allowed => okta_error(OktaError::rate_limited()),
         None if plan.fail => okta_error(OktaError::timeout()),
+        None if plan.redirect_to.is_some() => {
+            let to = format!(
+                "{}{path}{query}",
+                plan.redirect_to.as_deref().unwrap_or_default()
+            );
+            let mut r = StatusCode::FOUND.into_response();
+            if let Ok(v) = HeaderValue::from_str(&to) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            r
+        }
         None => {
-            request.extensions_mut().insert(plan);
+            request.extensions_mut().insert(plan.clone());
             let response = next.run(request).await;
-            if plan.truncate && response.status() == StatusCode::OK {
+            if response.status() != StatusCode::OK {
+                response
+            } else if plan.oversize_bytes > 0 {
+                oversize(response, plan.oversize_bytes)
+            } else if plan.drip_ms > 0 {
+                drip(response, plan.drip_ms).await
+            } else if plan.truncate {
                 truncate(response).await
             } else {
                 response
@@ -225,6 +247,54 @@ async fn truncate(response: Response) -> Response {
     Response::from_parts(parts, Body::from(half))
 }
 
+/// Replaces a 200 body by `size` bytes of a JSON array of blanks, streamed in 64 KiB chunks with
+/// no `Content-Length`: the client must stop reading on its own.
+fn oversize(response: Response, size: u64) -> Response {
+    const CHUNK: u64 = 64 << 10;
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let chunks = futures_util::stream::unfold(0u64, move |sent| async move {
+        if sent >= size {
+            return None;
+        }
+        let n = CHUNK.min(size - sent);
+        let mut chunk = vec![b' '; n as usize];
+        if sent == 0 {
+            chunk[0] = b'[';
+        }
+        if sent + n == size {
+            chunk[n as usize - 1] = b']';
+        }
+        Some((
+            Ok::<_, std::io::Error>(axum::body::Bytes::from(chunk)),
+            sent + n,
+        ))
+    });
+    Response::from_parts(parts, Body::from_stream(chunks))
+}
+
+/// Sends a 200 body one byte every `ms` milliseconds, as a slow or hostile server would.
+async fn drip(response: Response, ms: u64) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let chunks = futures_util::stream::unfold(0usize, move |i| {
+        let bytes = bytes.clone();
+        async move {
+            if i >= bytes.len() {
+                return None;
+            }
+            if i > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
+            Some((Ok::<_, std::io::Error>(bytes.slice(i..i + 1)), i + 1))
+        }
+    });
+    Response::from_parts(parts, Body::from_stream(chunks))
+}
+
 fn json_response(headers: HeaderMap, body: String) -> Response {
     let mut headers = headers;
     headers.insert(
@@ -234,8 +304,10 @@ fn json_response(headers: HeaderMap, body: String) -> Response {
     (StatusCode::OK, headers, body).into_response()
 }
 
+/// `self` and `next` links; `next_base` (a hostile fault) replaces the org's origin in `next`.
 fn link_headers(
     base: &str,
+    next_base: Option<&str>,
     self_uri: &axum::http::Uri,
     path: &str,
     next: Option<&str>,
@@ -244,8 +316,9 @@ fn link_headers(
     if let Ok(v) = HeaderValue::from_str(&format!("<{base}{self_uri}>; rel=\"self\"")) {
         headers.append(header::LINK, v);
     }
+    let next_base = next_base.unwrap_or(base);
     if let Some(next) = next
-        && let Ok(v) = HeaderValue::from_str(&format!("<{base}{path}?{next}>; rel=\"next\""))
+        && let Ok(v) = HeaderValue::from_str(&format!("<{next_base}{path}?{next}>; rel=\"next\""))
     {
         headers.append(header::LINK, v);
     }
@@ -268,6 +341,7 @@ async fn logs(
     };
     let headers = link_headers(
         &org.config.base_url,
+        plan.foreign_next.as_deref(),
         &uri,
         "/api/v1/logs",
         page.next.as_deref(),
@@ -277,6 +351,7 @@ async fn logs(
 
 async fn events(
     State(org): State<Arc<Org>>,
+    Extension(plan): Extension<Plan>,
     uri: axum::http::Uri,
     Query(q): Query<EventsQuery>,
 ) -> Response {
@@ -286,6 +361,7 @@ async fn events(
     };
     let headers = link_headers(
         &org.config.base_url,
+        plan.foreign_next.as_deref(),
         &uri,
         "/api/v1/events",
         Some(&page.next),
@@ -386,7 +462,10 @@ async fn hook_lifecycle(
 
 /// `lifecycle/verify`: Okta's one-time GET with a challenge the hook must echo.
 pub(super) async fn verify_hook(org: &Org, id: &str) -> Result<Value, OktaError> {
-    let target = Target::from(lock(&org.hooks)?.get(id)?);
+    let mut target = Target::from(lock(&org.hooks)?.get(id)?);
+    if lock(&org.faults)?.hooks.verify_without_auth {
+        target = target.without_auth();
+    }
     let challenge = {
         use rand::Rng;
         let bytes: [u8; 24] = lock(&org.rng)?.r#gen();

@@ -19,6 +19,8 @@ use crate::secret::Secret;
 
 /// Renew this long before the token expires.
 const RENEW_BEFORE: Duration = Duration::from_secs(300);
+/// The token endpoint answers within this, or the attempt fails (and is retried later).
+const TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Client assertions live this long (Okta allows up to an hour).
 const ASSERTION_LIFETIME_SECS: i64 = 300;
 
@@ -205,7 +207,8 @@ impl OAuthSession {
                 .post(&self.token_url)
                 .header("Accept", "application/json")
                 .header("Content-Type", "application/x-www-form-urlencoded")
-                .body(self.form()?);
+                .body(self.form()?)
+                .timeout(TOKEN_TIMEOUT);
             if let Some(dpop) = &state.dpop {
                 request = request.header(
                     "DPoP",
@@ -222,10 +225,19 @@ impl OAuthSession {
                 .get("dpop-nonce")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            let body = response
-                .text()
+            if status.is_redirection() {
+                return Err(AuthError::Refused {
+                    error: format!("HTTP {status}"),
+                    description: format!(
+                        "the token endpoint answered a redirect to {}; redirects are never followed",
+                        crate::http::client::redirect_target(&response)
+                    ),
+                });
+            }
+            // A token answer is a few hundred bytes.
+            let body = crate::http::client::read_limited(response, 64 << 10)
                 .await
-                .map_err(|e| AuthError::Unreachable(e.without_url().to_string()))?;
+                .map_err(|e| AuthError::Unreachable(e.to_string()))?;
             if status.is_success() {
                 let t: TokenResponse = serde_json::from_str(&body).map_err(|e| {
                     AuthError::Unreachable(format!("unreadable token response: {e}"))
@@ -255,8 +267,8 @@ impl OAuthSession {
                 "use_dpop_nonce" if nonce.is_some() => state.nonce = nonce,
                 _ => {
                     return Err(AuthError::Refused {
-                        error: e.error,
-                        description: e.error_description,
+                        error: crate::http::client::excerpt(&e.error, 60),
+                        description: crate::http::client::excerpt(&e.error_description, 300),
                     });
                 }
             }

@@ -1,6 +1,10 @@
 //! The Okta API client: authenticated GETs that respect Okta's rate limits ([`rate`]), retry 5xx,
 //! timeouts and cut-off bodies with jittered backoff, and hand back the body with its `next` link.
 //! Okta's pace, never factorwatch's, is what limits it.
+//!
+//! Its credentials go to the configured org and nowhere else: a URL (a `next` link, a stored
+//! cursor) whose scheme, host or port differ from the org's is refused before anything is sent,
+//! redirects are never followed, and an answer larger than [`MAX_BODY`] is an error.
 
 pub mod auth;
 pub mod links;
@@ -40,6 +44,20 @@ pub enum ClientError {
     Unavailable { attempts: u32, last: String },
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// A URL outside the org (a `next` link or a stored cursor): nothing was sent there.
+    #[error(
+        "refused to send the org's credentials to {origin}: only {org} is trusted (a link or cursor that leads elsewhere is never followed)"
+    )]
+    ForeignUrl { origin: String, org: String },
+    /// Okta answered with a redirect; following it would carry the credentials elsewhere.
+    #[error(
+        "Okta answered HTTP {status}, a redirect to {to}; redirects are never followed (check the org's url)"
+    )]
+    Redirect { status: u16, to: String },
+    #[error("Okta's answer is larger than {limit} bytes; refused")]
+    TooLarge { limit: usize },
+    #[error("the org's url {0:?} is not an absolute http(s) URL")]
+    BadBase(String),
 }
 
 impl ClientError {
@@ -48,7 +66,11 @@ impl ClientError {
         match self {
             ClientError::Unavailable { .. } => true,
             ClientError::Auth(e) => e.is_transient(),
-            ClientError::Okta { .. } => false,
+            ClientError::Okta { .. }
+            | ClientError::ForeignUrl { .. }
+            | ClientError::Redirect { .. }
+            | ClientError::TooLarge { .. }
+            | ClientError::BadBase(_) => false,
         }
     }
 }
@@ -75,9 +97,14 @@ impl Default for RetryPolicy {
     }
 }
 
+/// The largest answer read from Okta: a page of 1,000 events is a few MiB.
+pub const MAX_BODY: usize = 32 << 20;
+
 pub struct OktaClient {
     http: reqwest::Client,
     base: String,
+    /// The org's origin: the only place requests go.
+    origin: reqwest::Url,
     /// The org's name in metrics (its configured name; the URL if none).
     name: String,
     credentials: Credentials,
@@ -103,10 +130,9 @@ struct ErrorBody {
     summary: String,
 }
 
-/// The HTTP client Okta requests go through.
+/// The HTTP client Okta requests go through: no redirects; each request sets its own timeout.
 pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .user_agent(concat!("factorwatch/", env!("CARGO_PKG_VERSION")))
+    crate::http::client::builder(RetryPolicy::default().timeout)
         .build()
         .unwrap_or_default()
 }
@@ -126,7 +152,11 @@ fn bucket(path: &str) -> &'static str {
 
 impl OktaClient {
     /// `base` is the org's URL, e.g. `https://acme.okta.com`.
-    pub fn new(base: &str, credentials: Credentials, policy: RetryPolicy) -> OktaClient {
+    pub fn new(
+        base: &str,
+        credentials: Credentials,
+        policy: RetryPolicy,
+    ) -> Result<OktaClient, ClientError> {
         OktaClient::with_http(http_client(), base, credentials, policy)
     }
 
@@ -137,15 +167,20 @@ impl OktaClient {
         base: &str,
         credentials: Credentials,
         policy: RetryPolicy,
-    ) -> OktaClient {
-        OktaClient {
+    ) -> Result<OktaClient, ClientError> {
+        let origin = reqwest::Url::parse(base)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+            .ok_or_else(|| ClientError::BadBase(base.to_owned()))?;
+        Ok(OktaClient {
             http,
             name: base.trim_end_matches('/').to_owned(),
             base: base.trim_end_matches('/').to_owned(),
+            origin,
             credentials,
             policy,
             readings: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// Names the org in metrics.
@@ -162,12 +197,29 @@ impl OktaClient {
         &self.http
     }
 
-    /// An absolute URL for an API path (`/api/v1/...`), or `url` itself if already absolute.
-    pub fn url(&self, path_or_url: &str) -> String {
-        if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
-            path_or_url.to_owned()
+    /// An absolute URL for an API path (`/api/v1/...`), or `url` itself if it is one — on the
+    /// org's origin, else refused.
+    pub fn url(&self, path_or_url: &str) -> Result<String, ClientError> {
+        if path_or_url.starts_with('/') && !path_or_url.starts_with("//") {
+            return Ok(format!("{}{path_or_url}", self.base));
+        }
+        self.check_origin(path_or_url)?;
+        Ok(path_or_url.to_owned())
+    }
+
+    /// Refuses a URL whose scheme, host or port are not the org's.
+    pub fn check_origin(&self, url: &str) -> Result<(), ClientError> {
+        let parsed = reqwest::Url::parse(url).map_err(|_| ClientError::ForeignUrl {
+            origin: format!("{:?} (not a URL)", crate::http::client::excerpt(url, 80)),
+            org: crate::http::client::origin_text(&self.origin),
+        })?;
+        if parsed.origin() == self.origin.origin() {
+            Ok(())
         } else {
-            format!("{}{path_or_url}", self.base)
+            Err(ClientError::ForeignUrl {
+                origin: crate::http::client::origin_text(&parsed),
+                org: crate::http::client::origin_text(&self.origin),
+            })
         }
     }
 
@@ -201,7 +253,7 @@ impl OktaClient {
         } else {
             self.policy.attempts
         };
-        let url = self.url(url);
+        let url = self.url(url)?;
         let path = reqwest::Url::parse(&url)
             .map(|u| u.path().to_owned())
             .unwrap_or_default();
@@ -289,12 +341,12 @@ impl OktaClient {
                         _ => {
                             let e: ErrorBody = serde_json::from_str(&body).unwrap_or(ErrorBody {
                                 code: String::new(),
-                                summary: body.chars().take(200).collect(),
+                                summary: crate::http::client::excerpt(&body, 200),
                             });
                             return Err(ClientError::Okta {
                                 status,
-                                code: e.code,
-                                summary: e.summary,
+                                code: crate::http::client::excerpt(&e.code, 40),
+                                summary: crate::http::client::excerpt(&e.summary, 300),
                             });
                         }
                     }
@@ -380,14 +432,33 @@ impl OktaClient {
             .get("x-okta-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let next = links::find(
+        if (300..400).contains(&status) {
+            return Err(ClientError::Redirect {
+                status,
+                to: crate::http::client::redirect_target(&response),
+            });
+        }
+        // A `next` link may be relative (RFC 8288: to the request's URL); either way it must stay
+        // on the org, or the page is refused whole and the cursor stays where it was.
+        let next = match links::find(
             headers
                 .get_all("link")
                 .iter()
                 .filter_map(|v| v.to_str().ok()),
             "next",
-        );
-        match read_body(response).await {
+        ) {
+            None => None,
+            Some(link) => {
+                let absolute = reqwest::Url::parse(url)
+                    .and_then(|u| u.join(&link))
+                    .map(String::from)
+                    .unwrap_or(link);
+                self.check_origin(&absolute)?;
+                Some(absolute)
+            }
+        };
+        use crate::http::client::{BodyError, read_limited};
+        match read_limited(response, MAX_BODY).await {
             Ok(body) => Ok(Attempt {
                 status,
                 reading,
@@ -395,10 +466,8 @@ impl OktaClient {
                 body,
                 next,
             }),
-            Err(e) => Ok(Attempt::failed(format!(
-                "the body could not be read: {}",
-                e.without_url()
-            ))),
+            Err(BodyError::TooLarge { limit }) => Err(ClientError::TooLarge { limit }),
+            Err(e) => Ok(Attempt::failed(e.to_string())),
         }
     }
 }
@@ -430,27 +499,8 @@ impl Attempt {
     }
 }
 
-/// The largest body buffered up front on the word of `Content-Length` (a page of 1,000 events is
-/// a few MiB); a longer body still reads, by growing.
-const PREALLOCATE_MAX: u64 = 16 << 20;
-
-/// The body as text, read into one buffer sized by `Content-Length`: a page is a few MiB, and
-/// `Response::text` copies it twice more (collect, then UTF-8 check into a new string).
-async fn read_body(mut response: reqwest::Response) -> Result<String, reqwest::Error> {
-    let size = response.content_length().unwrap_or(0).min(PREALLOCATE_MAX);
-    let mut body = Vec::with_capacity(size as usize);
-    while let Some(chunk) = response.chunk().await? {
-        body.extend_from_slice(&chunk);
-    }
-    Ok(match String::from_utf8(body) {
-        Ok(text) => text,
-        // Okta sends UTF-8; anything else is shown as best it can be (and then refused as JSON).
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    })
-}
-
 fn okta_summary(body: &str) -> String {
     serde_json::from_str::<ErrorBody>(body)
-        .map(|e| format!("{} {}", e.code, e.summary))
-        .unwrap_or_else(|_| body.chars().take(200).collect())
+        .map(|e| crate::http::client::excerpt(&format!("{} {}", e.code, e.summary), 300))
+        .unwrap_or_else(|_| crate::http::client::excerpt(body, 200))
 }

@@ -21,7 +21,7 @@ pub const MAX_WAIT: Duration = Duration::from_secs(120);
 /// How long to wait after a 429: until the reset, by the server's clock, plus a second.
 pub fn after_429(r: &Reading) -> Duration {
     match (r.reset, r.date) {
-        (Some(reset), Some(date)) => secs((reset - date).max(0) + 1),
+        (Some(reset), Some(date)) => secs(reset.saturating_sub(date).max(0).saturating_add(1)),
         // Without the headers Okta documents, back off a full window.
         _ => Duration::from_secs(60),
     }
@@ -35,7 +35,7 @@ pub fn before_next(r: &Reading) -> Duration {
         (Some(limit), Some(remaining), Some(reset), Some(date)) => {
             let reserve = (limit / 10).max(1);
             if remaining <= reserve {
-                secs((reset - date).max(0) + 1)
+                secs(reset.saturating_sub(date).max(0).saturating_add(1))
             } else {
                 Duration::ZERO
             }
