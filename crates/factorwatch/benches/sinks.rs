@@ -221,7 +221,6 @@ fn main() {
                 "siem:hook",
                 &hook,
                 vec![],
-                vec![],
                 Encoder::new(Format::parse("ocsf").unwrap()),
                 reqwest::Client::new(),
                 500,

@@ -120,11 +120,13 @@ fn numbers_removed(text: &str) -> String {
                     digits += 1;
                     end = Some(j);
                 }
-                // Two spaces or a space next to another joiner end a number as people write it.
-                if chars[j] == ' ' && j + 1 < chars.len() && !chars[j + 1].is_ascii_digit() {
-                    if !matches!(chars[j + 1], '(' | '+') {
-                        break;
-                    }
+                // A space before anything but a digit, `(` or `+` ends a number as people write it.
+                if chars[j] == ' '
+                    && chars
+                        .get(j + 1)
+                        .is_some_and(|c| !c.is_ascii_digit() && !matches!(c, '(' | '+'))
+                {
+                    break;
                 }
                 j += 1;
             }
