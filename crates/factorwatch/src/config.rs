@@ -220,6 +220,21 @@ pub struct HookServerConfig {
     /// Larger deliveries are refused with 413.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// A client gets this long to send a request's headers (and an idle connection lives this
+    /// long); a body gets Okta's own 3 s.
+    #[serde(default = "default_header_timeout", with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Connections open at once, at most; more wait in the kernel's backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_max_connections() -> usize {
+    512
 }
 
 fn default_listen() -> SocketAddr {
@@ -235,6 +250,8 @@ impl Default for HookServerConfig {
         HookServerConfig {
             listen: default_listen(),
             max_body_bytes: default_max_body(),
+            header_timeout: default_header_timeout(),
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -839,6 +856,15 @@ impl Config {
                 }
             }
         }
+        if self.hooks.header_timeout.is_zero() || self.hooks.header_timeout > MAX_HEADER_TIMEOUT {
+            return Err("hooks.header_timeout: must be between 1ms and 60s".into());
+        }
+        if !(1..=65_536).contains(&self.hooks.max_connections) {
+            return Err(format!(
+                "hooks.max_connections: {} is not between 1 and 65536",
+                self.hooks.max_connections
+            ));
+        }
         if !(1024..=64 << 20).contains(&self.hooks.max_body_bytes) {
             return Err(format!(
                 "hooks.max_body_bytes: {} is not between 1024 and {}",
@@ -968,6 +994,8 @@ impl Config {
     }
 }
 
+/// The longest a client may take to send its headers.
+const MAX_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Rows per delivery request, at most.
 const MAX_BATCH: u32 = 10_000;
 /// Emails in flight at once, at most.

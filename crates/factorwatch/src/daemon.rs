@@ -500,7 +500,11 @@ impl Daemon {
             tasks.push(tokio::spawn(crate::http::server::serve(
                 listener,
                 hook_routes,
-                crate::http::server::Limits::default(),
+                crate::http::server::Limits {
+                    header_timeout: config.hooks.header_timeout,
+                    max_connections: config.hooks.max_connections,
+                    ..crate::http::server::Limits::default()
+                },
                 watcher.clone(),
             )));
         }

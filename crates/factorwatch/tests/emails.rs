@@ -447,3 +447,112 @@ fn several_changes_are_listed_in_one_notice() {
     );
     let _: Value = json!(null);
 }
+
+/// What an attacker can type where Okta lets a person name something: links in every disguise,
+/// addresses, phone numbers, hidden and reordering characters, markup.
+const HOSTILE: &[&str] = &[
+    "IT: not you? Call +1 555 0100 or visit okta-verify-help.example.com/undo",
+    "https://evil.example/reset",
+    "HTTPS://EVIL.EXAMPLE",
+    "hxxps://already.example",
+    "www.evil-support.example",
+    "evil.example",
+    "ｅｖｉｌ．ｅｘａｍｐｌｅ",
+    "evil。example",
+    "evi\u{200B}l.exa\u{200D}mple",
+    "moc.elpmaxe.live\u{202E}",
+    "\u{2066}support.example\u{2069}",
+    "xn--80ak6aa92e.com",
+    "пример.рф",
+    "help@evil.example",
+    "mailto:help@evil.example",
+    "tel:+15550100",
+    "javascript:alert(1)",
+    "data:text/html,<script>alert(1)</script>",
+    "Call 555-0199 now",
+    "(555) 013-4567",
+    "+44 20 7946 0958",
+    "+1.555.010.0123",
+    "call 1 800 555 0100",
+    "10.0.0.1",
+    "192.168.1.1/admin",
+    "<a href=\"https://evil.example\">iPhone</a>",
+    "[Gibson](https://evil.example)",
+    "Gibson\r\nBcc: victim@example.com",
+    "\u{1F4F1} phone",
+    "Z\u{0301}\u{0301}\u{0301}\u{0301}\u{0301}algo",
+];
+
+/// The digits of the phone numbers in [`HOSTILE`]: none may reach a reader in one piece.
+const HOSTILE_NUMBERS: &[&str] = &[
+    "15550100", "5550100", "5550199", "5550134567", "442079460958", "15550100123",
+    "18005550100",
+];
+
+fn format_characters(text: &str) -> Vec<char> {
+    text.chars()
+        .filter(|c| {
+            matches!(*c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{E0000}'..='\u{E007F}')
+        })
+        .collect()
+}
+
+/// Every link or address a mail client's linkifier would find in `text`.
+fn links(text: &str) -> Vec<String> {
+    let mut finder = linkify::LinkFinder::new();
+    finder.url_must_have_scheme(false);
+    finder.links(text).map(|l| l.as_str().to_owned()).collect()
+}
+
+#[test]
+fn attacker_written_names_never_read_as_a_link_a_number_or_hidden_text() {
+    for hostile in HOSTILE {
+        let mut c = change("enrolled", Some("push"), Some("OKTA"), Some("Okta Verify"), "admin", hostile);
+        c.client.city = Some((*hostile).to_owned());
+        c.client.browser = Some((*hostile).to_owned());
+        c.client.os = Some((*hostile).to_owned());
+        c.client.ip = Some((*hostile).to_owned());
+        let mut e = push(hostile, "IOS");
+        e.first_name = Some((*hostile).to_owned());
+        let r = render(&c, &e, "en");
+        let soc = notice::security_summary(&c, "Acme");
+        for (part, text) in [("text", &r.text), ("html", &r.html), ("subject", &r.subject), ("soc", &soc)] {
+            assert!(format_characters(text).is_empty(), "{part} of {hostile:?}: hidden characters");
+            // The client's address is Okta's reading of the connection, shown when it is an IP.
+            let ip_line = c.client.ip.as_deref().filter(|ip| ip.parse::<std::net::IpAddr>().is_ok());
+            let found: Vec<String> = links(text)
+                .into_iter()
+                .filter(|l| Some(l.as_str()) != ip_line)
+                // What the operator wrote (the help text) and the masked recipient are theirs.
+                .filter(|l| !l.ends_with("example.com") || l.contains("evil"))
+                .collect();
+            assert!(found.is_empty(), "{part} of {hostile:?}: links {found:?}\n{text}");
+            let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+            for n in HOSTILE_NUMBERS {
+                assert!(!digits.contains(n), "{part} of {hostile:?}: the number {n} survived\n{text}");
+            }
+        }
+        assert!(
+            !r.html.contains("<a href") && !r.html.contains("<script"),
+            "markup from {hostile:?} stays text"
+        );
+        // The name is shown, quoted, as data.
+        assert!(r.text.contains("on iPhone “"), "{}", r.text);
+        // The IP line shows only an IP.
+        assert!(!r.text.contains("From: evil"), "{}", r.text);
+    }
+}
+
+#[test]
+fn the_reported_device_name_reads_as_a_bounded_quoted_name() {
+    let hostile = "IT: not you? Call +1 555 0100 or visit okta-verify-help.example.com/undo";
+    let c = change("enrolled", Some("push"), Some("OKTA"), Some("Okta Verify"), "self", "Dade");
+    let r = render(&c, &push(hostile, "IOS"), "en");
+    assert!(
+        r.text.contains(
+            "You just enabled Okta Verify push notifications on iPhone “IT: not you? Call [number removed] or visit okta-ver…”."
+        ),
+        "{}",
+        r.text
+    );
+}

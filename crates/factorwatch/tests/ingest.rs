@@ -833,6 +833,44 @@ async fn check_passes_what_works_and_names_what_does_not() {
         "{table}"
     );
     assert!(table.contains("FAIL  sink tcp"), "{table}");
+
+    // Every kind of destination gets a real check: nothing unreachable passes.
+    let mut config = common::config(&dir, &sim.base, false);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let udp_closed = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for (name, kind, key, value) in [
+        ("hook", "webhook", "url", format!("http://127.0.0.1:{closed}/in")),
+        ("udp", "syslog", "address", format!("127.0.0.1:{udp_closed}")),
+    ] {
+        let mut sink: factorwatch::config::SinkConfig = toml::from_str(&format!(
+            "name = \"{name}\"\ntype = \"{kind}\"\n{key} = \"{value}\"\n{}",
+            if kind == "syslog" { "transport = \"udp\"" } else { "" }
+        ))
+        .unwrap();
+        sink.max_attempts = None;
+        config.sinks.push(sink);
+    }
+    config.email.security_webhook_env = Some("TEST_CHAT_URL".into());
+    let env = |name: &str| match name {
+        "TEST_CHAT_URL" => Some(format!("http://127.0.0.1:{closed}/services/x")),
+        other => common::env(other),
+    };
+    let checks = factorwatch::commands::check::run(&config, &env).await;
+    let mut table = Vec::new();
+    assert!(!factorwatch::commands::check::print(&checks, &mut table).unwrap());
+    let table = String::from_utf8(table).unwrap();
+    for line in ["FAIL  sink hook", "FAIL  sink udp", "FAIL  security chat webhook"] {
+        assert!(table.contains(line), "{line}\n{table}");
+    }
+    assert!(!table.contains("/services/x"), "the webhook's URL is a secret: {table}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -326,3 +326,83 @@ async fn after_a_primary_email_change_the_previous_address_hears_too() {
             .any(|m| m.contains("To: user0@mail.example.com"))
     );
 }
+
+/// Quick retries: an outage is tried many times within a test's second.
+fn quick_okta() -> factorwatch::okta::client::RetryPolicy {
+    factorwatch::okta::client::RetryPolicy {
+        attempts: 2,
+        backoff: factorwatch::backoff::Backoff {
+            base: Duration::from_millis(10),
+            cap: Duration::from_millis(20),
+        },
+        timeout: Duration::from_secs(2),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_okta_outage_or_refused_credentials_wait_without_spending_attempts() {
+    let mail = Mail::new("okta-down", 2).await;
+    mail.commit(vec![mfa_event("od0", 0, 2), mfa_event("od1", 3, 2)])
+        .await;
+    // The Users API answers 500 to everything: a notice needs a lookup, so it waits.
+    mail.sim
+        .control(
+            "/sim/faults",
+            json!({ "endpoints": { "/api/v1/users": { "error_rate": 1.0 } } }),
+        )
+        .await;
+    let attempts = mail
+        .run_for(
+            mail.destination_with(email_settings(), mail.files(), Duration::ZERO, quick_okta(), common::TOKEN),
+            2,
+            Duration::from_millis(1500),
+        )
+        .await;
+    assert_eq!(attempts, [0, 0], "an outage spends no attempt and kills nothing");
+    // Refused credentials (a token revoked): a person must act; the notices wait too.
+    mail.sim.control("/sim/faults", json!({})).await;
+    let attempts = mail
+        .run_for(
+            mail.destination_with(email_settings(), mail.files(), Duration::ZERO, quick_okta(), "revoked"),
+            2,
+            Duration::from_millis(1000),
+        )
+        .await;
+    assert_eq!(attempts, [0, 0]);
+    assert_eq!(mail.outbox().await, (0, 2, 0));
+    // Okta back, the token fixed: every notice goes out.
+    mail.drain(
+        mail.destination_with(email_settings(), mail.files(), Duration::ZERO, quick_okta(), common::TOKEN),
+        2,
+    )
+    .await;
+    assert_eq!(mail.outbox().await, (2, 0, 0));
+    assert_eq!(mail.sent().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mail_folder_that_cannot_be_written_waits_like_a_relay_down() {
+    let mail = Mail::new("eml-down", 1).await;
+    mail.commit(vec![mfa_event("fd0", 0, 1)]).await;
+    let transport = mail.files();
+    // The folder is gone and a file stands in its place: every write fails, as on a full disk.
+    let folder = mail.dir.join("mail");
+    std::fs::remove_dir_all(&folder).unwrap();
+    std::fs::write(&folder, "not a folder").unwrap();
+    let attempts = mail
+        .run_for(
+            mail.destination(email_settings(), transport, Duration::ZERO),
+            2,
+            Duration::from_millis(1000),
+        )
+        .await;
+    assert_eq!(attempts, [0]);
+    std::fs::remove_file(&folder).unwrap();
+    std::fs::create_dir_all(&folder).unwrap();
+    mail.drain(
+        mail.destination(email_settings(), mail.files(), Duration::ZERO),
+        1,
+    )
+    .await;
+    assert_eq!(mail.sent().len(), 1);
+}

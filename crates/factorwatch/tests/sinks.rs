@@ -591,3 +591,159 @@ async fn udp_syslog_sends_one_strict_rfc_5424_datagram_per_change_within_2048_oc
         );
     }
 }
+
+// ---- Redirects, answers that are not the protocol's, collectors that close --------------------
+
+/// A server that answers every request `302 Found` to `to`, and one at `to` that counts what
+/// reaches it.
+async fn redirecting() -> (String, Arc<AtomicU64>) {
+    let reached = Arc::new(AtomicU64::new(0));
+    let elsewhere = {
+        let reached = reached.clone();
+        serve(axum::Router::new().fallback(move || {
+            let reached = reached.clone();
+            async move {
+                reached.fetch_add(1, Ordering::SeqCst);
+                json!({ "text": "Success", "code": 0 }).to_string()
+            }
+        }))
+        .await
+    };
+    let redirect = serve(axum::Router::new().fallback(
+        move |uri: axum::http::Uri| {
+            let to = format!("{elsewhere}{uri}");
+            async move { (StatusCode::FOUND, [("location", to)], "") }
+        },
+    ))
+    .await;
+    (redirect, reached)
+}
+
+fn sink_config(name: &str, kind: &str, url: &str) -> factorwatch::config::SinkConfig {
+    let mut c: factorwatch::config::SinkConfig = toml::from_str(&format!(
+        "name = \"{name}\"\ntype = \"{kind}\"\nurl = \"{url}\"\nindex = \"i\"\ntoken_env = \"HEC_TOKEN\"\n[headers]\nauthorization = {{ env = \"HOOK_TOKEN\" }}\n"
+    ))
+    .unwrap();
+    if kind != "webhook" {
+        c.headers.clear();
+    }
+    c
+}
+
+fn sink_env(name: &str) -> Option<String> {
+    match name {
+        "HEC_TOKEN" => Some("hec-t0ken".into()),
+        "HOOK_TOKEN" => Some("Bearer lake-t0ken".into()),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_http_sink_follows_a_redirect_or_counts_it_delivered() {
+    use factorwatch::pipeline::worker::{Destination, Outcome};
+    let (url, reached) = redirecting().await;
+    let store = common::store_with("redirect", common::changes("r", 3, &["siem:x"])).await;
+    let rows = store.due("siem:x", 10, chrono::Utc::now()).await.unwrap();
+    for kind in ["webhook", "splunk_hec", "elasticsearch"] {
+        let sink = sinks::build(&sink_config("x", kind, &url), &sink_env).unwrap();
+        let outcomes = sink.deliver(&rows).await;
+        for o in &outcomes {
+            assert!(
+                matches!(o, Outcome::Unavailable(why) if why.contains("redirect")),
+                "{kind}: {o:?}"
+            );
+        }
+        let health = sink.healthcheck().await.unwrap_err();
+        assert!(health.contains("redirect"), "{kind}: {health}");
+    }
+    let e = factorwatch::chat::post(&Secret::new(format!("{url}/services/T/B/x")), "hello")
+        .await
+        .unwrap_err();
+    assert!(e.contains("redirect") && !e.contains("/services/"), "{e}");
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        0,
+        "neither a body nor a secret header went where the redirect pointed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hec_200_that_is_not_hec_s_answer_is_not_a_delivery() {
+    use factorwatch::pipeline::worker::{Destination, Outcome};
+    let url = serve(axum::Router::new().fallback(|| async {
+        "<html>Welcome to the proxy</html>"
+    }))
+    .await;
+    let store = common::store_with("hec-html", common::changes("p", 2, &["siem:x"])).await;
+    let rows = store.due("siem:x", 10, chrono::Utc::now()).await.unwrap();
+    let sink = sinks::build(&sink_config("x", "splunk_hec", &url), &sink_env).unwrap();
+    for o in sink.deliver(&rows).await {
+        assert!(
+            matches!(&o, Outcome::Unavailable(why) if why.contains("without Splunk HEC's answer")),
+            "{o:?}"
+        );
+    }
+}
+
+/// A syslog collector that reads one octet-counted message per connection, then closes it.
+async fn one_message_per_connection() -> (String, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::AsyncReadExt;
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let sink = got.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Read until one whole frame ("LEN SP MSG") is in.
+            loop {
+                let Ok(n) = s.read(&mut chunk).await else { break };
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                if let Some((len, rest)) = text.split_once(' ')
+                    && let Ok(len) = len.parse::<usize>()
+                    && rest.len() >= len
+                {
+                    sink.lock().unwrap().push(rest[..len].to_owned());
+                    break;
+                }
+            }
+            drop(s);
+        }
+    });
+    (address, got)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_collector_that_closes_each_connection_loses_nothing() {
+    use factorwatch::pipeline::worker::{Destination, Outcome};
+    let (address, got) = one_message_per_connection().await;
+    let store = common::store_with("closing", common::changes("c", 3, &["siem:s"])).await;
+    let sink = sinks::syslog::SyslogSink::new(
+        "siem:s",
+        address,
+        sinks::syslog::Transport::Tcp,
+        Encoder::new(factorwatch::formats::Format::Cef),
+        Default::default(),
+        1,
+    );
+    // A, B and C sent some time apart, each its own batch, each counted delivered.
+    let rows = store.due("siem:s", 10, chrono::Utc::now()).await.unwrap();
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(sink.deliver(std::slice::from_ref(row)).await, [Outcome::Delivered]);
+        common::eventually(5, "the collector read the message", async || {
+            got.lock().unwrap().len() > i
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let got = got.lock().unwrap();
+    assert_eq!(got.len(), 3, "{got:?}");
+    for id in ["c00000", "c00001", "c00002"] {
+        assert!(got.iter().any(|m| m.contains(id)), "{id} lost: {got:?}");
+    }
+}

@@ -177,3 +177,61 @@ async fn every_email_arrives_once_over_starttls_with_auth_despite_4xx() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_smtp_outage_dead_letters_nothing_and_every_notice_goes_once_it_ends() {
+    let dir = std::env::temp_dir().join(format!("fw-smtp-down-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // A port nobody listens on: every connection is refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mail = common::Mail::new("smtp-down", 2).await;
+    let events = (0..4)
+        .map(|i| common::mfa_event(&format!("sd{i:02}"), i * 3, 2))
+        .collect();
+    mail.commit(events).await;
+    let transport = || {
+        Transport::smtp(SmtpSettings {
+            host: "127.0.0.1".into(),
+            port,
+            security: Security::StartTls,
+            credentials: Some(("factorwatch".into(), Secret::new(PASSWORD))),
+            ca_pem: Some(std::fs::read(dir.join("ca.pem")).unwrap()),
+            timeout: Duration::from_secs(5),
+            pool_size: 2,
+            rate: 0.0,
+        })
+        .unwrap()
+    };
+    common::certificates(&dir);
+    let attempts = mail
+        .run_for(
+            mail.destination(common::email_settings(), transport(), Duration::from_secs(60)),
+            2,
+            Duration::from_millis(1500),
+        )
+        .await;
+    assert_eq!(attempts, [0, 0, 0, 0], "connection refused is an outage: no attempt spent");
+    assert_eq!(mail.outbox().await, (0, 4, 0), "nothing dead-lettered");
+    if !available() {
+        assert!(
+            std::env::var_os("FACTORWATCH_REQUIRE_SMTP").is_none(),
+            "python3 with aiosmtpd is required here"
+        );
+        eprintln!("python3 -m aiosmtpd not available: not checking the delivery after the outage");
+        return;
+    }
+    let _server = start(&dir, port, 0);
+    mail.drain(
+        mail.destination(common::email_settings(), transport(), Duration::from_secs(60)),
+        4,
+    )
+    .await;
+    assert_eq!(mail.outbox().await, (4, 0, 0));
+    assert_eq!(received(&dir.join("received")).len(), 4);
+    let _ = std::fs::remove_dir_all(&dir);
+}

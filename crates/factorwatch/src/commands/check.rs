@@ -76,6 +76,26 @@ pub async fn run(config: &Config, env: &(dyn Fn(&str) -> Option<String> + Sync))
             result,
         });
     }
+    for (what, url) in [
+        (
+            "security chat webhook",
+            crate::daemon::security_webhook(config, env),
+        ),
+        (
+            "lag alarm webhook",
+            crate::daemon::lag_alarm_webhook(config, env),
+        ),
+    ] {
+        let result = match url {
+            Ok(None) => continue,
+            Ok(Some(url)) => crate::chat::healthcheck(&url).await,
+            Err(e) => Err(e.to_string()),
+        };
+        checks.push(Check {
+            what: what.into(),
+            result,
+        });
+    }
     checks
 }
 

@@ -189,10 +189,15 @@ impl Transport {
                 Ok(false) => Err("the SMTP relay did not answer as expected".into()),
                 Err(e) => Err(format!("SMTP: {e}")),
             },
-            Transport::Files(dir) => tokio::fs::metadata(dir)
-                .await
-                .map(|_| format!("writing .eml files to {}", dir.display()))
-                .map_err(|e| format!("{}: {e}", dir.display())),
+            // A message can be written there (and is removed again).
+            Transport::Files(dir) => {
+                let probe = dir.join(".factorwatch-check.tmp");
+                tokio::fs::write(&probe, b"check")
+                    .await
+                    .map_err(|e| format!("cannot write .eml files to {}: {e}", dir.display()))?;
+                let _ = tokio::fs::remove_file(&probe).await;
+                Ok(format!("writing .eml files to {}", dir.display()))
+            }
             Transport::DryRun => Ok("dry run: nothing is sent".into()),
         }
     }

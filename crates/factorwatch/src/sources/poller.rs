@@ -88,7 +88,7 @@ impl<S: Store> Poller<S> {
             };
             // A failure says why, and whether Okta refused (a person must act) or it may pass.
             let outcome = match page {
-                Err(e) => Err((e.to_string(), matches!(e, ClientError::Okta { .. }))),
+                Err(e) => Err((e.to_string(), !e.is_transient())),
                 Ok(page) => {
                     let next = page.next.unwrap_or_else(|| url.clone());
                     match self

@@ -349,12 +349,30 @@ impl Mail {
         transport: factorwatch::email::transport::Transport,
         ttl: Duration,
     ) -> factorwatch::email::EmailDestination<factorwatch::store::sqlite::SqliteStore> {
-        use factorwatch::okta::client::{OktaClient, RetryPolicy, auth::Credentials};
+        self.destination_with(
+            settings,
+            transport,
+            ttl,
+            factorwatch::okta::client::RetryPolicy::default(),
+            TOKEN,
+        )
+    }
+
+    /// [`Mail::destination`] whose Okta client retries by `policy` and presents `token`.
+    pub fn destination_with(
+        &self,
+        settings: factorwatch::email::EmailSettings,
+        transport: factorwatch::email::transport::Transport,
+        ttl: Duration,
+        policy: factorwatch::okta::client::RetryPolicy,
+        token: &str,
+    ) -> factorwatch::email::EmailDestination<factorwatch::store::sqlite::SqliteStore> {
+        use factorwatch::okta::client::{OktaClient, auth::Credentials};
         let client = Arc::new(
             OktaClient::new(
                 &self.sim.base,
-                Credentials::Ssws(factorwatch::secret::Secret::new(TOKEN)),
-                RetryPolicy::default(),
+                Credentials::Ssws(factorwatch::secret::Secret::new(token)),
+                policy,
             )
             .unwrap(),
         );
@@ -414,6 +432,38 @@ impl Mail {
         .await;
         let _ = stop.send(true);
         task.await.unwrap();
+    }
+
+    /// Runs `destination`'s worker (at most `max_attempts` per row) for `how_long`, for a
+    /// destination that is expected to make no progress; returns the email rows' attempts so far.
+    pub async fn run_for<D: factorwatch::pipeline::worker::Destination>(
+        &self,
+        destination: D,
+        max_attempts: u32,
+        how_long: Duration,
+    ) -> Vec<u32> {
+        use factorwatch::store::Store;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(factorwatch::pipeline::worker::run(
+            self.store.clone(),
+            Arc::new(destination),
+            factorwatch::pipeline::worker::WorkerPolicy {
+                max_attempts,
+                ..quick_policy()
+            },
+            Default::default(),
+            stopped,
+        ));
+        tokio::time::sleep(how_long).await;
+        let _ = stop.send(true);
+        task.await.unwrap();
+        self.store
+            .due("email", 1000, chrono::Utc::now() + chrono::Duration::days(1))
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| d.attempts)
+            .collect()
     }
 
     /// Runs `destination`'s worker until `settled` rows are delivered or dead.
