@@ -477,7 +477,20 @@ impl SinkConfig {
             }
             SinkType::Elasticsearch => {
                 need("url", self.url.is_some())?;
-                need("index", self.index.is_some())
+                need("index", self.index.is_some())?;
+                let index = self.index.as_deref().unwrap_or_default();
+                // It goes into the request's path: Elasticsearch's own rules for index names.
+                if index.is_empty()
+                    || index.starts_with(['-', '_', '+'])
+                    || index.chars().any(|c| {
+                        c.is_whitespace() || "\\/*?\"<>|,#:".contains(c) || c.is_ascii_uppercase()
+                    })
+                {
+                    return Err(format!(
+                        "{at}.index: {index:?} is not an Elasticsearch index or alias name"
+                    ));
+                }
+                Ok(())
             }
             SinkType::Webhook => need("url", self.url.is_some()),
         }

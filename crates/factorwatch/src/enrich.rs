@@ -271,6 +271,22 @@ mod tests {
     }
 
     #[test]
+    fn only_okta_ids_reach_a_lookup_url() {
+        assert!(okta_id("00ub0oNGTSWTBKOLGLNR"));
+        for bad in [
+            "",
+            "..",
+            "../../api/v1/eventHooks",
+            "00u1/factors",
+            "00u1?x=1",
+            "00u 1",
+            "é",
+        ] {
+            assert!(!okta_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn the_enrollment_id_comes_from_the_identity_engine_target() {
         let raw = r#"{"target":[{"id":"00u1","type":"User"},{"id":"opf9","type":"AuthenticatorEnrollment"}]}"#;
         assert_eq!(enrollment_id(raw).as_deref(), Some("opf9"));

@@ -38,15 +38,24 @@ fn configurations_that_made_run_panic_are_refused_by_validate() {
             "already another org's hook path",
         ),
         (
-            &org("https://a.okta.com", "[orgs.hook]\npath = \"/okta/*\"\nsecret_env = \"S\""),
+            &org(
+                "https://a.okta.com",
+                "[orgs.hook]\npath = \"/okta/*\"\nsecret_env = \"S\"",
+            ),
             "hook.path",
         ),
         (
-            &org("https://a.okta.com", "[orgs.hook]\npath = \"/okta/{org}\"\nsecret_env = \"S\""),
+            &org(
+                "https://a.okta.com",
+                "[orgs.hook]\npath = \"/okta/{org}\"\nsecret_env = \"S\"",
+            ),
             "hook.path",
         ),
         (
-            &org("https://a.okta.com", "[orgs.hook]\npath = \"/okta/:org\"\nsecret_env = \"S\""),
+            &org(
+                "https://a.okta.com",
+                "[orgs.hook]\npath = \"/okta/:org\"\nsecret_env = \"S\"",
+            ),
             "hook.path",
         ),
         (
@@ -74,9 +83,15 @@ fn configurations_that_made_run_panic_are_refused_by_validate() {
             "host:port",
         ),
         ("[email]\nconcurrency = 0\n", "email.concurrency"),
-        ("[email]\nsecurity_copy = \"not an address\"\n", "email.security_copy"),
+        (
+            "[email]\nsecurity_copy = \"not an address\"\n",
+            "email.security_copy",
+        ),
         ("[hooks]\nmax_body_bytes = 0\n", "max_body_bytes"),
-        (&org("https://a.okta.com", "[orgs.system_log]\ninterval = \"0s\""), "interval"),
+        (
+            &org("https://a.okta.com", "[orgs.system_log]\ninterval = \"0s\""),
+            "interval",
+        ),
         (
             "[[sinks]]\nname = \"w\"\ntype = \"webhook\"\nurl = \"not a url\"\n",
             "not an http(s) URL",
@@ -89,13 +104,19 @@ fn configurations_that_made_run_panic_are_refused_by_validate() {
 
 #[test]
 fn credentials_never_travel_in_clear_text_without_a_loud_opt_in() {
-    let e = load(&org("http://acme.okta.com", "")).unwrap_err().to_string();
+    let e = load(&org("http://acme.okta.com", ""))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("clear text") && e.contains("orgs[0].url"), "{e}");
     // The simulator and local relays keep working; a named opt-in allows the rest.
     load(&org("http://127.0.0.1:8080", "")).unwrap();
     load(&org("http://localhost:8080", "")).unwrap();
     load(&org("http://[::1]:8080", "")).unwrap();
-    load(&org("http://acme.test", "danger_plaintext_credentials = true")).unwrap();
+    load(&org(
+        "http://acme.test",
+        "danger_plaintext_credentials = true",
+    ))
+    .unwrap();
 
     let smtp = |host: &str, extra: &str| {
         format!(
@@ -105,7 +126,11 @@ fn credentials_never_travel_in_clear_text_without_a_loud_opt_in() {
     let e = load(&smtp("smtp.example.com", "")).unwrap_err().to_string();
     assert!(e.contains("clear text"), "{e}");
     load(&smtp("127.0.0.1", "")).unwrap();
-    load(&smtp("smtp.example.com", "danger_plaintext_credentials = true")).unwrap();
+    load(&smtp(
+        "smtp.example.com",
+        "danger_plaintext_credentials = true",
+    ))
+    .unwrap();
     // Without a password there is no credential to expose (an internal relay).
     load("[email]\ntransport = \"smtp\"\n[email.smtp]\nhost = \"relay.example.com\"\nsecurity = \"none\"\n")
         .unwrap();
@@ -137,14 +162,20 @@ fn webhook_urls_and_header_values_are_secrets_never_literal() {
     ] {
         let e = load(text).unwrap_err().to_string();
         assert!(e.contains(key) && e.contains("_env"), "{e}");
-        assert!(!e.contains("hooks.slack.com"), "the secret is not repeated: {e}");
+        assert!(
+            !e.contains("hooks.slack.com"),
+            "the secret is not repeated: {e}"
+        );
     }
     let e = load(
         "[[sinks]]\nname = \"w\"\ntype = \"webhook\"\nurl = \"https://lake.example.com\"\n[sinks.headers]\nAuthorization = \"Bearer s3cret\"\n",
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("headers.Authorization") && e.contains("env"), "{e}");
+    assert!(
+        e.contains("headers.Authorization") && e.contains("env"),
+        "{e}"
+    );
     assert!(!e.contains("s3cret"), "{e}");
     let c = load(
         "[email]\nsecurity_webhook_env = \"SLACK\"\n[[sinks]]\nname = \"w\"\ntype = \"webhook\"\nurl = \"https://lake.example.com\"\n[sinks.headers]\nAuthorization = { file = \"/run/secrets/lake\" }\n",
@@ -156,10 +187,13 @@ fn webhook_urls_and_header_values_are_secrets_never_literal() {
 
 #[test]
 fn a_secret_from_env_or_file_never_shows_in_debug_or_errors() {
-    let env = |name: &str| (name == "URL").then(|| "http://hooks.example.com/T/B/sekrit".to_owned());
+    let env =
+        |name: &str| (name == "URL").then(|| "http://hooks.example.com/T/B/sekrit".to_owned());
     let c = load("[email]\nsecurity_webhook_env = \"URL\"\n").unwrap();
     // Plain http to another machine: refused without repeating the URL.
-    let e = factorwatch::daemon::security_webhook(&c, &env).unwrap_err().to_string();
+    let e = factorwatch::daemon::security_webhook(&c, &env)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("https://") && !e.contains("sekrit"), "{e}");
 }
 
@@ -177,15 +211,38 @@ fn knobs() -> impl Strategy<Value = String> {
     let path = || {
         mostly(
             &["/okta/acme", "/ok-ay_1.2~", "/okta/acme/x"],
-            &["/", "/okta/*", "/okta/{x}", "/okta/:x", "okta", "/a//b", "/a/../b", "/ü"],
+            &[
+                "/",
+                "/okta/*",
+                "/okta/{x}",
+                "/okta/:x",
+                "okta",
+                "/a//b",
+                "/a/../b",
+                "/ü",
+            ],
         )
     };
-    let rate = mostly(&["0", "0.5", "10"], &["1e-300", "-1", "1e300", "nan", "inf", "1e-5"]);
-    let duration = || mostly(&["1ms", "15s", "2m"], &["0s", "1ns", "100000d", "584942417355y"]);
+    let rate = mostly(
+        &["0", "0.5", "10"],
+        &["1e-300", "-1", "1e300", "nan", "inf", "1e-5"],
+    );
+    let duration = || {
+        mostly(
+            &["1ms", "15s", "2m"],
+            &["0s", "1ns", "100000d", "584942417355y"],
+        )
+    };
     let number = || mostly(&["1", "7", "100"], &["0", "10001", "4294967295", "65537"]);
     let url = mostly(
         &["https://acme.okta.com", "http://127.0.0.1:1"],
-        &["http://evil.example", "ftp://x", "https://", "not a url", "https://[::1]:9"],
+        &[
+            "http://evil.example",
+            "ftp://x",
+            "https://",
+            "not a url",
+            "https://[::1]:9",
+        ],
     );
     let facility = mostly(&["10", "23"], &["24", "255"]);
     (
@@ -265,5 +322,8 @@ fn whatever_validate_accepts_starts_without_a_panic() {
     result.unwrap();
     // Not a vacuous property: ordinary settings dominate, so many configurations start.
     let started = started.into_inner();
-    assert!(started >= 5, "only {started} of 64 configurations were accepted");
+    assert!(
+        started >= 5,
+        "only {started} of 64 configurations were accepted"
+    );
 }

@@ -485,7 +485,12 @@ const HOSTILE: &[&str] = &[
 
 /// The digits of the phone numbers in [`HOSTILE`]: none may reach a reader in one piece.
 const HOSTILE_NUMBERS: &[&str] = &[
-    "15550100", "5550100", "5550199", "5550134567", "442079460958", "15550100123",
+    "15550100",
+    "5550100",
+    "5550199",
+    "5550134567",
+    "442079460958",
+    "15550100123",
     "18005550100",
 ];
 
@@ -507,7 +512,14 @@ fn links(text: &str) -> Vec<String> {
 #[test]
 fn attacker_written_names_never_read_as_a_link_a_number_or_hidden_text() {
     for hostile in HOSTILE {
-        let mut c = change("enrolled", Some("push"), Some("OKTA"), Some("Okta Verify"), "admin", hostile);
+        let mut c = change(
+            "enrolled",
+            Some("push"),
+            Some("OKTA"),
+            Some("Okta Verify"),
+            "admin",
+            hostile,
+        );
         c.client.city = Some((*hostile).to_owned());
         c.client.browser = Some((*hostile).to_owned());
         c.client.os = Some((*hostile).to_owned());
@@ -516,20 +528,38 @@ fn attacker_written_names_never_read_as_a_link_a_number_or_hidden_text() {
         e.first_name = Some((*hostile).to_owned());
         let r = render(&c, &e, "en");
         let soc = notice::security_summary(&c, "Acme");
-        for (part, text) in [("text", &r.text), ("html", &r.html), ("subject", &r.subject), ("soc", &soc)] {
-            assert!(format_characters(text).is_empty(), "{part} of {hostile:?}: hidden characters");
+        for (part, text) in [
+            ("text", &r.text),
+            ("html", &r.html),
+            ("subject", &r.subject),
+            ("soc", &soc),
+        ] {
+            assert!(
+                format_characters(text).is_empty(),
+                "{part} of {hostile:?}: hidden characters"
+            );
             // The client's address is Okta's reading of the connection, shown when it is an IP.
-            let ip_line = c.client.ip.as_deref().filter(|ip| ip.parse::<std::net::IpAddr>().is_ok());
+            let ip_line = c
+                .client
+                .ip
+                .as_deref()
+                .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok());
             let found: Vec<String> = links(text)
                 .into_iter()
                 .filter(|l| Some(l.as_str()) != ip_line)
                 // What the operator wrote (the help text) and the masked recipient are theirs.
                 .filter(|l| !l.ends_with("example.com") || l.contains("evil"))
                 .collect();
-            assert!(found.is_empty(), "{part} of {hostile:?}: links {found:?}\n{text}");
+            assert!(
+                found.is_empty(),
+                "{part} of {hostile:?}: links {found:?}\n{text}"
+            );
             let digits: String = text.chars().filter(char::is_ascii_digit).collect();
             for n in HOSTILE_NUMBERS {
-                assert!(!digits.contains(n), "{part} of {hostile:?}: the number {n} survived\n{text}");
+                assert!(
+                    !digits.contains(n),
+                    "{part} of {hostile:?}: the number {n} survived\n{text}"
+                );
             }
         }
         assert!(
@@ -546,7 +576,14 @@ fn attacker_written_names_never_read_as_a_link_a_number_or_hidden_text() {
 #[test]
 fn the_reported_device_name_reads_as_a_bounded_quoted_name() {
     let hostile = "IT: not you? Call +1 555 0100 or visit okta-verify-help.example.com/undo";
-    let c = change("enrolled", Some("push"), Some("OKTA"), Some("Okta Verify"), "self", "Dade");
+    let c = change(
+        "enrolled",
+        Some("push"),
+        Some("OKTA"),
+        Some("Okta Verify"),
+        "self",
+        "Dade",
+    );
     let r = render(&c, &push(hostile, "IOS"), "en");
     assert!(
         r.text.contains(

@@ -24,7 +24,10 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     dir
 }
 
-async fn daemon(name: &str, tune: impl FnOnce(&mut factorwatch::config::Config)) -> (Daemon, common::Sim) {
+async fn daemon(
+    name: &str,
+    tune: impl FnOnce(&mut factorwatch::config::Config),
+) -> (Daemon, common::Sim) {
     let sim = common::sim(RateLimits::default()).await;
     let mut config = common::config(&tempdir(name), &sim.base, true);
     config.orgs[0].system_log.enabled = false;
@@ -66,7 +69,9 @@ async fn headers_sent_a_byte_at_a_time_are_cut_off() {
     })
     .await;
     let mut s = TcpStream::connect(d.hook_addr.unwrap()).await.unwrap();
-    s.write_all(b"POST /okta/acme HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    s.write_all(b"POST /okta/acme HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     let started = Instant::now();
     // One header byte every 200 ms, forever: the server must close the connection.
     let dripper = async {
@@ -248,7 +253,10 @@ secret_env = "TEST_HOOK_SECRET"
     }
     // One client dribbling its headers, one dribbling a body after the right secret.
     let mut headers = connected.expect("factorwatch listens");
-    headers.write_all(b"POST /okta/acme HTTP/1.1\r\n").await.unwrap();
+    headers
+        .write_all(b"POST /okta/acme HTTP/1.1\r\n")
+        .await
+        .unwrap();
     let mut body = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     body.write_all(
         format!(
@@ -284,6 +292,7 @@ secret_env = "TEST_HOOK_SECRET"
     keep_dripping.abort();
     let Some(status) = exit else {
         let _ = child.kill();
+        let _ = child.wait();
         panic!("SIGTERM did not stop factorwatch within 30 s while slow clients were connected");
     };
     assert!(status.success(), "{status}");

@@ -196,11 +196,11 @@ async fn a_redirect_is_never_followed_with_the_credentials() {
         json!({ "endpoints": { "*": { "redirect_to": elsewhere.origin } } }),
     )
     .await;
-    let e = client(&sim, 2000)
-        .get("/api/v1/logs")
-        .await
-        .unwrap_err();
-    assert!(matches!(e, ClientError::Redirect { status: 302, .. }), "{e}");
+    let e = client(&sim, 2000).get("/api/v1/logs").await.unwrap_err();
+    assert!(
+        matches!(e, ClientError::Redirect { status: 302, .. }),
+        "{e}"
+    );
     assert!(e.to_string().contains(&elsewhere.origin), "{e}");
     let e = client(&sim, 2000)
         .get("/api/v1/users/00u1")
@@ -242,10 +242,17 @@ async fn an_answer_that_drips_is_cut_off_by_the_timeout() {
         .get_page("/api/v1/logs")
         .await
         .unwrap_err();
-    assert!(matches!(e, ClientError::Unavailable { attempts: 2, .. }), "{e}");
+    assert!(
+        matches!(e, ClientError::Unavailable { attempts: 2, .. }),
+        "{e}"
+    );
     // Two attempts of at most 600 ms each, and a short backoff: seconds, not the page's length
     // times 200 ms.
-    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -268,7 +275,10 @@ async fn a_stored_cursor_on_another_origin_stops_the_start_and_says_how_to_reset
             cursor: Some("https://old-org.okta.com/api/v1/logs?after=1_2".into()),
             context: vec![],
         };
-        store.commit("acme", &batch, chrono::Utc::now()).await.unwrap();
+        store
+            .commit("acme", &batch, chrono::Utc::now())
+            .await
+            .unwrap();
         store.close().await;
     }
     let e = match Daemon::start(&config, &common::env).await {
@@ -294,5 +304,9 @@ async fn a_stored_cursor_on_another_origin_stops_the_start_and_says_how_to_reset
     let store = factorwatch::store::sqlite::SqliteStore::open(&config.store.path)
         .await
         .unwrap();
-    assert_eq!(store.stats().await.unwrap().changes, 6, "polled from since again");
+    assert_eq!(
+        store.stats().await.unwrap().changes,
+        6,
+        "polled from since again"
+    );
 }

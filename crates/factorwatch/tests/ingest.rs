@@ -847,12 +847,26 @@ async fn check_passes_what_works_and_names_what_does_not() {
         .unwrap()
         .port();
     for (name, kind, key, value) in [
-        ("hook", "webhook", "url", format!("http://127.0.0.1:{closed}/in")),
-        ("udp", "syslog", "address", format!("127.0.0.1:{udp_closed}")),
+        (
+            "hook",
+            "webhook",
+            "url",
+            format!("http://127.0.0.1:{closed}/in"),
+        ),
+        (
+            "udp",
+            "syslog",
+            "address",
+            format!("127.0.0.1:{udp_closed}"),
+        ),
     ] {
         let mut sink: factorwatch::config::SinkConfig = toml::from_str(&format!(
             "name = \"{name}\"\ntype = \"{kind}\"\n{key} = \"{value}\"\n{}",
-            if kind == "syslog" { "transport = \"udp\"" } else { "" }
+            if kind == "syslog" {
+                "transport = \"udp\""
+            } else {
+                ""
+            }
         ))
         .unwrap();
         sink.max_attempts = None;
@@ -867,10 +881,17 @@ async fn check_passes_what_works_and_names_what_does_not() {
     let mut table = Vec::new();
     assert!(!factorwatch::commands::check::print(&checks, &mut table).unwrap());
     let table = String::from_utf8(table).unwrap();
-    for line in ["FAIL  sink hook", "FAIL  sink udp", "FAIL  security chat webhook"] {
+    for line in [
+        "FAIL  sink hook",
+        "FAIL  sink udp",
+        "FAIL  security chat webhook",
+    ] {
         assert!(table.contains(line), "{line}\n{table}");
     }
-    assert!(!table.contains("/services/x"), "the webhook's URL is a secret: {table}");
+    assert!(
+        !table.contains("/services/x"),
+        "the webhook's URL is a secret: {table}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -353,17 +353,33 @@ async fn an_okta_outage_or_refused_credentials_wait_without_spending_attempts() 
         .await;
     let attempts = mail
         .run_for(
-            mail.destination_with(email_settings(), mail.files(), Duration::ZERO, quick_okta(), common::TOKEN),
+            mail.destination_with(
+                email_settings(),
+                mail.files(),
+                Duration::ZERO,
+                quick_okta(),
+                common::TOKEN,
+            ),
             2,
             Duration::from_millis(1500),
         )
         .await;
-    assert_eq!(attempts, [0, 0], "an outage spends no attempt and kills nothing");
+    assert_eq!(
+        attempts,
+        [0, 0],
+        "an outage spends no attempt and kills nothing"
+    );
     // Refused credentials (a token revoked): a person must act; the notices wait too.
     mail.sim.control("/sim/faults", json!({})).await;
     let attempts = mail
         .run_for(
-            mail.destination_with(email_settings(), mail.files(), Duration::ZERO, quick_okta(), "revoked"),
+            mail.destination_with(
+                email_settings(),
+                mail.files(),
+                Duration::ZERO,
+                quick_okta(),
+                "revoked",
+            ),
             2,
             Duration::from_millis(1000),
         )
@@ -372,7 +388,13 @@ async fn an_okta_outage_or_refused_credentials_wait_without_spending_attempts() 
     assert_eq!(mail.outbox().await, (0, 2, 0));
     // Okta back, the token fixed: every notice goes out.
     mail.drain(
-        mail.destination_with(email_settings(), mail.files(), Duration::ZERO, quick_okta(), common::TOKEN),
+        mail.destination_with(
+            email_settings(),
+            mail.files(),
+            Duration::ZERO,
+            quick_okta(),
+            common::TOKEN,
+        ),
         2,
     )
     .await;

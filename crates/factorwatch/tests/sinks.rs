@@ -609,12 +609,10 @@ async fn redirecting() -> (String, Arc<AtomicU64>) {
         }))
         .await
     };
-    let redirect = serve(axum::Router::new().fallback(
-        move |uri: axum::http::Uri| {
-            let to = format!("{elsewhere}{uri}");
-            async move { (StatusCode::FOUND, [("location", to)], "") }
-        },
-    ))
+    let redirect = serve(axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let to = format!("{elsewhere}{uri}");
+        async move { (StatusCode::FOUND, [("location", to)], "") }
+    }))
     .await;
     (redirect, reached)
 }
@@ -670,10 +668,8 @@ async fn no_http_sink_follows_a_redirect_or_counts_it_delivered() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hec_200_that_is_not_hec_s_answer_is_not_a_delivery() {
     use factorwatch::pipeline::worker::{Destination, Outcome};
-    let url = serve(axum::Router::new().fallback(|| async {
-        "<html>Welcome to the proxy</html>"
-    }))
-    .await;
+    let url =
+        serve(axum::Router::new().fallback(|| async { "<html>Welcome to the proxy</html>" })).await;
     let store = common::store_with("hec-html", common::changes("p", 2, &["siem:x"])).await;
     let rows = store.due("siem:x", 10, chrono::Utc::now()).await.unwrap();
     let sink = sinks::build(&sink_config("x", "splunk_hec", &url), &sink_env).unwrap();
@@ -697,8 +693,7 @@ async fn one_message_per_connection() -> (String, Arc<Mutex<Vec<String>>>) {
             let mut buf = Vec::new();
             let mut chunk = [0u8; 4096];
             // Read until one whole frame ("LEN SP MSG") is in.
-            loop {
-                let Ok(n) = s.read(&mut chunk).await else { break };
+            while let Ok(n) = s.read(&mut chunk).await {
                 if n == 0 {
                     break;
                 }
@@ -734,7 +729,10 @@ async fn a_collector_that_closes_each_connection_loses_nothing() {
     // A, B and C sent some time apart, each its own batch, each counted delivered.
     let rows = store.due("siem:s", 10, chrono::Utc::now()).await.unwrap();
     for (i, row) in rows.iter().enumerate() {
-        assert_eq!(sink.deliver(std::slice::from_ref(row)).await, [Outcome::Delivered]);
+        assert_eq!(
+            sink.deliver(std::slice::from_ref(row)).await,
+            [Outcome::Delivered]
+        );
         common::eventually(5, "the collector read the message", async || {
             got.lock().unwrap().len() > i
         })

@@ -210,12 +210,20 @@ async fn an_smtp_outage_dead_letters_nothing_and_every_notice_goes_once_it_ends(
     common::certificates(&dir);
     let attempts = mail
         .run_for(
-            mail.destination(common::email_settings(), transport(), Duration::from_secs(60)),
+            mail.destination(
+                common::email_settings(),
+                transport(),
+                Duration::from_secs(60),
+            ),
             2,
             Duration::from_millis(1500),
         )
         .await;
-    assert_eq!(attempts, [0, 0, 0, 0], "connection refused is an outage: no attempt spent");
+    assert_eq!(
+        attempts,
+        [0, 0, 0, 0],
+        "connection refused is an outage: no attempt spent"
+    );
     assert_eq!(mail.outbox().await, (0, 4, 0), "nothing dead-lettered");
     if !available() {
         assert!(
@@ -227,7 +235,11 @@ async fn an_smtp_outage_dead_letters_nothing_and_every_notice_goes_once_it_ends(
     }
     let _server = start(&dir, port, 0);
     mail.drain(
-        mail.destination(common::email_settings(), transport(), Duration::from_secs(60)),
+        mail.destination(
+            common::email_settings(),
+            transport(),
+            Duration::from_secs(60),
+        ),
         4,
     )
     .await;

@@ -40,6 +40,8 @@ pub fn item_outcome(status: u16, error: &Value) -> Outcome {
     match status {
         200..=299 | 409 => Outcome::Delivered,
         429 | 500..=599 => Outcome::Retry(why()),
+        // The index (or its alias) does not exist: every row would fail the same; wait for it.
+        404 => Outcome::Unavailable(why()),
         _ => Outcome::Reject(why()),
     }
 }

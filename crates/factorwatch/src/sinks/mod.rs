@@ -76,17 +76,22 @@ pub async fn answer(response: reqwest::Response) -> (u16, String) {
     }
 }
 
-/// The outcome for an HTTP status from a SIEM's API, as Vector's HTTP retry logic decides:
-/// 408, 429 and 5xx but 501 mean try again (the destination is struggling); 401 and 403 mean our
-/// credentials are refused — deliveries wait until an operator fixes them; a redirect is never
-/// followed (it would drop the body and carry the credentials elsewhere) and waits for the URL to
-/// be fixed; other 4xx mean the request itself is wrong.
+/// The outcome for an HTTP status from a SIEM's API, as Vector's HTTP retry logic decides, with
+/// one difference: an answer that refuses *every* request is the destination's problem, not the
+/// row's, so it waits (an operator fixes it) rather than dead-letter everything. 408, 429 and 5xx
+/// but 501 mean try again (the destination is struggling); 401 and 403 mean our credentials are
+/// refused; 404, 405, 410 and 421 mean the URL is wrong; a redirect is never followed (it would
+/// drop the body and carry the credentials elsewhere): all wait. Other 4xx mean this request
+/// itself is wrong.
 pub fn http_outcome(status: u16, detail: &str) -> Outcome {
     let detail = crate::http::client::excerpt(detail, 300);
     match status {
         200..=299 => Outcome::Delivered,
         300..=399 => Outcome::Unavailable(format!(
             "HTTP {status}, {detail}: redirects are never followed; check the sink's url"
+        )),
+        404 | 405 | 410 | 421 => Outcome::Unavailable(format!(
+            "HTTP {status}: {detail} (the endpoint refuses every request: check the sink's url)"
         )),
         401 | 403 | 408 | 429 => Outcome::Unavailable(format!("HTTP {status}: {detail}")),
         501 => Outcome::Reject(format!("HTTP {status}: {detail}")),
@@ -354,4 +359,41 @@ fn new_channel() -> String {
         &h[16..20],
         &h[20..]
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_class_has_its_outcome() {
+        let kind = |status| match http_outcome(status, "x") {
+            Outcome::Delivered => "delivered",
+            Outcome::Unavailable(_) => "wait",
+            Outcome::Reject(_) => "dead",
+            _ => "other",
+        };
+        for (status, expected) in [
+            (200, "delivered"),
+            (204, "delivered"),
+            (301, "wait"),
+            (302, "wait"),
+            (307, "wait"),
+            (400, "dead"),
+            (401, "wait"),
+            (403, "wait"),
+            (404, "wait"),
+            (405, "wait"),
+            (408, "wait"),
+            (413, "dead"),
+            (422, "dead"),
+            (429, "wait"),
+            (500, "wait"),
+            (501, "dead"),
+            (502, "wait"),
+            (503, "wait"),
+        ] {
+            assert_eq!(kind(status), expected, "HTTP {status}");
+        }
+    }
 }

@@ -49,8 +49,9 @@ struct Reply {
 /// What Splunk's `code` (with the HTTP status) means for the batch.
 pub fn code_outcome(status: u16, code: Option<i64>, text: &str) -> Outcome {
     let why = format!(
-        "Splunk HEC HTTP {status}, code {}: {text}",
-        code.map_or("-".into(), |c| c.to_string())
+        "Splunk HEC HTTP {status}, code {}: {}",
+        code.map_or("-".into(), |c| c.to_string()),
+        crate::http::client::excerpt(text, 300)
     );
     match code {
         Some(0) if (200..300).contains(&status) => Outcome::Delivered,

@@ -458,7 +458,11 @@ impl Mail {
         let _ = stop.send(true);
         task.await.unwrap();
         self.store
-            .due("email", 1000, chrono::Utc::now() + chrono::Duration::days(1))
+            .due(
+                "email",
+                1000,
+                chrono::Utc::now() + chrono::Duration::days(1),
+            )
             .await
             .unwrap()
             .iter()

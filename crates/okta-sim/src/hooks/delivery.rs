@@ -49,7 +49,7 @@ impl Target {
 /// One call Okta made to a hook.
 #[derive(Debug, Clone, Serialize)]
 pub struct Record {
-    /// `verification` or `delivery`.
+    /// `verification`, `delivery`, or `held` (a batch held back to be sent out of order).
     pub kind: &'static str,
     pub hook_id: String,
     /// The envelope's `eventId` (deliveries only): the same for a retry and a duplicate.

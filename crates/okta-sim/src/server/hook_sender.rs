@@ -24,9 +24,34 @@ struct Batch {
     duplicate: bool,
 }
 
+/// A held-back batch goes out after the next batch to the same hook, or after this long if none
+/// comes.
+const MAX_HOLD: Duration = Duration::from_secs(5);
+
 pub(super) async fn run(org: Arc<Org>) {
+    // Per hook: batches held back (reordering), and when they must go out at the latest.
+    let mut held: HashMap<String, (tokio::time::Instant, Vec<Batch>)> = HashMap::new();
     loop {
-        org.pending_added.notified().await;
+        let deadline = held.values().map(|(at, _)| *at).min();
+        let woken = tokio::select! {
+            () = org.pending_added.notified() => true,
+            () = sleep_until(deadline) => false,
+        };
+        if !woken {
+            // Nothing came after the held batches in time: send them now.
+            let now = tokio::time::Instant::now();
+            let due: Vec<String> = held
+                .iter()
+                .filter(|(_, (at, _))| *at <= now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for hook in due {
+                if let Some((_, batches)) = held.remove(&hook) {
+                    spawn_in_order(&org, batches);
+                }
+            }
+            continue;
+        }
         let Ok(settings) = lock(&org.faults).map(|f| f.hooks.clone()) else {
             continue;
         };
@@ -60,27 +85,66 @@ pub(super) async fn run(org: Arc<Org>) {
                     });
                 }
             }
-            // Reordering: a batch held back goes out after the ones persisted after it.
-            let hold = Duration::from_millis(settings.batch_window_ms * 3 + 250);
-            let (held, in_order): (Vec<Batch>, Vec<Batch>) = match lock(&org.rng) {
+            // Reordering: a batch held back goes out after the next one to the same hook.
+            let (newly_held, mut in_order): (Vec<Batch>, Vec<Batch>) = match lock(&org.rng) {
                 Ok(mut rng) => batches
                     .into_iter()
                     .partition(|_| rng.gen_bool(settings.reorder_rate)),
                 Err(_) => (Vec::new(), batches),
             };
-            for batch in held {
-                let org = org.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(hold).await;
-                    deliver(&org, batch).await;
-                });
+            if !in_order.is_empty()
+                && let Some((_, earlier)) = held.remove(&target.hook_id)
+            {
+                in_order.extend(earlier);
             }
-            // Hooks are called concurrently, each hook's batches in order.
-            let org = org.clone();
-            tokio::spawn(async move {
-                for batch in in_order {
-                    deliver(&org, batch).await;
-                }
+            if !newly_held.is_empty() {
+                record_held(&org, &newly_held);
+                held.entry(target.hook_id.clone())
+                    .or_insert_with(|| (tokio::time::Instant::now() + MAX_HOLD, Vec::new()))
+                    .1
+                    .extend(newly_held);
+            }
+            spawn_in_order(&org, in_order);
+        }
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Delivers `batches` one after the other (hooks are called concurrently, each hook's batches
+/// in order).
+fn spawn_in_order(org: &Arc<Org>, batches: Vec<Batch>) {
+    if batches.is_empty() {
+        return;
+    }
+    let org = org.clone();
+    tokio::spawn(async move {
+        for batch in batches {
+            deliver(&org, batch).await;
+        }
+    });
+}
+
+/// Notes in the delivery log that these batches are held back (a test can wait for it).
+fn record_held(org: &Org, batches: &[Batch]) {
+    if let Ok(mut d) = lock(&org.deliveries) {
+        for batch in batches {
+            d.push(Record {
+                kind: "held",
+                hook_id: batch.target.hook_id.clone(),
+                delivery_id: Some(batch.delivery_id.clone()),
+                attempt: 0,
+                duplicate: false,
+                sent_at: okta_time(org.now()),
+                status: None,
+                error: None,
+                events: batch.events.iter().map(|(u, _)| u.clone()).collect(),
             });
         }
     }
