@@ -32,7 +32,7 @@ fn ndjson_events(path: &PathBuf) -> Vec<Value> {
 
 fn is_mfa_change(event: &Value) -> bool {
     let et = event["eventType"].as_str().unwrap_or("");
-    factorwatch::classify::action::for_event_type(et).is_some()
+    factorwatch::okta::catalog::action(et).is_some()
 }
 
 /// `(NDJSON document, events, MFA changes)`.

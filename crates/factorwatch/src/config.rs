@@ -12,35 +12,6 @@ use serde::Deserialize;
 
 use crate::secret::Secret;
 
-/// The MFA event types polled by default (server-side `filter`).
-pub const MFA_EVENT_TYPES: &[&str] = &[
-    "user.mfa.factor.activate",
-    "user.mfa.factor.deactivate",
-    "user.mfa.factor.reset_all",
-    "user.mfa.factor.update",
-    "user.mfa.factor.suspend",
-    "user.mfa.factor.unsuspend",
-    "user.mfa.attempt_bypass",
-    "system.mfa.factor.activate",
-    "system.mfa.factor.deactivate",
-    "security.authenticator.lifecycle.activate",
-    "security.authenticator.lifecycle.deactivate",
-    // Okta's own notices, for `email.skip_when_okta_notified`.
-    "system.email.mfa_enroll_notification.sent_message",
-    "system.email.mfa_reset_notification.sent_message",
-    // Primary-email changes, so the previous address hears of MFA changes made soon after.
-    "user.account.update_primary_email",
-];
-
-/// The legacy objectTypes polled by default.
-pub const MFA_OBJECT_TYPES: &[&str] = &[
-    "core.user.factor.activate",
-    "core.user.factor.deactivate",
-    "core.user.factor.reset_all",
-    "core.user.factor.update",
-    "core.user_auth.mfa_bypass_attempted",
-];
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {

@@ -14,7 +14,7 @@ use tracing::info;
 
 use crate::classify::{self, Classifier};
 use crate::config::{
-    Config, ConfigError, MFA_EVENT_TYPES, MFA_OBJECT_TYPES, parse_actions, read_secret, since_time,
+    Config, ConfigError, parse_actions, read_secret, since_time,
 };
 use crate::email::security_copy::SecurityCopy;
 use crate::email::templates::Templates;
@@ -413,13 +413,13 @@ impl Daemon {
                 (
                     SourceKind::SystemLog,
                     &org.system_log,
-                    MFA_EVENT_TYPES,
+                    crate::okta::catalog::polled as fn() -> Vec<String>,
                     poller::system_log_start as fn(&str, &[String]) -> String,
                 ),
                 (
                     SourceKind::EventsApi,
                     &org.events_api,
-                    MFA_OBJECT_TYPES,
+                    crate::okta::catalog::legacy_polled,
                     poller::events_api_start,
                 ),
             ] {
@@ -440,10 +440,7 @@ impl Daemon {
                         detail: e.to_string(),
                     });
                 }
-                let types = poll
-                    .types
-                    .clone()
-                    .unwrap_or_else(|| default_types.iter().map(|s| (*s).to_owned()).collect());
+                let types = poll.types.clone().unwrap_or_else(default_types);
                 let p = Poller {
                     org: org.name.clone(),
                     source,

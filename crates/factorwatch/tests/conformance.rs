@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use factorwatch::classify::{Classifier, Within, action};
+use factorwatch::classify::{Classifier, Within};
 use factorwatch::input;
 use serde_json::Value;
 
@@ -170,10 +170,45 @@ fn catalog_event_types_classify_as_documented() {
         .collect();
     assert!(ids.len() > 30, "catalog read: {} types", ids.len());
     for id in &ids {
-        let got = action::for_event_type(id).map(|a| a.as_str());
+        let got = factorwatch::okta::catalog::action(id).map(|a| a.as_str());
         assert_eq!(got, want.get(*id).and_then(Value::as_str), "{id}");
     }
     for id in want.keys() {
         assert!(ids.contains(id.as_str()), "{id} is not in Okta's catalog");
+    }
+}
+
+/// factorwatch's one catalog of event types against Okta's published catalog (the MFA subset in
+/// the samples): every type it knows exists there with the same hook eligibility, so the hook
+/// subscription Okta would accept and the filter it polls with are Okta's names.
+#[test]
+fn the_event_type_catalog_agrees_with_okta_s_published_catalog() {
+    use factorwatch::okta::catalog::{CATALOG, hook_subscription};
+    let path = samples_dir().join("okta-devdocs-event-types-mfa.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let published: Value = serde_json::from_str(&text).expect("catalog JSON");
+    let eligible = |id: &str| -> Option<bool> {
+        published["eventTypes"]
+            .as_array()?
+            .iter()
+            .find(|t| t["id"] == id)
+            .map(|t| {
+                t["tags"]
+                    .as_array()
+                    .is_some_and(|tags| tags.iter().any(|x| x == "event-hook-eligible"))
+            })
+    };
+    for t in CATALOG {
+        match eligible(t.name) {
+            Some(tagged) => assert_eq!(t.hook_eligible, tagged, "{}", t.name),
+            // Outside the MFA subset: API-NOTES §5 lists it as not hook-eligible.
+            None => {
+                assert_eq!(t.name, "user.account.update_primary_email", "{} is not in Okta's catalog", t.name);
+                assert!(!t.hook_eligible);
+            }
+        }
+    }
+    for name in hook_subscription() {
+        assert_eq!(eligible(name), Some(true), "Okta would refuse {name} in a hook");
     }
 }

@@ -1060,3 +1060,56 @@ async fn backfill_replays_a_past_window_once_and_resumes_where_it_stopped() {
         "no emails about old changes by default"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_legacy_path_keeps_the_factor_okta_named_and_guesses_none() {
+    let sim = common::sim(RateLimits::default()).await;
+    sim.users(1).await;
+    let user = json!({ "id": common::user_id(0), "type": "User", "alternateId": "user0@example.com" });
+    let event = |uuid: &str, event_type: &str, legacy: &str, reason: Option<&str>, target: Option<&str>| {
+        let mut targets = vec![user.clone()];
+        if let Some(name) = target {
+            targets.push(json!({ "id": "pfd1", "type": "AuthenticatorEnrollment", "alternateId": "unknown", "displayName": name }));
+        }
+        json!({ "uuid": uuid, "eventType": event_type, "legacyEventType": legacy,
+                "displayMessage": "Activate factor for user", "actor": user, "target": targets,
+                "outcome": { "result": "SUCCESS", "reason": reason } })
+    };
+    sim.control(
+        "/sim/events",
+        json!([
+            // Classic: the factor in outcome.reason.
+            event("c1", "user.mfa.factor.activate", "core.user.factor.activate", Some("User set up GOOGLE_OTP factor"), None),
+            event("c2", "user.mfa.factor.deactivate", "core.user.factor.deactivate", Some("User reset SMS_FACTOR factor"), None),
+            // Identity Engine: the factor is the enrolled authenticator.
+            event("c3", "user.mfa.factor.update", "core.user.factor.update", None, Some("Okta Verify")),
+            // Nothing names the factor: nothing is guessed.
+            event("c4", "user.mfa.factor.reset_all", "core.user.factor.reset_all", None, None),
+        ]),
+    )
+    .await;
+    let dir = tempdir("legacy-factor");
+    let mut config = common::config(&dir, &sim.base, false);
+    config.orgs[0].system_log.enabled = false;
+    config.orgs[0].events_api.enabled = true;
+    let d = Daemon::start_once(&config, &common::env).await.unwrap();
+    let siem = d.siem_file.clone().unwrap();
+    d.finish(Duration::from_secs(30)).await.unwrap();
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(siem)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let factor = |action: &str| {
+        let r = records.iter().find(|r| r["action"] == action).unwrap();
+        (r["factor"]["type"].clone(), r["factor"]["name"].clone(), r["message"].clone())
+    };
+    assert_eq!(
+        factor("enrolled"),
+        (json!("token:software:totp"), json!("Google Authenticator"), json!("User set up Google Authenticator factor"))
+    );
+    assert_eq!(factor("reset").0, json!("sms"));
+    assert_eq!(factor("updated").1, json!("Okta Verify"));
+    let (t, n, _) = factor("reset_all");
+    assert_eq!((t, n), (json!(null), json!(null)), "no factor named, none guessed");
+}

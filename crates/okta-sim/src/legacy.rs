@@ -181,7 +181,7 @@ pub fn to_legacy(e: &StoredEvent) -> Value {
     out.insert(
         "action".into(),
         json!({
-            "message": s("/displayMessage"),
+            "message": message(&v, e.legacy_event_type.as_deref()),
             "categories": [],
             "objectType": e.legacy_event_type.as_deref(),
             "requestUri": s("/debugContext/debugData/requestUri"),
@@ -190,6 +190,64 @@ pub fn to_legacy(e: &StoredEvent) -> Value {
     out.insert("actors".into(), Value::Array(actors));
     out.insert("targets".into(), Value::Array(targets));
     Value::Object(out)
+}
+
+/// `action.message` as the Events API wrote it. For a factor's lifecycle it names the factor —
+/// "User set up Google Authenticator factor", "User reset Google Authenticator factor", "User
+/// updated Security Question factor" (a real capture: `shared/okta/samples/
+/// events-api-factor-lifecycle.json`) — where the System Log's `displayMessage` is generic
+/// ("Activate factor for user"). Anything else keeps the `displayMessage` (its mapping).
+fn message(v: &Value, object_type: Option<&str>) -> Value {
+    let verb = match object_type {
+        Some("core.user.factor.activate") => "set up",
+        Some("core.user.factor.deactivate") => "reset",
+        Some("core.user.factor.update") => "updated",
+        _ => return v.get("displayMessage").cloned().unwrap_or(Value::Null),
+    };
+    match factor_name(v) {
+        Some(name) => Value::String(format!("User {verb} {name} factor")),
+        None => v.get("displayMessage").cloned().unwrap_or(Value::Null),
+    }
+}
+
+/// The factor's name as people read it: the Identity Engine's `AuthenticatorEnrollment` target, or
+/// the internal name in a Classic `outcome.reason` ("User set up SMS_FACTOR factor") turned into
+/// the name Okta showed for it.
+fn factor_name(v: &Value) -> Option<String> {
+    let enrollment = v
+        .get("target")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|t| t["type"] == "AuthenticatorEnrollment")
+        .and_then(|t| t["displayName"].as_str());
+    if let Some(name) = enrollment {
+        return Some(name.to_owned());
+    }
+    let reason = v.pointer("/outcome/reason")?.as_str()?;
+    let internal = reason
+        .strip_suffix(" factor")?
+        .rsplit(' ')
+        .next()
+        .filter(|w| !w.is_empty())?;
+    Some(
+        match internal {
+            "SMS_FACTOR" => "SMS Authentication",
+            "CALL_FACTOR" => "Voice Call Authentication",
+            "EMAIL_FACTOR" => "Email Authentication",
+            "OKTA_VERIFY_PUSH" | "OKTA_SOFT_TOKEN" => "Okta Verify",
+            "SECURITY_QUESTION" | "QUESTION" => "Security Question",
+            "GOOGLE_OTP" => "Google Authenticator",
+            "FIDO_WEBAUTHN" => "Security Key or Biometric Authenticator",
+            "SIGNED_NONCE" => "Okta FastPass",
+            "RSA_SECURID" => "RSA SecurID",
+            "SYMANTEC_VIP" => "Symantec VIP",
+            "YUBIKEY_TOKEN" => "YubiKey",
+            "DUO" => "Duo Security",
+            other => other,
+        }
+        .to_owned(),
+    )
 }
 
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -265,6 +323,28 @@ mod tests {
         );
         assert_eq!(cursor_seq("nope"), None);
         assert_eq!(cursor_seq("tev-_"), None);
+    }
+
+    #[test]
+    fn factor_lifecycle_messages_name_the_factor_as_the_events_api_did() {
+        let classic = json!({ "displayMessage": "Activate factor for user",
+            "outcome": { "result": "SUCCESS", "reason": "User set up GOOGLE_OTP factor" } });
+        assert_eq!(
+            message(&classic, Some("core.user.factor.activate")),
+            "User set up Google Authenticator factor"
+        );
+        let oie = json!({ "displayMessage": "Reset factor for user", "outcome": { "result": "SUCCESS" },
+            "target": [{ "type": "User" }, { "type": "AuthenticatorEnrollment", "displayName": "Okta Verify" }] });
+        assert_eq!(
+            message(&oie, Some("core.user.factor.deactivate")),
+            "User reset Okta Verify factor"
+        );
+        let all = json!({ "displayMessage": "Reset all factors for user", "outcome": { "result": "SUCCESS" } });
+        assert_eq!(
+            message(&all, Some("core.user.factor.reset_all")),
+            "Reset all factors for user",
+            "no factor to name"
+        );
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! The classifier: any Okta event in, an [`MfaChange`] or nothing out. Pure: no I/O, no clock.
 
-pub mod action;
 pub mod factor;
 pub mod initiator;
 
@@ -10,7 +9,8 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::okta::factors::Provider;
-use crate::okta::legacy_event::{self, LegacyEvent};
+use crate::okta::catalog;
+use crate::okta::legacy_event::LegacyEvent;
 use crate::okta::log_event::{IpChainEntry, LogEvent, Subject};
 use crate::okta::{self, Shape, ShapeError, TimestampError};
 use crate::record::{Action, Actor, Client, EventId, MfaChange, Person, Source};
@@ -116,7 +116,7 @@ impl Classifier {
         event_type: &str,
         source: Source,
     ) -> Option<Result<Classified<'a>, ClassifyError>> {
-        let action = action::for_event_type(event_type)?;
+        let action = catalog::action(event_type)?;
         let event: LogEvent = match serde_json::from_str(json) {
             Ok(event) => event,
             Err(e) => return Some(Err(malformed(event_type, e))),
@@ -132,8 +132,8 @@ impl Classifier {
         json: &'a str,
         object_type: &str,
     ) -> Option<Result<Classified<'a>, ClassifyError>> {
-        let event_type = legacy_event::system_log_event_type(object_type)?;
-        let action = action::for_event_type(event_type)?;
+        let event_type = catalog::from_legacy(object_type)?.name;
+        let action = catalog::action(event_type)?;
         Some(
             serde_json::from_str(json)
                 .map_err(|e| malformed(event_type, e))
@@ -150,7 +150,7 @@ impl Classifier {
         source: Source,
         raw: &str,
     ) -> Result<Option<MfaChange>, ClassifyError> {
-        match action::for_event_type(&event.event_type) {
+        match catalog::action(&event.event_type) {
             Some(action) => self.log_change(event, action, source, raw).map(Some),
             None => Ok(None),
         }
@@ -251,8 +251,8 @@ impl Classifier {
         event: &LegacyEvent,
         raw: &str,
     ) -> Result<Option<MfaChange>, ClassifyError> {
-        let event_type = legacy_event::system_log_event_type(&event.action.object_type);
-        match event_type.and_then(|et| Some((et, action::for_event_type(et)?))) {
+        let event_type = catalog::from_legacy(&event.action.object_type).map(|t| t.name);
+        match event_type.and_then(|et| Some((et, catalog::action(et)?))) {
             Some((event_type, action)) => {
                 self.legacy_change(event, event_type, action, raw).map(Some)
             }

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{Config, MFA_EVENT_TYPES};
+use crate::config::Config;
 use crate::okta::client::RetryPolicy;
 use crate::record::format_published;
 use crate::store::{SourceKind, Store};
@@ -82,7 +82,7 @@ pub async fn run<S: Store>(
                 .system_log
                 .types
                 .clone()
-                .unwrap_or_else(|| MFA_EVENT_TYPES.iter().map(|s| (*s).to_owned()).collect())
+                .unwrap_or_else(crate::okta::catalog::polled)
                 .iter()
                 .map(|t| format!("eventType eq \"{t}\""))
                 .collect::<Vec<_>>()

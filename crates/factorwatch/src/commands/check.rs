@@ -4,7 +4,7 @@
 
 use std::io::{self, Write};
 
-use crate::config::{Config, MFA_EVENT_TYPES};
+use crate::config::Config;
 use crate::okta::client::RetryPolicy;
 
 /// One line of the table.
@@ -32,7 +32,10 @@ pub async fn run(config: &Config, env: &(dyn Fn(&str) -> Option<String> + Sync))
             Err(e) => Err(e.to_string()),
             Ok(client) => {
                 // One cheap request of the kind the poller makes.
-                let filter = format!("eventType eq \"{}\"", MFA_EVENT_TYPES[0]);
+                let filter = format!(
+                    "eventType eq \"{}\"",
+                    crate::okta::catalog::CATALOG[0].name
+                );
                 let path = format!(
                     "/api/v1/logs?limit=1&filter={}",
                     form_urlencoded::byte_serialize(filter.as_bytes()).collect::<String>()

@@ -9,18 +9,6 @@ use serde_json::{Value, json};
 use crate::config::{Config, OrgConfig};
 use crate::okta::client::{OktaClient, RetryPolicy};
 
-/// The hook-eligible MFA event types a factorwatch hook subscribes to.
-pub const HOOK_EVENT_TYPES: &[&str] = &[
-    "user.mfa.factor.activate",
-    "user.mfa.factor.deactivate",
-    "user.mfa.factor.reset_all",
-    "user.mfa.factor.update",
-    "user.mfa.factor.suspend",
-    "user.mfa.factor.unsuspend",
-    "security.authenticator.lifecycle.activate",
-    "security.authenticator.lifecycle.deactivate",
-];
-
 pub fn org<'a>(config: &'a Config, name: &str) -> Result<&'a OrgConfig, String> {
     config
         .orgs
@@ -113,7 +101,7 @@ pub async fn register_hook(
     let client = client(org, env)?;
     let body = json!({
         "name": format!("factorwatch ({org_name})"),
-        "events": { "type": "EVENT_TYPE", "items": HOOK_EVENT_TYPES },
+        "events": { "type": "EVENT_TYPE", "items": crate::okta::catalog::hook_subscription() },
         "channel": { "type": "HTTP", "version": "1.0.0", "config": {
             "uri": url,
             "authScheme": { "type": "HEADER", "key": hook.auth_header, "value": secret.expose() },

@@ -1,5 +1,5 @@
-//! The legacy Events API event (`/api/v1/events`), as far as factorwatch reads it, and Okta's
-//! official mapping of its `objectType`s to System Log event types.
+//! The legacy Events API event (`/api/v1/events`), as far as factorwatch reads it (the mapping of
+//! its `objectType`s to System Log event types is in [`super::catalog`]).
 
 use serde::Deserialize;
 
@@ -50,18 +50,4 @@ impl LegacyObject {
             .as_deref()
             .is_some_and(|k| k.eq_ignore_ascii_case(kind))
     }
-}
-
-/// The System Log event type that replaced a legacy MFA `objectType` (Okta's event-type catalog,
-/// release 2023.09.1, the last to carry the Events API mappings). Only MFA lifecycle types are
-/// listed: every other objectType is not an MFA change.
-pub fn system_log_event_type(object_type: &str) -> Option<&'static str> {
-    Some(match object_type {
-        "core.user.factor.activate" => "user.mfa.factor.activate",
-        "core.user.factor.deactivate" => "user.mfa.factor.deactivate",
-        "core.user.factor.reset_all" => "user.mfa.factor.reset_all",
-        "core.user.factor.update" => "user.mfa.factor.update",
-        "core.user_auth.mfa_bypass_attempted" => "user.mfa.attempt_bypass",
-        _ => return None,
-    })
 }

@@ -1,6 +1,7 @@
 //! Okta's wire formats: System Log events, Event Hook deliveries, legacy Events API events, and
 //! Okta's factor vocabulary.
 
+pub mod catalog;
 pub mod client;
 pub mod factors;
 pub mod legacy_event;

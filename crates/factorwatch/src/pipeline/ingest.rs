@@ -173,15 +173,6 @@ impl Ingest {
     }
 }
 
-/// Events kept for what they say about MFA changes: Okta's own MFA notices (so ours can step
-/// aside for orgs that keep Okta's), and primary-email changes (so the previous address hears of
-/// changes made soon after).
-pub const CONTEXT_TYPES: &[&str] = &[
-    "system.email.mfa_enroll_notification.sent_message",
-    "system.email.mfa_reset_notification.sent_message",
-    "user.account.update_primary_email",
-];
-
 #[derive(Deserialize)]
 struct ContextFields {
     #[serde(rename = "eventType")]
@@ -199,14 +190,15 @@ struct TargetFields {
     kind: Option<String>,
 }
 
-/// The event as a [`ContextEvent`], if it is one of [`CONTEXT_TYPES`] about a user.
+/// The event as a [`ContextEvent`], if the catalog keeps its type as context and it is about a
+/// user.
 fn context_event(text: &str) -> Option<crate::store::ContextEvent> {
     // Cheap test first: nearly every event is something else.
     if !(text.contains("_notification.sent_message") || text.contains("update_primary_email")) {
         return None;
     }
     let f: ContextFields = serde_json::from_str(text).ok()?;
-    if !CONTEXT_TYPES.contains(&f.event_type.as_str()) {
+    if !crate::okta::catalog::is_context(&f.event_type) {
         return None;
     }
     let user_id = f
