@@ -16,7 +16,7 @@ use factorwatch::pipeline::ingest::Ingest;
 use factorwatch::pipeline::route::Routing;
 use factorwatch::pipeline::worker::{self, Destination, WorkerPolicy};
 use factorwatch::secret::Secret;
-use factorwatch::sinks::{self, Encoder};
+use factorwatch::sinks::{self, SinkDestination};
 use factorwatch::store::sqlite::SqliteStore;
 use factorwatch::store::{Batch, SourceKind, Store};
 use serde_json::json;
@@ -152,11 +152,11 @@ fn main() {
         measure(
             "file (record)",
             n,
-            sinks::file::FileSink::new(
+            SinkDestination::new(
                 "siem:file",
-                sinks::file::Target::File(file.clone()),
-                Encoder::new(Format::Record),
+                Format::Record,
                 500,
+                sinks::file::FileSink::new(sinks::file::Target::File(file.clone())),
             ),
         )
         .await;
@@ -165,13 +165,15 @@ fn main() {
         measure(
             "syslog tcp (cef)",
             n,
-            sinks::syslog::SyslogSink::new(
+            SinkDestination::new(
                 "siem:syslog",
-                format!("127.0.0.1:{port}"),
-                sinks::syslog::Transport::Tcp,
-                Encoder::new(Format::Cef),
-                Default::default(),
+                Format::Cef,
                 500,
+                sinks::syslog::SyslogSink::new(
+                    format!("127.0.0.1:{port}"),
+                    sinks::syslog::Transport::Tcp,
+                    Default::default(),
+                ),
             ),
         )
         .await;
@@ -189,12 +191,11 @@ fn main() {
         measure(
             "splunk hec (record)",
             n,
-            sinks::splunk_hec::HecSink::new(
+            SinkDestination::new(
                 "siem:hec",
-                settings,
-                Encoder::new(Format::Record),
-                reqwest::Client::new(),
+                Format::Record,
                 500,
+                sinks::splunk_hec::HecSink::new(settings, true, reqwest::Client::new()),
             ),
         )
         .await;
@@ -202,14 +203,16 @@ fn main() {
         measure(
             "elasticsearch _bulk (ecs)",
             n,
-            sinks::elasticsearch::BulkSink::new(
+            SinkDestination::new(
                 "siem:es",
-                &es,
-                "okta",
-                sinks::elasticsearch::Auth::None,
-                Encoder::new(Format::Ecs),
-                reqwest::Client::new(),
+                Format::Ecs,
                 500,
+                sinks::elasticsearch::BulkSink::new(
+                    &es,
+                    "okta",
+                    sinks::elasticsearch::Auth::None,
+                    reqwest::Client::new(),
+                ),
             ),
         )
         .await;
@@ -217,13 +220,11 @@ fn main() {
         measure(
             "webhook (ocsf)",
             n,
-            sinks::webhook::WebhookSink::new(
+            SinkDestination::new(
                 "siem:hook",
-                &hook,
-                vec![],
-                Encoder::new(Format::parse("ocsf").unwrap()),
-                reqwest::Client::new(),
+                Format::parse("ocsf").unwrap(),
                 500,
+                sinks::webhook::WebhookSink::new(&hook, vec![], reqwest::Client::new()),
             ),
         )
         .await;

@@ -14,6 +14,59 @@ use crate::store::Due;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The security team's chat webhook URL, if configured.
+pub fn security_webhook(
+    config: &crate::config::Config,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<Option<Secret>, crate::config::ConfigError> {
+    let e = &config.email;
+    webhook_url(
+        "email.security_webhook",
+        e.security_webhook_env.as_deref(),
+        e.security_webhook_file.as_deref(),
+        env,
+    )
+}
+
+/// The lag alarm's chat webhook URL, if configured.
+pub fn lag_alarm_webhook(
+    config: &crate::config::Config,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<Option<Secret>, crate::config::ConfigError> {
+    let o = &config.observability;
+    webhook_url(
+        "observability.lag_alarm_webhook",
+        o.lag_alarm_webhook_env.as_deref(),
+        o.lag_alarm_webhook_file.as_deref(),
+        env,
+    )
+}
+
+/// A webhook URL from the secret it is (none if neither is set): https, or plain http only to
+/// this machine.
+fn webhook_url(
+    what: &str,
+    env_name: Option<&str>,
+    file: Option<&std::path::Path>,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<Option<Secret>, crate::config::ConfigError> {
+    if env_name.is_none() && file.is_none() {
+        return Ok(None);
+    }
+    let url = crate::config::read_secret(what, env_name, file, env)?;
+    let ok = reqwest::Url::parse(url.expose()).is_ok_and(|u| {
+        matches!(u.scheme(), "https" | "http") && !crate::http::client::is_cleartext_remote(&u)
+    });
+    if ok {
+        Ok(Some(url))
+    } else {
+        // The value is a secret: say what is wrong without it.
+        Err(crate::config::ConfigError::Secret(format!(
+            "{what}: the URL is not https:// (plain http:// is accepted only to this machine)"
+        )))
+    }
+}
+
 /// Posts `text`; the error says what went wrong, never the URL.
 pub async fn post(url: &Secret, text: &str) -> Result<(), String> {
     let client = crate::http::client::client(TIMEOUT, None)?;
@@ -40,7 +93,7 @@ pub async fn post(url: &Secret, text: &str) -> Result<(), String> {
 /// Whether the webhook can be reached (connection and TLS, and an HTTP answer that is not a
 /// redirect, a refusal or a server error), without posting a message.
 pub async fn healthcheck(url: &Secret) -> Result<String, String> {
-    crate::sinks::http_probe(&crate::http::client::client(TIMEOUT, None)?, url.expose()).await
+    crate::sinks::http::http_probe(&crate::http::client::client(TIMEOUT, None)?, url.expose()).await
 }
 
 /// Copies to the security team's channel: every row a line ([`crate::email::notice::security_summary`]).

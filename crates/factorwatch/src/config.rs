@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use lettre::message::Mailbox;
+
+use crate::record::Action;
 use crate::secret::Secret;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -23,7 +26,7 @@ pub struct Config {
     pub hooks: HookServerConfig,
     /// SIEM destinations; by default one NDJSON file of records.
     #[serde(default = "default_sinks")]
-    pub sinks: Vec<SinkConfig>,
+    pub sinks: Vec<crate::sinks::SinkConfig>,
     #[serde(default)]
     pub email: EmailConfig,
     #[serde(default)]
@@ -124,7 +127,7 @@ pub struct PollConfig {
     pub enabled: bool,
     /// Where a first start begins: an RFC 3339 time, or an age like `24h` (Okta keeps 90 days).
     #[serde(default = "default_since")]
-    pub since: String,
+    pub since: Since,
     /// The wait after an empty page.
     #[serde(default = "default_interval", with = "humantime_serde")]
     pub interval: Duration,
@@ -157,8 +160,51 @@ fn yes() -> bool {
     true
 }
 
-fn default_since() -> String {
-    "24h".into()
+fn default_since() -> Since {
+    Since::Age(Duration::from_secs(24 * 3600))
+}
+
+/// Where polling starts the first time: a moment, or an age before the start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    At(chrono::DateTime<chrono::Utc>),
+    Age(Duration),
+}
+
+impl Since {
+    /// The moment it names, for a start at `now`.
+    pub fn at(&self, now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+        match *self {
+            Since::At(t) => t,
+            Since::Age(age) => now - chrono::Duration::from_std(age).unwrap_or_default(),
+        }
+    }
+}
+
+impl std::str::FromStr for Since {
+    type Err = String;
+
+    /// RFC 3339, or an age (`24h`, `7d`) of at most Okta's 90-day retention.
+    fn from_str(since: &str) -> Result<Since, String> {
+        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(since) {
+            return Ok(Since::At(t.with_timezone(&chrono::Utc)));
+        }
+        let age = humantime::parse_duration(since).map_err(|_| {
+            format!("{since:?} is neither an RFC 3339 time nor an age like \"24h\"")
+        })?;
+        if age > Duration::from_secs(90 * 24 * 3600) {
+            return Err(format!("{since:?} reaches past Okta's 90-day retention"));
+        }
+        Ok(Since::Age(age))
+    }
+}
+
+impl<'de> Deserialize<'de> for Since {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 fn default_interval() -> Duration {
@@ -227,249 +273,76 @@ impl Default for HookServerConfig {
     }
 }
 
-/// One SIEM destination. `type` says which; the other keys are those that type uses.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SinkConfig {
-    /// The outbox's name for it (`siem:<name>`); stable, like the org's.
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: SinkType,
-    /// record, ocsf, ocsf-user-management, ecs, cef, leef, raw.
-    #[serde(default)]
-    pub format: Option<String>,
-    /// Only these actions (enrolled, reset, reset_all, updated, suspended, unsuspended,
-    /// bypass_attempted, org_factor_enabled, org_factor_disabled); all when absent.
-    #[serde(default)]
-    pub actions: Option<Vec<String>>,
-    /// Changes per request.
-    #[serde(default)]
-    pub batch_size: Option<u32>,
-    /// Attempts before a failed delivery is dead-lettered (outages are waited out, not counted).
-    #[serde(default)]
-    pub max_attempts: Option<u32>,
-    /// file: the path, or `-` for stdout.
-    #[serde(default)]
-    pub path: Option<String>,
-    /// splunk_hec, elasticsearch, webhook: the base URL (HEC: `https://splunk:8088`).
-    #[serde(default)]
-    pub url: Option<String>,
-    /// syslog: `host:port`.
-    #[serde(default)]
-    pub address: Option<String>,
-    /// syslog: tcp (octet-counted), tls (RFC 5425), udp (at most once).
-    #[serde(default)]
-    pub transport: Option<String>,
-    /// syslog/tls: the name the server's certificate must carry (default: the address's host).
-    #[serde(default)]
-    pub server_name: Option<String>,
-    /// A PEM file of CA certificates to trust instead of the system's (TLS and HTTPS).
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// syslog: the facility (default 10, authpriv).
-    #[serde(default)]
-    pub facility: Option<u8>,
-    /// splunk_hec: the environment variable holding the HEC token.
-    #[serde(default)]
-    pub token_env: Option<String>,
-    #[serde(default)]
-    pub token_file: Option<PathBuf>,
-    /// splunk_hec: index, sourcetype, source.
-    #[serde(default)]
-    pub index: Option<String>,
-    #[serde(default)]
-    pub sourcetype: Option<String>,
-    #[serde(default)]
-    pub source: Option<String>,
-    /// splunk_hec: wait for indexer acknowledgement.
-    #[serde(default)]
-    pub ack: bool,
-    /// elasticsearch: `Authorization: ApiKey <value of this variable>`.
-    #[serde(default)]
-    pub api_key_env: Option<String>,
-    /// elasticsearch: basic auth user; the password from `password_env`.
-    #[serde(default)]
-    pub username: Option<String>,
-    #[serde(default)]
-    pub password_env: Option<String>,
-    /// webhook: extra headers; their values are secrets (they usually carry a token), each
-    /// `{ env = "VARIABLE" }` or `{ file = "/path" }`.
-    #[serde(default)]
-    pub headers: std::collections::BTreeMap<String, HeaderValue>,
-    /// Let credentials (HEC token, API key, password, header values) travel over plain
-    /// `http://` to a host that is not this machine.
-    #[serde(default)]
-    pub danger_plaintext_credentials: bool,
-}
-
-/// Where a secret is: an environment variable or a file, never the configuration itself.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Where a secret is: an environment variable or a file, never the configuration itself. A
+/// literal value in its place is refused with a message that does not repeat it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretRef {
-    #[serde(default)]
     pub env: Option<String>,
-    #[serde(default)]
     pub file: Option<PathBuf>,
 }
 
-/// A webhook header's value: a [`SecretRef`]. A literal string parses only to be refused with a
-/// message saying how to write it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum HeaderValue {
-    Secret(SecretRef),
-    Literal(toml::Value),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SinkType {
-    File,
-    Syslog,
-    SplunkHec,
-    Elasticsearch,
-    Webhook,
-}
-
-impl SinkConfig {
-    /// An NDJSON file of records at `path`.
-    pub fn file(name: &str, path: &str) -> SinkConfig {
-        SinkConfig {
-            name: name.into(),
-            kind: SinkType::File,
-            format: None,
-            actions: None,
-            batch_size: None,
-            max_attempts: None,
-            path: Some(path.into()),
-            url: None,
-            address: None,
-            transport: None,
-            server_name: None,
-            ca_file: None,
-            facility: None,
-            token_env: None,
-            token_file: None,
-            index: None,
-            sourcetype: None,
-            source: None,
-            ack: false,
-            api_key_env: None,
-            username: None,
-            password_env: None,
-            headers: Default::default(),
-            danger_plaintext_credentials: false,
-        }
-    }
-
-    fn validate(&self, i: usize) -> Result<(), String> {
-        let at = format!("sinks[{i}] ({})", self.name);
-        let need = |what: &str, v: bool| {
-            if v {
-                Ok(())
-            } else {
-                Err(format!("{at}: {what} is required for type {:?}", self.kind))
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = SecretRef;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("{ env = \"VARIABLE\" } or { file = \"/path\" }")
             }
-        };
-        if let Some(f) = &self.format {
-            crate::formats::Format::parse(f).map_err(|e| format!("{at}.format: {e}"))?;
-        }
-        if let Some(actions) = &self.actions {
-            parse_actions(actions).map_err(|e| format!("{at}.actions: {e}"))?;
-        }
-        if let Some(n) = self.batch_size
-            && !(1..=MAX_BATCH).contains(&n)
-        {
-            return Err(format!(
-                "{at}.batch_size: {n} is not between 1 and {MAX_BATCH}"
-            ));
-        }
-        if self.max_attempts == Some(0) {
-            return Err(format!("{at}.max_attempts: must be at least 1"));
-        }
-        if let Some(f) = self.facility
-            && f > 23
-        {
-            return Err(format!(
-                "{at}.facility: {f} is not a syslog facility (0 to 23)"
-            ));
-        }
-        for (name, value) in &self.headers {
-            if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(format!("{at}.headers: {name:?} is not a header name"));
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<SecretRef, E> {
+                Err(E::custom(
+                    "this value is a secret and is never written in the configuration: use { env = \"VARIABLE\" } or { file = \"/path\" }",
+                ))
             }
-            match value {
-                HeaderValue::Secret(r) if r.env.is_some() != r.file.is_some() => {}
-                HeaderValue::Secret(_) => {
-                    return Err(format!("{at}.headers.{name}: set one of env and file"));
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<SecretRef, A::Error> {
+                let mut r = SecretRef {
+                    env: None,
+                    file: None,
+                };
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "env" => r.env = Some(map.next_value()?),
+                        "file" => r.file = Some(map.next_value()?),
+                        other => {
+                            return Err(serde::de::Error::unknown_field(other, &["env", "file"]));
+                        }
+                    }
                 }
-                HeaderValue::Literal(_) => {
-                    return Err(format!(
-                        "{at}.headers.{name}: header values are secrets (they carry tokens) and are never written in the configuration: use {{ env = \"VARIABLE\" }} or {{ file = \"/path\" }}"
-                    ));
-                }
+                Ok(r)
             }
         }
-        let credentials = match self.kind {
-            SinkType::SplunkHec => true,
-            SinkType::Elasticsearch => self.api_key_env.is_some() || self.username.is_some(),
-            SinkType::Webhook => !self.headers.is_empty(),
-            SinkType::File | SinkType::Syslog => false,
-        };
-        if let Some(url) = &self.url {
-            http_url(
-                &format!("{at}.url"),
-                url,
-                credentials && !self.danger_plaintext_credentials,
-            )?;
-        }
-        match self.kind {
-            SinkType::File => need("path", self.path.is_some()),
-            SinkType::Syslog => {
-                need("address", self.address.is_some())?;
-                let address = self.address.as_deref().unwrap_or_default();
-                if !address
-                    .rsplit_once(':')
-                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0))
-                {
-                    return Err(format!("{at}.address: {address:?} is not host:port"));
-                }
-                match self.transport.as_deref().unwrap_or("tcp") {
-                    "tcp" | "tls" | "udp" => Ok(()),
-                    t => Err(format!("{at}.transport: {t:?} is not tcp, tls or udp")),
-                }
-            }
-            SinkType::SplunkHec => {
-                need("url", self.url.is_some())?;
-                need(
-                    "token_env or token_file",
-                    self.token_env.is_some() || self.token_file.is_some(),
-                )
-            }
-            SinkType::Elasticsearch => {
-                need("url", self.url.is_some())?;
-                need("index", self.index.is_some())?;
-                let index = self.index.as_deref().unwrap_or_default();
-                // It goes into the request's path: Elasticsearch's own rules for index names.
-                if index.is_empty()
-                    || index.starts_with(['-', '_', '+'])
-                    || index.chars().any(|c| {
-                        c.is_whitespace() || "\\/*?\"<>|,#:".contains(c) || c.is_ascii_uppercase()
-                    })
-                {
-                    return Err(format!(
-                        "{at}.index: {index:?} is not an Elasticsearch index or alias name"
-                    ));
-                }
-                Ok(())
-            }
-            SinkType::Webhook => need("url", self.url.is_some()),
-        }
+        d.deserialize_any(Visitor)
     }
 }
 
-fn default_sinks() -> Vec<SinkConfig> {
-    vec![SinkConfig::file("file", "factorwatch-data/siem.ndjson")]
+impl SecretRef {
+    /// Exactly one of `env` and `file`.
+    pub fn check(&self) -> Result<(), String> {
+        if self.env.is_some() == self.file.is_some() {
+            Err("set one of env and file".into())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The secret it names.
+    pub fn read(
+        &self,
+        what: &str,
+        env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<Secret, ConfigError> {
+        read_secret(what, self.env.as_deref(), self.file.as_deref(), env)
+    }
+}
+
+fn default_sinks() -> Vec<crate::sinks::SinkConfig> {
+    vec![crate::sinks::SinkConfig::file(
+        "file",
+        "factorwatch-data/siem.ndjson",
+    )]
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -480,8 +353,8 @@ pub struct EmailConfig {
     /// Where `.eml` files are written.
     #[serde(default = "default_mail_dir")]
     pub dir: PathBuf,
-    #[serde(default = "default_from")]
-    pub from: String,
+    #[serde(default = "default_from", deserialize_with = "mailbox")]
+    pub from: Mailbox,
     /// Also write to the user's `secondEmail`.
     #[serde(default)]
     pub second_email: bool,
@@ -493,14 +366,14 @@ pub struct EmailConfig {
     pub notify_third_party: bool,
     /// Email only for these actions (enrolled, reset, reset_all, updated, suspended,
     /// unsuspended, bypass_attempted); all of them when absent.
-    #[serde(default)]
-    pub actions: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "actions")]
+    pub actions: Option<Vec<Action>>,
     /// How long user lookups are cached.
     #[serde(default = "default_cache", with = "humantime_serde")]
     pub lookup_cache: Duration,
     /// files (the `.eml` folder `dir`), smtp, or dry_run (render and log, send nothing).
-    #[serde(default = "default_transport")]
-    pub transport: String,
+    #[serde(default)]
+    pub transport: EmailTransport,
     #[serde(default)]
     pub smtp: Option<SmtpConfig>,
     /// A folder of templates overriding the built-in ones (`<language>/<name>.{txt,html}.j2`).
@@ -521,8 +394,8 @@ pub struct EmailConfig {
     pub concurrency: u32,
     /// Also tell the security team (by email to this address) of changes someone other than the
     /// user made, and of bypass attempts.
-    #[serde(default)]
-    pub security_copy: Option<String>,
+    #[serde(default, deserialize_with = "optional_mailbox")]
+    pub security_copy: Option<Mailbox>,
     /// …and/or post them as `{"text": …}` to a Slack- or Teams-compatible webhook, whose URL —
     /// it carries the channel's token — is in this environment variable…
     #[serde(default)]
@@ -557,8 +430,67 @@ fn one() -> u32 {
     1
 }
 
-fn default_transport() -> String {
-    "files".into()
+/// How notices leave.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailTransport {
+    /// `.eml` files in `email.dir` (the embedded default).
+    #[default]
+    Files,
+    /// An SMTP relay (`[email.smtp]`).
+    Smtp,
+    /// Render and log, send nothing.
+    DryRun,
+}
+
+impl EmailTransport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmailTransport::Files => "files",
+            EmailTransport::Smtp => "smtp",
+            EmailTransport::DryRun => "dry_run",
+        }
+    }
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Port 587, STARTTLS required (never opportunistic: a downgrade would expose AUTH).
+    #[default]
+    Starttls,
+    /// Port 465, TLS from the first byte.
+    Implicit,
+    /// No TLS: a relay on this machine.
+    None,
+}
+
+/// Action names as the record spells them (`enrolled`, `reset_all`…).
+pub fn actions<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<Action>>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    names
+        .iter()
+        .map(|a| {
+            serde_json::from_value(serde_json::Value::String(a.clone())).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "unknown action {a:?}; expected one of {}",
+                    Action::ALL.map(Action::as_str).join(", ")
+                ))
+            })
+        })
+        .collect::<Result<Vec<Action>, D::Error>>()
+        .map(Some)
+}
+
+fn mailbox<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Mailbox, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse()
+        .map_err(|e| serde::de::Error::custom(format!("{s:?} is not an address: {e}")))
+}
+
+fn optional_mailbox<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Mailbox>, D::Error> {
+    mailbox(d).map(Some)
 }
 
 fn default_language() -> String {
@@ -573,8 +505,8 @@ pub struct SmtpConfig {
     #[serde(default)]
     pub port: Option<u16>,
     /// starttls (required, never opportunistic), implicit, or none (a relay on this machine).
-    #[serde(default = "default_security")]
-    pub security: String,
+    #[serde(default)]
+    pub security: SmtpSecurity,
     #[serde(default)]
     pub username: Option<String>,
     #[serde(default)]
@@ -596,10 +528,6 @@ pub struct SmtpConfig {
     pub danger_plaintext_credentials: bool,
 }
 
-fn default_security() -> String {
-    "starttls".into()
-}
-
 fn default_smtp_timeout() -> Duration {
     Duration::from_secs(30)
 }
@@ -612,8 +540,12 @@ fn default_mail_dir() -> PathBuf {
     PathBuf::from("factorwatch-data/mail")
 }
 
-fn default_from() -> String {
-    "Security <security@localhost>".into()
+fn default_from() -> Mailbox {
+    // Fixed, valid parts: nothing to check.
+    Mailbox::new(
+        Some("Security".into()),
+        lettre::Address::new_dangerous("security", "localhost"),
+    )
 }
 
 fn default_help() -> String {
@@ -635,7 +567,7 @@ impl Default for EmailConfig {
             notify_third_party: false,
             actions: None,
             lookup_cache: default_cache(),
-            transport: default_transport(),
+            transport: EmailTransport::default(),
             smtp: None,
             templates: None,
             language: default_language(),
@@ -748,13 +680,15 @@ impl Config {
                 })?;
             }
         }
+        // The path of the key that failed goes into the message (`email.smtp.security: unknown
+        // variant …, expected one of …`).
         let config: Config =
-            toml::Value::Table(value)
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+            serde_path_to_error::deserialize(toml::Value::Table(value)).map_err(|e| {
+                ConfigError::Invalid {
                     path: origin.clone(),
-                    detail: e.to_string(),
-                })?;
+                    detail: format!("{}: {}", e.path(), e.inner().message()),
+                }
+            })?;
         config.validate().map_err(|detail| ConfigError::Invalid {
             path: origin,
             detail,
@@ -778,7 +712,7 @@ impl Config {
                     org.url
                 ));
             }
-            http_url(
+            crate::http::client::check_url(
                 &format!("orgs[{i}].url"),
                 &org.url,
                 !org.danger_plaintext_credentials,
@@ -803,15 +737,6 @@ impl Config {
                 return Err(format!(
                     "orgs[{i}]: set one of token_env, token_file and oauth"
                 ));
-            }
-            for (what, poll) in [
-                ("system_log", &org.system_log),
-                ("events_api", &org.events_api),
-            ] {
-                if poll.enabled {
-                    since_time(&poll.since, chrono::Utc::now())
-                        .map_err(|e| format!("orgs[{i}].{what}.since: {e}"))?;
-                }
             }
             if let Some(h) = &org.hook {
                 if !h.path.starts_with('/') {
@@ -887,29 +812,20 @@ impl Config {
             if !sink_names.insert(sink.name.as_str()) {
                 return Err(format!("sinks[{i}].name: {:?} is used twice", sink.name));
             }
-            sink.validate(i)?;
+            sink.check(i)?;
         }
         if self.delivery.max_attempts == 0 {
             return Err("delivery.max_attempts: must be at least 1".into());
         }
-        if let Some(actions) = &self.email.actions {
-            parse_actions(actions).map_err(|e| format!("email.actions: {e}"))?;
-        }
-        match self.email.transport.as_str() {
-            "files" | "dry_run" => {}
-            "smtp" => {
+        match self.email.transport {
+            EmailTransport::Files | EmailTransport::DryRun => {}
+            EmailTransport::Smtp => {
                 let smtp = self
                     .email
                     .smtp
                     .as_ref()
                     .ok_or("email.smtp: required when email.transport = \"smtp\"")?;
-                if !["starttls", "implicit", "none"].contains(&smtp.security.as_str()) {
-                    return Err(format!(
-                        "email.smtp.security: {:?} is not starttls, implicit or none",
-                        smtp.security
-                    ));
-                }
-                if smtp.security == "none"
+                if smtp.security == SmtpSecurity::None
                     && smtp.username.is_some()
                     && !crate::http::client::is_loopback_host(&smtp.host)
                     && !smtp.danger_plaintext_credentials
@@ -935,11 +851,6 @@ impl Config {
                     return Err("email.smtp.timeout: must be more than 0s".into());
                 }
             }
-            t => {
-                return Err(format!(
-                    "email.transport: {t:?} is not files, smtp or dry_run"
-                ));
-            }
         }
         if !crate::email::builtin::LANGUAGES.contains(&self.email.language.as_str()) {
             return Err(format!(
@@ -947,14 +858,6 @@ impl Config {
                 self.email.language,
                 crate::email::builtin::LANGUAGES
             ));
-        }
-        self.email
-            .from
-            .parse::<lettre::message::Mailbox>()
-            .map_err(|e| format!("email.from: {:?} is not an address: {e}", self.email.from))?;
-        if let Some(soc) = &self.email.security_copy {
-            soc.parse::<lettre::message::Mailbox>()
-                .map_err(|e| format!("email.security_copy: {soc:?} is not an address: {e}"))?;
         }
         if !(1..=MAX_EMAIL_CONCURRENCY).contains(&self.email.concurrency) {
             return Err(format!(
@@ -980,8 +883,6 @@ impl Config {
 
 /// The longest a client may take to send its headers.
 const MAX_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
-/// Rows per delivery request, at most.
-const MAX_BATCH: u32 = 10_000;
 /// Emails in flight at once, at most.
 const MAX_EMAIL_CONCURRENCY: u32 = 256;
 /// SMTP messages per second: the limit's bounds (below one a day is a typo, not a policy).
@@ -989,20 +890,6 @@ const MAX_RATE: f64 = 100_000.0;
 const MIN_RATE: f64 = 1.0 / 86_400.0;
 /// The longest window a setting may take.
 const MAX_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
-
-/// An `http(s)://host…` URL; with `credentials`, `http://` only to this machine.
-fn http_url(what: &str, url: &str, credentials: bool) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-        .ok_or_else(|| format!("{what}: {url:?} is not an http(s) URL"))?;
-    if credentials && crate::http::client::is_cleartext_remote(&parsed) {
-        return Err(format!(
-            "{what}: {url:?} would send credentials in clear text; use https:// (plain http:// is accepted only to this machine, or with danger_plaintext_credentials = true)"
-        ));
-    }
-    Ok(())
-}
 
 /// A hook path axum can route, and nothing more: `/` then letters, digits and `-._~/`, no empty
 /// or dot-only segment (no wildcard, no capture, nothing a proxy would rewrite).
@@ -1044,34 +931,6 @@ fn webhook_secret(
         return Err(format!("{what}: set one of {what}_env and {what}_file"));
     }
     Ok(())
-}
-
-/// Action names as the record spells them (`enrolled`, `reset_all`…).
-pub fn parse_actions(names: &[String]) -> Result<Vec<crate::record::Action>, String> {
-    names
-        .iter()
-        .map(|a| {
-            serde_json::from_value(serde_json::Value::String(a.clone()))
-                .map_err(|_| format!("unknown action {a:?}"))
-        })
-        .collect()
-}
-
-/// The start time a `since` setting names: RFC 3339, or an age (`24h`, `7d`) before `now`.
-pub fn since_time(
-    since: &str,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(since) {
-        return Ok(t.with_timezone(&chrono::Utc));
-    }
-    let age = humantime::parse_duration(since)
-        .map_err(|_| format!("{since:?} is neither an RFC 3339 time nor an age like \"24h\""))?;
-    let age = chrono::Duration::from_std(age).map_err(|e| e.to_string())?;
-    if age > chrono::Duration::days(90) {
-        return Err(format!("{since:?} reaches past Okta's 90-day retention"));
-    }
-    Ok(now - age)
 }
 
 /// Reads a secret from the environment variable or file a setting names.
@@ -1243,14 +1102,14 @@ mod tests {
     fn sinks_are_typed_validated_and_default_to_one_file() {
         let c = load("", &[]).unwrap();
         assert_eq!(c.sinks.len(), 1);
-        assert_eq!(c.sinks[0].kind, SinkType::File);
+        assert_eq!(c.sinks[0].kind.name(), "file");
         let c = load(
             "[[sinks]]\nname = \"splunk\"\ntype = \"splunk_hec\"\nurl = \"https://s:8088\"\ntoken_env = \"HEC\"\nactions = [\"enrolled\", \"reset_all\"]\n\n[[sinks]]\nname = \"qradar\"\ntype = \"syslog\"\naddress = \"q:6514\"\ntransport = \"tls\"\nformat = \"leef\"\n",
             &[],
         )
         .unwrap();
         assert_eq!(c.sinks.len(), 2);
-        assert_eq!(c.sinks[1].format.as_deref(), Some("leef"));
+        assert_eq!(c.sinks[1].format.as_ref().map(|f| f.name()), Some("leef"));
         for (bad, why) in [
             (
                 "[[sinks]]\nname = \"x\"\ntype = \"splunk_hec\"\ntoken_env = \"T\"\n",

@@ -18,6 +18,7 @@ pub mod enrich;
 pub mod formats;
 pub mod http;
 pub mod input;
+pub mod observability;
 pub mod okta;
 pub mod pipeline;
 pub mod record;

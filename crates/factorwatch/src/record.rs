@@ -66,6 +66,18 @@ pub enum Action {
 }
 
 impl Action {
+    pub const ALL: [Action; 9] = [
+        Action::Enrolled,
+        Action::Reset,
+        Action::ResetAll,
+        Action::Updated,
+        Action::Suspended,
+        Action::Unsuspended,
+        Action::BypassAttempted,
+        Action::OrgFactorEnabled,
+        Action::OrgFactorDisabled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Enrolled => "enrolled",

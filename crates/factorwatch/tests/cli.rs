@@ -308,6 +308,7 @@ async fn outbox_lists_re_drives_and_drops_dead_letters() {
         event_type: "user.mfa.factor.activate".into(),
         action: "enrolled".into(),
         published: None,
+        user_id: None,
         record: "{}".into(),
         raw: "{}".into(),
         destinations: vec!["siem:file".into()],

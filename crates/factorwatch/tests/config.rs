@@ -191,7 +191,7 @@ fn a_secret_from_env_or_file_never_shows_in_debug_or_errors() {
         |name: &str| (name == "URL").then(|| "http://hooks.example.com/T/B/sekrit".to_owned());
     let c = load("[email]\nsecurity_webhook_env = \"URL\"\n").unwrap();
     // Plain http to another machine: refused without repeating the URL.
-    let e = factorwatch::daemon::security_webhook(&c, &env)
+    let e = factorwatch::chat::security_webhook(&c, &env)
         .unwrap_err()
         .to_string();
     assert!(e.contains("https://") && !e.contains("sekrit"), "{e}");

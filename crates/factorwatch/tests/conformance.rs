@@ -203,12 +203,20 @@ fn the_event_type_catalog_agrees_with_okta_s_published_catalog() {
             Some(tagged) => assert_eq!(t.hook_eligible, tagged, "{}", t.name),
             // Outside the MFA subset: API-NOTES §5 lists it as not hook-eligible.
             None => {
-                assert_eq!(t.name, "user.account.update_primary_email", "{} is not in Okta's catalog", t.name);
+                assert_eq!(
+                    t.name, "user.account.update_primary_email",
+                    "{} is not in Okta's catalog",
+                    t.name
+                );
                 assert!(!t.hook_eligible);
             }
         }
     }
     for name in hook_subscription() {
-        assert_eq!(eligible(name), Some(true), "Okta would refuse {name} in a hook");
+        assert_eq!(
+            eligible(name),
+            Some(true),
+            "Okta would refuse {name} in a hook"
+        );
     }
 }

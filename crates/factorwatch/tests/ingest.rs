@@ -225,9 +225,8 @@ async fn run_once_ends_when_a_destination_is_down_and_leaves_its_rows_for_the_ne
     let dir = tempdir("once-down");
     let mut config = common::config(&dir, &sim.base, false);
     config.email.enabled = false;
-    let mut down = factorwatch::config::SinkConfig::file("down", "unused");
-    down.kind = factorwatch::config::SinkType::Syslog;
-    down.address = Some("127.0.0.1:9".into());
+    let down: factorwatch::sinks::SinkConfig =
+        toml::from_str("name = \"down\"\ntype = \"syslog\"\naddress = \"127.0.0.1:9\"\n").unwrap();
     config.sinks.push(down);
     let d = Daemon::start_once(&config, &common::env).await.unwrap();
     let siem = d.siem_file.clone().unwrap();
@@ -257,6 +256,7 @@ async fn run_once_fails_when_okta_refuses_instead_of_waiting_forever() {
         .await
         .expect("finish gives up on a refusal")
         .unwrap_err();
+    let err = err.to_string();
     assert!(
         err.contains("acme system_log") && err.contains("401"),
         "{err}"
@@ -341,6 +341,7 @@ fn change(id: &str, raw_len: usize) -> NewChange {
         event_type: "user.mfa.factor.activate".into(),
         action: "enrolled".into(),
         published: None,
+        user_id: None,
         record: format!("{{\"id\":\"{id}\"}}"),
         raw: "x".repeat(raw_len),
         destinations: vec!["siem:file".into()],
@@ -455,7 +456,7 @@ async fn a_hook_delivery_the_store_cannot_take_is_answered_500_for_okta_to_retry
         },
         store.clone(),
         ingest,
-        std::sync::Arc::new(tokio::sync::Notify::new()),
+        std::sync::Arc::default(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/okta/acme", listener.local_addr().unwrap());
@@ -679,12 +680,12 @@ async fn several_sinks_each_get_their_format_and_their_actions() {
     let dir = tempdir("multisink");
     let mut config = common::config(&dir, &sim.base, false);
     let mut cef =
-        factorwatch::config::SinkConfig::file("cef", &dir.join("cef.log").display().to_string());
-    cef.format = Some("cef".into());
+        factorwatch::sinks::SinkConfig::file("cef", &dir.join("cef.log").display().to_string());
+    cef.format = Some(factorwatch::formats::Format::Cef);
     let mut org_only =
-        factorwatch::config::SinkConfig::file("org", &dir.join("org.log").display().to_string());
-    org_only.format = Some("ocsf".into());
-    org_only.actions = Some(vec!["org_factor_enabled".into()]);
+        factorwatch::sinks::SinkConfig::file("org", &dir.join("org.log").display().to_string());
+    org_only.format = Some(factorwatch::formats::Format::parse("ocsf").unwrap());
+    org_only.actions = Some(vec![factorwatch::record::Action::OrgFactorEnabled]);
     config.sinks.push(cef);
     config.sinks.push(org_only);
     let d = Daemon::start(&config, &common::env).await.unwrap();
@@ -820,9 +821,8 @@ async fn check_passes_what_works_and_names_what_does_not() {
     assert!(table.contains("PASS  sink file") && table.contains("PASS  email"));
 
     config.orgs[0].token_env = Some("NOT_SET".into());
-    let mut closed = factorwatch::config::SinkConfig::file("tcp", "unused");
-    closed.kind = factorwatch::config::SinkType::Syslog;
-    closed.address = Some("127.0.0.1:9".into());
+    let closed: factorwatch::sinks::SinkConfig =
+        toml::from_str("name = \"tcp\"\ntype = \"syslog\"\naddress = \"127.0.0.1:9\"\n").unwrap();
     config.sinks.push(closed);
     let checks = factorwatch::commands::check::run(&config, &common::env).await;
     let mut table = Vec::new();
@@ -860,7 +860,7 @@ async fn check_passes_what_works_and_names_what_does_not() {
             format!("127.0.0.1:{udp_closed}"),
         ),
     ] {
-        let mut sink: factorwatch::config::SinkConfig = toml::from_str(&format!(
+        let mut sink: factorwatch::sinks::SinkConfig = toml::from_str(&format!(
             "name = \"{name}\"\ntype = \"{kind}\"\n{key} = \"{value}\"\n{}",
             if kind == "syslog" {
                 "transport = \"udp\""
@@ -968,7 +968,7 @@ async fn register_hook_creates_verifies_and_lists_the_hook_through_okta_s_api() 
     )
     .await
     .unwrap_err();
-    assert!(e.contains("[orgs.hook]"), "{e}");
+    assert!(e.to_string().contains("[orgs.hook]"), "{e}");
     d.stop().await;
 }
 
@@ -1065,8 +1065,13 @@ async fn backfill_replays_a_past_window_once_and_resumes_where_it_stopped() {
 async fn the_legacy_path_keeps_the_factor_okta_named_and_guesses_none() {
     let sim = common::sim(RateLimits::default()).await;
     sim.users(1).await;
-    let user = json!({ "id": common::user_id(0), "type": "User", "alternateId": "user0@example.com" });
-    let event = |uuid: &str, event_type: &str, legacy: &str, reason: Option<&str>, target: Option<&str>| {
+    let user =
+        json!({ "id": common::user_id(0), "type": "User", "alternateId": "user0@example.com" });
+    let event = |uuid: &str,
+                 event_type: &str,
+                 legacy: &str,
+                 reason: Option<&str>,
+                 target: Option<&str>| {
         let mut targets = vec![user.clone()];
         if let Some(name) = target {
             targets.push(json!({ "id": "pfd1", "type": "AuthenticatorEnrollment", "alternateId": "unknown", "displayName": name }));
@@ -1079,12 +1084,36 @@ async fn the_legacy_path_keeps_the_factor_okta_named_and_guesses_none() {
         "/sim/events",
         json!([
             // Classic: the factor in outcome.reason.
-            event("c1", "user.mfa.factor.activate", "core.user.factor.activate", Some("User set up GOOGLE_OTP factor"), None),
-            event("c2", "user.mfa.factor.deactivate", "core.user.factor.deactivate", Some("User reset SMS_FACTOR factor"), None),
+            event(
+                "c1",
+                "user.mfa.factor.activate",
+                "core.user.factor.activate",
+                Some("User set up GOOGLE_OTP factor"),
+                None
+            ),
+            event(
+                "c2",
+                "user.mfa.factor.deactivate",
+                "core.user.factor.deactivate",
+                Some("User reset SMS_FACTOR factor"),
+                None
+            ),
             // Identity Engine: the factor is the enrolled authenticator.
-            event("c3", "user.mfa.factor.update", "core.user.factor.update", None, Some("Okta Verify")),
+            event(
+                "c3",
+                "user.mfa.factor.update",
+                "core.user.factor.update",
+                None,
+                Some("Okta Verify")
+            ),
             // Nothing names the factor: nothing is guessed.
-            event("c4", "user.mfa.factor.reset_all", "core.user.factor.reset_all", None, None),
+            event(
+                "c4",
+                "user.mfa.factor.reset_all",
+                "core.user.factor.reset_all",
+                None,
+                None
+            ),
         ]),
     )
     .await;
@@ -1102,14 +1131,26 @@ async fn the_legacy_path_keeps_the_factor_okta_named_and_guesses_none() {
         .collect();
     let factor = |action: &str| {
         let r = records.iter().find(|r| r["action"] == action).unwrap();
-        (r["factor"]["type"].clone(), r["factor"]["name"].clone(), r["message"].clone())
+        (
+            r["factor"]["type"].clone(),
+            r["factor"]["name"].clone(),
+            r["message"].clone(),
+        )
     };
     assert_eq!(
         factor("enrolled"),
-        (json!("token:software:totp"), json!("Google Authenticator"), json!("User set up Google Authenticator factor"))
+        (
+            json!("token:software:totp"),
+            json!("Google Authenticator"),
+            json!("User set up Google Authenticator factor")
+        )
     );
     assert_eq!(factor("reset").0, json!("sms"));
     assert_eq!(factor("updated").1, json!("Okta Verify"));
     let (t, n, _) = factor("reset_all");
-    assert_eq!((t, n), (json!(null), json!(null)), "no factor named, none guessed");
+    assert_eq!(
+        (t, n),
+        (json!(null), json!(null)),
+        "no factor named, none guessed"
+    );
 }

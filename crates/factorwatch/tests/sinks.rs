@@ -15,9 +15,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use factorwatch::backoff::Backoff;
+use factorwatch::formats::Format;
 use factorwatch::pipeline::worker::{self, WorkerPolicy};
 use factorwatch::secret::Secret;
-use factorwatch::sinks::{self, Encoder};
+use factorwatch::sinks::{self, SinkDestination};
 use factorwatch::store::Store;
 use factorwatch::store::sqlite::SqliteStore;
 use serde_json::{Value, json};
@@ -180,9 +181,8 @@ async fn hec_server() -> (String, Arc<Hec>) {
     (serve(app).await, hec)
 }
 
-fn hec_sink(url: &str, token: &str, ack: bool) -> sinks::splunk_hec::HecSink {
-    sinks::splunk_hec::HecSink::new(
-        "siem:splunk",
+fn hec_sink(url: &str, token: &str, ack: bool) -> SinkDestination<sinks::splunk_hec::HecSink> {
+    let hec = sinks::splunk_hec::HecSink::new(
         sinks::splunk_hec::HecSettings {
             url: url.into(),
             token: Secret::new(token),
@@ -193,10 +193,10 @@ fn hec_sink(url: &str, token: &str, ack: bool) -> sinks::splunk_hec::HecSink {
             ack_interval: Duration::from_millis(20),
             ack_polls: 10,
         },
-        Encoder::new(factorwatch::formats::Format::Record),
+        true,
         reqwest::Client::new(),
-        50,
-    )
+    );
+    SinkDestination::new("siem:splunk", Format::Record, 50, hec)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -305,14 +305,12 @@ async fn healthchecks_tell_a_working_sink_from_a_broken_one() {
             .unwrap()
             .port()
     );
-    let syslog = sinks::Sink::Syslog(sinks::syslog::SyslogSink::new(
+    let syslog = SinkDestination::new(
         "siem:s",
-        closed,
-        sinks::syslog::Transport::Tcp,
-        Encoder::new(factorwatch::formats::Format::Cef),
-        Default::default(),
+        Format::Cef,
         10,
-    ));
+        sinks::syslog::SyslogSink::new(closed, sinks::syslog::Transport::Tcp, Default::default()),
+    );
     assert!(
         syslog
             .healthcheck()
@@ -337,14 +335,16 @@ async fn healthchecks_tell_a_working_sink_from_a_broken_one() {
     )
     .await;
     let bulk = |key: &str| {
-        sinks::elasticsearch::BulkSink::new(
+        SinkDestination::new(
             "siem:e",
-            &es_url,
-            "i",
-            sinks::elasticsearch::Auth::ApiKey(Secret::new(key)),
-            Encoder::new(factorwatch::formats::Format::Ecs),
-            reqwest::Client::new(),
+            Format::Ecs,
             10,
+            sinks::elasticsearch::BulkSink::new(
+                &es_url,
+                "i",
+                sinks::elasticsearch::Auth::ApiKey(Secret::new(key)),
+                reqwest::Client::new(),
+            ),
         )
     };
     assert!(bulk("a2V5").healthcheck().await.is_ok());
@@ -472,14 +472,16 @@ async fn bulk_retries_throttled_items_dead_letters_mapping_errors_and_counts_409
     // Already indexed by an earlier run that crashed before recording it.
     es.docs.lock().unwrap().insert("b00030".into(), json!({}));
     let store = common::store_with("bulk", changes).await;
-    let sink = sinks::elasticsearch::BulkSink::new(
+    let sink = SinkDestination::new(
         "siem:elastic",
-        &url,
-        "logs-okta.mfa-default",
-        sinks::elasticsearch::Auth::ApiKey(Secret::new("a2V5")),
-        Encoder::new(factorwatch::formats::Format::Ecs),
-        reqwest::Client::new(),
+        Format::Ecs,
         16,
+        sinks::elasticsearch::BulkSink::new(
+            &url,
+            "logs-okta.mfa-default",
+            sinks::elasticsearch::Auth::ApiKey(Secret::new("a2V5")),
+            reqwest::Client::new(),
+        ),
     );
     run_until(&store, sink, "settled", async || {
         let (d, p, x) = outbox(&store, "siem:elastic").await;
@@ -527,16 +529,18 @@ async fn the_webhook_posts_ocsf_arrays_with_its_headers_and_retries_a_5xx() {
     };
     let url = serve(app).await;
     let store = common::store_with("webhook", common::changes("w", 7, &["siem:lake"])).await;
-    let sink = sinks::webhook::WebhookSink::new(
+    let sink = SinkDestination::new(
         "siem:lake",
-        &format!("{url}/ingest"),
-        vec![
-            ("x-source".into(), Secret::new("factorwatch")),
-            ("authorization".into(), Secret::new("Bearer lake-t0ken")),
-        ],
-        Encoder::new(factorwatch::formats::Format::parse("ocsf").unwrap()),
-        reqwest::Client::new(),
+        Format::parse("ocsf").unwrap(),
         100,
+        sinks::webhook::WebhookSink::new(
+            &format!("{url}/ingest"),
+            vec![
+                ("x-source".into(), Secret::new("factorwatch")),
+                ("authorization".into(), Secret::new("Bearer lake-t0ken")),
+            ],
+            reqwest::Client::new(),
+        ),
     );
     run_until(&store, sink, "delivered", async || {
         outbox(&store, "siem:lake").await == (7, 0, 0)
@@ -560,13 +564,11 @@ async fn udp_syslog_sends_one_strict_rfc_5424_datagram_per_change_within_2048_oc
     // A huge field: the datagram is cut, not split or dropped.
     changes[2].raw = format!("{{\"pad\":\"{}\"}}", "x".repeat(5000));
     let store = common::store_with("udp", changes).await;
-    let sink = sinks::syslog::SyslogSink::new(
+    let sink = SinkDestination::new(
         "siem:udp",
-        address,
-        sinks::syslog::Transport::Udp,
-        Encoder::new(factorwatch::formats::Format::Raw),
-        Default::default(),
+        Format::Raw,
         10,
+        sinks::syslog::SyslogSink::new(address, sinks::syslog::Transport::Udp, Default::default()),
     );
     let rows = store.due("siem:udp", 10, chrono::Utc::now()).await.unwrap();
     let outcomes = sink.deliver(&rows).await;
@@ -617,15 +619,16 @@ async fn redirecting() -> (String, Arc<AtomicU64>) {
     (redirect, reached)
 }
 
-fn sink_config(name: &str, kind: &str, url: &str) -> factorwatch::config::SinkConfig {
-    let mut c: factorwatch::config::SinkConfig = toml::from_str(&format!(
-        "name = \"{name}\"\ntype = \"{kind}\"\nurl = \"{url}\"\nindex = \"i\"\ntoken_env = \"HEC_TOKEN\"\n[headers]\nauthorization = {{ env = \"HOOK_TOKEN\" }}\n"
+fn sink_config(name: &str, kind: &str, url: &str) -> factorwatch::sinks::SinkConfig {
+    let own = match kind {
+        "splunk_hec" => "token_env = \"HEC_TOKEN\"\n",
+        "elasticsearch" => "index = \"i\"\n",
+        _ => "[headers]\nauthorization = { env = \"HOOK_TOKEN\" }\n",
+    };
+    toml::from_str(&format!(
+        "name = \"{name}\"\ntype = \"{kind}\"\nurl = \"{url}\"\n{own}"
     ))
-    .unwrap();
-    if kind != "webhook" {
-        c.headers.clear();
-    }
-    c
+    .unwrap()
 }
 
 fn sink_env(name: &str) -> Option<String> {
@@ -718,13 +721,11 @@ async fn a_collector_that_closes_each_connection_loses_nothing() {
     use factorwatch::pipeline::worker::{Destination, Outcome};
     let (address, got) = one_message_per_connection().await;
     let store = common::store_with("closing", common::changes("c", 3, &["siem:s"])).await;
-    let sink = sinks::syslog::SyslogSink::new(
+    let sink = SinkDestination::new(
         "siem:s",
-        address,
-        sinks::syslog::Transport::Tcp,
-        Encoder::new(factorwatch::formats::Format::Cef),
-        Default::default(),
+        Format::Cef,
         1,
+        sinks::syslog::SyslogSink::new(address, sinks::syslog::Transport::Tcp, Default::default()),
     );
     // A, B and C sent some time apart, each its own batch, each counted delivered.
     let rows = store.due("siem:s", 10, chrono::Utc::now()).await.unwrap();

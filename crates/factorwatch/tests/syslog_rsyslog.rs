@@ -19,7 +19,7 @@ use std::time::Duration;
 use factorwatch::backoff::Backoff;
 use factorwatch::formats::{Format, syslog as rfc5424};
 use factorwatch::pipeline::worker::{self, WorkerPolicy};
-use factorwatch::sinks::Encoder;
+use factorwatch::sinks::SinkDestination;
 use factorwatch::sinks::syslog::{SyslogSink, Transport};
 use factorwatch::store::Store;
 
@@ -126,13 +126,11 @@ async fn deliver_through(transport: Transport, port: u16, prefix: &str, format: 
         common::changes(prefix, N, &["siem:rsyslog"]),
     )
     .await;
-    let sink = SyslogSink::new(
+    let sink = SinkDestination::new(
         "siem:rsyslog",
-        format!("127.0.0.1:{port}"),
-        transport,
-        Encoder::new(format),
-        Default::default(),
+        format,
         100,
+        SyslogSink::new(format!("127.0.0.1:{port}"), transport, Default::default()),
     );
     let policy = WorkerPolicy {
         max_attempts: 3,
@@ -262,13 +260,15 @@ async fn rsyslog_receives_every_change_once_over_tcp_and_tls() {
         common::changes("bad", 3, &["siem:rsyslog"]),
     )
     .await;
-    let sink = SyslogSink::new(
+    let sink = SinkDestination::new(
         "siem:rsyslog",
-        format!("127.0.0.1:{tls_port}"),
-        Transport::tls(Some(&wrong_ca), "localhost").unwrap(),
-        Encoder::new(Format::Record),
-        Default::default(),
+        Format::Record,
         10,
+        SyslogSink::new(
+            format!("127.0.0.1:{tls_port}"),
+            Transport::tls(Some(&wrong_ca), "localhost").unwrap(),
+            Default::default(),
+        ),
     );
     use factorwatch::pipeline::worker::Destination;
     let outcomes = sink

@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::okta::factors::Provider;
 use crate::okta::catalog;
+use crate::okta::factors::Provider;
 use crate::okta::legacy_event::LegacyEvent;
 use crate::okta::log_event::{IpChainEntry, LogEvent, Subject};
 use crate::okta::{self, Shape, ShapeError, TimestampError};

@@ -7,14 +7,80 @@
 //! Changes found are owed to the SIEM sinks; emails about old changes only with `--email`.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
+use super::CommandError;
 use crate::config::Config;
-use crate::okta::client::RetryPolicy;
+use crate::okta::client::{OktaClient, RetryPolicy};
 use crate::record::format_published;
 use crate::store::{SourceKind, Store};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The org, by its name in the configuration.
+    #[arg(long)]
+    org: String,
+    /// The window's start: a date (2026-10-01) or an RFC 3339 time.
+    #[arg(long, value_parser = parse_time)]
+    since: DateTime<Utc>,
+    /// The window's end (default: now).
+    #[arg(long, value_parser = parse_time)]
+    until: Option<DateTime<Utc>>,
+    /// Also email users about the changes found (off: old news).
+    #[arg(long)]
+    email: bool,
+    #[arg(long, short, env = "FACTORWATCH_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+/// A date (`2026-10-01`, midnight UTC) or an RFC 3339 time.
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.to_utc())
+        .or_else(|_| {
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+        })
+        .map_err(|_| format!("{s:?} is neither a date (2026-10-01) nor an RFC 3339 time"))
+}
+
+/// `factorwatch backfill`: the summary on stdout, progress on stderr.
+pub async fn main(args: Args) -> Result<(), CommandError> {
+    let config = super::load_config(args.config.as_deref())?;
+    let options = Options {
+        org: args.org,
+        since: args.since,
+        until: args.until.unwrap_or_else(Utc::now),
+        email: args.email,
+        max_pages: None,
+    };
+    let store = crate::store::open(&config.store).await?;
+    let result = run(
+        &config,
+        &store,
+        &options,
+        &super::process_env,
+        &mut std::io::stderr(),
+    )
+    .await;
+    store.close().await;
+    let summary = result?;
+    println!(
+        "{} events read, {} new MFA changes owed to the sinks, {} already handled{}",
+        summary.events,
+        summary.new_changes,
+        summary.known_changes,
+        if summary.finished {
+            ""
+        } else {
+            " (not finished: run again to resume)"
+        }
+    );
+    Ok(())
+}
 
 pub struct Options {
     pub org: String,
@@ -42,28 +108,33 @@ pub async fn run<S: Store>(
     options: &Options,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
     progress: &mut impl Write,
-) -> Result<Summary, String> {
+) -> Result<Summary, CommandError> {
     if options.since >= options.until {
-        return Err("--since must be before --until".into());
+        return Err(CommandError::Usage("--since must be before --until".into()));
     }
     if options.since < Utc::now() - chrono::Duration::days(90) {
-        return Err("--since reaches past Okta's 90-day retention".into());
+        return Err(CommandError::Usage(
+            "--since reaches past Okta's 90-day retention".into(),
+        ));
     }
     let org = crate::commands::okta::org(config, &options.org)?;
-    let client =
-        crate::daemon::okta_client(org, env, RetryPolicy::default()).map_err(|e| e.to_string())?;
+    let client = OktaClient::for_org(
+        crate::okta::client::http_client(),
+        org,
+        env,
+        RetryPolicy::default(),
+    )?;
+    let write = |e: std::io::Error| CommandError::Io {
+        what: "progress".into(),
+        source: e,
+    };
     let mut ingest = crate::daemon::ingest_for(config);
     if !options.email {
         ingest.routing.email = None;
     }
-    let mut url = match store
-        .cursor(&options.org, SourceKind::Backfill)
-        .await
-        .map_err(|e| e.to_string())?
-    {
+    let mut url = match store.cursor(&options.org, SourceKind::Backfill).await? {
         Some(c) if c == DONE => {
-            writeln!(progress, "the backfill of {} is already done", options.org)
-                .map_err(|e| e.to_string())?;
+            writeln!(progress, "the backfill of {} is already done", options.org).map_err(write)?;
             return Ok(Summary {
                 finished: true,
                 ..Summary::default()
@@ -71,10 +142,9 @@ pub async fn run<S: Store>(
         }
         Some(c) => {
             client.check_origin(&c).map_err(|e| {
-                format!("the stored backfill cursor cannot be used: {e}; reset it with `factorwatch cursor reset --org {} --source backfill`", options.org)
+                CommandError::Usage(format!("the stored backfill cursor cannot be used: {e}; reset it with `factorwatch cursor reset --org {} --source backfill`", options.org))
             })?;
-            writeln!(progress, "resuming the backfill of {}", options.org)
-                .map_err(|e| e.to_string())?;
+            writeln!(progress, "resuming the backfill of {}", options.org).map_err(write)?;
             c
         }
         None => {
@@ -94,9 +164,7 @@ pub async fn run<S: Store>(
                 .append_pair("sortOrder", "ASCENDING")
                 .append_pair("limit", "1000")
                 .finish();
-            client
-                .url(&format!("/api/v1/logs?{q}"))
-                .map_err(|e| e.to_string())?
+            client.url(&format!("/api/v1/logs?{q}"))?
         }
     };
     let started = Instant::now();
@@ -104,15 +172,12 @@ pub async fn run<S: Store>(
     let mut summary = Summary::default();
     let mut pages = 0;
     loop {
-        let page = client.get(&url).await.map_err(|e| e.to_string())?;
+        let page = client.get(&url).await?;
         let cursor = page.next.clone().unwrap_or_else(|| DONE.to_owned());
         let batch = ingest.batch(SourceKind::Backfill, &page.body, Some(cursor.clone()));
         let reached = batch.newest_published;
         summary.events += batch.events_seen;
-        let committed = store
-            .commit(&options.org, &batch, Utc::now())
-            .await
-            .map_err(|e| e.to_string())?;
+        let committed = store.commit(&options.org, &batch, Utc::now()).await?;
         summary.new_changes += committed.new;
         summary.known_changes += committed.duplicates;
         pages += 1;
@@ -135,14 +200,14 @@ pub async fn run<S: Store>(
             done * 100.0,
             if eta.is_finite() { format!("{eta:.0} s") } else { "?".into() }
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(write)?;
         if cursor == DONE {
             summary.finished = true;
-            writeln!(progress, "\nbackfill of {} done", options.org).map_err(|e| e.to_string())?;
+            writeln!(progress, "\nbackfill of {} done", options.org).map_err(write)?;
             return Ok(summary);
         }
         if options.max_pages.is_some_and(|m| pages >= m) {
-            writeln!(progress, "\nstopped; run again to resume").map_err(|e| e.to_string())?;
+            writeln!(progress, "\nstopped; run again to resume").map_err(write)?;
             return Ok(summary);
         }
         url = cursor;

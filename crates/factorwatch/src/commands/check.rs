@@ -3,9 +3,35 @@
 //! healthcheck), the email transport (SMTP connection and login) — as a pass/fail table.
 
 use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
 
+use super::CommandError;
 use crate::config::Config;
-use crate::okta::client::RetryPolicy;
+use crate::okta::client::{OktaClient, RetryPolicy};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, short, env = "FACTORWATCH_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+/// `factorwatch check`: the table on stdout; exit 1 if anything failed.
+pub async fn main(args: Args) -> Result<ExitCode, CommandError> {
+    let checks = match super::load_config(args.config.as_deref()) {
+        Ok(config) => run(&config, &super::process_env).await,
+        Err(e) => vec![Check {
+            what: "configuration".into(),
+            result: Err(e.to_string()),
+        }],
+    };
+    let passed = print(&checks, &mut io::stdout()).map_err(CommandError::io("output"))?;
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
 
 /// One line of the table.
 #[derive(Debug, Clone)]
@@ -28,14 +54,12 @@ pub async fn run(config: &Config, env: &(dyn Fn(&str) -> Option<String> + Sync))
             attempts: 2,
             ..RetryPolicy::default()
         };
-        let result = match crate::daemon::okta_client(org, env, policy) {
+        let client = OktaClient::for_org(crate::okta::client::http_client(), org, env, policy);
+        let result = match client {
             Err(e) => Err(e.to_string()),
             Ok(client) => {
                 // One cheap request of the kind the poller makes.
-                let filter = format!(
-                    "eventType eq \"{}\"",
-                    crate::okta::catalog::CATALOG[0].name
-                );
+                let filter = format!("eventType eq \"{}\"", crate::okta::catalog::CATALOG[0].name);
                 let path = format!(
                     "/api/v1/logs?limit=1&filter={}",
                     form_urlencoded::byte_serialize(filter.as_bytes()).collect::<String>()
@@ -61,8 +85,8 @@ pub async fn run(config: &Config, env: &(dyn Fn(&str) -> Option<String> + Sync))
     }
     for sink in &config.sinks {
         let result = match crate::sinks::build(sink, env) {
-            Ok(s) => s.healthcheck().await.map(|()| "reachable".into()),
-            Err(e) => Err(e),
+            Ok(s) => s.healthcheck().await,
+            Err(e) => Err(e.to_string()),
         };
         checks.push(Check {
             what: format!("sink {}", sink.name),
@@ -70,7 +94,7 @@ pub async fn run(config: &Config, env: &(dyn Fn(&str) -> Option<String> + Sync))
         });
     }
     if config.email.enabled {
-        let result = match crate::daemon::email_transport(&config.email, env) {
+        let result = match crate::email::transport::Transport::from_config(&config.email, env) {
             Ok(t) => t.check().await,
             Err(e) => Err(e.to_string()),
         };
@@ -82,11 +106,11 @@ pub async fn run(config: &Config, env: &(dyn Fn(&str) -> Option<String> + Sync))
     for (what, url) in [
         (
             "security chat webhook",
-            crate::daemon::security_webhook(config, env),
+            crate::chat::security_webhook(config, env),
         ),
         (
             "lag alarm webhook",
-            crate::daemon::lag_alarm_webhook(config, env),
+            crate::chat::lag_alarm_webhook(config, env),
         ),
     ] {
         let result = match url {

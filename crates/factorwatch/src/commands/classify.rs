@@ -1,14 +1,100 @@
 //! `factorwatch classify`: Okta events in (any layout `input` reads), one record per line out.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::CommandError;
 use crate::classify::{Classified, Classifier, ClassifyError, Within};
 use crate::formats;
 use crate::input::{self, InputError, Position};
+use crate::okta::factors::Provider;
 use crate::record::MfaChange;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The input file; `-` or nothing reads standard input.
+    file: Option<PathBuf>,
+    /// Add the original Okta event to each record under `raw`.
+    #[arg(long)]
+    raw: bool,
+    /// Factor providers whose enrollments Okta owns (`factor.okta_authoritative`).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "OKTA,GOOGLE,FIDO,YUBICO",
+        env = "FACTORWATCH_OKTA_AUTHORITATIVE"
+    )]
+    okta_authoritative: Vec<Provider>,
+    /// Print each change as a SIEM would receive it: record (default), ocsf,
+    /// ocsf-user-management, ecs, cef, leef, raw, or syslog (RFC 5424 carrying the record).
+    #[arg(long, default_value = "record")]
+    format: String,
+    /// The org name put in SIEM formats.
+    #[arg(long, default_value = "okta")]
+    org: String,
+}
+
+/// `factorwatch classify`: exit 1 when some input was skipped.
+pub fn main(args: Args) -> Result<ExitCode, CommandError> {
+    let classifier = Classifier::new(crate::classify::Config {
+        okta_authoritative: args.okta_authoritative.into_iter().collect(),
+    });
+    let context = formats::Context {
+        org: args.org,
+        hostname: formats::local_hostname(),
+    };
+    let encoding = match args.format.as_str() {
+        "record" => None,
+        "syslog" => Some(Encoding {
+            format: formats::Format::Record,
+            syslog: true,
+            context,
+        }),
+        other => Some(Encoding {
+            format: formats::Format::parse(other)
+                .map_err(|e| CommandError::Usage(format!("--format: {e}, or syslog")))?,
+            syslog: false,
+            context,
+        }),
+    };
+    let options = Options {
+        raw: args.raw,
+        encoding,
+    };
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    let mut errors = io::stderr().lock();
+    let summary = match args.file.filter(|f| f.as_os_str() != "-") {
+        Some(path) => {
+            let f = std::fs::File::open(&path)
+                .map_err(CommandError::io(format!("cannot read {}", path.display())))?;
+            run(
+                &classifier,
+                options,
+                BufReader::new(f),
+                &mut out,
+                &mut errors,
+            )
+        }
+        None => run(
+            &classifier,
+            options,
+            io::stdin().lock(),
+            &mut out,
+            &mut errors,
+        ),
+    }
+    .map_err(CommandError::io("classify"))?;
+    Ok(if summary.skipped > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {

@@ -9,9 +9,32 @@ use std::time::{Duration, Instant};
 use okta_sim::scenario::{Generator, Scenario};
 use okta_sim::server::{self as sim, generate};
 
+use super::CommandError;
 use crate::config::{Config, OrgHookConfig, PollConfig};
 use crate::daemon::Daemon;
 use crate::store::Store;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Stop after this long (`30s`, `2m`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<std::time::Duration>,
+    /// Where the demo writes.
+    #[arg(long, default_value = "factorwatch-demo")]
+    dir: PathBuf,
+    /// Seeds the simulated org.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+pub async fn main(args: Args) -> Result<(), CommandError> {
+    let options = Options {
+        dir: args.dir,
+        duration: args.duration,
+        seed: args.seed,
+    };
+    run(options, &mut std::io::stdout()).await
+}
 
 pub struct Options {
     pub dir: PathBuf,
@@ -23,7 +46,10 @@ pub struct Options {
 const TOKEN_VAR: &str = "FACTORWATCH_DEMO_OKTA_TOKEN";
 const HOOK_SECRET_VAR: &str = "FACTORWATCH_DEMO_HOOK_SECRET";
 
-pub async fn run(options: Options, out: &mut (dyn std::io::Write + Send)) -> Result<(), String> {
+pub async fn run(
+    options: Options,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<(), CommandError> {
     let started = Instant::now();
     let token = random_secret();
     let hook_secret = random_secret();
@@ -31,13 +57,17 @@ pub async fn run(options: Options, out: &mut (dyn std::io::Write + Send)) -> Res
     // The simulated org.
     let local = sim::Local::start(&token, sim::RateLimits::default(), options.seed)
         .await
-        .map_err(|e| format!("cannot start the simulated Okta org: {e}"))?;
+        .map_err(CommandError::io("cannot start the simulated Okta org"))?;
     let (org, base) = (local.org.clone(), local.base.clone());
     let Some(mut generator) = Generator::new(Scenario::Steady, options.seed, 40, 0.15) else {
-        return Err("the demo scenario is empty".into());
+        return Err(CommandError::Usage("the demo scenario is empty".into()));
     };
-    generate::backlog(&org, &mut generator, 400, chrono::Duration::hours(1))
-        .map_err(|e| format!("cannot generate the simulated org: {}", e.error_summary))?;
+    generate::backlog(&org, &mut generator, 400, chrono::Duration::hours(1)).map_err(|e| {
+        CommandError::Answer(format!(
+            "cannot generate the simulated org: {}",
+            e.error_summary
+        ))
+    })?;
     let live = tokio::spawn(generate::live(org.clone(), generator, 10.0));
 
     // factorwatch, on its embedded defaults, in the demo folder.
@@ -47,12 +77,14 @@ pub async fn run(options: Options, out: &mut (dyn std::io::Write + Send)) -> Res
         HOOK_SECRET_VAR => Some(hook_secret.clone()),
         _ => None,
     };
-    let daemon = Daemon::start(&config, &env)
-        .await
-        .map_err(|e| e.to_string())?;
+    let daemon = Daemon::start(&config, &env).await?;
     let hook_url = match daemon.hook_addr {
         Some(addr) => format!("http://{addr}/okta/demo"),
-        None => return Err("the Event Hook receiver did not start".into()),
+        None => {
+            return Err(CommandError::Usage(
+                "the Event Hook receiver did not start".into(),
+            ));
+        }
     };
     // Registered as an admin would: Okta verifies it, then delivers.
     let registered = reqwest::Client::new()
@@ -61,12 +93,12 @@ pub async fn run(options: Options, out: &mut (dyn std::io::Write + Send)) -> Res
         .body(serde_json::json!({ "url": hook_url, "auth_header": { "name": "Authorization", "value": hook_secret } }).to_string())
         .send()
         .await
-        .map_err(|e| format!("cannot register the Event Hook: {e}"))?;
+        .map_err(|e| CommandError::Answer(format!("cannot register the Event Hook: {e}")))?;
     if !registered.status().is_success() {
-        return Err(format!(
+        return Err(CommandError::Answer(format!(
             "the simulated org refused the Event Hook: HTTP {}",
             registered.status()
-        ));
+        )));
     }
 
     let _ = writeln!(
@@ -127,10 +159,10 @@ pub async fn run(options: Options, out: &mut (dyn std::io::Write + Send)) -> Res
     Ok(())
 }
 
-fn demo_config(dir: &Path, base: &str) -> Result<Config, String> {
-    let mut c = Config::load(None, std::iter::empty()).map_err(|e| e.to_string())?;
+fn demo_config(dir: &Path, base: &str) -> Result<Config, CommandError> {
+    let mut c = Config::load(None, std::iter::empty())?;
     c.store.path = dir.join("factorwatch.db");
-    c.sinks = vec![crate::config::SinkConfig::file(
+    c.sinks = vec![crate::sinks::SinkConfig::file(
         "file",
         &dir.join("siem.ndjson").display().to_string(),
     )];
@@ -147,7 +179,7 @@ fn demo_config(dir: &Path, base: &str) -> Result<Config, String> {
         oauth: None,
         system_log: PollConfig {
             enabled: true,
-            since: "2h".into(),
+            since: crate::config::Since::Age(Duration::from_secs(2 * 3600)),
             interval: Duration::from_secs(2),
             types: None,
         },

@@ -2,35 +2,93 @@
 //! through Okta's Event Hooks API (no clicking through the Admin Console), and listed.
 
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use clap::Subcommand;
 use serde_json::{Value, json};
 
+use super::CommandError;
 use crate::config::{Config, OrgConfig};
 use crate::okta::client::{OktaClient, RetryPolicy};
 
-pub fn org<'a>(config: &'a Config, name: &str) -> Result<&'a OrgConfig, String> {
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, short, env = "FACTORWATCH_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// The org, by its name in the configuration (before the action: `okta --org acme hooks`).
+    #[arg(long)]
+    org: String,
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Subcommand)]
+enum Action {
+    /// Create, verify and activate an Event Hook for the MFA event types, posting to URL (where
+    /// factorwatch's receiver is reachable), with the org's hook secret.
+    RegisterHook {
+        #[arg(long)]
+        url: String,
+    },
+    /// List the org's Event Hooks.
+    Hooks,
+}
+
+pub async fn main(args: Args) -> Result<(), CommandError> {
+    let config = super::load_config(args.config.as_deref())?;
+    let env = super::process_env;
+    let mut out = io::stdout();
+    match args.action {
+        Action::RegisterHook { url } => {
+            register_hook(&config, &args.org, &url, &env, &mut out).await
+        }
+        Action::Hooks => list_hooks(&config, &args.org, &env, &mut out).await,
+    }
+}
+
+/// The org named `name` in the configuration.
+pub fn org<'a>(config: &'a Config, name: &str) -> Result<&'a OrgConfig, CommandError> {
     config
         .orgs
         .iter()
         .find(|o| o.name == name)
-        .ok_or_else(|| format!("no org named {name:?} in the configuration"))
+        .ok_or_else(|| CommandError::Usage(format!("no org named {name:?} in the configuration")))
 }
 
-pub fn client(
+fn client(
     org: &OrgConfig,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
-) -> Result<OktaClient, String> {
-    crate::daemon::okta_client(org, env, RetryPolicy::default()).map_err(|e| e.to_string())
+) -> Result<OktaClient, CommandError> {
+    Ok(OktaClient::for_org(
+        crate::okta::client::http_client(),
+        org,
+        env,
+        RetryPolicy::default(),
+    )?)
+}
+
+fn written(e: io::Error) -> CommandError {
+    CommandError::Io {
+        what: "output".into(),
+        source: e,
+    }
+}
+
+fn okta_json<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, CommandError> {
+    serde_json::from_str(body).map_err(|e| {
+        CommandError::Answer(format!("Okta's answer is not what its API documents: {e}"))
+    })
 }
 
 /// Writes the secret so that only its owner can read it: into a new file beside `path`, created
 /// 0600 and synced, then renamed over it — an existing file, whatever its mode was, is replaced
 /// by one that is 0600, and a crash leaves the old secret or the new one, never half of one.
-fn write_secret(path: &Path, secret: &str) -> Result<(), String> {
+fn write_secret(path: &Path, secret: &str) -> Result<(), CommandError> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let fail =
-        |e: std::io::Error| format!("cannot write the hook secret to {}: {e}", path.display());
+    let fail = |e: std::io::Error| CommandError::Io {
+        what: format!("cannot write the hook secret to {}", path.display()),
+        source: e,
+    };
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -66,12 +124,12 @@ pub async fn register_hook(
     url: &str,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
     out: &mut impl Write,
-) -> Result<(), String> {
+) -> Result<(), CommandError> {
     let org = org(config, org_name)?;
     let hook = org.hook.as_ref().ok_or_else(|| {
-        format!(
+        CommandError::Usage(format!(
             "orgs ({org_name}): add an [orgs.hook] table (path, secret_env or secret_file) first"
-        )
+        ))
     })?;
     if let Some(file) = &hook.secret_file {
         if !file.exists() {
@@ -87,7 +145,7 @@ pub async fn register_hook(
                 "wrote a new hook secret to {} (mode 0600); start or restart factorwatch so it reads it, then run this command again to create and verify the hook",
                 file.display()
             )
-            .map_err(|e| e.to_string());
+            .map_err(written);
         }
         restrict(file)?;
     }
@@ -96,8 +154,7 @@ pub async fn register_hook(
         hook.secret_env.as_deref(),
         hook.secret_file.as_deref(),
         env,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let client = client(org, env)?;
     let body = json!({
         "name": format!("factorwatch ({org_name})"),
@@ -107,39 +164,40 @@ pub async fn register_hook(
             "authScheme": { "type": "HEADER", "key": hook.auth_header, "value": secret.expose() },
         }},
     });
-    let created = client
-        .post("/api/v1/eventHooks", &body.to_string())
-        .await
-        .map_err(|e| e.to_string())?;
-    let created: Value = serde_json::from_str(&created.body).map_err(|e| e.to_string())?;
+    let created = client.post("/api/v1/eventHooks", &body.to_string()).await?;
+    let created: Value = okta_json(&created.body)?;
     let id = created["id"]
         .as_str()
-        .ok_or("Okta's answer has no hook id")?
+        .ok_or_else(|| CommandError::Answer("Okta's answer has no hook id".into()))?
         .to_owned();
-    writeln!(out, "created Event Hook {id} for {url}").map_err(|e| e.to_string())?;
+    writeln!(out, "created Event Hook {id} for {url}").map_err(written)?;
     let verified = client
         .post(&format!("/api/v1/eventHooks/{id}/lifecycle/verify"), "{}")
         .await
         .map_err(|e| {
-            format!(
+            CommandError::Answer(format!(
                 "Okta could not verify {url} (is factorwatch running there, with this org's hook secret?): {e}"
-            )
+            ))
         })?;
-    let verified: Value = serde_json::from_str(&verified.body).map_err(|e| e.to_string())?;
+    let verified: Value = okta_json(&verified.body)?;
     writeln!(
         out,
         "verified: {} {}",
         verified["status"].as_str().unwrap_or("?"),
         verified["verificationStatus"].as_str().unwrap_or("?")
     )
-    .map_err(|e| e.to_string())
+    .map_err(written)
 }
 
 /// Makes an existing secret file readable by its owner only.
-fn restrict(path: &Path) -> Result<(), String> {
+fn restrict(path: &Path) -> Result<(), CommandError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| format!("cannot make {} private (chmod 600): {e}", path.display()))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+        CommandError::Io {
+            what: format!("cannot make {} private (chmod 600)", path.display()),
+            source: e,
+        }
+    })
 }
 
 /// The org's Event Hooks, one per line.
@@ -148,14 +206,14 @@ pub async fn list_hooks(
     org_name: &str,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
     out: &mut impl Write,
-) -> Result<(), String> {
+) -> Result<(), CommandError> {
     let client = client(org(config, org_name)?, env)?;
-    let page = client
-        .get("/api/v1/eventHooks")
-        .await
-        .map_err(|e| e.to_string())?;
-    let hooks: Vec<Value> = serde_json::from_str(&page.body).map_err(|e| e.to_string())?;
-    let line = |out: &mut dyn io::Write, h: &Value| {
+    let page = client.get("/api/v1/eventHooks").await?;
+    let hooks: Vec<Value> = okta_json(&page.body)?;
+    if hooks.is_empty() {
+        writeln!(out, "no Event Hooks").map_err(written)?;
+    }
+    for h in &hooks {
         writeln!(
             out,
             "{}  {:<8} {:<10} {}  ({} event types)",
@@ -165,12 +223,7 @@ pub async fn list_hooks(
             h["channel"]["config"]["uri"].as_str().unwrap_or("?"),
             h["events"]["items"].as_array().map_or(0, Vec::len)
         )
-    };
-    if hooks.is_empty() {
-        writeln!(out, "no Event Hooks").map_err(|e| e.to_string())?;
-    }
-    for h in &hooks {
-        line(out, h).map_err(|e| e.to_string())?;
+        .map_err(written)?;
     }
     Ok(())
 }

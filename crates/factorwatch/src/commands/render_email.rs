@@ -3,15 +3,71 @@
 //! sending and without any Okta lookup (it writes to `user.login`). For template authors and
 //! reviewers.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use lettre::message::Mailbox;
+
+use super::CommandError;
 
 use crate::email::templates::Templates;
 use crate::email::{message, message_id, notice};
 use crate::enrich::Enrichment;
 use crate::record::MfaChange;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Records as `classify` prints them (NDJSON); `-` reads standard input.
+    #[arg(long = "change")]
+    change: PathBuf,
+    /// A folder of templates overriding the built-in ones.
+    #[arg(long)]
+    templates: Option<PathBuf>,
+    /// en or fr.
+    #[arg(long, default_value = "en")]
+    language: String,
+    #[arg(long, default_value = "Security <security@localhost>")]
+    from: String,
+    /// What to do if it wasn't them.
+    #[arg(long, default_value = "contact your help desk right away.")]
+    help_text: String,
+    #[arg(long, default_value = "your organization")]
+    org: String,
+}
+
+/// `factorwatch render-email`: exit 1 when some record could not be rendered.
+pub fn main(args: Args) -> Result<ExitCode, CommandError> {
+    let from = args
+        .from
+        .parse()
+        .map_err(|e| CommandError::Usage(format!("--from {:?}: {e}", args.from)))?;
+    let options = Options {
+        templates: args.templates,
+        language: args.language,
+        from,
+        help: args.help_text,
+        org: args.org,
+    };
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let mut errors = io::stderr().lock();
+    let (_, failed) = if args.change.as_os_str() == "-" {
+        run(&options, io::stdin().lock(), &mut out, &mut errors)
+    } else {
+        let f = std::fs::File::open(&args.change).map_err(CommandError::io(format!(
+            "cannot read {}",
+            args.change.display()
+        )))?;
+        run(&options, BufReader::new(f), &mut out, &mut errors)
+    }
+    .map_err(CommandError::io("render-email"))?;
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
 
 pub struct Options {
     pub templates: Option<PathBuf>,

@@ -1,13 +1,29 @@
 //! `factorwatch run`: the daemon, until SIGINT or SIGTERM; with `--once`, until caught up.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tracing::{error, info};
 
-use crate::config::Config;
+use super::CommandError;
 use crate::daemon::Daemon;
 use crate::store::Store;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The TOML configuration file.
+    #[arg(long, short, env = "FACTORWATCH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    pub log_json: bool,
+    /// Poll every source until caught up, deliver what is due, then exit (for cron or a
+    /// systemd timer). Event Hooks are received only while it runs; deliveries put off to
+    /// later (retries, the email coalescing window), and deliveries to a destination that made
+    /// no progress for a minute (it is down), wait for the next run.
+    #[arg(long)]
+    pub once: bool,
+}
 
 /// With `--once`, how long deliveries may make no progress (a destination down) before the run
 /// ends and leaves them for the next one.
@@ -16,18 +32,16 @@ const ONCE_STALL: Duration = Duration::from_secs(60);
 /// How often the daemon logs where it stands.
 const STATUS_EVERY: Duration = Duration::from_secs(60);
 
-pub async fn run(config: Option<&Path>, once: bool) -> Result<(), String> {
-    let config = Config::load(config, std::env::vars()).map_err(|e| e.to_string())?;
+pub async fn main(args: Args) -> Result<(), CommandError> {
+    let config = super::load_config(args.config.as_deref())?;
     if config.orgs.is_empty() {
-        return Err(
+        return Err(CommandError::Usage(
             "no Okta org is configured: add an [[orgs]] table (name, url) to the config file, or set FACTORWATCH__ORGS__0__NAME and FACTORWATCH__ORGS__0__URL".into(),
-        );
+        ));
     }
-    let env = |name: &str| std::env::var(name).ok();
-    if once {
-        let daemon = Daemon::start_once(&config, &env)
-            .await
-            .map_err(|e| e.to_string())?;
+    let env = super::process_env;
+    if args.once {
+        let daemon = Daemon::start_once(&config, &env).await?;
         let stop = stop_signal();
         tokio::select! {
             waiting = daemon.finish(ONCE_STALL) => {
@@ -38,11 +52,8 @@ pub async fn run(config: Option<&Path>, once: bool) -> Result<(), String> {
         }
         return Ok(());
     }
-    let alarm_webhook =
-        crate::daemon::lag_alarm_webhook(&config, &env).map_err(|e| e.to_string())?;
-    let daemon = Daemon::start(&config, &env)
-        .await
-        .map_err(|e| e.to_string())?;
+    let alarm_webhook = crate::chat::lag_alarm_webhook(&config, &env)?;
+    let daemon = Daemon::start(&config, &env).await?;
     info!(orgs = config.orgs.len(), "factorwatch running");
     let mut status = tokio::time::interval(STATUS_EVERY);
     let mut alarm = config

@@ -203,9 +203,9 @@ impl<S: Store> EmailDestination<S> {
     }
 
     async fn attempt(&self, row: &Due) -> Outcome {
-        let change: MfaChange = match serde_json::from_str(&row.record) {
-            Ok(c) => c,
-            Err(e) => return Outcome::Reject(format!("stored record unreadable: {e}")),
+        let change: MfaChange = match &row.change {
+            Ok(c) => c.clone(),
+            Err(e) => return Outcome::Reject(e.clone()),
         };
         let login = change
             .user
@@ -246,8 +246,8 @@ impl<S: Store> EmailDestination<S> {
         }
         let mut changes = vec![(change.clone(), row.raw.clone())];
         for s in &siblings {
-            if let Ok(c) = serde_json::from_str::<MfaChange>(&s.record) {
-                changes.push((c, s.raw.clone()));
+            if let Ok(c) = &s.change {
+                changes.push((c.clone(), s.raw.clone()));
             }
         }
         changes.sort_by_key(|(c, _)| c.published);

@@ -10,16 +10,16 @@ use lettre::message::Mailbox;
 use super::transport::{SendError, Transport};
 use super::{AutoSubmitted, message_id};
 use crate::pipeline::worker::{Destination, Outcome};
-use crate::record::MfaChange;
 use crate::store::Due;
 
 /// One line per row (`Err` where the stored record cannot be read: a permanent failure).
 pub fn lines(rows: &[Due]) -> Vec<Result<String, Outcome>> {
     rows.iter()
         .map(|row| {
-            serde_json::from_str::<MfaChange>(&row.record)
-                .map(|c| super::notice::security_summary(&c, &row.org))
-                .map_err(|e| Outcome::Reject(format!("stored record unreadable: {e}")))
+            row.change
+                .as_ref()
+                .map(|c| super::notice::security_summary(c, &row.org))
+                .map_err(|e| Outcome::Reject(e.clone()))
         })
         .collect()
 }

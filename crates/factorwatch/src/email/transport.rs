@@ -11,7 +11,20 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::sync::Mutex;
 
+use crate::config::{EmailConfig, EmailTransport, SmtpSecurity, read_secret};
 use crate::secret::Secret;
+
+/// Why the configured transport could not be set up (the configuration was valid: the
+/// environment — a secret, a file, a folder — is not).
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error(transparent)]
+    Secret(#[from] crate::config::ConfigError),
+    #[error("email: cannot use {path}: {detail}")]
+    Io { path: String, detail: String },
+    #[error("email: {0}")]
+    Setup(String),
+}
 
 /// Why a message was not sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +116,65 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// The transport `[email]` configures; `env` reads the SMTP password.
+    pub fn from_config(
+        c: &EmailConfig,
+        env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<Transport, TransportError> {
+        let io = |path: &std::path::Path, e: std::io::Error| TransportError::Io {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        };
+        match (c.transport, &c.smtp) {
+            (EmailTransport::DryRun, _) => Ok(Transport::DryRun),
+            (EmailTransport::Files, _) => {
+                Transport::files(c.dir.clone()).map_err(|e| io(&c.dir, e))
+            }
+            (EmailTransport::Smtp, None) => Err(TransportError::Setup(
+                "email.smtp is required when email.transport = \"smtp\"".into(),
+            )),
+            (EmailTransport::Smtp, Some(s)) => {
+                let security = match s.security {
+                    SmtpSecurity::Starttls => Security::StartTls,
+                    SmtpSecurity::Implicit => Security::Implicit,
+                    SmtpSecurity::None => Security::None,
+                };
+                let credentials = match &s.username {
+                    Some(user) => Some((
+                        user.clone(),
+                        read_secret(
+                            "email.smtp password",
+                            s.password_env.as_deref(),
+                            s.password_file.as_deref(),
+                            env,
+                        )?,
+                    )),
+                    None => None,
+                };
+                let ca_pem = s
+                    .ca_file
+                    .as_ref()
+                    .map(|p| std::fs::read(p).map_err(|e| io(p, e)))
+                    .transpose()?;
+                Transport::smtp(SmtpSettings {
+                    host: s.host.clone(),
+                    port: s.port.unwrap_or(match security {
+                        Security::StartTls => 587,
+                        Security::Implicit => 465,
+                        Security::None => 25,
+                    }),
+                    security,
+                    credentials,
+                    ca_pem,
+                    timeout: s.timeout,
+                    pool_size: s.pool_size,
+                    rate: s.rate,
+                })
+                .map_err(TransportError::Setup)
+            }
+        }
+    }
+
     pub fn smtp(s: SmtpSettings) -> Result<Transport, String> {
         let tls = || -> Result<TlsParameters, String> {
             let mut b = TlsParameters::builder(s.host.clone());

@@ -77,9 +77,28 @@ impl Format {
         }
     }
 
+    /// The configuration's name for it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Format::Record => "record",
+            Format::Ocsf(o) if *o == ocsf::Options::user_management() => "ocsf-user-management",
+            Format::Ocsf(_) => "ocsf",
+            Format::Ecs => "ecs",
+            Format::Cef => "cef",
+            Format::Leef => "leef",
+            Format::Raw => "raw",
+        }
+    }
+
     /// Whether the payload is JSON (for transports that send JSON natively).
     pub fn is_json(&self) -> bool {
         !matches!(self, Format::Cef | Format::Leef)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Format {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Format::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 

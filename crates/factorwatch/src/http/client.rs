@@ -111,6 +111,20 @@ pub fn is_cleartext_remote(url: &reqwest::Url) -> bool {
     url.scheme() == "http" && !url.host_str().is_some_and(is_loopback_host)
 }
 
+/// An `http(s)://host…` URL; with `credentials`, `http://` only to this machine.
+pub fn check_url(what: &str, url: &str, credentials: bool) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+        .ok_or_else(|| format!("{what}: {url:?} is not an http(s) URL"))?;
+    if credentials && is_cleartext_remote(&parsed) {
+        return Err(format!(
+            "{what}: {url:?} would send credentials in clear text; use https:// (plain http:// is accepted only to this machine, or with danger_plaintext_credentials = true)"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

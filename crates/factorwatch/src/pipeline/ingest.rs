@@ -151,6 +151,7 @@ impl Ingest {
                         event_type: c.change.event_type.clone(),
                         action: c.change.action.as_str().to_owned(),
                         published: c.change.published,
+                        user_id: c.change.user.as_ref().and_then(|u| u.id.clone()),
                         destinations: self.routing.destinations(&c.change),
                         record,
                         raw: c.raw.to_owned(),

@@ -31,6 +31,27 @@ pub enum Outcome {
     Reject(String),
 }
 
+/// What the parts of a daemon tell each other: new changes were stored (wake the workers), and
+/// how many outbox rows the workers have settled (delivered, skipped, put off, dead) — progress,
+/// without asking the store.
+#[derive(Debug, Default)]
+pub struct Signals {
+    pub stored: Notify,
+    pub settled: std::sync::atomic::AtomicU64,
+}
+
+impl Signals {
+    /// Wakes every worker: new changes are in the store.
+    pub fn stored(&self) {
+        self.stored.notify_waiters();
+    }
+
+    /// Rows settled so far.
+    pub fn settled(&self) -> u64 {
+        self.settled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Somewhere changes are delivered: a SIEM, the user's mailbox.
 pub trait Destination: Send + Sync + 'static {
     /// The outbox's name for it.
@@ -69,7 +90,7 @@ pub async fn run<S: Store, D: Destination>(
     store: S,
     destination: Arc<D>,
     policy: WorkerPolicy,
-    stored: Arc<Notify>,
+    signals: Arc<Signals>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let name = destination.name().to_owned();
@@ -80,7 +101,7 @@ pub async fn run<S: Store, D: Destination>(
             return;
         }
         // Register interest before looking, so a change stored meanwhile still wakes us.
-        let woken = stored.notified();
+        let woken = signals.stored.notified();
         let due = match store.due(&name, destination.batch_size(), Utc::now()).await {
             Ok(due) => {
                 store_failures = 0;
@@ -133,8 +154,11 @@ pub async fn run<S: Store, D: Destination>(
                 .filter(|(_, o)| !matches!(o, Outcome::Unavailable(_)))
                 .collect();
             let (rows, outs): (Vec<Due>, Vec<Outcome>) = done.into_iter().unzip();
-            if let Err(e) = record(&store, &name, &rows, &outs, &policy).await {
-                error!(destination = %name, error = %e, "cannot record deliveries; they will be repeated");
+            match record(&store, &name, &rows, &outs, &policy).await {
+                Ok(()) => settle(&signals, rows.len()),
+                Err(e) => {
+                    error!(destination = %name, error = %e, "cannot record deliveries; they will be repeated")
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -143,7 +167,11 @@ pub async fn run<S: Store, D: Destination>(
             continue;
         }
         outages = 0;
-        if let Err(e) = record(&store, &name, &due, &outcomes, &policy).await {
+        let recorded = record(&store, &name, &due, &outcomes, &policy).await;
+        if recorded.is_ok() {
+            settle(&signals, due.len());
+        }
+        if let Err(e) = recorded {
             // The deliveries happened but are not marked: they will be delivered again (at least
             // once). Back off so a broken database is not hammered.
             error!(destination = %name, error = %e, "cannot record deliveries; they will be repeated");
@@ -153,6 +181,12 @@ pub async fn run<S: Store, D: Destination>(
             }
         }
     }
+}
+
+fn settle(signals: &Signals, n: usize) {
+    signals
+        .settled
+        .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
 }
 
 async fn record<S: Store>(

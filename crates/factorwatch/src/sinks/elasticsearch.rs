@@ -3,12 +3,94 @@
 //! becomes exactly-once. Per-item statuses decide each row: 429 and 5xx are retried, other 4xx
 //! (mapping errors) dead-lettered.
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Encoder, encode_all};
-use crate::pipeline::worker::{Destination, Outcome};
+use super::http::{answer, http_client, http_outcome};
+use super::{Encoded, Env, Sink, SinkError, SinkSettings, all};
+use crate::formats::Format;
+use crate::pipeline::worker::Outcome;
 use crate::secret::Secret;
-use crate::store::Due;
+
+// ---- Configuration -----------------------------------------------------------------------------
+
+/// `type = "elasticsearch"` (or OpenSearch).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The cluster's base URL.
+    pub url: String,
+    /// The index, alias or data stream.
+    pub index: String,
+    /// `Authorization: ApiKey <value of this variable>`…
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// …or basic auth: a user, and the password from `password_env`.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// A PEM file of CA certificates to trust instead of the system's.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Let the credentials travel over plain `http://` to another machine.
+    #[serde(default)]
+    pub danger_plaintext_credentials: bool,
+}
+
+impl SinkSettings for Config {
+    type Sink = BulkSink;
+    const FORMAT: &'static str = "ecs";
+    const BATCH: u32 = 500;
+
+    fn check(&self, at: &str) -> Result<(), String> {
+        let credentials = self.api_key_env.is_some() || self.username.is_some();
+        crate::http::client::check_url(
+            &format!("{at}.url"),
+            &self.url,
+            credentials && !self.danger_plaintext_credentials,
+        )?;
+        // It goes into the request's path: Elasticsearch's own rules for index names.
+        let index = &self.index;
+        if index.is_empty()
+            || index.starts_with(['-', '_', '+'])
+            || index
+                .chars()
+                .any(|c| c.is_whitespace() || "\\/*?\"<>|,#:".contains(c) || c.is_ascii_uppercase())
+        {
+            return Err(format!(
+                "{at}.index: {index:?} is not an Elasticsearch index or alias name"
+            ));
+        }
+        if self.username.is_some() && self.password_env.is_none() {
+            return Err(format!("{at}: username needs password_env"));
+        }
+        Ok(())
+    }
+
+    fn build(&self, at: &str, _format: &Format, env: Env<'_>) -> Result<BulkSink, SinkError> {
+        let secret = |what: &str, var: &str| {
+            crate::config::read_secret(&format!("{at}.{what}"), Some(var), None, env)
+        };
+        let auth = match (&self.api_key_env, &self.username, &self.password_env) {
+            (Some(var), _, _) => Auth::ApiKey(secret("api_key", var)?),
+            (None, Some(user), Some(var)) => Auth::Basic {
+                user: user.clone(),
+                password: secret("password", var)?,
+            },
+            _ => Auth::None,
+        };
+        let ca = self.ca_file.as_deref().map(super::read_ca).transpose()?;
+        Ok(BulkSink::new(
+            &self.url,
+            &self.index,
+            auth,
+            http_client(ca.as_deref()).map_err(SinkError::Setup)?,
+        ))
+    }
+}
+
+// ---- Encoding and sending ----------------------------------------------------------------------
 
 pub enum Auth {
     None,
@@ -17,14 +99,13 @@ pub enum Auth {
 }
 
 pub struct BulkSink {
-    name: String,
     url: String,
     index: String,
     auth: Auth,
-    encoder: Encoder,
     client: reqwest::Client,
-    batch_size: u32,
 }
+
+// ---- What an answer means ----------------------------------------------------------------------
 
 /// One item's outcome from its `_bulk` status.
 pub fn item_outcome(status: u16, error: &Value) -> Outcome {
@@ -47,23 +128,12 @@ pub fn item_outcome(status: u16, error: &Value) -> Outcome {
 }
 
 impl BulkSink {
-    pub fn new(
-        name: impl Into<String>,
-        url: &str,
-        index: &str,
-        auth: Auth,
-        encoder: Encoder,
-        client: reqwest::Client,
-        batch_size: u32,
-    ) -> BulkSink {
+    pub fn new(url: &str, index: &str, auth: Auth, client: reqwest::Client) -> BulkSink {
         BulkSink {
-            name: name.into(),
             url: url.trim_end_matches('/').to_owned(),
             index: index.to_owned(),
             auth,
-            encoder,
             client,
-            batch_size,
         }
     }
 }
@@ -80,7 +150,7 @@ impl BulkSink {
     }
 
     /// `GET /` answers 200 with our credentials.
-    pub async fn healthcheck(&self) -> Result<(), String> {
+    async fn probe(&self) -> Result<(), String> {
         let r = self
             .authorized(self.client.get(format!("{}/", self.url)))
             .send()
@@ -97,54 +167,36 @@ impl BulkSink {
     }
 }
 
-impl Destination for BulkSink {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn batch_size(&self) -> u32 {
-        self.batch_size
-    }
-
-    async fn deliver(&self, rows: &[Due]) -> Vec<Outcome> {
-        let (mut outcomes, good) = encode_all(&self.encoder, rows);
-        if good.is_empty() {
-            return super::fill(outcomes, &Outcome::Delivered);
-        }
+impl Sink for BulkSink {
+    async fn send(&self, batch: &[Encoded<'_>]) -> Vec<Outcome> {
         let mut body = String::new();
-        for (_, change, payload) in &good {
-            let mut doc: Value =
-                serde_json::from_str(payload).unwrap_or_else(|_| json!({ "message": payload }));
+        for e in batch {
+            let mut doc: Value = serde_json::from_str(&e.payload)
+                .unwrap_or_else(|_| json!({ "message": e.payload }));
             // Data streams need @timestamp; JSON formats other than ECS lack it.
             if let Some(obj) = doc.as_object_mut() {
                 obj.entry("@timestamp").or_insert_with(|| {
                     json!(crate::record::format_published(&crate::formats::time(
-                        change
+                        e.change
                     )))
                 });
             }
-            body.push_str(&json!({ "create": { "_id": change.id.to_wire() } }).to_string());
+            body.push_str(&json!({ "create": { "_id": e.change.id.to_wire() } }).to_string());
             body.push('\n');
             body.push_str(&doc.to_string());
             body.push('\n');
         }
-        let mut request = self
-            .client
-            .post(format!("{}/{}/_bulk", self.url, self.index))
-            .header("Content-Type", "application/x-ndjson")
-            .body(body);
-        request = match &self.auth {
-            Auth::None => request,
-            Auth::ApiKey(key) => {
-                request.header("Authorization", format!("ApiKey {}", key.expose()))
-            }
-            Auth::Basic { user, password } => request.basic_auth(user, Some(password.expose())),
-        };
+        let request = self.authorized(
+            self.client
+                .post(format!("{}/{}/_bulk", self.url, self.index))
+                .header("Content-Type", "application/x-ndjson")
+                .body(body),
+        );
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
-                return super::fill(
-                    outcomes,
+                return all(
+                    batch,
                     &Outcome::Unavailable(format!(
                         "Elasticsearch unreachable: {}",
                         e.without_url()
@@ -152,47 +204,52 @@ impl Destination for BulkSink {
                 );
             }
         };
-        let (status, text) = super::answer(response).await;
+        let (status, text) = answer(response).await;
         if !(200..300).contains(&status) {
-            return super::fill(outcomes, &super::http_outcome(status, &text));
+            return all(batch, &http_outcome(status, &text));
         }
         let reply: Value = match serde_json::from_str(&text) {
             Ok(v) => v,
             Err(e) => {
-                return super::fill(
-                    outcomes,
+                return all(
+                    batch,
                     &Outcome::Unavailable(format!("unreadable _bulk response: {e}")),
                 );
             }
         };
         let items = reply["items"].as_array().cloned().unwrap_or_default();
-        if items.len() != good.len() {
-            return super::fill(
-                outcomes,
+        if items.len() != batch.len() {
+            return all(
+                batch,
                 &Outcome::Unavailable(format!(
                     "_bulk answered {} items for {}",
                     items.len(),
-                    good.len()
+                    batch.len()
                 )),
             );
         }
-        for ((i, _, _), item) in good.iter().zip(items) {
-            let op = item
-                .get("create")
-                .or_else(|| item.get("index"))
-                .cloned()
-                .unwrap_or(Value::Null);
-            // An item without a status is not an answer about it: send it again.
-            outcomes[*i] = Some(
+        items
+            .iter()
+            .map(|item| {
+                let op = item
+                    .get("create")
+                    .or_else(|| item.get("index"))
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                // An item without a status is not an answer about it: send it again.
                 match op["status"].as_u64().and_then(|s| u16::try_from(s).ok()) {
                     Some(status) => item_outcome(status, &op["error"]),
                     None => Outcome::Unavailable("_bulk answered an item without a status".into()),
-                },
-            );
-        }
-        outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or(Outcome::Delivered))
+                }
+            })
             .collect()
+    }
+
+    // ---- Healthcheck ---------------------------------------------------------------------------
+
+    async fn healthcheck(&self) -> Result<String, String> {
+        self.probe()
+            .await
+            .map(|()| "answers with our credentials".to_owned())
     }
 }

@@ -2,13 +2,47 @@
 //! to disk before the rows are marked delivered. What most forwarders (Splunk UF, Filebeat,
 //! rsyslog imfile) tail out of the box.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
-use super::{Encoder, encode_all, fill};
-use crate::pipeline::worker::{Destination, Outcome};
-use crate::store::Due;
+use super::{Encoded, Env, Sink, SinkError, SinkSettings, all};
+use crate::formats::Format;
+use crate::pipeline::worker::Outcome;
+
+// ---- Configuration -----------------------------------------------------------------------------
+
+/// `type = "file"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The file, or `-` for stdout.
+    pub path: String,
+}
+
+impl SinkSettings for Config {
+    type Sink = FileSink;
+    const FORMAT: &'static str = "record";
+    const BATCH: u32 = 500;
+
+    fn check(&self, at: &str) -> Result<(), String> {
+        if self.path.trim().is_empty() {
+            return Err(format!("{at}.path: must not be empty"));
+        }
+        Ok(())
+    }
+
+    fn build(&self, _at: &str, _format: &Format, _env: Env<'_>) -> Result<FileSink, SinkError> {
+        Ok(FileSink::new(if self.path == "-" {
+            Target::Stdout
+        } else {
+            Target::File(PathBuf::from(&self.path))
+        }))
+    }
+}
+
+// ---- Sending -----------------------------------------------------------------------------------
 
 pub enum Target {
     Stdout,
@@ -16,32 +50,12 @@ pub enum Target {
 }
 
 pub struct FileSink {
-    name: String,
     target: Target,
-    encoder: Encoder,
-    batch_size: u32,
 }
 
 impl FileSink {
-    pub fn new(
-        name: impl Into<String>,
-        target: Target,
-        encoder: Encoder,
-        batch_size: u32,
-    ) -> FileSink {
-        FileSink {
-            name: name.into(),
-            target,
-            encoder,
-            batch_size,
-        }
-    }
-
-    /// The file can be opened for appending (created if missing).
-    pub async fn healthcheck(&self) -> Result<(), String> {
-        self.write(Vec::new())
-            .await
-            .map_err(|e| format!("cannot write the SIEM file: {e}"))
+    pub fn new(target: Target) -> FileSink {
+        FileSink { target }
     }
 
     async fn write(&self, bytes: Vec<u8>) -> std::io::Result<()> {
@@ -63,7 +77,7 @@ impl FileSink {
 }
 
 /// Appends `bytes` to the file (created, with its folder, if missing) and flushes them to disk.
-fn append(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+fn append(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
@@ -76,26 +90,28 @@ fn append(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_data()
 }
 
-impl Destination for FileSink {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn batch_size(&self) -> u32 {
-        self.batch_size
-    }
-
-    async fn deliver(&self, rows: &[Due]) -> Vec<Outcome> {
-        let (outcomes, good) = encode_all(&self.encoder, rows);
-        let mut bytes = Vec::new();
-        for (_, _, text) in &good {
-            bytes.extend_from_slice(text.as_bytes());
+impl Sink for FileSink {
+    async fn send(&self, batch: &[Encoded<'_>]) -> Vec<Outcome> {
+        let mut bytes = Vec::with_capacity(batch.iter().map(|e| e.payload.len() + 1).sum());
+        for e in batch {
+            bytes.extend_from_slice(e.payload.as_bytes());
             bytes.push(b'\n');
         }
-        let result = match self.write(bytes).await {
+        // A file that cannot be written (full disk, permissions) is a destination down.
+        let outcome = match self.write(bytes).await {
             Ok(()) => Outcome::Delivered,
             Err(e) => Outcome::Unavailable(format!("cannot write the SIEM file: {e}")),
         };
-        fill(outcomes, &result)
+        all(batch, &outcome)
+    }
+
+    // ---- Healthcheck ---------------------------------------------------------------------------
+
+    /// The file can be opened for appending (created if missing).
+    async fn healthcheck(&self) -> Result<String, String> {
+        self.write(Vec::new())
+            .await
+            .map(|()| "writable".to_owned())
+            .map_err(|e| format!("cannot write the SIEM file: {e}"))
     }
 }

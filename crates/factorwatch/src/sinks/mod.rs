@@ -1,208 +1,286 @@
-//! SIEM destinations, each an outbox [`Destination`]: an NDJSON file ([`file`]), syslog over
-//! TCP, TLS or UDP ([`syslog`]), Splunk HEC ([`splunk_hec`]), Elasticsearch/OpenSearch `_bulk`
-//! ([`elasticsearch`]) and an HTTPS webhook ([`webhook`]). Each encodes with its configured format
-//! and classifies its failures: the destination is down (wait, in order), this row failed (retry,
-//! counted), or retrying cannot help (dead-letter).
+//! SIEM destinations. Every sink is one file with the same parts, in the same order (as Vector's
+//! sinks): its configuration (`Config`, the keys of its `[[sinks]]` table), how a change becomes
+//! what it sends, how that is sent, what an answer means (a pure function with a table test), and
+//! a real healthcheck. They share one contract, [`Sink`], and one wrapper, [`SinkDestination`],
+//! that makes any sink an outbox destination: it encodes each stored change in the configured
+//! format once, hands the batch to the sink, and takes its outcomes.
+//!
+//! Adding a sink (Kafka, S3, …) is one new file with a `Config` implementing [`SinkSettings`] and a
+//! sink implementing [`Sink`], and one line in the [`sinks!`] list below.
 
 pub mod elasticsearch;
 pub mod file;
+pub mod http;
 pub mod splunk_hec;
 pub mod syslog;
 pub mod webhook;
 
-use std::path::Path;
+use std::future::Future;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::formats::{Context, Format};
 use crate::pipeline::worker::{Destination, Outcome};
-use crate::record::MfaChange;
+use crate::record::{Action, MfaChange};
 use crate::store::Due;
 
-/// How a sink turns a stored row into its payload.
+/// Reads a named environment variable (secrets).
+pub type Env<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
+
+/// One change ready for a sink: the change, where it came from, and its payload in the sink's
+/// format.
 #[derive(Debug, Clone)]
-pub struct Encoder {
-    pub format: Format,
-    pub hostname: String,
+pub struct Encoded<'a> {
+    pub change: &'a MfaChange,
+    /// The org and this machine, as the formats name them.
+    pub context: Context,
+    /// The change in the configured format, one line.
+    pub payload: String,
 }
 
-impl Encoder {
-    pub fn new(format: Format) -> Encoder {
-        Encoder {
-            format,
-            hostname: crate::formats::local_hostname(),
-        }
-    }
+/// The contract every SIEM transport fulfils.
+pub trait Sink: Send + Sync + 'static {
+    /// Sends a batch; one outcome per item, in order. A destination that is down answers
+    /// [`Outcome::Unavailable`] (the batch waits, in order, without spending attempts); an item
+    /// the destination refuses answers [`Outcome::Retry`] or [`Outcome::Reject`].
+    fn send(&self, batch: &[Encoded<'_>]) -> impl Future<Output = Vec<Outcome>> + Send;
 
-    pub fn context(&self, row: &Due) -> Context {
-        Context {
-            org: row.org.clone(),
-            hostname: self.hostname.clone(),
-        }
-    }
-
-    /// The row's change and its encoding; an unreadable stored record is a permanent failure.
-    pub fn encode(&self, row: &Due) -> Result<(MfaChange, String), Outcome> {
-        let change: MfaChange = serde_json::from_str(&row.record)
-            .map_err(|e| Outcome::Reject(format!("stored record unreadable: {e}")))?;
-        let text = self.format.encode(&change, &row.raw, &self.context(row));
-        Ok((change, text))
-    }
-}
-
-/// Reads a PEM bundle of CA certificates.
-pub fn read_ca(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))
-}
-
-/// The HTTP client a sink sends with: a 30 s timeout, no redirects; trusting the system's roots,
-/// or only `ca_pem` when given.
-pub fn http_client(ca_pem: Option<&[u8]>) -> Result<reqwest::Client, String> {
-    crate::http::client::client(std::time::Duration::from_secs(30), ca_pem)
-}
-
-/// How much of a SIEM's answer is read (a `_bulk` answer for 500 items is well under this).
-pub const MAX_ANSWER: usize = 8 << 20;
-
-/// A SIEM's answer: its status and (bounded) body; for a redirect, a body saying where it
-/// pointed, since that is all there is to say.
-pub async fn answer(response: reqwest::Response) -> (u16, String) {
-    let status = response.status().as_u16();
-    if (300..400).contains(&status) {
-        let to = crate::http::client::redirect_target(&response);
-        return (status, format!("a redirect to {to}"));
-    }
-    match crate::http::client::read_limited(response, MAX_ANSWER).await {
-        Ok(text) => (status, text),
-        Err(e) => (status, e.to_string()),
-    }
-}
-
-/// The outcome for an HTTP status from a SIEM's API, as Vector's HTTP retry logic decides, with
-/// one difference: an answer that refuses *every* request is the destination's problem, not the
-/// row's, so it waits (an operator fixes it) rather than dead-letter everything. 408, 429 and 5xx
-/// but 501 mean try again (the destination is struggling); 401 and 403 mean our credentials are
-/// refused; 404, 405, 410 and 421 mean the URL is wrong; a redirect is never followed (it would
-/// drop the body and carry the credentials elsewhere): all wait. Other 4xx mean this request
-/// itself is wrong.
-pub fn http_outcome(status: u16, detail: &str) -> Outcome {
-    let detail = crate::http::client::excerpt(detail, 300);
-    match status {
-        200..=299 => Outcome::Delivered,
-        300..=399 => Outcome::Unavailable(format!(
-            "HTTP {status}, {detail}: redirects are never followed; check the sink's url"
-        )),
-        404 | 405 | 410 | 421 => Outcome::Unavailable(format!(
-            "HTTP {status}: {detail} (the endpoint refuses every request: check the sink's url)"
-        )),
-        401 | 403 | 408 | 429 => Outcome::Unavailable(format!("HTTP {status}: {detail}")),
-        501 => Outcome::Reject(format!("HTTP {status}: {detail}")),
-        500..=599 => Outcome::Unavailable(format!("HTTP {status}: {detail}")),
-        _ => Outcome::Reject(format!("HTTP {status}: {detail}")),
-    }
-}
-
-/// A healthcheck for an HTTP endpoint with no probe of its own: a `HEAD` with `headers` must get
-/// an answer (connection and TLS work) that is not a redirect, a refusal of our credentials or a
-/// server error. Any other status (405 to a HEAD is common) proves the endpoint is there.
-pub async fn http_probe(client: &reqwest::Client, url: &str) -> Result<String, String> {
-    http_probe_with(client.head(url)).await
-}
-
-/// [`http_probe`] of a prepared request (with the sink's headers).
-pub async fn http_probe_with(request: reqwest::RequestBuilder) -> Result<String, String> {
-    let response = request
-        .send()
-        .await
-        .map_err(|e| format!("unreachable: {}", e.without_url()))?;
-    let status = response.status().as_u16();
-    match status {
-        300..=399 => Err(format!(
-            "answered HTTP {status}, a redirect to {}; redirects are never followed",
-            crate::http::client::redirect_target(&response)
-        )),
-        401 | 403 => Err(format!(
-            "answered HTTP {status}: our credentials are refused"
-        )),
-        500..=599 => Err(format!("answered HTTP {status}")),
-        _ => Ok(format!("reachable (HTTP {status})")),
-    }
-}
-
-impl Sink {
     /// Whether the destination can be reached and accepts our credentials, without sending a
-    /// change (for `factorwatch check` and start-up logs).
-    pub async fn healthcheck(&self) -> Result<(), String> {
-        match self {
-            Sink::File(s) => s.healthcheck().await,
-            Sink::Syslog(s) => s.healthcheck().await,
-            Sink::SplunkHec(s) => s.healthcheck().await,
-            Sink::Elasticsearch(s) => s.healthcheck().await,
-            Sink::Webhook(s) => s.healthcheck().await,
+    /// change: what it checked, or why it failed.
+    fn healthcheck(&self) -> impl Future<Output = Result<String, String>> + Send;
+}
+
+/// What a sink's configuration provides: checks beyond its types, its defaults, and how to build
+/// the sink.
+pub trait SinkSettings: DeserializeOwned + Clone + std::fmt::Debug {
+    type Sink: Sink;
+    /// The payload format unless `format` says otherwise.
+    const FORMAT: &'static str;
+    /// Changes per request unless `batch_size` says otherwise.
+    const BATCH: u32;
+
+    /// What the types cannot say (a URL's form, a name's characters); `at` names the table.
+    fn check(&self, at: &str) -> Result<(), String>;
+
+    /// Builds the sink. `env` reads the secrets it names; the files it names are read here.
+    fn build(&self, at: &str, format: &Format, env: Env<'_>) -> Result<Self::Sink, SinkError>;
+}
+
+/// Why a sink could not be built (its configuration was valid: the environment is not).
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Secret(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// The sinks there are: `Variant(module) = "type"`. The `type` key of a `[[sinks]]` table picks
+/// the module whose `Config` reads the rest of the table.
+macro_rules! sinks {
+    ($($variant:ident($module:ident) = $name:literal),* $(,)?) => {
+        /// A sink's own configuration, by `type`.
+        #[derive(Debug, Clone)]
+        pub enum SinkKind {
+            $($variant($module::Config),)*
         }
+
+        /// A built sink, by `type`.
+        pub enum AnySink {
+            $($variant(<$module::Config as SinkSettings>::Sink),)*
+        }
+
+        /// Every `type` there is.
+        pub const TYPES: &[&str] = &[$($name),*];
+
+        impl SinkKind {
+            /// The sink's configuration from the rest of its table, by `type`.
+            fn parse(kind: &str, table: toml::Table) -> Result<SinkKind, String> {
+                match kind {
+                    $($name => serde_path_to_error::deserialize::<_, $module::Config>(
+                            toml::Value::Table(table),
+                        )
+                        .map(SinkKind::$variant)
+                        .map_err(|e| explain(kind, &e.path().to_string(), e.inner().message())),)*
+                    other => Err(format!(
+                        "type: {other:?} is not one of {}",
+                        TYPES.join(", ")
+                    )),
+                }
+            }
+
+            /// The `type` name.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(SinkKind::$variant(_) => $name,)*
+                }
+            }
+
+            fn default_format(&self) -> &'static str {
+                match self {
+                    $(SinkKind::$variant(_) => <$module::Config as SinkSettings>::FORMAT,)*
+                }
+            }
+
+            fn default_batch(&self) -> u32 {
+                match self {
+                    $(SinkKind::$variant(_) => <$module::Config as SinkSettings>::BATCH,)*
+                }
+            }
+
+            fn check(&self, at: &str) -> Result<(), String> {
+                match self {
+                    $(SinkKind::$variant(c) => c.check(at),)*
+                }
+            }
+
+            fn build(&self, at: &str, format: &Format, env: Env<'_>) -> Result<AnySink, SinkError> {
+                match self {
+                    $(SinkKind::$variant(c) => c.build(at, format, env).map(AnySink::$variant),)*
+                }
+            }
+        }
+
+        impl Sink for AnySink {
+            async fn send(&self, batch: &[Encoded<'_>]) -> Vec<Outcome> {
+                match self {
+                    $(AnySink::$variant(s) => s.send(batch).await,)*
+                }
+            }
+
+            async fn healthcheck(&self) -> Result<String, String> {
+                match self {
+                    $(AnySink::$variant(s) => s.healthcheck().await,)*
+                }
+            }
+        }
+    };
+}
+
+sinks! {
+    File(file) = "file",
+    Syslog(syslog) = "syslog",
+    SplunkHec(splunk_hec) = "splunk_hec",
+    Elasticsearch(elasticsearch) = "elasticsearch",
+    Webhook(webhook) = "webhook",
+}
+
+/// serde's words for a sink's table, in the operator's: `url is required for type "webhook"`,
+/// `transport: unknown variant …, expected one of …`.
+fn explain(kind: &str, path: &str, message: &str) -> String {
+    match message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.strip_suffix('`'))
+    {
+        Some(key) => format!("{key} is required for type {kind:?}"),
+        None if path == "." || path.is_empty() => message.to_owned(),
+        None => format!("{path}: {message}"),
     }
 }
 
-pub enum Sink {
-    File(file::FileSink),
-    Syslog(syslog::SyslogSink),
-    SplunkHec(splunk_hec::HecSink),
-    Elasticsearch(elasticsearch::BulkSink),
-    Webhook(webhook::WebhookSink),
+/// One `[[sinks]]` table: what every sink has, and its own part by `type`.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// The outbox's name for it (`siem:<name>`); stable, like an org's.
+    pub name: String,
+    /// The payload format (each type has its default).
+    pub format: Option<Format>,
+    /// Only these actions; all when absent.
+    pub actions: Option<Vec<Action>>,
+    /// Changes per request.
+    pub batch_size: Option<u32>,
+    /// Attempts before a refused row is dead-lettered (outages are waited out, not counted).
+    pub max_attempts: Option<u32>,
+    pub kind: SinkKind,
 }
 
-impl Destination for Sink {
-    fn name(&self) -> &str {
-        match self {
-            Sink::File(s) => s.name(),
-            Sink::Syslog(s) => s.name(),
-            Sink::SplunkHec(s) => s.name(),
-            Sink::Elasticsearch(s) => s.name(),
-            Sink::Webhook(s) => s.name(),
-        }
-    }
+/// Rows per request, at most.
+pub const MAX_BATCH: u32 = 10_000;
 
-    fn batch_size(&self) -> u32 {
-        match self {
-            Sink::File(s) => s.batch_size(),
-            Sink::Syslog(s) => s.batch_size(),
-            Sink::SplunkHec(s) => s.batch_size(),
-            Sink::Elasticsearch(s) => s.batch_size(),
-            Sink::Webhook(s) => s.batch_size(),
+impl<'de> Deserialize<'de> for SinkConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(d)?;
+        let mut take = |key: &str| table.remove(key);
+        fn typed<T: DeserializeOwned, E: Error>(
+            key: &str,
+            v: Option<toml::Value>,
+        ) -> Result<Option<T>, E> {
+            v.map(|v| {
+                v.try_into::<T>()
+                    .map_err(|e| E::custom(format!("{key}: {}", e.message())))
+            })
+            .transpose()
         }
-    }
-
-    async fn deliver(&self, rows: &[Due]) -> Vec<Outcome> {
-        match self {
-            Sink::File(s) => s.deliver(rows).await,
-            Sink::Syslog(s) => s.deliver(rows).await,
-            Sink::SplunkHec(s) => s.deliver(rows).await,
-            Sink::Elasticsearch(s) => s.deliver(rows).await,
-            Sink::Webhook(s) => s.deliver(rows).await,
-        }
+        let name: String =
+            typed("name", take("name"))?.ok_or_else(|| D::Error::missing_field("name"))?;
+        let kind: String =
+            typed("type", take("type"))?.ok_or_else(|| D::Error::missing_field("type"))?;
+        let format = typed("format", take("format"))?;
+        let actions = match take("actions") {
+            Some(v) => crate::config::actions(v).map_err(|e: toml::de::Error| {
+                D::Error::custom(format!("actions: {}", e.message()))
+            })?,
+            None => None,
+        };
+        let batch_size = typed("batch_size", take("batch_size"))?;
+        let max_attempts = typed("max_attempts", take("max_attempts"))?;
+        let kind = SinkKind::parse(&kind, table).map_err(D::Error::custom)?;
+        Ok(SinkConfig {
+            name,
+            format,
+            actions,
+            batch_size,
+            max_attempts,
+            kind,
+        })
     }
 }
 
-/// A row that encoded: its index in the batch, its change, its payload.
-pub type Encoded = (usize, MfaChange, String);
-
-/// Encodes each row, keeping the failures as outcomes (`None` where still undecided).
-pub fn encode_all(encoder: &Encoder, rows: &[Due]) -> (Vec<Option<Outcome>>, Vec<Encoded>) {
-    let mut outcomes = vec![None; rows.len()];
-    let mut good = Vec::with_capacity(rows.len());
-    for (i, row) in rows.iter().enumerate() {
-        match encoder.encode(row) {
-            Ok((change, text)) => good.push((i, change, text)),
-            Err(o) => outcomes[i] = Some(o),
+impl SinkConfig {
+    /// An NDJSON file of records at `path`.
+    pub fn file(name: &str, path: &str) -> SinkConfig {
+        SinkConfig {
+            name: name.into(),
+            format: None,
+            actions: None,
+            batch_size: None,
+            max_attempts: None,
+            kind: SinkKind::File(file::Config { path: path.into() }),
         }
     }
-    (outcomes, good)
-}
 
-/// Fills every outcome not yet decided with `o`.
-pub fn fill(outcomes: Vec<Option<Outcome>>, o: &Outcome) -> Vec<Outcome> {
-    outcomes
-        .into_iter()
-        .map(|x| x.unwrap_or_else(|| o.clone()))
-        .collect()
+    /// What the parser could not check; `i` is the table's index.
+    pub fn check(&self, i: usize) -> Result<(), String> {
+        let at = format!("sinks[{i}] ({})", self.name);
+        if self.name.trim().is_empty() {
+            return Err(format!("sinks[{i}].name: must not be empty"));
+        }
+        if let Some(n) = self.batch_size
+            && !(1..=MAX_BATCH).contains(&n)
+        {
+            return Err(format!(
+                "{at}.batch_size: {n} is not between 1 and {MAX_BATCH}"
+            ));
+        }
+        if self.max_attempts == Some(0) {
+            return Err(format!("{at}.max_attempts: must be at least 1"));
+        }
+        self.kind.check(&at)
+    }
+
+    /// The payload format: the configured one, or the type's default.
+    pub fn format(&self) -> Format {
+        self.format
+            .clone()
+            .unwrap_or_else(|| Format::parse(self.kind.default_format()).unwrap_or(Format::Record))
+    }
+
+    /// The outbox's name for it.
+    pub fn destination(&self) -> String {
+        destination_name(&self.name)
+    }
 }
 
 /// The outbox's name for a configured sink.
@@ -210,190 +288,101 @@ pub fn destination_name(sink: &str) -> String {
     format!("siem:{sink}")
 }
 
-/// Builds a configured sink; `env` reads the environment variables that hold its secrets.
-pub fn build(
-    c: &crate::config::SinkConfig,
-    env: &(dyn Fn(&str) -> Option<String> + Sync),
-) -> Result<Sink, String> {
-    use crate::config::{SinkType, read_secret};
-    let name = destination_name(&c.name);
+/// Builds a configured sink as an outbox destination; `env` reads its secrets.
+pub fn build(c: &SinkConfig, env: Env<'_>) -> Result<SinkDestination<AnySink>, SinkError> {
     let at = format!("sinks ({})", c.name);
-    let default_format = match c.kind {
-        SinkType::Elasticsearch => "ecs",
-        SinkType::Webhook => "ocsf",
-        SinkType::Syslog => "cef",
-        SinkType::File | SinkType::SplunkHec => "record",
-    };
-    let format = Format::parse(c.format.as_deref().unwrap_or(default_format))?;
-    let encoder = Encoder::new(format);
-    let ca = c.ca_file.as_deref().map(read_ca).transpose()?;
-    let secret = |what: &str, var: Option<&str>, file: Option<&Path>| {
-        read_secret(&format!("{at}.{what}"), var, file, env).map_err(|e| e.to_string())
-    };
-    let missing = |what: &str| format!("{at}: {what} is required");
-    Ok(match c.kind {
-        SinkType::File => {
-            let path = c.path.clone().ok_or_else(|| missing("path"))?;
-            let target = if path == "-" {
-                file::Target::Stdout
-            } else {
-                file::Target::File(path.into())
-            };
-            Sink::File(file::FileSink::new(
-                name,
-                target,
-                encoder,
-                c.batch_size.unwrap_or(500),
-            ))
-        }
-        SinkType::Syslog => {
-            let address = c.address.clone().ok_or_else(|| missing("address"))?;
-            let transport = match c.transport.as_deref().unwrap_or("tcp") {
-                "tls" => {
-                    let host = c.server_name.clone().unwrap_or_else(|| {
-                        address.rsplit_once(':').map_or(address.clone(), |(h, _)| {
-                            h.trim_matches(['[', ']']).to_owned()
-                        })
-                    });
-                    syslog::Transport::tls(ca.as_deref(), &host)?
-                }
-                "udp" => syslog::Transport::Udp,
-                _ => syslog::Transport::Tcp,
-            };
-            let options = crate::formats::syslog::Options {
-                facility: c
-                    .facility
-                    .unwrap_or(crate::formats::syslog::DEFAULT_FACILITY),
-                ..Default::default()
-            };
-            Sink::Syslog(syslog::SyslogSink::new(
-                name,
-                address,
-                transport,
-                encoder,
-                options,
-                c.batch_size.unwrap_or(200),
-            ))
-        }
-        SinkType::SplunkHec => {
-            let token = secret("token", c.token_env.as_deref(), c.token_file.as_deref())?;
-            let settings = splunk_hec::HecSettings {
-                url: c.url.clone().ok_or_else(|| missing("url"))?,
-                token,
-                index: c.index.clone(),
-                sourcetype: c
-                    .sourcetype
-                    .clone()
-                    .unwrap_or_else(|| "okta:factorwatch".into()),
-                source: c.source.clone().unwrap_or_else(|| "factorwatch".into()),
-                ack_channel: c.ack.then(new_channel),
-                ack_interval: std::time::Duration::from_secs(1),
-                ack_polls: 30,
-            };
-            Sink::SplunkHec(splunk_hec::HecSink::new(
-                name,
-                settings,
-                encoder,
-                http_client(ca.as_deref())?,
-                c.batch_size.unwrap_or(100),
-            ))
-        }
-        SinkType::Elasticsearch => {
-            let auth = match (&c.api_key_env, &c.username) {
-                (Some(var), _) => elasticsearch::Auth::ApiKey(secret("api_key", Some(var), None)?),
-                (None, Some(user)) => elasticsearch::Auth::Basic {
-                    user: user.clone(),
-                    password: secret("password", c.password_env.as_deref(), None)?,
-                },
-                (None, None) => elasticsearch::Auth::None,
-            };
-            Sink::Elasticsearch(elasticsearch::BulkSink::new(
-                name,
-                c.url.as_deref().ok_or_else(|| missing("url"))?,
-                c.index.as_deref().ok_or_else(|| missing("index"))?,
-                auth,
-                encoder,
-                http_client(ca.as_deref())?,
-                c.batch_size.unwrap_or(500),
-            ))
-        }
-        SinkType::Webhook => {
-            let headers = c
-                .headers
-                .iter()
-                .map(|(k, v)| match v {
-                    crate::config::HeaderValue::Secret(r) => Ok((
-                        k.clone(),
-                        secret(&format!("headers.{k}"), r.env.as_deref(), r.file.as_deref())?,
-                    )),
-                    crate::config::HeaderValue::Literal(_) => Err(format!(
-                        "{at}.headers.{k}: header values come from env or file"
-                    )),
-                })
-                .collect::<Result<Vec<_>, String>>()?;
-            Sink::Webhook(webhook::WebhookSink::new(
-                name,
-                c.url.as_deref().ok_or_else(|| missing("url"))?,
-                headers,
-                encoder,
-                http_client(ca.as_deref())?,
-                c.batch_size.unwrap_or(100),
-            ))
-        }
-    })
+    let format = c.format();
+    let sink = c.kind.build(&at, &format, env)?;
+    Ok(SinkDestination::new(
+        c.destination(),
+        format,
+        c.batch_size.unwrap_or_else(|| c.kind.default_batch()),
+        sink,
+    ))
 }
 
-/// A fresh GUID for a Splunk indexer-acknowledgement channel.
-fn new_channel() -> String {
-    use rand::RngCore;
-    let mut b = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
+/// Any [`Sink`] as an outbox destination: each stored change encoded once in the sink's format.
+pub struct SinkDestination<S: Sink> {
+    name: String,
+    format: Format,
+    hostname: String,
+    batch_size: u32,
+    sink: S,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_status_class_has_its_outcome() {
-        let kind = |status| match http_outcome(status, "x") {
-            Outcome::Delivered => "delivered",
-            Outcome::Unavailable(_) => "wait",
-            Outcome::Reject(_) => "dead",
-            _ => "other",
-        };
-        for (status, expected) in [
-            (200, "delivered"),
-            (204, "delivered"),
-            (301, "wait"),
-            (302, "wait"),
-            (307, "wait"),
-            (400, "dead"),
-            (401, "wait"),
-            (403, "wait"),
-            (404, "wait"),
-            (405, "wait"),
-            (408, "wait"),
-            (413, "dead"),
-            (422, "dead"),
-            (429, "wait"),
-            (500, "wait"),
-            (501, "dead"),
-            (502, "wait"),
-            (503, "wait"),
-        ] {
-            assert_eq!(kind(status), expected, "HTTP {status}");
+impl<S: Sink> SinkDestination<S> {
+    pub fn new(name: impl Into<String>, format: Format, batch_size: u32, sink: S) -> Self {
+        SinkDestination {
+            name: name.into(),
+            format,
+            hostname: crate::formats::local_hostname(),
+            batch_size,
+            sink,
         }
     }
+
+    /// The sink's own healthcheck.
+    pub async fn healthcheck(&self) -> Result<String, String> {
+        self.sink.healthcheck().await
+    }
+}
+
+impl<S: Sink> Destination for SinkDestination<S> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn batch_size(&self) -> u32 {
+        self.batch_size
+    }
+
+    async fn deliver(&self, rows: &[Due]) -> Vec<Outcome> {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; rows.len()];
+        let mut index = Vec::with_capacity(rows.len());
+        let mut batch = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            match &row.change {
+                Ok(change) => {
+                    let context = Context {
+                        org: row.org.clone(),
+                        hostname: self.hostname.clone(),
+                    };
+                    let payload = self.format.encode(change, &row.raw, &context);
+                    index.push(i);
+                    batch.push(Encoded {
+                        change,
+                        context,
+                        payload,
+                    });
+                }
+                Err(e) => outcomes[i] = Some(Outcome::Reject(e.clone())),
+            }
+        }
+        if !batch.is_empty() {
+            let sent = self.sink.send(&batch).await;
+            for (i, o) in index.into_iter().zip(sent) {
+                outcomes[i] = Some(o);
+            }
+        }
+        // A sink that answered for fewer items than it was given: the rest were not sent.
+        outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    Outcome::Unavailable("the sink did not answer for this row".into())
+                })
+            })
+            .collect()
+    }
+}
+
+/// The same outcome for every item of a batch.
+pub fn all(batch: &[Encoded<'_>], o: &Outcome) -> Vec<Outcome> {
+    vec![o.clone(); batch.len()]
+}
+
+/// Reads a PEM bundle of CA certificates.
+pub fn read_ca(path: &std::path::Path) -> Result<Vec<u8>, SinkError> {
+    std::fs::read(path)
+        .map_err(|e| SinkError::Setup(format!("cannot read the CA file {}: {e}", path.display())))
 }

@@ -9,11 +9,107 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Encoder, encode_all};
-use crate::pipeline::worker::{Destination, Outcome};
-use crate::record::MfaChange;
+use super::http::{answer, http_client, http_outcome};
+use super::{Encoded, Env, Sink, SinkError, SinkSettings, all};
+use crate::formats::Format;
+use crate::pipeline::worker::Outcome;
 use crate::secret::Secret;
-use crate::store::Due;
+
+// ---- Configuration -----------------------------------------------------------------------------
+
+/// `type = "splunk_hec"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The collector's base URL (`https://splunk:8088`).
+    pub url: String,
+    /// The environment variable, or the file, holding the HEC token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    #[serde(default)]
+    pub token_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub index: Option<String>,
+    #[serde(default)]
+    pub sourcetype: Option<String>,
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Count a batch delivered only once Splunk acknowledges it indexed.
+    #[serde(default)]
+    pub ack: bool,
+    /// A PEM file of CA certificates to trust instead of the system's.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Let the token travel over plain `http://` to another machine.
+    #[serde(default)]
+    pub danger_plaintext_credentials: bool,
+}
+
+impl SinkSettings for Config {
+    type Sink = HecSink;
+    const FORMAT: &'static str = "record";
+    const BATCH: u32 = 100;
+
+    fn check(&self, at: &str) -> Result<(), String> {
+        crate::http::client::check_url(
+            &format!("{at}.url"),
+            &self.url,
+            !self.danger_plaintext_credentials,
+        )?;
+        if self.token_env.is_some() == self.token_file.is_some() {
+            return Err(format!("{at}: set one of token_env and token_file"));
+        }
+        Ok(())
+    }
+
+    fn build(&self, at: &str, format: &Format, env: Env<'_>) -> Result<HecSink, SinkError> {
+        let token = crate::config::read_secret(
+            &format!("{at}.token"),
+            self.token_env.as_deref(),
+            self.token_file.as_deref(),
+            env,
+        )?;
+        let ca = self.ca_file.as_deref().map(super::read_ca).transpose()?;
+        let settings = HecSettings {
+            url: self.url.clone(),
+            token,
+            index: self.index.clone(),
+            sourcetype: self
+                .sourcetype
+                .clone()
+                .unwrap_or_else(|| "okta:factorwatch".into()),
+            source: self.source.clone().unwrap_or_else(|| "factorwatch".into()),
+            ack_channel: self.ack.then(new_channel),
+            ack_interval: Duration::from_secs(1),
+            ack_polls: 30,
+        };
+        Ok(HecSink::new(
+            settings,
+            format.is_json(),
+            http_client(ca.as_deref()).map_err(SinkError::Setup)?,
+        ))
+    }
+}
+
+/// A fresh GUID for a Splunk indexer-acknowledgement channel.
+fn new_channel() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+// ---- Encoding and sending ----------------------------------------------------------------------
 
 pub struct HecSettings {
     /// `https://splunk:8088`.
@@ -29,11 +125,10 @@ pub struct HecSettings {
 }
 
 pub struct HecSink {
-    name: String,
     settings: HecSettings,
-    encoder: Encoder,
+    /// The payload is JSON (sent as an object), not a line of text (sent as a string).
+    json_payload: bool,
     client: reqwest::Client,
-    batch_size: u32,
 }
 
 #[derive(Deserialize)]
@@ -46,6 +141,8 @@ struct Reply {
     ack_id: Option<u64>,
 }
 
+// ---- What an answer means ----------------------------------------------------------------------
+
 /// What Splunk's `code` (with the HTTP status) means for the batch.
 pub fn code_outcome(status: u16, code: Option<i64>, text: &str) -> Outcome {
     let why = format!(
@@ -56,36 +153,28 @@ pub fn code_outcome(status: u16, code: Option<i64>, text: &str) -> Outcome {
     match code {
         Some(0) if (200..300).contains(&status) => Outcome::Delivered,
         // Code 0 with any other status is not a success (a redirect, a proxy error).
-        Some(0) => super::http_outcome(status, text),
+        Some(0) => http_outcome(status, text),
         // No data, invalid data format, event field required or blank, indexed fields: the data.
         Some(5 | 6 | 12 | 13 | 15) => Outcome::Reject(why),
         // Token disabled/required/invalid, wrong index, channel or ack settings: configuration an
         // operator must fix; internal error, busy: Splunk's trouble. Either way, wait.
         Some(_) => Outcome::Unavailable(why),
-        None => super::http_outcome(status, text),
+        None => http_outcome(status, text),
     }
 }
 
 impl HecSink {
-    pub fn new(
-        name: impl Into<String>,
-        settings: HecSettings,
-        encoder: Encoder,
-        client: reqwest::Client,
-        batch_size: u32,
-    ) -> HecSink {
+    pub fn new(settings: HecSettings, json_payload: bool, client: reqwest::Client) -> HecSink {
         HecSink {
-            name: name.into(),
             settings,
-            encoder,
+            json_payload,
             client,
-            batch_size,
         }
     }
 
     /// `GET /services/collector/health/1.0` with the token: 200 healthy, 400 invalid token,
     /// 503 queues full (as Vector reads it).
-    pub async fn healthcheck(&self) -> Result<(), String> {
+    async fn probe(&self) -> Result<(), String> {
         let r = self
             .client
             .get(format!(
@@ -111,8 +200,9 @@ impl HecSink {
         }
     }
 
-    fn event(&self, change: &MfaChange, payload: &str, row: &Due) -> Value {
-        let event = if self.encoder.format.is_json() {
+    fn event(&self, e: &Encoded<'_>) -> Value {
+        let (change, payload) = (e.change, &e.payload);
+        let event = if self.json_payload {
             serde_json::from_str(payload).unwrap_or_else(|_| Value::String(payload.to_owned()))
         } else {
             Value::String(payload.to_owned())
@@ -120,14 +210,14 @@ impl HecSink {
         let time = crate::formats::time(change).timestamp_millis() as f64 / 1000.0;
         let mut e = json!({
             "time": time,
-            "host": self.encoder.hostname,
+            "host": e.context.hostname,
             "source": self.settings.source,
             "sourcetype": self.settings.sourcetype,
             "event": event,
             // Index-time fields: the uuid lets a search dedupe an at-least-once repeat.
             "fields": {
                 "okta_uuid": change.id.to_wire(),
-                "okta_org": row.org,
+                "okta_org": e.context.org,
                 "okta_event_type": change.event_type,
                 "factorwatch_action": change.action.as_str(),
             },
@@ -163,7 +253,7 @@ impl HecSink {
                 ));
             }
         };
-        let (status, text) = super::answer(response).await;
+        let (status, text) = answer(response).await;
         let reply: Option<Reply> = serde_json::from_str(&text).ok();
         let outcome = match &reply {
             Some(r) => code_outcome(status, r.code, &r.text),
@@ -173,7 +263,7 @@ impl HecSink {
                 "HTTP {status} without Splunk HEC's answer: {}",
                 crate::http::client::excerpt(&text, 200)
             )),
-            None => super::http_outcome(status, &text),
+            None => http_outcome(status, &text),
         };
         match (
             outcome,
@@ -229,49 +319,33 @@ impl JsonText for reqwest::Response {
         if !self.status().is_success() {
             return Err(());
         }
-        let text = crate::http::client::read_limited(self, super::MAX_ANSWER)
+        let text = crate::http::client::read_limited(self, super::http::MAX_ANSWER)
             .await
             .map_err(|_| ())?;
         serde_json::from_str(&text).map_err(|_| ())
     }
 }
 
-impl Destination for HecSink {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn batch_size(&self) -> u32 {
-        self.batch_size
-    }
-
-    async fn deliver(&self, rows: &[Due]) -> Vec<Outcome> {
-        let (mut outcomes, good) = encode_all(&self.encoder, rows);
-        let events: Vec<(usize, String)> = good
-            .iter()
-            .map(|(i, change, payload)| (*i, self.event(change, payload, &rows[*i]).to_string()))
-            .collect();
-        if events.is_empty() {
-            return super::fill(outcomes, &Outcome::Delivered);
-        }
-        let body: String = events
-            .iter()
-            .map(|(_, e)| e.as_str())
-            .collect::<Vec<_>>()
-            .join("\n");
-        let result = self.post(body).await;
+impl Sink for HecSink {
+    async fn send(&self, batch: &[Encoded<'_>]) -> Vec<Outcome> {
+        let events: Vec<String> = batch.iter().map(|e| self.event(e).to_string()).collect();
+        let result = self.post(events.join("\n")).await;
         match result {
             // Which event is bad? Send them one by one.
             Outcome::Reject(_) if events.len() > 1 => {
-                for (i, e) in events {
-                    outcomes[i] = Some(self.post(e).await);
+                let mut outcomes = Vec::with_capacity(events.len());
+                for e in events {
+                    outcomes.push(self.post(e).await);
                 }
                 outcomes
-                    .into_iter()
-                    .map(|o| o.unwrap_or(Outcome::Delivered))
-                    .collect()
             }
-            o => super::fill(outcomes, &o),
+            o => all(batch, &o),
         }
+    }
+
+    // ---- Healthcheck ---------------------------------------------------------------------------
+
+    async fn healthcheck(&self) -> Result<String, String> {
+        self.probe().await.map(|()| "healthy".to_owned())
     }
 }

@@ -19,10 +19,109 @@ use tokio::sync::Mutex;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, pki_types::ServerName};
 
-use super::{Encoder, encode_all, fill};
+use serde::Deserialize;
+
+use super::{Encoded, Env, Sink, SinkError, SinkSettings, all};
+use crate::formats::Format;
 use crate::formats::syslog::{self as rfc5424, Options};
-use crate::pipeline::worker::{Destination, Outcome};
-use crate::store::Due;
+use crate::pipeline::worker::Outcome;
+
+// ---- Configuration -----------------------------------------------------------------------------
+
+/// `type = "syslog"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `host:port`.
+    pub address: String,
+    #[serde(default)]
+    pub transport: TransportKind,
+    /// tls: the name the server's certificate must carry (default: the address's host).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// tls: a PEM file of CA certificates to trust instead of the system's.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The facility (default 10, authpriv).
+    #[serde(default)]
+    pub facility: Option<u8>,
+}
+
+/// How messages travel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// TCP with RFC 6587 octet counting.
+    #[default]
+    Tcp,
+    /// TLS (RFC 5425), the server's certificate verified.
+    Tls,
+    /// UDP (RFC 5426): at most once.
+    Udp,
+}
+
+impl SinkSettings for Config {
+    type Sink = SyslogSink;
+    const FORMAT: &'static str = "cef";
+    const BATCH: u32 = 200;
+
+    fn check(&self, at: &str) -> Result<(), String> {
+        let ok = self
+            .address
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+        if !ok {
+            return Err(format!("{at}.address: {:?} is not host:port", self.address));
+        }
+        if let Some(f) = self.facility
+            && f > 23
+        {
+            return Err(format!(
+                "{at}.facility: {f} is not a syslog facility (0 to 23)"
+            ));
+        }
+        if self.transport == TransportKind::Tls {
+            ServerName::try_from(self.server_name()).map_err(|e| {
+                format!(
+                    "{at}.server_name: {:?} is not a TLS server name: {e}",
+                    self.server_name()
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    fn build(&self, _at: &str, _format: &Format, _env: Env<'_>) -> Result<SyslogSink, SinkError> {
+        let transport = match self.transport {
+            TransportKind::Tcp => Transport::Tcp,
+            TransportKind::Udp => Transport::Udp,
+            TransportKind::Tls => {
+                let ca = self.ca_file.as_deref().map(super::read_ca).transpose()?;
+                Transport::tls(ca.as_deref(), &self.server_name()).map_err(SinkError::Setup)?
+            }
+        };
+        let options = Options {
+            facility: self.facility.unwrap_or(rfc5424::DEFAULT_FACILITY),
+            ..Options::default()
+        };
+        Ok(SyslogSink::new(self.address.clone(), transport, options))
+    }
+}
+
+impl Config {
+    /// The name a TLS certificate must carry: configured, else the address's host.
+    fn server_name(&self) -> String {
+        self.server_name.clone().unwrap_or_else(|| {
+            self.address
+                .rsplit_once(':')
+                .map_or(self.address.clone(), |(h, _)| {
+                    h.trim_matches(['[', ']']).to_owned()
+                })
+        })
+    }
+}
+
+// ---- Sending -----------------------------------------------------------------------------------
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection unused this long is replaced rather than trusted (collectors and the firewalls
@@ -98,31 +197,18 @@ async fn peer_closed(stream: &mut Stream) -> bool {
 }
 
 pub struct SyslogSink {
-    name: String,
     address: String,
     transport: Transport,
-    encoder: Encoder,
     options: Options,
-    batch_size: u32,
     stream: Mutex<Option<Open>>,
 }
 
 impl SyslogSink {
-    pub fn new(
-        name: impl Into<String>,
-        address: impl Into<String>,
-        transport: Transport,
-        encoder: Encoder,
-        options: Options,
-        batch_size: u32,
-    ) -> SyslogSink {
+    pub fn new(address: impl Into<String>, transport: Transport, options: Options) -> SyslogSink {
         SyslogSink {
-            name: name.into(),
             address: address.into(),
             transport,
-            encoder,
             options,
-            batch_size,
             stream: Mutex::new(None),
         }
     }
@@ -156,7 +242,7 @@ impl SyslogSink {
     /// A connection (and TLS handshake) can be made. For UDP, an empty datagram is sent and a
     /// refusal (ICMP port unreachable) awaited for a second: UDP can prove a collector absent,
     /// never present.
-    pub async fn healthcheck(&self) -> Result<(), String> {
+    async fn probe(&self) -> Result<(), String> {
         match self.transport {
             Transport::Udp => {
                 let socket = self.udp_socket().await?;
@@ -237,27 +323,11 @@ impl SyslogSink {
     }
 }
 
-impl Destination for SyslogSink {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn batch_size(&self) -> u32 {
-        self.batch_size
-    }
-
-    async fn deliver(&self, rows: &[Due]) -> Vec<Outcome> {
-        let (outcomes, good) = encode_all(&self.encoder, rows);
-        let messages: Vec<String> = good
+impl Sink for SyslogSink {
+    async fn send(&self, batch: &[Encoded<'_>]) -> Vec<Outcome> {
+        let messages: Vec<String> = batch
             .iter()
-            .map(|(i, change, payload)| {
-                rfc5424::message(
-                    change,
-                    payload,
-                    &self.encoder.context(&rows[*i]),
-                    &self.options,
-                )
-            })
+            .map(|e| rfc5424::message(e.change, &e.payload, &e.context, &self.options))
             .collect();
         let sent = match self.transport {
             Transport::Udp => self.send_datagrams(&messages).await,
@@ -269,10 +339,19 @@ impl Destination for SyslogSink {
                 self.send_stream(&bytes).await
             }
         };
-        let result = match sent {
+        let outcome = match sent {
             Ok(()) => Outcome::Delivered,
             Err(e) => Outcome::Unavailable(e),
         };
-        fill(outcomes, &result)
+        all(batch, &outcome)
+    }
+
+    // ---- Healthcheck ---------------------------------------------------------------------------
+
+    async fn healthcheck(&self) -> Result<String, String> {
+        self.probe().await.map(|()| match self.transport {
+            Transport::Udp => "no refusal (UDP cannot confirm a collector)".to_owned(),
+            _ => "connected".to_owned(),
+        })
     }
 }

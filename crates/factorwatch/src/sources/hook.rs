@@ -15,10 +15,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use serde::Deserialize;
-use tokio::sync::Notify;
 use tracing::{error, warn};
 
 use crate::pipeline::ingest::Ingest;
+use crate::pipeline::worker::Signals;
 use crate::secret::Secret;
 use crate::store::{SourceKind, Store};
 
@@ -40,7 +40,7 @@ struct HookState<S: Store> {
     config: HookConfig,
     store: S,
     ingest: Arc<Ingest>,
-    stored: Arc<Notify>,
+    signals: Arc<Signals>,
 }
 
 /// The receiver's routes, at `path`.
@@ -49,13 +49,13 @@ pub fn router<S: Store>(
     config: HookConfig,
     store: S,
     ingest: Arc<Ingest>,
-    stored: Arc<Notify>,
+    signals: Arc<Signals>,
 ) -> Router {
     let state = Arc::new(HookState {
         config,
         store,
         ingest,
-        stored,
+        signals,
     });
     Router::new()
         .route(path, get(verify::<S>).post(counted::<S>))
@@ -166,7 +166,7 @@ async fn deliver<S: Store>(
     match tokio::time::timeout(ANSWER_WITHIN, commit).await {
         Ok(Ok(c)) => {
             if c.new > 0 {
-                state.stored.notify_waiters();
+                state.signals.stored();
             }
             (StatusCode::OK, String::new())
         }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::backoff::Backoff;
@@ -26,8 +26,8 @@ pub struct Poller<S: Store> {
     pub start: String,
     /// The wait after an empty page.
     pub interval: Duration,
-    /// Woken after each commit that stored new changes.
-    pub stored: Arc<Notify>,
+    /// Told after each commit that stored new changes.
+    pub signals: Arc<crate::pipeline::worker::Signals>,
     /// Stop at the first empty page instead of waiting for more (`run --once`).
     pub once: bool,
 }
@@ -135,7 +135,7 @@ impl<S: Store> Poller<S> {
                 {
                     Ok(c) => {
                         if c.new > 0 {
-                            self.stored.notify_waiters();
+                            self.signals.stored();
                         }
                         if !batch.rejects.is_empty() {
                             warn!(org = %self.org, source = self.source.as_str(), rejects = batch.rejects.len(), "values that are not Okta events were kept in the rejects table");

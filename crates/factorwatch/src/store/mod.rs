@@ -8,14 +8,17 @@
 //!   in the same transaction as the changes of its page;
 //! - **rejects**: input that could not be classified, kept with its error rather than lost.
 //!
-//! [`sqlite::SqliteStore`] is the embedded default; the [`Store`] trait is what a PostgreSQL back
-//! end would implement.
+//! The daemon and every command work against the [`Store`] contract; [`open`] picks the
+//! implementation the configuration names ([`AnyStore`]). [`sqlite::SqliteStore`] is the embedded
+//! default. Each implementation keeps its schema as numbered migrations, applied at open.
 
 pub mod sqlite;
 
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
+
+use crate::record::MfaChange;
 
 /// Where events come from, as cursors and counters name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,6 +60,8 @@ pub struct NewChange {
     pub event_type: String,
     pub action: String,
     pub published: Option<DateTime<Utc>>,
+    /// The affected user's Okta id, if the change names one.
+    pub user_id: Option<String>,
     /// The record, serialized (the public contract's JSON).
     pub record: String,
     /// The Okta event it came from, verbatim.
@@ -106,7 +111,8 @@ pub struct Committed {
     pub duplicates: usize,
 }
 
-/// One outbox row due for delivery, with its change.
+/// One outbox row due for delivery, with its change, read once by the store: every destination
+/// gets the typed record, none parses it again.
 #[derive(Debug, Clone)]
 pub struct Due {
     pub id: i64,
@@ -115,7 +121,8 @@ pub struct Due {
     pub destination: String,
     /// Attempts made before this one.
     pub attempts: u32,
-    pub record: String,
+    /// The change; why not, if its stored record cannot be read (a permanent failure).
+    pub change: Result<MfaChange, String>,
     pub raw: String,
     /// When the change was stored.
     pub received_at: DateTime<Utc>,
@@ -191,6 +198,13 @@ pub trait Store: Clone + Send + Sync + 'static {
         batch: &Batch,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Committed, StoreError>> + Send;
+
+    /// Whether any of `destinations` has a row due at `now` (cheap: `run --once` asks it often).
+    fn any_due(
+        &self,
+        destinations: &[String],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Up to `limit` rows for `destination` that are due, oldest first.
     fn due(
@@ -276,4 +290,128 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn drop_dead(&self, ids: &[i64]) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     fn stats(&self) -> impl Future<Output = Result<Stats, StoreError>> + Send;
+
+    /// Closes the connections, waiting for what is in flight.
+    fn close(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// The store the configuration names.
+pub async fn open(config: &crate::config::StoreConfig) -> Result<AnyStore, StoreError> {
+    sqlite::SqliteStore::open(&config.path)
+        .await
+        .map(AnyStore::Sqlite)
+}
+
+/// Whichever [`Store`] the configuration chose, as one type the daemon and commands hold.
+#[derive(Clone, Debug)]
+pub enum AnyStore {
+    Sqlite(sqlite::SqliteStore),
+}
+
+/// Forwards a call to the store inside.
+macro_rules! forward {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            AnyStore::Sqlite($s) => $call,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    async fn cursor(&self, org: &str, source: SourceKind) -> Result<Option<String>, StoreError> {
+        forward!(self, s => s.cursor(org, source).await)
+    }
+    async fn reset_cursor(&self, org: &str, source: SourceKind) -> Result<bool, StoreError> {
+        forward!(self, s => s.reset_cursor(org, source).await)
+    }
+    async fn commit(
+        &self,
+        org: &str,
+        batch: &Batch,
+        now: DateTime<Utc>,
+    ) -> Result<Committed, StoreError> {
+        forward!(self, s => s.commit(org, batch, now).await)
+    }
+    async fn any_due(
+        &self,
+        destinations: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        forward!(self, s => s.any_due(destinations, now).await)
+    }
+    async fn due(
+        &self,
+        destination: &str,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Due>, StoreError> {
+        forward!(self, s => s.due(destination, limit, now).await)
+    }
+    async fn delivered(&self, ids: &[i64], now: DateTime<Utc>) -> Result<(), StoreError> {
+        forward!(self, s => s.delivered(ids, now).await)
+    }
+    async fn retry(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        forward!(self, s => s.retry(id, error, next_attempt).await)
+    }
+    async fn dead(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        forward!(self, s => s.dead(id, error).await)
+    }
+    async fn postpone(&self, id: i64, until: DateTime<Utc>) -> Result<(), StoreError> {
+        forward!(self, s => s.postpone(id, until).await)
+    }
+    async fn pending_for_user(
+        &self,
+        destination: &str,
+        org: &str,
+        user_id: &str,
+    ) -> Result<Vec<Due>, StoreError> {
+        forward!(self, s => s.pending_for_user(destination, org, user_id).await)
+    }
+    async fn context_exists(
+        &self,
+        org: &str,
+        user_id: &str,
+        event_type: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        forward!(self, s => s.context_exists(org, user_id, event_type, from, to).await)
+    }
+    async fn remember_address(
+        &self,
+        org: &str,
+        user_id: &str,
+        email: &str,
+        seen: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        forward!(self, s => s.remember_address(org, user_id, email, seen).await)
+    }
+    async fn previous_addresses(
+        &self,
+        org: &str,
+        user_id: &str,
+        current: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        forward!(self, s => s.previous_addresses(org, user_id, current).await)
+    }
+    async fn dead_letters(&self, destination: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
+        forward!(self, s => s.dead_letters(destination).await)
+    }
+    async fn redrive(&self, ids: &[i64], now: DateTime<Utc>) -> Result<u64, StoreError> {
+        forward!(self, s => s.redrive(ids, now).await)
+    }
+    async fn drop_dead(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        forward!(self, s => s.drop_dead(ids).await)
+    }
+    async fn stats(&self) -> Result<Stats, StoreError> {
+        forward!(self, s => s.stats().await)
+    }
+    async fn close(&self) {
+        forward!(self, s => Store::close(s).await)
+    }
 }

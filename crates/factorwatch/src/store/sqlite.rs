@@ -13,67 +13,15 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use super::{Batch, Committed, DeadLetter, Due, SourceKind, SourceState, Stats, Store, StoreError};
 use crate::record::format_published;
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS changes (
-    org         TEXT NOT NULL,
-    event_id    TEXT NOT NULL,
-    event_type  TEXT NOT NULL,
-    action      TEXT NOT NULL,
-    published   TEXT,
-    received_at INTEGER NOT NULL,
-    record      TEXT NOT NULL,
-    raw         TEXT NOT NULL,
-    PRIMARY KEY (org, event_id)
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    org             TEXT NOT NULL,
-    event_id        TEXT NOT NULL,
-    destination     TEXT NOT NULL,
-    state           TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead', 'dropped')),
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at INTEGER NOT NULL,
-    last_error      TEXT,
-    created_at      INTEGER NOT NULL,
-    delivered_at    INTEGER,
-    UNIQUE (org, event_id, destination),
-    FOREIGN KEY (org, event_id) REFERENCES changes (org, event_id)
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (destination, state, next_attempt_at, id);
-CREATE TABLE IF NOT EXISTS sources (
-    org              TEXT NOT NULL,
-    source           TEXT NOT NULL,
-    position         TEXT,
-    newest_published TEXT,
-    events_seen      INTEGER NOT NULL DEFAULT 0,
-    updated_at       INTEGER NOT NULL,
-    PRIMARY KEY (org, source)
-);
-CREATE TABLE IF NOT EXISTS context_events (
-    org        TEXT NOT NULL,
-    uuid       TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    user_id    TEXT NOT NULL,
-    published  INTEGER NOT NULL,
-    PRIMARY KEY (org, uuid)
-);
-CREATE INDEX IF NOT EXISTS context_by_user ON context_events (org, user_id, event_type, published);
-CREATE TABLE IF NOT EXISTS addresses (
-    org       TEXT NOT NULL,
-    user_id   TEXT NOT NULL,
-    email     TEXT NOT NULL COLLATE NOCASE,
-    last_seen INTEGER NOT NULL,
-    PRIMARY KEY (org, user_id, email)
-);
-CREATE TABLE IF NOT EXISTS rejects (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    org         TEXT NOT NULL,
-    source      TEXT NOT NULL,
-    received_at INTEGER NOT NULL,
-    error       TEXT NOT NULL,
-    raw         TEXT NOT NULL
-);
-"#;
+/// The schema, as numbered migrations applied in order, each once (`schema_migrations` says
+/// which). A database made before migrations were numbered holds exactly the first.
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/sqlite/0001_initial.sql")),
+    (2, include_str!("migrations/sqlite/0002_change_user.sql")),
+];
+
+/// The newest schema version this build knows.
+pub const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -154,26 +102,79 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| open_error(e.to_string()))?;
-        sqlx::raw_sql(SCHEMA)
-            .execute(&pool)
+        migrate(&pool)
             .await
             .map_err(|e| open_error(e.to_string()))?;
         Ok(SqliteStore { pool })
     }
 
-    pub async fn close(&self) {
-        self.pool.close().await;
+    /// The schema versions applied to the database, in order.
+    pub async fn schema_versions(&self) -> Result<Vec<i64>, StoreError> {
+        sqlx::query("SELECT version FROM schema_migrations ORDER BY version")
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+            .map_err(other)
     }
 }
 
+/// Brings the schema to [`SCHEMA_VERSION`]: each migration not yet applied, in order, in its own
+/// transaction with its version. A database from before versions (it has `changes`, not
+/// `schema_migrations`) is at version 1. A database newer than this build is refused.
+async fn migrate(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )
+    .execute(pool)
+    .await?;
+    let mut current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+        .fetch_one(pool)
+        .await?
+        .get(0);
+    if current == 0 {
+        let unversioned =
+            sqlx::query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'changes'")
+                .fetch_optional(pool)
+                .await?
+                .is_some();
+        if unversioned {
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (1, ?)")
+                .bind(ms(Utc::now()))
+                .execute(pool)
+                .await?;
+            current = 1;
+        }
+    }
+    if current > SCHEMA_VERSION {
+        return Err(sqlx::Error::Protocol(format!(
+            "the database is at schema version {current}, newer than this factorwatch ({SCHEMA_VERSION}): upgrade factorwatch"
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        let mut tx = pool.begin().await?;
+        // The migrations are this build's own text, not input.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
+            .bind(version)
+            .bind(ms(Utc::now()))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
 fn due_row(r: sqlx::sqlite::SqliteRow) -> Due {
+    let record: String = r.get(5);
     Due {
         id: r.get(0),
         org: r.get(1),
         event_id: r.get(2),
         destination: r.get(3),
         attempts: r.get::<i64, _>(4).try_into().unwrap_or(u32::MAX),
-        record: r.get(5),
+        change: serde_json::from_str(&record).map_err(|e| format!("stored record unreadable: {e}")),
         raw: r.get(6),
         received_at: from_ms(r.get(7)).unwrap_or_default(),
     }
@@ -216,7 +217,7 @@ impl Store for SqliteStore {
         let mut inserted: HashSet<String> = HashSet::new();
         for chunk in batch.changes.chunks(CHANGES_PER_STATEMENT) {
             let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO changes (org, event_id, event_type, action, published, received_at, record, raw) ",
+                "INSERT INTO changes (org, event_id, event_type, action, published, received_at, record, raw, user_id) ",
             );
             q.push_values(chunk, |mut row, c| {
                 row.push_bind(org)
@@ -226,7 +227,8 @@ impl Store for SqliteStore {
                     .push_bind(c.published.as_ref().map(format_published))
                     .push_bind(now_ms)
                     .push_bind(&c.record)
-                    .push_bind(&c.raw);
+                    .push_bind(&c.raw)
+                    .push_bind(c.user_id.as_deref());
             });
             q.push(" ON CONFLICT (org, event_id) DO NOTHING RETURNING event_id");
             let rows = q
@@ -324,6 +326,31 @@ impl Store for SqliteStore {
         Ok(committed)
     }
 
+    async fn any_due(
+        &self,
+        destinations: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        for d in destinations {
+            let due = sqlx::query(
+                "SELECT 1 FROM outbox WHERE destination = ? AND state = 'pending' AND next_attempt_at <= ? LIMIT 1",
+            )
+            .bind(d)
+            .bind(ms(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(other)?;
+            if due.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
     async fn due(
         &self,
         destination: &str,
@@ -416,7 +443,7 @@ impl Store for SqliteStore {
             "SELECT o.id, o.org, o.event_id, o.destination, o.attempts, c.record, c.raw, c.received_at
              FROM outbox o JOIN changes c ON c.org = o.org AND c.event_id = o.event_id
              WHERE o.destination = ? AND o.state = 'pending' AND o.org = ?
-               AND json_extract(c.record, '$.user.id') = ?
+               AND c.user_id = ?
              ORDER BY c.received_at, o.id",
         )
         .bind(destination)

@@ -95,7 +95,7 @@ pub fn notifies(i: usize) -> bool {
 pub fn config(dir: &Path, base: &str, hook: bool) -> Config {
     let mut c = Config::load(None, std::iter::empty()).unwrap();
     c.store.path = dir.join("fw.db");
-    c.sinks = vec![factorwatch::config::SinkConfig::file(
+    c.sinks = vec![factorwatch::sinks::SinkConfig::file(
         "file",
         &dir.join("siem.ndjson").display().to_string(),
     )];
@@ -110,7 +110,7 @@ pub fn config(dir: &Path, base: &str, hook: bool) -> Config {
         oauth: None,
         system_log: PollConfig {
             enabled: true,
-            since: "1h".into(),
+            since: "1h".parse().unwrap(),
             interval: Duration::from_millis(200),
             types: None,
         },

@@ -97,6 +97,17 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Why an org's client could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum OrgClientError {
+    #[error(transparent)]
+    Secret(#[from] crate::config::ConfigError),
+    #[error("org {org}: {source}")]
+    Auth { org: String, source: AuthError },
+    #[error("org {org}: {source}")]
+    Client { org: String, source: ClientError },
+}
+
 /// The largest answer read from Okta: a page of 1,000 events is a few MiB.
 pub const MAX_BODY: usize = 32 << 20;
 
@@ -151,6 +162,60 @@ fn bucket(path: &str) -> &'static str {
 }
 
 impl OktaClient {
+    /// The client for a configured org, on a shared HTTP client, with the credentials its
+    /// configuration names (an API token — `OKTA_API_TOKEN` unless it says otherwise — or an
+    /// OAuth service app).
+    pub fn for_org(
+        http: reqwest::Client,
+        org: &crate::config::OrgConfig,
+        env: &(dyn Fn(&str) -> Option<String> + Sync),
+        policy: RetryPolicy,
+    ) -> Result<OktaClient, OrgClientError> {
+        use crate::config::read_secret;
+        let what = format!("orgs ({})", org.name);
+        let credentials = match &org.oauth {
+            Some(o) => {
+                let key = read_secret(
+                    &format!("{what}.oauth.private_key_file"),
+                    None,
+                    Some(&o.private_key_file),
+                    env,
+                )?;
+                Credentials::oauth(
+                    auth::ServiceApp {
+                        client_id: o.client_id.clone(),
+                        private_key: key,
+                        key_id: o.key_id.clone(),
+                        scopes: o.scopes.clone(),
+                    },
+                    format!("{}/oauth2/v1/token", org.url.trim_end_matches('/')),
+                )
+                .map_err(|source| OrgClientError::Auth {
+                    org: org.name.clone(),
+                    source,
+                })?
+            }
+            None => {
+                let env_name = match (&org.token_env, &org.token_file) {
+                    (None, None) => Some("OKTA_API_TOKEN"),
+                    (name, _) => name.as_deref(),
+                };
+                Credentials::Ssws(read_secret(
+                    &format!("{what} API token"),
+                    env_name,
+                    org.token_file.as_deref(),
+                    env,
+                )?)
+            }
+        };
+        OktaClient::with_http(http, &org.url, credentials, policy)
+            .map(|c| c.named(&org.name))
+            .map_err(|source| OrgClientError::Client {
+                org: org.name.clone(),
+                source,
+            })
+    }
+
     /// `base` is the org's URL, e.g. `https://acme.okta.com`.
     pub fn new(
         base: &str,
