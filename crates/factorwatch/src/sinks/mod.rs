@@ -11,6 +11,7 @@
 pub mod elasticsearch;
 pub mod file;
 pub mod http;
+pub mod nats;
 pub mod splunk_hec;
 pub mod syslog;
 pub mod webhook;
@@ -86,7 +87,9 @@ macro_rules! sinks {
             $($variant($module::Config),)*
         }
 
-        /// A built sink, by `type`.
+        /// A built sink, by `type`. Built once per sink and held behind an `Arc`: its size is
+        /// of no consequence.
+        #[allow(clippy::large_enum_variant)]
         pub enum AnySink {
             $($variant(<$module::Config as SinkSettings>::Sink),)*
         }
@@ -164,6 +167,7 @@ sinks! {
     SplunkHec(splunk_hec) = "splunk_hec",
     Elasticsearch(elasticsearch) = "elasticsearch",
     Webhook(webhook) = "webhook",
+    Nats(nats) = "nats",
 }
 
 /// serde's words for a sink's table, in the operator's: `url is required for type "webhook"`,

@@ -1,0 +1,115 @@
+//! The SQLite store: the `Store` contract (`tests/store_contract`), and its migrations — a
+//! database written by factorwatch before migrations were numbered opens, migrates, and keeps
+//! everything it held.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod store_contract;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use factorwatch::store::Store;
+use factorwatch::store::sqlite::{SCHEMA_VERSION, SqliteStore};
+
+fn dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("fw-store-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_keeps_the_store_contract() {
+    let base = dir("contract");
+    let n = AtomicUsize::new(0);
+    store_contract::run_all(|| {
+        let path = base.join(format!("{}.db", n.fetch_add(1, Ordering::SeqCst)));
+        async move { SqliteStore::open(&path).await.unwrap() }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_from_before_migrations_is_migrated_and_keeps_everything() {
+    let path = dir("migrate").join("old.db");
+    // The file as factorwatch 0.1 left it: its schema (migration 1, verbatim), no version table,
+    // and rows written the way it wrote them (no user_id column).
+    {
+        use sqlx::ConnectOptions;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::raw_sql(include_str!(
+            "../src/store/migrations/sqlite/0001_initial.sql"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let record = r#"{"id":"e1","source":"system_log","published":"2026-11-25T10:00:00.000Z","event_type":"user.mfa.factor.activate","legacy_event_type":null,"action":"enrolled","outcome":"SUCCESS","factor":{"type":"sms","provider":"OKTA","name":"SMS","okta_authoritative":true,"phone_last4":null},"user":{"id":"00u1","login":"jane@example.com","display_name":null},"actor":null,"initiator":"self","client":{"ip":null,"user_agent":null,"browser":null,"os":null,"city":null,"state":null,"country":null},"reason":null,"message":null,"session_id":null}"#;
+        sqlx::query("INSERT INTO changes (org, event_id, event_type, action, published, received_at, record, raw) VALUES ('acme', 'e1', 'user.mfa.factor.activate', 'enrolled', '2026-11-25T10:00:00.000Z', 1, ?, '{}')")
+            .bind(record)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO outbox (org, event_id, destination, state, next_attempt_at, created_at) VALUES ('acme', 'e1', 'email', 'pending', 0, 1)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO sources (org, source, position, events_seen, updated_at) VALUES ('acme', 'system_log', 'https://acme.okta.com/api/v1/logs?after=1', 7, 1)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(
+        store.schema_versions().await.unwrap(),
+        (1..=SCHEMA_VERSION).collect::<Vec<_>>()
+    );
+    // What it held is still there, and the new column is filled from the old rows.
+    assert_eq!(
+        store
+            .cursor("acme", factorwatch::store::SourceKind::SystemLog)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("https://acme.okta.com/api/v1/logs?after=1")
+    );
+    let mine = store
+        .pending_for_user("email", "acme", "00u1")
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].change.as_ref().unwrap().id.to_wire(), "e1");
+    store.close().await;
+    // Opening again applies nothing twice.
+    let again = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(
+        again.schema_versions().await.unwrap().len(),
+        SCHEMA_VERSION as usize
+    );
+    again.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_newer_than_this_build_is_refused() {
+    let path = dir("newer").join("new.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    store.close().await;
+    {
+        use sqlx::ConnectOptions;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (99, 0)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let e = SqliteStore::open(&path).await.unwrap_err().to_string();
+    assert!(e.contains("newer than this factorwatch"), "{e}");
+}

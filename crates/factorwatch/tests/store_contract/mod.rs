@@ -1,0 +1,274 @@
+//! The `Store` contract: what any implementation must do, as one suite that each runs unchanged
+//! (`tests/store.rs` runs it against SQLite; a second database runs it too). Each check takes a
+//! fresh, empty store from `fresh`.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::future::Future;
+
+use chrono::{Duration, TimeZone, Utc};
+use factorwatch::store::{Batch, ContextEvent, NewChange, Reject, SourceKind, Store};
+
+fn t(s: i64) -> chrono::DateTime<Utc> {
+    Utc.timestamp_opt(1_790_000_000 + s, 0).unwrap()
+}
+
+fn change(id: &str, user: &str, destinations: &[&str]) -> NewChange {
+    let record = serde_json::json!({
+        "id": id, "source": "system_log", "published": "2026-11-25T10:00:00.000Z",
+        "event_type": "user.mfa.factor.activate", "legacy_event_type": null, "action": "enrolled",
+        "outcome": "SUCCESS", "factor": { "type": "sms", "provider": "OKTA", "name": "SMS",
+        "okta_authoritative": true, "phone_last4": null },
+        "user": { "id": user, "login": format!("{user}@example.com"), "display_name": null },
+        "actor": null, "initiator": "self", "client": { "ip": null, "user_agent": null,
+        "browser": null, "os": null, "city": null, "state": null, "country": null },
+        "reason": null, "message": null, "session_id": null
+    });
+    NewChange {
+        event_id: id.into(),
+        event_type: "user.mfa.factor.activate".into(),
+        action: "enrolled".into(),
+        published: Some(t(0)),
+        user_id: Some(user.into()),
+        record: record.to_string(),
+        raw: format!("{{\"uuid\":\"{id}\"}}"),
+        destinations: destinations.iter().map(|d| (*d).to_owned()).collect(),
+    }
+}
+
+fn batch(changes: Vec<NewChange>, cursor: Option<&str>) -> Batch {
+    Batch {
+        source: SourceKind::SystemLog,
+        events_seen: changes.len() as u64,
+        newest_published: Some(t(0)),
+        changes,
+        rejects: vec![],
+        cursor: cursor.map(str::to_owned),
+        context: vec![],
+    }
+}
+
+/// Every check of the contract, each on a fresh store.
+pub async fn run_all<S: Store, F: Future<Output = S>>(mut fresh: impl FnMut() -> F) {
+    a_batch_is_stored_whole_with_its_cursor(fresh().await).await;
+    each_change_is_stored_once_per_org_whatever_the_repeats(fresh().await).await;
+    due_rows_come_oldest_first_and_record_each_outcome(fresh().await).await;
+    dead_letters_are_listed_redriven_and_dropped(fresh().await).await;
+    a_user_s_pending_rows_context_and_addresses_are_found(fresh().await).await;
+    stats_count_what_is_stored_and_owed(fresh().await).await;
+    cursors_reset(fresh().await).await;
+}
+
+pub async fn a_batch_is_stored_whole_with_its_cursor<S: Store>(s: S) {
+    assert_eq!(s.cursor("acme", SourceKind::SystemLog).await.unwrap(), None);
+    let mut b = batch(
+        vec![change("e1", "u1", &["siem:a", "email"])],
+        Some("https://o/next1"),
+    );
+    b.rejects.push(Reject {
+        error: "not an event".into(),
+        raw: "{}".into(),
+    });
+    let c = s.commit("acme", &b, t(1)).await.unwrap();
+    assert_eq!((c.new, c.duplicates), (1, 0));
+    assert_eq!(
+        s.cursor("acme", SourceKind::SystemLog)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("https://o/next1")
+    );
+    // A batch without a cursor (a hook delivery) leaves the position where it was.
+    s.commit("acme", &batch(vec![], None), t(2)).await.unwrap();
+    assert_eq!(
+        s.cursor("acme", SourceKind::SystemLog)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("https://o/next1")
+    );
+    assert_eq!(
+        s.cursor("other", SourceKind::SystemLog).await.unwrap(),
+        None
+    );
+    let stats = s.stats().await.unwrap();
+    assert_eq!((stats.changes, stats.rejects), (1, 1));
+}
+
+pub async fn each_change_is_stored_once_per_org_whatever_the_repeats<S: Store>(s: S) {
+    let twice = batch(
+        vec![
+            change("e1", "u1", &["siem:a"]),
+            change("e1", "u1", &["siem:a"]),
+        ],
+        None,
+    );
+    let c = s.commit("acme", &twice, t(1)).await.unwrap();
+    assert_eq!((c.new, c.duplicates), (1, 1), "twice in one batch");
+    let c = s
+        .commit(
+            "acme",
+            &batch(vec![change("e1", "u1", &["siem:a"])], None),
+            t(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!((c.new, c.duplicates), (0, 1), "again later");
+    let c = s
+        .commit(
+            "beta",
+            &batch(vec![change("e1", "u1", &["siem:a"])], None),
+            t(3),
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.new, 1, "the same id in another org is another change");
+    assert_eq!(s.due("siem:a", 10, t(10)).await.unwrap().len(), 2);
+}
+
+pub async fn due_rows_come_oldest_first_and_record_each_outcome<S: Store>(s: S) {
+    let changes = (0..5)
+        .map(|i| change(&format!("e{i}"), "u1", &["siem:a"]))
+        .collect();
+    s.commit("acme", &batch(changes, None), t(0)).await.unwrap();
+    assert!(s.any_due(&["siem:a".into()], t(1)).await.unwrap());
+    assert!(!s.any_due(&["siem:b".into()], t(1)).await.unwrap());
+    let due = s.due("siem:a", 3, t(1)).await.unwrap();
+    let ids: Vec<&str> = due.iter().map(|d| d.event_id.as_str()).collect();
+    assert_eq!(ids, ["e0", "e1", "e2"]);
+    let change = due[0].change.as_ref().unwrap();
+    assert_eq!(change.id.to_wire(), "e0", "the record comes back typed");
+    assert_eq!(due[0].attempts, 0);
+    s.delivered(&[due[0].id], t(2)).await.unwrap();
+    s.retry(due[1].id, "try later", t(100)).await.unwrap();
+    s.postpone(due[2].id, t(50)).await.unwrap();
+    let now: Vec<String> = s
+        .due("siem:a", 10, t(3))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.event_id)
+        .collect();
+    assert_eq!(
+        now,
+        ["e3", "e4"],
+        "delivered gone, retried and postponed not yet due"
+    );
+    let later = s.due("siem:a", 10, t(200)).await.unwrap();
+    let e1 = later.iter().find(|d| d.event_id == "e1").unwrap();
+    assert_eq!(e1.attempts, 1, "a retry counts an attempt");
+    let e2 = later.iter().find(|d| d.event_id == "e2").unwrap();
+    assert_eq!(e2.attempts, 0, "a postponement does not");
+}
+
+pub async fn dead_letters_are_listed_redriven_and_dropped<S: Store>(s: S) {
+    let changes = (0..3)
+        .map(|i| change(&format!("e{i}"), "u1", &["siem:a", "siem:b"]))
+        .collect();
+    s.commit("acme", &batch(changes, None), t(0)).await.unwrap();
+    let due = s.due("siem:a", 10, t(1)).await.unwrap();
+    for d in &due {
+        s.dead(d.id, "refused").await.unwrap();
+    }
+    assert!(!s.any_due(&["siem:a".into()], t(1)).await.unwrap());
+    let dead = s.dead_letters(Some("siem:a")).await.unwrap();
+    assert_eq!(dead.len(), 3);
+    assert_eq!(dead[0].last_error.as_deref(), Some("refused"));
+    assert!(s.dead_letters(Some("siem:b")).await.unwrap().is_empty());
+    assert_eq!(s.redrive(&[dead[0].id], t(2)).await.unwrap(), 1);
+    assert_eq!(s.due("siem:a", 10, t(3)).await.unwrap().len(), 1);
+    assert_eq!(
+        s.drop_dead(&[dead[1].id, dead[0].id]).await.unwrap(),
+        1,
+        "only dead rows drop"
+    );
+    assert_eq!(s.dead_letters(None).await.unwrap().len(), 1);
+}
+
+pub async fn a_user_s_pending_rows_context_and_addresses_are_found<S: Store>(s: S) {
+    let mut b = batch(
+        vec![
+            change("e1", "u1", &["email"]),
+            change("e2", "u2", &["email"]),
+            change("e3", "u1", &["email"]),
+        ],
+        None,
+    );
+    b.context.push(ContextEvent {
+        uuid: "c1".into(),
+        event_type: "user.account.update_primary_email".into(),
+        user_id: "u1".into(),
+        published: t(10),
+    });
+    s.commit("acme", &b, t(0)).await.unwrap();
+    let mine: Vec<String> = s
+        .pending_for_user("email", "acme", "u1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.event_id)
+        .collect();
+    assert_eq!(mine, ["e1", "e3"]);
+    assert!(
+        s.pending_for_user("email", "beta", "u1")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let ctx = |from, to| {
+        s.context_exists(
+            "acme",
+            "u1",
+            "user.account.update_primary_email",
+            t(from),
+            t(to),
+        )
+    };
+    assert!(ctx(0, 20).await.unwrap());
+    assert!(!ctx(11, 20).await.unwrap());
+    s.remember_address("acme", "u1", "old@example.com", t(1))
+        .await
+        .unwrap();
+    s.remember_address("acme", "u1", "new@example.com", t(5))
+        .await
+        .unwrap();
+    s.remember_address("acme", "u1", "OLD@example.com", t(6))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.previous_addresses("acme", "u1", "new@example.com")
+            .await
+            .unwrap(),
+        ["old@example.com"],
+        "addresses are case-insensitive; the current one is not previous"
+    );
+}
+
+pub async fn stats_count_what_is_stored_and_owed<S: Store>(s: S) {
+    let changes = (0..4)
+        .map(|i| change(&format!("e{i}"), "u1", &["siem:a"]))
+        .collect();
+    s.commit("acme", &batch(changes, Some("https://o/n")), t(0))
+        .await
+        .unwrap();
+    let due = s.due("siem:a", 10, t(1)).await.unwrap();
+    s.delivered(&[due[0].id, due[1].id], t(2)).await.unwrap();
+    s.dead(due[2].id, "x").await.unwrap();
+    let stats = s.stats().await.unwrap();
+    assert_eq!(stats.changes, 4);
+    assert_eq!(stats.outbox, [("siem:a".to_owned(), 2, 1, 1)]);
+    assert!(stats.oldest_pending.is_some());
+    assert_eq!(stats.sources.len(), 1);
+    assert_eq!(stats.sources[0].events_seen, 4);
+    assert_eq!(stats.sources[0].newest_published, Some(t(0)));
+    let _ = Duration::zero();
+}
+
+pub async fn cursors_reset<S: Store>(s: S) {
+    s.commit("acme", &batch(vec![], Some("https://o/n")), t(0))
+        .await
+        .unwrap();
+    assert!(s.reset_cursor("acme", SourceKind::SystemLog).await.unwrap());
+    assert_eq!(s.cursor("acme", SourceKind::SystemLog).await.unwrap(), None);
+    assert!(!s.reset_cursor("acme", SourceKind::SystemLog).await.unwrap());
+}
