@@ -67,33 +67,49 @@ fn webhook_url(
     }
 }
 
-/// Posts `text`; the error says what went wrong, never the URL.
-pub async fn post(url: &Secret, text: &str) -> Result<(), String> {
-    let client = crate::http::client::client(TIMEOUT, None)?;
+/// Why a post to the channel failed; never with the URL (it carries the channel's token).
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    #[error(
+        "answered HTTP {status}, a redirect to {to}; redirects are never followed (check the webhook URL)"
+    )]
+    Redirect { status: u16, to: String },
+    #[error("answered HTTP {0}")]
+    Refused(u16),
+}
+
+/// Posts `text` to the channel.
+pub async fn post(url: &Secret, text: &str) -> Result<(), ChatError> {
+    let client = crate::http::client::client(TIMEOUT, None)
+        .map_err(|e| ChatError::Unreachable(e.without_url().to_string()))?;
     let response = client
         .post(url.expose())
         .header("Content-Type", "application/json")
         .body(serde_json::json!({ "text": text }).to_string())
         .send()
         .await
-        .map_err(|e| format!("unreachable: {}", e.without_url()))?;
+        .map_err(|e| ChatError::Unreachable(e.without_url().to_string()))?;
     let status = response.status();
     if status.is_success() {
         Ok(())
     } else if status.is_redirection() {
-        Err(format!(
-            "answered HTTP {status}, a redirect to {}; redirects are never followed (check the webhook URL)",
-            crate::http::client::redirect_target(&response)
-        ))
+        Err(ChatError::Redirect {
+            status: status.as_u16(),
+            to: crate::http::client::redirect_target(&response),
+        })
     } else {
-        Err(format!("answered HTTP {status}"))
+        Err(ChatError::Refused(status.as_u16()))
     }
 }
 
 /// Whether the webhook can be reached (connection and TLS, and an HTTP answer that is not a
 /// redirect, a refusal or a server error), without posting a message.
-pub async fn healthcheck(url: &Secret) -> Result<String, String> {
-    crate::sinks::http::http_probe(&crate::http::client::client(TIMEOUT, None)?, url.expose()).await
+pub async fn healthcheck(url: &Secret) -> crate::health::Health {
+    let client = crate::http::client::client(TIMEOUT, None)
+        .map_err(|e| crate::health::Unhealthy(e.without_url().to_string()))?;
+    crate::sinks::http::http_probe(&client, url.expose()).await
 }
 
 /// Copies to the security team's channel: every row a line ([`crate::email::notice::security_summary`]).

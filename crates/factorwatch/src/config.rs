@@ -273,6 +273,23 @@ impl Default for HookServerConfig {
     }
 }
 
+/// Why a configuration cannot be used, naming the key: `sinks[0] (splunk).url: …`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl From<String> for Invalid {
+    fn from(s: String) -> Invalid {
+        Invalid(s)
+    }
+}
+
+impl From<&str> for Invalid {
+    fn from(s: &str) -> Invalid {
+        Invalid(s.to_owned())
+    }
+}
+
 /// Where a secret is: an environment variable or a file, never the configuration itself. A
 /// literal value in its place is refused with a message that does not repeat it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -320,7 +337,7 @@ impl<'de> Deserialize<'de> for SecretRef {
 
 impl SecretRef {
     /// Exactly one of `env` and `file`.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), Invalid> {
         if self.env.is_some() == self.file.is_some() {
             Err("set one of env and file".into())
         } else {
@@ -689,30 +706,33 @@ impl Config {
                     detail: format!("{}: {}", e.path(), e.inner().message()),
                 }
             })?;
-        config.validate().map_err(|detail| ConfigError::Invalid {
+        config.validate().map_err(|e| ConfigError::Invalid {
             path: origin,
-            detail,
+            detail: e.0,
         })?;
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Invalid> {
         let mut names = std::collections::HashSet::new();
         let mut hook_paths = std::collections::HashSet::new();
         for (i, org) in self.orgs.iter().enumerate() {
             if org.name.trim().is_empty() {
-                return Err(format!("orgs[{i}].name: must not be empty"));
+                return Err(Invalid(format!("orgs[{i}].name: must not be empty")));
             }
             if !names.insert(org.name.as_str()) {
-                return Err(format!("orgs[{i}].name: {:?} is used twice", org.name));
+                return Err(Invalid(format!(
+                    "orgs[{i}].name: {:?} is used twice",
+                    org.name
+                )));
             }
             if !(org.url.starts_with("https://") || org.url.starts_with("http://")) {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "orgs[{i}].url: expected https://<your org>.okta.com, got {:?}",
                     org.url
-                ));
+                )));
             }
-            crate::http::client::check_url(
+            check_url(
                 &format!("orgs[{i}].url"),
                 &org.url,
                 !org.danger_plaintext_credentials,
@@ -722,7 +742,9 @@ impl Config {
                 ("events_api", &org.events_api),
             ] {
                 if poll.interval.is_zero() {
-                    return Err(format!("orgs[{i}].{what}.interval: must be more than 0s"));
+                    return Err(Invalid(format!(
+                        "orgs[{i}].{what}.interval: must be more than 0s"
+                    )));
                 }
             }
             let credentials = [
@@ -734,34 +756,34 @@ impl Config {
             .filter(|b| **b)
             .count();
             if credentials > 1 {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "orgs[{i}]: set one of token_env, token_file and oauth"
-                ));
+                )));
             }
             if let Some(h) = &org.hook {
                 if !h.path.starts_with('/') {
-                    return Err(format!(
+                    return Err(Invalid(format!(
                         "orgs[{i}].hook.path: must start with '/', got {:?}",
                         h.path
-                    ));
+                    )));
                 }
                 if h.secret_env.is_none() == h.secret_file.is_none() {
-                    return Err(format!(
+                    return Err(Invalid(format!(
                         "orgs[{i}].hook: set one of secret_env and secret_file"
-                    ));
+                    )));
                 }
                 hook_path(&h.path).map_err(|e| format!("orgs[{i}].hook.path: {e}"))?;
                 if !hook_paths.insert(h.path.as_str()) {
-                    return Err(format!(
+                    return Err(Invalid(format!(
                         "orgs[{i}].hook.path: {:?} is already another org's hook path",
                         h.path
-                    ));
+                    )));
                 }
                 if axum::http::HeaderName::from_bytes(h.auth_header.as_bytes()).is_err() {
-                    return Err(format!(
+                    return Err(Invalid(format!(
                         "orgs[{i}].hook.auth_header: {:?} is not a header name",
                         h.auth_header
-                    ));
+                    )));
                 }
             }
         }
@@ -769,26 +791,26 @@ impl Config {
             return Err("hooks.header_timeout: must be between 1ms and 60s".into());
         }
         if !(1..=65_536).contains(&self.hooks.max_connections) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "hooks.max_connections: {} is not between 1 and 65536",
                 self.hooks.max_connections
-            ));
+            )));
         }
         if !(1024..=64 << 20).contains(&self.hooks.max_body_bytes) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "hooks.max_body_bytes: {} is not between 1024 and {}",
                 self.hooks.max_body_bytes,
                 64 << 20
-            ));
+            )));
         }
         if let Some(obs) = self.observability.listen
             && obs.port() != 0
             && obs == self.hooks.listen
             && self.orgs.iter().any(|o| o.hook.is_some())
         {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "observability.listen: {obs} is also hooks.listen; give each its own address"
-            ));
+            )));
         }
         if let Some(d) = self.observability.lag_alarm
             && (d.is_zero() || d > MAX_WINDOW)
@@ -810,7 +832,10 @@ impl Config {
         let mut sink_names = std::collections::HashSet::new();
         for (i, sink) in self.sinks.iter().enumerate() {
             if !sink_names.insert(sink.name.as_str()) {
-                return Err(format!("sinks[{i}].name: {:?} is used twice", sink.name));
+                return Err(Invalid(format!(
+                    "sinks[{i}].name: {:?} is used twice",
+                    sink.name
+                )));
             }
             sink.check(i)?;
         }
@@ -830,22 +855,22 @@ impl Config {
                     && !crate::http::client::is_loopback_host(&smtp.host)
                     && !smtp.danger_plaintext_credentials
                 {
-                    return Err(format!(
+                    return Err(Invalid(format!(
                         "email.smtp: security = \"none\" would send the password to {} in clear text; use starttls or implicit (or a relay on this machine)",
                         smtp.host
-                    ));
+                    )));
                 }
                 if !smtp.rate.is_finite() || !(0.0..=MAX_RATE).contains(&smtp.rate) {
-                    return Err(format!(
+                    return Err(Invalid(format!(
                         "email.smtp.rate: {} is not between 0 (no limit) and {MAX_RATE} messages per second",
                         smtp.rate
-                    ));
+                    )));
                 }
                 if smtp.rate > 0.0 && smtp.rate < MIN_RATE {
-                    return Err(format!(
+                    return Err(Invalid(format!(
                         "email.smtp.rate: {} messages per second is less than one a day; 0 means no limit",
                         smtp.rate
-                    ));
+                    )));
                 }
                 if smtp.timeout.is_zero() {
                     return Err("email.smtp.timeout: must be more than 0s".into());
@@ -853,17 +878,17 @@ impl Config {
             }
         }
         if !crate::email::builtin::LANGUAGES.contains(&self.email.language.as_str()) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "email.language: {:?}; built-in languages are {:?}",
                 self.email.language,
                 crate::email::builtin::LANGUAGES
-            ));
+            )));
         }
         if !(1..=MAX_EMAIL_CONCURRENCY).contains(&self.email.concurrency) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "email.concurrency: {} is not between 1 and {MAX_EMAIL_CONCURRENCY}",
                 self.email.concurrency
-            ));
+            )));
         }
         for (what, d) in [
             ("email.coalesce", self.email.coalesce),
@@ -874,7 +899,7 @@ impl Config {
             ("email.lookup_cache", self.email.lookup_cache),
         ] {
             if d > MAX_WINDOW {
-                return Err(format!("{what}: at most 30d"));
+                return Err(Invalid(format!("{what}: at most 30d")));
             }
         }
         Ok(())
@@ -891,11 +916,25 @@ const MIN_RATE: f64 = 1.0 / 86_400.0;
 /// The longest window a setting may take.
 const MAX_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// An `http(s)://host…` URL; with `credentials`, `http://` only to this machine.
+pub fn check_url(what: &str, url: &str, credentials: bool) -> Result<(), Invalid> {
+    let parsed = reqwest::Url::parse(url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+        .ok_or_else(|| Invalid(format!("{what}: {url:?} is not an http(s) URL")))?;
+    if credentials && crate::http::client::is_cleartext_remote(&parsed) {
+        return Err(Invalid(format!(
+            "{what}: {url:?} would send credentials in clear text; use https:// (plain http:// is accepted only to this machine, or with danger_plaintext_credentials = true)"
+        )));
+    }
+    Ok(())
+}
+
 /// A hook path axum can route, and nothing more: `/` then letters, digits and `-._~/`, no empty
 /// or dot-only segment (no wildcard, no capture, nothing a proxy would rewrite).
-fn hook_path(path: &str) -> Result<(), String> {
+fn hook_path(path: &str) -> Result<(), Invalid> {
     let Some(rest) = path.strip_prefix('/') else {
-        return Err(format!("must start with '/', got {path:?}"));
+        return Err(Invalid(format!("must start with '/', got {path:?}")));
     };
     let ok = rest.len() <= 200
         && rest.split('/').all(|segment| {
@@ -909,9 +948,9 @@ fn hook_path(path: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
+        Err(Invalid(format!(
             "{path:?}: use segments of letters, digits and - . _ ~ separated by single '/' (like /okta/acme)"
-        ))
+        )))
     }
 }
 
@@ -921,14 +960,16 @@ fn webhook_secret(
     literal: Option<&toml::Value>,
     env: Option<&String>,
     file: Option<&PathBuf>,
-) -> Result<(), String> {
+) -> Result<(), Invalid> {
     if literal.is_some() {
-        return Err(format!(
+        return Err(Invalid(format!(
             "{what}: a webhook URL carries the channel's token, so it is never written in the configuration: put it in an environment variable ({what}_env) or a file ({what}_file)"
-        ));
+        )));
     }
     if env.is_some() && file.is_some() {
-        return Err(format!("{what}: set one of {what}_env and {what}_file"));
+        return Err(Invalid(format!(
+            "{what}: set one of {what}_env and {what}_file"
+        )));
     }
     Ok(())
 }

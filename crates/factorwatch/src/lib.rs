@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod email;
 pub mod enrich;
 pub mod formats;
+pub mod health;
 pub mod http;
 pub mod input;
 pub mod observability;

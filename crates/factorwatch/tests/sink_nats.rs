@@ -117,7 +117,8 @@ async fn changes_reach_the_stream_once_acknowledged_and_repeats_are_dropped() {
         .await
         .unwrap_err();
     assert!(
-        e.contains("no JetStream stream captures nobody.listens"),
+        e.to_string()
+            .contains("no JetStream stream captures nobody.listens"),
         "{e}"
     );
 

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use super::CommandError;
 use crate::config::Config;
+use crate::health::{Health, Unhealthy};
 use crate::okta::client::{OktaClient, RetryPolicy};
 
 #[derive(clap::Args)]
@@ -22,7 +23,7 @@ pub async fn main(args: Args) -> Result<ExitCode, CommandError> {
         Ok(config) => run(&config, &super::process_env).await,
         Err(e) => vec![Check {
             what: "configuration".into(),
-            result: Err(e.to_string()),
+            result: Err(Unhealthy(e.to_string())),
         }],
     };
     let passed = print(&checks, &mut io::stdout()).map_err(CommandError::io("output"))?;
@@ -37,7 +38,7 @@ pub async fn main(args: Args) -> Result<ExitCode, CommandError> {
 #[derive(Debug, Clone)]
 pub struct Check {
     pub what: String,
-    pub result: Result<String, String>,
+    pub result: Health,
 }
 
 pub async fn run(config: &Config, env: &(dyn Fn(&str) -> Option<String> + Sync)) -> Vec<Check> {
@@ -56,7 +57,7 @@ pub async fn run(config: &Config, env: &(dyn Fn(&str) -> Option<String> + Sync))
         };
         let client = OktaClient::for_org(crate::okta::client::http_client(), org, env, policy);
         let result = match client {
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(Unhealthy(e.to_string())),
             Ok(client) => {
                 // One cheap request of the kind the poller makes.
                 let filter = format!("eventType eq \"{}\"", crate::okta::catalog::CATALOG[0].name);
@@ -74,7 +75,7 @@ pub async fn run(config: &Config, env: &(dyn Fn(&str) -> Option<String> + Sync))
                             None => "System Log readable".into(),
                         })
                     }
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(Unhealthy(e.to_string())),
                 }
             }
         };
@@ -86,7 +87,7 @@ pub async fn run(config: &Config, env: &(dyn Fn(&str) -> Option<String> + Sync))
     for sink in &config.sinks {
         let result = match crate::sinks::build(sink, env) {
             Ok(s) => s.healthcheck().await,
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(Unhealthy(e.to_string())),
         };
         checks.push(Check {
             what: format!("sink {}", sink.name),
@@ -96,7 +97,7 @@ pub async fn run(config: &Config, env: &(dyn Fn(&str) -> Option<String> + Sync))
     if config.email.enabled {
         let result = match crate::email::transport::Transport::from_config(&config.email, env) {
             Ok(t) => t.check().await,
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(Unhealthy(e.to_string())),
         };
         checks.push(Check {
             what: "email".into(),
@@ -116,7 +117,7 @@ pub async fn run(config: &Config, env: &(dyn Fn(&str) -> Option<String> + Sync))
         let result = match url {
             Ok(None) => continue,
             Ok(Some(url)) => crate::chat::healthcheck(&url).await,
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(Unhealthy(e.to_string())),
         };
         checks.push(Check {
             what: what.into(),

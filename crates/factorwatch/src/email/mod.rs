@@ -86,16 +86,29 @@ pub fn message_id(org: &str, event_id: &str, recipient: &str) -> String {
     format!("<{hex}@factorwatch>")
 }
 
+/// Why a message could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("not an email address: {address:?}: {source}")]
+    Address {
+        address: String,
+        source: lettre::address::AddressError,
+    },
+    #[error("cannot build the message: {0}")]
+    Build(#[from] lettre::error::Error),
+}
+
 /// The complete message: multipart/alternative (plain text, then HTML).
 pub fn message(
     from: &Mailbox,
     to: &str,
     rendered: &Rendered,
     message_id: String,
-) -> Result<Message, String> {
-    let to: Mailbox = to
-        .parse()
-        .map_err(|e| format!("not an email address: {to:?}: {e}"))?;
+) -> Result<Message, MessageError> {
+    let to: Mailbox = to.parse().map_err(|source| MessageError::Address {
+        address: to.to_owned(),
+        source,
+    })?;
     Message::builder()
         .from(from.clone())
         .to(to)
@@ -106,7 +119,7 @@ pub fn message(
             rendered.text.clone(),
             rendered.html.clone(),
         ))
-        .map_err(|e| format!("cannot build the message: {e}"))
+        .map_err(MessageError::from)
 }
 
 /// Whether `login` matches a suppression pattern (`*` any run of characters; case-insensitive).
@@ -299,7 +312,7 @@ impl<S: Store> EmailDestination<S> {
             let id = message_id(&row.org, &row.event_id, recipient);
             let m = match message(&self.settings.from, recipient, &rendered, id.clone()) {
                 Ok(m) => m,
-                Err(e) => return Outcome::Reject(e),
+                Err(e) => return Outcome::Reject(e.to_string()),
             };
             if self.transport.is_dry_run() {
                 info!(to = %notice::mask_email(recipient), subject = %rendered.subject, message_id = %id, "dry run: notice rendered, not sent");

@@ -170,29 +170,33 @@ impl Transport {
                     pool_size: s.pool_size,
                     rate: s.rate,
                 })
-                .map_err(TransportError::Setup)
             }
         }
     }
 
-    pub fn smtp(s: SmtpSettings) -> Result<Transport, String> {
-        let tls = || -> Result<TlsParameters, String> {
+    pub fn smtp(s: SmtpSettings) -> Result<Transport, TransportError> {
+        let tls = || -> Result<TlsParameters, TransportError> {
             let mut b = TlsParameters::builder(s.host.clone());
             if let Some(pem) = &s.ca_pem {
                 use rustls_pki_types::CertificateDer;
                 use rustls_pki_types::pem::PemObject;
                 for der in CertificateDer::pem_slice_iter(pem) {
-                    let der =
-                        der.map_err(|e| format!("the SMTP CA file is not PEM certificates: {e}"))?;
+                    let der = der.map_err(|e| {
+                        TransportError::Setup(format!(
+                            "the SMTP CA file is not PEM certificates: {e}"
+                        ))
+                    })?;
                     let cert = lettre::transport::smtp::client::Certificate::from_der(der.to_vec())
                         .map_err(|e| {
-                            format!("the SMTP CA file holds an unusable certificate: {e}")
+                            TransportError::Setup(format!(
+                                "the SMTP CA file holds an unusable certificate: {e}"
+                            ))
                         })?;
                     b = b.add_root_certificate(cert);
                 }
             }
             b.build_rustls()
-                .map_err(|e| format!("SMTP TLS settings: {e}"))
+                .map_err(|e| TransportError::Setup(format!("SMTP TLS settings: {e}")))
         };
         let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host)
             .port(s.port)
@@ -254,19 +258,22 @@ impl Transport {
     }
 
     /// Connects (and logs in) without sending: for `factorwatch check`.
-    pub async fn check(&self) -> Result<String, String> {
+    pub async fn check(&self) -> crate::health::Health {
+        use crate::health::Unhealthy;
         match self {
             Transport::Smtp { relay, .. } => match relay.test_connection().await {
                 Ok(true) => Ok("SMTP relay accepts our connection".into()),
-                Ok(false) => Err("the SMTP relay did not answer as expected".into()),
-                Err(e) => Err(format!("SMTP: {e}")),
+                Ok(false) => Err(Unhealthy(
+                    "the SMTP relay did not answer as expected".into(),
+                )),
+                Err(e) => Err(Unhealthy(format!("SMTP: {e}"))),
             },
             // A message can be written there (and is removed again).
             Transport::Files(dir) => {
                 let probe = dir.join(".factorwatch-check.tmp");
-                tokio::fs::write(&probe, b"check")
-                    .await
-                    .map_err(|e| format!("cannot write .eml files to {}: {e}", dir.display()))?;
+                tokio::fs::write(&probe, b"check").await.map_err(|e| {
+                    Unhealthy(format!("cannot write .eml files to {}: {e}", dir.display()))
+                })?;
                 let _ = tokio::fs::remove_file(&probe).await;
                 Ok(format!("writing .eml files to {}", dir.display()))
             }

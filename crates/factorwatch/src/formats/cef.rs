@@ -152,7 +152,7 @@ const CS: [(&str, &str); 6] = [
 
 /// A strict CEF parser (for tests and for `check`): the 7 header fields, unescaped, and the
 /// extension's key/value pairs, unescaped. Fails on anything the standard does not allow.
-pub fn parse(line: &str) -> Result<super::Parsed, String> {
+pub fn parse(line: &str) -> Result<super::Parsed, super::ParseError> {
     let rest = line.strip_prefix("CEF:").ok_or("no CEF: prefix")?;
     let mut fields = Vec::new();
     let mut cur = String::new();
@@ -162,7 +162,7 @@ pub fn parse(line: &str) -> Result<super::Parsed, String> {
         match c {
             '\\' => match chars.next() {
                 Some((_, e @ ('\\' | '|'))) => cur.push(e),
-                other => return Err(format!("bad header escape {other:?}")),
+                other => return Err(super::ParseError(format!("bad header escape {other:?}"))),
             },
             '|' => {
                 fields.push(std::mem::take(&mut cur));
@@ -198,7 +198,7 @@ pub fn parse(line: &str) -> Result<super::Parsed, String> {
     for (n, &eq) in eqs.iter().enumerate() {
         let key: String = bytes[key_start..eq].iter().collect();
         if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(format!("bad key {key:?}"));
+            return Err(super::ParseError(format!("bad key {key:?}")));
         }
         let value_end = match eqs.get(n + 1) {
             Some(&next) => {
@@ -220,7 +220,7 @@ pub fn parse(line: &str) -> Result<super::Parsed, String> {
     Ok((fields, pairs))
 }
 
-fn unescape_value(s: &str) -> Result<String, String> {
+fn unescape_value(s: &str) -> Result<String, super::ParseError> {
     let mut out = String::new();
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
@@ -230,7 +230,7 @@ fn unescape_value(s: &str) -> Result<String, String> {
                 Some('=') => out.push('='),
                 Some('n') => out.push('\n'),
                 Some('r') => out.push('\r'),
-                other => return Err(format!("bad value escape {other:?}")),
+                other => return Err(super::ParseError(format!("bad value escape {other:?}"))),
             }
         } else {
             out.push(c);

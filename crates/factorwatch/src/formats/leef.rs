@@ -110,7 +110,7 @@ pub fn encode(change: &MfaChange, ctx: &Context) -> String {
 
 /// A strict LEEF 2.0 parser: the 5 header fields after the version, the delimiter, and the
 /// attributes (each split at its first `=`).
-pub fn parse(line: &str) -> Result<super::Parsed, String> {
+pub fn parse(line: &str) -> Result<super::Parsed, super::ParseError> {
     let rest = line
         .strip_prefix("LEEF:2.0|")
         .ok_or("no LEEF:2.0| prefix")?;
@@ -123,18 +123,18 @@ pub fn parse(line: &str) -> Result<super::Parsed, String> {
     }
     let delimiter = match parts[4] {
         "^" => '^',
-        d => return Err(format!("unexpected delimiter {d:?}")),
+        d => return Err(super::ParseError(format!("unexpected delimiter {d:?}"))),
     };
     let attrs = parts[5]
         .split(delimiter)
         .map(|a| {
             let (k, v) = a.split_once('=').ok_or(format!("no '=' in {a:?}"))?;
             if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric()) {
-                return Err(format!("bad key {k:?}"));
+                return Err(super::ParseError(format!("bad key {k:?}")));
             }
             Ok((k.to_owned(), v.to_owned()))
         })
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect::<Result<Vec<_>, super::ParseError>>()?;
     Ok((parts[..4].iter().map(|s| (*s).to_owned()).collect(), attrs))
 }
 

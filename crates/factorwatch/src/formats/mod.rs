@@ -48,7 +48,7 @@ pub enum Format {
 }
 
 impl Format {
-    pub fn parse(name: &str) -> Result<Format, String> {
+    pub fn parse(name: &str) -> Result<Format, UnknownFormat> {
         Ok(match name.to_ascii_lowercase().as_str() {
             "record" | "json" => Format::Record,
             "ocsf" => Format::Ocsf(ocsf::Options::default()),
@@ -57,11 +57,7 @@ impl Format {
             "cef" => Format::Cef,
             "leef" => Format::Leef,
             "raw" => Format::Raw,
-            other => {
-                return Err(format!(
-                    "unknown format {other:?}; expected one of record, ocsf, ocsf-user-management, ecs, cef, leef, raw"
-                ));
-            }
+            other => return Err(UnknownFormat(other.to_owned())),
         })
     }
 
@@ -101,6 +97,30 @@ impl<'de> serde::Deserialize<'de> for Format {
         Format::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
+
+/// Why a strict parser refused a line (the parsers check that every encoding reads back).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+impl From<String> for ParseError {
+    fn from(s: String) -> ParseError {
+        ParseError(s)
+    }
+}
+
+impl From<&str> for ParseError {
+    fn from(s: &str) -> ParseError {
+        ParseError(s.to_owned())
+    }
+}
+
+/// A `format` name that is not one factorwatch writes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown format {0:?}; expected one of record, ocsf, ocsf-user-management, ecs, cef, leef, raw"
+)]
+pub struct UnknownFormat(pub String);
 
 /// What a strict parser of a key/value format reads: the header fields and the attributes.
 pub type Parsed = (Vec<String>, Vec<(String, String)>);

@@ -137,7 +137,7 @@ pub struct Parsed {
     pub msg: String,
 }
 
-pub fn parse(s: &str) -> Result<Parsed, String> {
+pub fn parse(s: &str) -> Result<Parsed, super::ParseError> {
     let rest = s.strip_prefix('<').ok_or("no PRI")?;
     let (pri, rest) = rest.split_once('>').ok_or("unterminated PRI")?;
     let pri: u16 = pri.parse().map_err(|_| "PRI not a number")?;
@@ -146,10 +146,10 @@ pub fn parse(s: &str) -> Result<Parsed, String> {
     }
     let rest = rest.strip_prefix("1 ").ok_or("not version 1")?;
     let mut fields = rest.splitn(6, ' ');
-    let mut next = |name: &str, max: usize| -> Result<String, String> {
+    let mut next = |name: &str, max: usize| -> Result<String, super::ParseError> {
         let f = fields.next().ok_or(format!("no {name}"))?;
         if f.is_empty() || f.len() > max || !f.chars().all(|c| ('!'..='~').contains(&c)) {
-            return Err(format!("bad {name} {f:?}"));
+            return Err(super::ParseError(format!("bad {name} {f:?}")));
         }
         Ok(f.to_owned())
     };
@@ -187,7 +187,7 @@ pub fn parse(s: &str) -> Result<Parsed, String> {
                     + i;
                 let name: String = chars[i..eq].iter().collect();
                 if name.is_empty() || name.len() > 32 || name.contains([' ', ']', '"']) {
-                    return Err(format!("bad PARAM-NAME {name:?}"));
+                    return Err(super::ParseError(format!("bad PARAM-NAME {name:?}")));
                 }
                 if chars.get(eq + 1) != Some(&'"') {
                     return Err("PARAM-VALUE not quoted".into());

@@ -14,16 +14,13 @@ pub fn builder(timeout: Duration) -> reqwest::ClientBuilder {
         .timeout(timeout)
 }
 
-/// [`builder`], built; `ca_pem` replaces the system's roots.
-pub fn client(timeout: Duration, ca_pem: Option<&[u8]>) -> Result<reqwest::Client, String> {
+/// [`builder`], built; `ca_pem` (PEM certificates) replaces the system's roots.
+pub fn client(timeout: Duration, ca_pem: Option<&[u8]>) -> Result<reqwest::Client, reqwest::Error> {
     let mut b = builder(timeout);
     if let Some(pem) = ca_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|e| format!("the CA file is not PEM certificates: {e}"))?;
-        b = b.tls_certs_only(certs);
+        b = b.tls_certs_only(reqwest::Certificate::from_pem_bundle(pem)?);
     }
     b.build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
 /// Why an answer's body was not read.
@@ -109,20 +106,6 @@ pub fn is_loopback_host(host: &str) -> bool {
 /// that is not loopback.
 pub fn is_cleartext_remote(url: &reqwest::Url) -> bool {
     url.scheme() == "http" && !url.host_str().is_some_and(is_loopback_host)
-}
-
-/// An `http(s)://host…` URL; with `credentials`, `http://` only to this machine.
-pub fn check_url(what: &str, url: &str, credentials: bool) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-        .ok_or_else(|| format!("{what}: {url:?} is not an http(s) URL"))?;
-    if credentials && is_cleartext_remote(&parsed) {
-        return Err(format!(
-            "{what}: {url:?} would send credentials in clear text; use https:// (plain http:// is accepted only to this machine, or with danger_plaintext_credentials = true)"
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 
 use super::http::{answer, http_client, http_outcome};
 use super::{Encoded, Env, Sink, SinkError, SinkSettings, all};
+use crate::config::Invalid;
 use crate::formats::Format;
+use crate::health::{Health, Unhealthy};
 use crate::pipeline::worker::Outcome;
 use crate::secret::Secret;
 
@@ -43,9 +45,9 @@ impl SinkSettings for Config {
     const FORMAT: &'static str = "ecs";
     const BATCH: u32 = 500;
 
-    fn check(&self, at: &str) -> Result<(), String> {
+    fn check(&self, at: &str) -> Result<(), Invalid> {
         let credentials = self.api_key_env.is_some() || self.username.is_some();
-        crate::http::client::check_url(
+        crate::config::check_url(
             &format!("{at}.url"),
             &self.url,
             credentials && !self.danger_plaintext_credentials,
@@ -58,12 +60,12 @@ impl SinkSettings for Config {
                 .chars()
                 .any(|c| c.is_whitespace() || "\\/*?\"<>|,#:".contains(c) || c.is_ascii_uppercase())
         {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "{at}.index: {index:?} is not an Elasticsearch index or alias name"
-            ));
+            )));
         }
         if self.username.is_some() && self.password_env.is_none() {
-            return Err(format!("{at}: username needs password_env"));
+            return Err(Invalid(format!("{at}: username needs password_env")));
         }
         Ok(())
     }
@@ -85,7 +87,7 @@ impl SinkSettings for Config {
             &self.url,
             &self.index,
             auth,
-            http_client(ca.as_deref()).map_err(SinkError::Setup)?,
+            http_client(ca.as_deref())?,
         ))
     }
 }
@@ -247,9 +249,10 @@ impl Sink for BulkSink {
 
     // ---- Healthcheck ---------------------------------------------------------------------------
 
-    async fn healthcheck(&self) -> Result<String, String> {
+    async fn healthcheck(&self) -> Health {
         self.probe()
             .await
             .map(|()| "answers with our credentials".to_owned())
+            .map_err(Unhealthy)
     }
 }

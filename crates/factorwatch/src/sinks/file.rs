@@ -8,7 +8,9 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use super::{Encoded, Env, Sink, SinkError, SinkSettings, all};
+use crate::config::Invalid;
 use crate::formats::Format;
+use crate::health::{Health, Unhealthy};
 use crate::pipeline::worker::Outcome;
 
 // ---- Configuration -----------------------------------------------------------------------------
@@ -26,9 +28,9 @@ impl SinkSettings for Config {
     const FORMAT: &'static str = "record";
     const BATCH: u32 = 500;
 
-    fn check(&self, at: &str) -> Result<(), String> {
+    fn check(&self, at: &str) -> Result<(), Invalid> {
         if self.path.trim().is_empty() {
-            return Err(format!("{at}.path: must not be empty"));
+            return Err(Invalid(format!("{at}.path: must not be empty")));
         }
         Ok(())
     }
@@ -108,10 +110,10 @@ impl Sink for FileSink {
     // ---- Healthcheck ---------------------------------------------------------------------------
 
     /// The file can be opened for appending (created if missing).
-    async fn healthcheck(&self) -> Result<String, String> {
+    async fn healthcheck(&self) -> Health {
         self.write(Vec::new())
             .await
             .map(|()| "writable".to_owned())
-            .map_err(|e| format!("cannot write the SIEM file: {e}"))
+            .map_err(|e| Unhealthy(format!("cannot write the SIEM file: {e}")))
     }
 }

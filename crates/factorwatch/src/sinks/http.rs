@@ -1,12 +1,17 @@
 //! What the HTTP sinks (Splunk HEC, Elasticsearch, webhook) share: the client they send with,
 //! how much of an answer they read, what a status means, and the probe for a healthcheck.
 
+use crate::health::{Health, Unhealthy};
 use crate::pipeline::worker::Outcome;
 
 /// The HTTP client a sink sends with: a 30 s timeout, no redirects; trusting the system's roots,
 /// or only `ca_pem` when given.
-pub fn http_client(ca_pem: Option<&[u8]>) -> Result<reqwest::Client, String> {
-    crate::http::client::client(std::time::Duration::from_secs(30), ca_pem)
+pub fn http_client(ca_pem: Option<&[u8]>) -> Result<reqwest::Client, super::SinkError> {
+    crate::http::client::client(std::time::Duration::from_secs(30), ca_pem).map_err(|e| {
+        super::SinkError::Setup(format!(
+            "cannot set up HTTPS (is the CA file PEM certificates?): {e}"
+        ))
+    })
 }
 
 /// How much of a SIEM's answer is read (a `_bulk` answer for 500 items is well under this).
@@ -53,26 +58,26 @@ pub fn http_outcome(status: u16, detail: &str) -> Outcome {
 /// A healthcheck for an HTTP endpoint with no probe of its own: a `HEAD` with `headers` must get
 /// an answer (connection and TLS work) that is not a redirect, a refusal of our credentials or a
 /// server error. Any other status (405 to a HEAD is common) proves the endpoint is there.
-pub async fn http_probe(client: &reqwest::Client, url: &str) -> Result<String, String> {
+pub async fn http_probe(client: &reqwest::Client, url: &str) -> Health {
     http_probe_with(client.head(url)).await
 }
 
 /// [`http_probe`] of a prepared request (with the sink's headers).
-pub async fn http_probe_with(request: reqwest::RequestBuilder) -> Result<String, String> {
+pub async fn http_probe_with(request: reqwest::RequestBuilder) -> Health {
     let response = request
         .send()
         .await
-        .map_err(|e| format!("unreachable: {}", e.without_url()))?;
+        .map_err(|e| Unhealthy(format!("unreachable: {}", e.without_url())))?;
     let status = response.status().as_u16();
     match status {
-        300..=399 => Err(format!(
+        300..=399 => Err(Unhealthy(format!(
             "answered HTTP {status}, a redirect to {}; redirects are never followed",
             crate::http::client::redirect_target(&response)
-        )),
-        401 | 403 => Err(format!(
+        ))),
+        401 | 403 => Err(Unhealthy(format!(
             "answered HTTP {status}: our credentials are refused"
-        )),
-        500..=599 => Err(format!("answered HTTP {status}")),
+        ))),
+        500..=599 => Err(Unhealthy(format!("answered HTTP {status}"))),
         _ => Ok(format!("reachable (HTTP {status})")),
     }
 }

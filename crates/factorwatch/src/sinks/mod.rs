@@ -21,7 +21,9 @@ use std::future::Future;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::config::Invalid;
 use crate::formats::{Context, Format};
+use crate::health::Health;
 use crate::pipeline::worker::{Destination, Outcome};
 use crate::record::{Action, MfaChange};
 use crate::store::Due;
@@ -49,7 +51,7 @@ pub trait Sink: Send + Sync + 'static {
 
     /// Whether the destination can be reached and accepts our credentials, without sending a
     /// change: what it checked, or why it failed.
-    fn healthcheck(&self) -> impl Future<Output = Result<String, String>> + Send;
+    fn healthcheck(&self) -> impl Future<Output = Health> + Send;
 }
 
 /// What a sink's configuration provides: checks beyond its types, its defaults, and how to build
@@ -62,7 +64,7 @@ pub trait SinkSettings: DeserializeOwned + Clone + std::fmt::Debug {
     const BATCH: u32;
 
     /// What the types cannot say (a URL's form, a name's characters); `at` names the table.
-    fn check(&self, at: &str) -> Result<(), String>;
+    fn check(&self, at: &str) -> Result<(), Invalid>;
 
     /// Builds the sink. `env` reads the secrets it names; the files it names are read here.
     fn build(&self, at: &str, format: &Format, env: Env<'_>) -> Result<Self::Sink, SinkError>;
@@ -99,17 +101,17 @@ macro_rules! sinks {
 
         impl SinkKind {
             /// The sink's configuration from the rest of its table, by `type`.
-            fn parse(kind: &str, table: toml::Table) -> Result<SinkKind, String> {
+            fn parse(kind: &str, table: toml::Table) -> Result<SinkKind, Invalid> {
                 match kind {
                     $($name => serde_path_to_error::deserialize::<_, $module::Config>(
                             toml::Value::Table(table),
                         )
                         .map(SinkKind::$variant)
-                        .map_err(|e| explain(kind, &e.path().to_string(), e.inner().message())),)*
-                    other => Err(format!(
+                        .map_err(|e| Invalid(explain(kind, &e.path().to_string(), e.inner().message()))),)*
+                    other => Err(Invalid(format!(
                         "type: {other:?} is not one of {}",
                         TYPES.join(", ")
-                    )),
+                    ))),
                 }
             }
 
@@ -132,7 +134,7 @@ macro_rules! sinks {
                 }
             }
 
-            fn check(&self, at: &str) -> Result<(), String> {
+            fn check(&self, at: &str) -> Result<(), Invalid> {
                 match self {
                     $(SinkKind::$variant(c) => c.check(at),)*
                 }
@@ -152,7 +154,7 @@ macro_rules! sinks {
                 }
             }
 
-            async fn healthcheck(&self) -> Result<String, String> {
+            async fn healthcheck(&self) -> Health {
                 match self {
                     $(AnySink::$variant(s) => s.healthcheck().await,)*
                 }
@@ -256,20 +258,20 @@ impl SinkConfig {
     }
 
     /// What the parser could not check; `i` is the table's index.
-    pub fn check(&self, i: usize) -> Result<(), String> {
+    pub fn check(&self, i: usize) -> Result<(), Invalid> {
         let at = format!("sinks[{i}] ({})", self.name);
         if self.name.trim().is_empty() {
-            return Err(format!("sinks[{i}].name: must not be empty"));
+            return Err(Invalid(format!("sinks[{i}].name: must not be empty")));
         }
         if let Some(n) = self.batch_size
             && !(1..=MAX_BATCH).contains(&n)
         {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "{at}.batch_size: {n} is not between 1 and {MAX_BATCH}"
-            ));
+            )));
         }
         if self.max_attempts == Some(0) {
-            return Err(format!("{at}.max_attempts: must be at least 1"));
+            return Err(Invalid(format!("{at}.max_attempts: must be at least 1")));
         }
         self.kind.check(&at)
     }
@@ -326,7 +328,7 @@ impl<S: Sink> SinkDestination<S> {
     }
 
     /// The sink's own healthcheck.
-    pub async fn healthcheck(&self) -> Result<String, String> {
+    pub async fn healthcheck(&self) -> Health {
         self.sink.healthcheck().await
     }
 }

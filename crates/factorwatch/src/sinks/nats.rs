@@ -12,7 +12,9 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use super::{Encoded, Env, Sink, SinkError, SinkSettings};
+use crate::config::Invalid;
 use crate::formats::Format;
+use crate::health::{Health, Unhealthy};
 use crate::pipeline::worker::Outcome;
 use crate::secret::Secret;
 
@@ -50,11 +52,16 @@ impl SinkSettings for Config {
     const FORMAT: &'static str = "ocsf";
     const BATCH: u32 = 500;
 
-    fn check(&self, at: &str) -> Result<(), String> {
+    fn check(&self, at: &str) -> Result<(), Invalid> {
         let url = reqwest::Url::parse(&self.url)
             .ok()
             .filter(|u| matches!(u.scheme(), "nats" | "tls") && u.host_str().is_some())
-            .ok_or_else(|| format!("{at}.url: {:?} is not a nats:// or tls:// URL", self.url))?;
+            .ok_or_else(|| {
+                Invalid::from(format!(
+                    "{at}.url: {:?} is not a nats:// or tls:// URL",
+                    self.url
+                ))
+            })?;
         let credentials = [
             self.token_env.is_some(),
             self.user.is_some(),
@@ -64,12 +71,12 @@ impl SinkSettings for Config {
         .filter(|c| **c)
         .count();
         if credentials > 1 {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "{at}: set one of token_env, user (with password_env) and credentials_file"
-            ));
+            )));
         }
         if self.user.is_some() != self.password_env.is_some() {
-            return Err(format!("{at}: user and password_env go together"));
+            return Err(Invalid(format!("{at}: user and password_env go together")));
         }
         let local = url
             .host_str()
@@ -79,10 +86,10 @@ impl SinkSettings for Config {
             && !local
             && !self.danger_plaintext_credentials
         {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "{at}.url: {:?} would send credentials in clear text; use tls:// (plain nats:// is accepted only to this machine, or with danger_plaintext_credentials = true)",
                 self.url
-            ));
+            )));
         }
         // A subject is dot-separated tokens; wildcards and spaces cannot be published to.
         let valid = !self.subject.is_empty()
@@ -90,10 +97,10 @@ impl SinkSettings for Config {
                 !t.is_empty() && t != "*" && t != ">" && !t.chars().any(char::is_whitespace)
             });
         if !valid {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "{at}.subject: {:?} is not a subject one can publish to",
                 self.subject
-            ));
+            )));
         }
         Ok(())
     }
@@ -240,14 +247,14 @@ impl Sink for NatsSink {
     // ---- Healthcheck ---------------------------------------------------------------------------
 
     /// Connects, and asks JetStream which stream captures the subject.
-    async fn healthcheck(&self) -> Result<String, String> {
-        let js = self.context().await?;
+    async fn healthcheck(&self) -> Health {
+        let js = self.context().await.map_err(Unhealthy)?;
         match js.stream_by_subject(self.subject.clone()).await {
             Ok(stream) => Ok(format!("stream {stream} captures {}", self.subject)),
-            Err(e) => Err(format!(
+            Err(e) => Err(Unhealthy(format!(
                 "NATS: no JetStream stream captures {}: {e}",
                 self.subject
-            )),
+            ))),
         }
     }
 }

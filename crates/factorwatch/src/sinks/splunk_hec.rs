@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 
 use super::http::{answer, http_client, http_outcome};
 use super::{Encoded, Env, Sink, SinkError, SinkSettings, all};
+use crate::config::Invalid;
 use crate::formats::Format;
+use crate::health::{Health, Unhealthy};
 use crate::pipeline::worker::Outcome;
 use crate::secret::Secret;
 
@@ -50,14 +52,16 @@ impl SinkSettings for Config {
     const FORMAT: &'static str = "record";
     const BATCH: u32 = 100;
 
-    fn check(&self, at: &str) -> Result<(), String> {
-        crate::http::client::check_url(
+    fn check(&self, at: &str) -> Result<(), Invalid> {
+        crate::config::check_url(
             &format!("{at}.url"),
             &self.url,
             !self.danger_plaintext_credentials,
         )?;
         if self.token_env.is_some() == self.token_file.is_some() {
-            return Err(format!("{at}: set one of token_env and token_file"));
+            return Err(Invalid(format!(
+                "{at}: set one of token_env and token_file"
+            )));
         }
         Ok(())
     }
@@ -86,7 +90,7 @@ impl SinkSettings for Config {
         Ok(HecSink::new(
             settings,
             format.is_json(),
-            http_client(ca.as_deref()).map_err(SinkError::Setup)?,
+            http_client(ca.as_deref())?,
         ))
     }
 }
@@ -345,7 +349,10 @@ impl Sink for HecSink {
 
     // ---- Healthcheck ---------------------------------------------------------------------------
 
-    async fn healthcheck(&self) -> Result<String, String> {
-        self.probe().await.map(|()| "healthy".to_owned())
+    async fn healthcheck(&self) -> Health {
+        self.probe()
+            .await
+            .map(|()| "healthy".to_owned())
+            .map_err(Unhealthy)
     }
 }

@@ -22,8 +22,10 @@ use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, pki_types::ServerN
 use serde::Deserialize;
 
 use super::{Encoded, Env, Sink, SinkError, SinkSettings, all};
+use crate::config::Invalid;
 use crate::formats::Format;
 use crate::formats::syslog::{self as rfc5424, Options};
+use crate::health::{Health, Unhealthy};
 use crate::pipeline::worker::Outcome;
 
 // ---- Configuration -----------------------------------------------------------------------------
@@ -65,20 +67,23 @@ impl SinkSettings for Config {
     const FORMAT: &'static str = "cef";
     const BATCH: u32 = 200;
 
-    fn check(&self, at: &str) -> Result<(), String> {
+    fn check(&self, at: &str) -> Result<(), Invalid> {
         let ok = self
             .address
             .rsplit_once(':')
             .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
         if !ok {
-            return Err(format!("{at}.address: {:?} is not host:port", self.address));
+            return Err(Invalid(format!(
+                "{at}.address: {:?} is not host:port",
+                self.address
+            )));
         }
         if let Some(f) = self.facility
             && f > 23
         {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "{at}.facility: {f} is not a syslog facility (0 to 23)"
-            ));
+            )));
         }
         if self.transport == TransportKind::Tls {
             ServerName::try_from(self.server_name()).map_err(|e| {
@@ -348,10 +353,13 @@ impl Sink for SyslogSink {
 
     // ---- Healthcheck ---------------------------------------------------------------------------
 
-    async fn healthcheck(&self) -> Result<String, String> {
-        self.probe().await.map(|()| match self.transport {
-            Transport::Udp => "no refusal (UDP cannot confirm a collector)".to_owned(),
-            _ => "connected".to_owned(),
-        })
+    async fn healthcheck(&self) -> Health {
+        self.probe()
+            .await
+            .map(|()| match self.transport {
+                Transport::Udp => "no refusal (UDP cannot confirm a collector)".to_owned(),
+                _ => "connected".to_owned(),
+            })
+            .map_err(Unhealthy)
     }
 }

@@ -9,8 +9,10 @@ use serde_json::Value;
 
 use super::http::{answer, http_client, http_outcome, http_probe_with};
 use super::{Encoded, Env, Sink, SinkError, SinkSettings, all};
+use crate::config::Invalid;
 use crate::config::SecretRef;
 use crate::formats::Format;
+use crate::health::{Health, Unhealthy};
 use crate::pipeline::worker::Outcome;
 use crate::secret::Secret;
 
@@ -38,15 +40,17 @@ impl SinkSettings for Config {
     const FORMAT: &'static str = "ocsf";
     const BATCH: u32 = 100;
 
-    fn check(&self, at: &str) -> Result<(), String> {
-        crate::http::client::check_url(
+    fn check(&self, at: &str) -> Result<(), Invalid> {
+        crate::config::check_url(
             &format!("{at}.url"),
             &self.url,
             !self.headers.is_empty() && !self.danger_plaintext_credentials,
         )?;
         for (name, value) in &self.headers {
             if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(format!("{at}.headers: {name:?} is not a header name"));
+                return Err(Invalid(format!(
+                    "{at}.headers: {name:?} is not a header name"
+                )));
             }
             value
                 .check()
@@ -65,7 +69,7 @@ impl SinkSettings for Config {
         Ok(WebhookSink::new(
             &self.url,
             headers,
-            http_client(ca.as_deref()).map_err(SinkError::Setup)?,
+            http_client(ca.as_deref())?,
         ))
     }
 }
@@ -123,9 +127,9 @@ impl Sink for WebhookSink {
     // ---- Healthcheck ---------------------------------------------------------------------------
 
     /// A `HEAD` with the configured headers: see [`super::http::http_probe`].
-    async fn healthcheck(&self) -> Result<String, String> {
+    async fn healthcheck(&self) -> Health {
         http_probe_with(self.with_headers(self.client.head(&self.url)))
             .await
-            .map_err(|e| format!("webhook {e}"))
+            .map_err(|e| Unhealthy(format!("webhook {e}")))
     }
 }
