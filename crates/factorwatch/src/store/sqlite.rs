@@ -166,6 +166,14 @@ async fn migrate(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// An outbox row with its change, as [`due_row`] reads it.
+macro_rules! due_select {
+    () => {
+        "SELECT o.id, o.org, o.event_id, o.destination, o.attempts, c.record, c.raw, c.received_at
+         FROM outbox o JOIN changes c ON c.org = o.org AND c.event_id = o.event_id"
+    };
+}
+
 fn due_row(r: sqlx::sqlite::SqliteRow) -> Due {
     let record: String = r.get(5);
     Due {
@@ -357,12 +365,11 @@ impl Store for SqliteStore {
         limit: u32,
         now: DateTime<Utc>,
     ) -> Result<Vec<Due>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT o.id, o.org, o.event_id, o.destination, o.attempts, c.record, c.raw, c.received_at
-             FROM outbox o JOIN changes c ON c.org = o.org AND c.event_id = o.event_id
-             WHERE o.destination = ? AND o.state = 'pending' AND o.next_attempt_at <= ?
-             ORDER BY o.next_attempt_at, o.id LIMIT ?",
-        )
+        let rows = sqlx::query(concat!(
+            due_select!(),
+            " WHERE o.destination = ? AND o.state = 'pending' AND o.next_attempt_at <= ?
+                  ORDER BY o.next_attempt_at, o.id LIMIT ?"
+        ))
         .bind(destination)
         .bind(ms(now))
         .bind(i64::from(limit))
@@ -439,13 +446,11 @@ impl Store for SqliteStore {
         org: &str,
         user_id: &str,
     ) -> Result<Vec<Due>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT o.id, o.org, o.event_id, o.destination, o.attempts, c.record, c.raw, c.received_at
-             FROM outbox o JOIN changes c ON c.org = o.org AND c.event_id = o.event_id
-             WHERE o.destination = ? AND o.state = 'pending' AND o.org = ?
-               AND c.user_id = ?
-             ORDER BY c.received_at, o.id",
-        )
+        let rows = sqlx::query(concat!(
+            due_select!(),
+            " WHERE o.destination = ? AND o.state = 'pending' AND o.org = ? AND c.user_id = ?
+                  ORDER BY c.received_at, o.id"
+        ))
         .bind(destination)
         .bind(org)
         .bind(user_id)
