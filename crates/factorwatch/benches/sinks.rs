@@ -50,6 +50,7 @@ async fn store(name: &str, n: usize, destination: &str) -> SqliteStore {
             email_actions: None,
             security: vec![],
         },
+        detections: None,
     };
     let batch: Batch = ingest.batch(SourceKind::SystemLog, &events(n), None);
     store

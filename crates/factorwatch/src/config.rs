@@ -33,6 +33,112 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     #[serde(default)]
     pub observability: ObservabilityConfig,
+    #[serde(default)]
+    pub detections: DetectionsConfig,
+}
+
+/// `[detections]`: the account-takeover rules (`docs/detections.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectionsConfig {
+    /// Run the rules (and poll their evidence: sign-ins, password resets, users' reports).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The key phone numbers are hashed with before they are kept (to find one number enrolled
+    /// by several users), in this environment variable…
+    #[serde(default)]
+    pub phone_key_env: Option<String>,
+    /// …or this file. Without either, a random key is made once and kept in the store.
+    #[serde(default)]
+    pub phone_key_file: Option<PathBuf>,
+    /// Per rule: `enabled`, `window`, `threshold`, `severity`.
+    #[serde(default)]
+    pub rules: std::collections::BTreeMap<crate::detect::RuleId, RuleConfig>,
+}
+
+impl Default for DetectionsConfig {
+    fn default() -> Self {
+        DetectionsConfig {
+            enabled: true,
+            phone_key_env: None,
+            phone_key_file: None,
+            rules: Default::default(),
+        }
+    }
+}
+
+/// `[detections.rules.<rule>]`: what differs from the rule's defaults.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub enabled: Option<bool>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub window: Option<Duration>,
+    pub threshold: Option<u32>,
+    pub severity: Option<crate::detect::Severity>,
+}
+
+/// The longest window a rule may take (Okta keeps 90 days of System Log).
+const MAX_RULE_WINDOW: Duration = Duration::from_secs(90 * 24 * 3600);
+
+impl DetectionsConfig {
+    /// The rules' settings: each rule's defaults with what the configuration changes.
+    pub fn settings(&self) -> crate::detect::Settings {
+        let mut settings = crate::detect::Settings::default();
+        for (rule, c) in &self.rules {
+            let mut s = rule.defaults();
+            if let Some(e) = c.enabled {
+                s.enabled = e;
+            }
+            if let Some(w) = c.window.and_then(|w| chrono::Duration::from_std(w).ok()) {
+                s.window = w;
+            }
+            if let Some(t) = c.threshold {
+                s.threshold = t;
+            }
+            if let Some(sev) = c.severity {
+                s.severity = sev;
+            }
+            settings.set(*rule, s);
+        }
+        settings
+    }
+
+    fn check(&self) -> Result<(), Invalid> {
+        if self.phone_key_env.is_some() && self.phone_key_file.is_some() {
+            return Err("detections: set one of phone_key_env and phone_key_file".into());
+        }
+        for (rule, c) in &self.rules {
+            let at = format!("detections.rules.{}", rule.as_str());
+            if let Some(w) = c.window
+                && (w < Duration::from_secs(1) || w > MAX_RULE_WINDOW)
+            {
+                return Err(Invalid(format!("{at}.window: must be between 1s and 90d")));
+            }
+            if let Some(t) = c.threshold {
+                if !rule.counts() {
+                    return Err(Invalid(format!(
+                        "{at}.threshold: {} counts nothing (only bulk_admin_reset, shared_phone, shared_device and bypass_burst take a threshold)",
+                        rule.as_str()
+                    )));
+                }
+                let least = if matches!(
+                    rule,
+                    crate::detect::RuleId::SharedPhone | crate::detect::RuleId::SharedDevice
+                ) {
+                    2
+                } else {
+                    1
+                };
+                if !(least..=100_000).contains(&t) {
+                    return Err(Invalid(format!(
+                        "{at}.threshold: {t} is not between {least} and 100000"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -842,6 +948,7 @@ impl Config {
         if self.delivery.max_attempts == 0 {
             return Err("delivery.max_attempts: must be at least 1".into());
         }
+        self.detections.check()?;
         match self.email.transport {
             EmailTransport::Files | EmailTransport::DryRun => {}
             EmailTransport::Smtp => {

@@ -14,6 +14,7 @@ use tracing::info;
 
 use crate::classify::{self, Classifier};
 use crate::config::{Config, ConfigError};
+use crate::detect::PhoneKey;
 use crate::email::security_copy::SecurityCopy;
 use crate::email::templates::Templates;
 use crate::email::transport::{Transport, TransportError};
@@ -73,10 +74,51 @@ pub fn security_destinations(config: &Config) -> Vec<String> {
     d
 }
 
+/// The store's key for the generated phone-number hashing key.
+const PHONE_KEY_SETTING: &str = "detections.phone_key";
+
+/// The key phone numbers are hashed with in the detections' journal, when the detections are on:
+/// the configured secret, else one made at random once and kept in the store (so that every
+/// restart and every replica hashes alike).
+pub async fn phone_key<S: Store>(
+    config: &Config,
+    store: &S,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<Option<PhoneKey>, StartError> {
+    let d = &config.detections;
+    if !d.enabled {
+        return Ok(None);
+    }
+    if d.phone_key_env.is_some() || d.phone_key_file.is_some() {
+        let key = crate::config::read_secret(
+            "detections.phone_key",
+            d.phone_key_env.as_deref(),
+            d.phone_key_file.as_deref(),
+            env,
+        )?;
+        if key.expose().len() < 16 {
+            return Err(StartError::Config(ConfigError::Secret(
+                "detections.phone_key: the key must be at least 16 characters".into(),
+            )));
+        }
+        return Ok(Some(PhoneKey::new(key.expose().as_bytes().to_vec())));
+    }
+    let fresh: String = {
+        use rand::RngCore;
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let kept = store.setting_or_insert(PHONE_KEY_SETTING, &fresh).await?;
+    Ok(Some(PhoneKey::new(kept.into_bytes())))
+}
+
 /// How changes are classified and routed under `config`: every sink with its action filter,
-/// email when on, the security team when configured. `run`, `replay` and `backfill` share it.
-pub fn ingest_for(config: &Config) -> Ingest {
+/// email when on, the security team when configured; `phone_key` when the detections are on.
+/// `run`, `replay` and `backfill` share it.
+pub fn ingest_for(config: &Config, phone_key: Option<PhoneKey>) -> Ingest {
     Ingest {
+        detections: phone_key,
         classifier: Classifier::new(classify::Config::default()),
         routing: Routing {
             siem: config
@@ -106,7 +148,20 @@ pub struct Daemon {
     pollers: Vec<(String, JoinHandle<Ended>)>,
     /// Every outbox destination.
     destinations: Vec<String>,
+    /// The orgs whose detections run.
+    detecting: Vec<String>,
     signals: Arc<Signals>,
+}
+
+/// Where findings go: every SIEM sink and the security team's destinations (findings never wait
+/// for a user notice's coalescing).
+pub fn finding_destinations(config: &Config) -> Vec<String> {
+    config
+        .sinks
+        .iter()
+        .map(|s| s.destination())
+        .chain(security_destinations(config))
+        .collect()
 }
 
 impl Daemon {
@@ -144,9 +199,11 @@ impl Daemon {
             tasks: Vec::new(),
             pollers: Vec::new(),
             destinations: Vec::new(),
+            detecting: Vec::new(),
             signals: Arc::default(),
         };
-        let ingest = Arc::new(ingest_for(config));
+        let key = phone_key(config, &d.store, env).await?;
+        let ingest = Arc::new(ingest_for(config, key));
         let (hooks, enrichers) = d.start_orgs(config, env, &ingest, once).await?;
         let policy = WorkerPolicy {
             max_attempts: config.delivery.max_attempts,
@@ -176,6 +233,9 @@ impl Daemon {
         }
         if config.email.enabled {
             d.start_email(config, env, enrichers, policy)?;
+        }
+        if config.detections.enabled {
+            d.start_detections(config);
         }
         if let Some(url) = crate::chat::security_webhook(config, env)? {
             d.spawn_worker(
@@ -226,17 +286,18 @@ impl Daemon {
                 org.name.clone(),
                 Arc::new(Enricher::new(client.clone(), config.email.lookup_cache)),
             );
+            let detections = config.detections.enabled;
             for (source, poll, default_types, start) in [
                 (
                     SourceKind::SystemLog,
                     &org.system_log,
-                    crate::okta::catalog::polled as fn() -> Vec<String>,
+                    crate::okta::catalog::polled(detections),
                     poller::system_log_start as fn(&str, &[String]) -> String,
                 ),
                 (
                     SourceKind::EventsApi,
                     &org.events_api,
-                    crate::okta::catalog::legacy_polled,
+                    crate::okta::catalog::legacy_polled(),
                     poller::events_api_start,
                 ),
             ] {
@@ -252,7 +313,7 @@ impl Daemon {
                         detail: e.to_string(),
                     });
                 }
-                let types = poll.types.clone().unwrap_or_else(default_types);
+                let types = poll.types.clone().unwrap_or(default_types);
                 let since = crate::record::format_published(&poll.since.at(now));
                 let p = Poller {
                     org: org.name.clone(),
@@ -296,6 +357,23 @@ impl Daemon {
         Ok((hooks, enrichers))
     }
 
+    /// Per org, the detections' worker.
+    fn start_detections(&mut self, config: &Config) {
+        let settings = config.detections.settings();
+        let destinations = finding_destinations(config);
+        for org in &config.orgs {
+            let w = crate::pipeline::detection::DetectionWorker {
+                org: org.name.clone(),
+                store: self.store.clone(),
+                settings: settings.clone(),
+                destinations: destinations.clone(),
+                signals: self.signals.clone(),
+            };
+            self.detecting.push(org.name.clone());
+            self.tasks.push(tokio::spawn(w.run(self.shutdown.subscribe())));
+        }
+    }
+
     /// The user notices and the security team's email copy, on one transport.
     fn start_email(
         &mut self,
@@ -315,6 +393,7 @@ impl Daemon {
             coalesce: e.coalesce,
             skip_when_okta_notified: e.skip_when_okta_notified,
             previous_address_window: e.previous_address_window,
+            detections: config.detections.enabled,
         };
         let transport = Arc::new(Transport::from_config(e, env)?);
         if let Some(to) = &e.security_copy {
@@ -402,17 +481,25 @@ impl Daemon {
     /// Waits until no outbox row is due, or the workers settled nothing for `stall`. Asks the
     /// store one indexed question per round; progress comes from the workers.
     async fn drain(&self, stall: Duration) -> Result<(), StoreError> {
-        let mut settled = self.signals.settled();
+        let progress = || {
+            self.signals.settled()
+                + self
+                    .signals
+                    .detected
+                    .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let mut settled = progress();
         let mut moved = tokio::time::Instant::now();
         loop {
-            if !self
-                .store
-                .any_due(&self.destinations, chrono::Utc::now())
-                .await?
+            if !self.detections_behind().await?
+                && !self
+                    .store
+                    .any_due(&self.destinations, chrono::Utc::now())
+                    .await?
             {
                 return Ok(());
             }
-            let now_settled = self.signals.settled();
+            let now_settled = progress();
             if now_settled != settled {
                 settled = now_settled;
                 moved = tokio::time::Instant::now();
@@ -426,6 +513,17 @@ impl Daemon {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Whether the detections of some org have journal entries still to read.
+    async fn detections_behind(&self) -> Result<bool, StoreError> {
+        for org in &self.detecting {
+            let at = self.store.detection_cursor(org).await?;
+            if !self.store.signals_after(org, at, 1).await?.is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Rows still pending in the outbox.

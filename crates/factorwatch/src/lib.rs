@@ -13,6 +13,7 @@ pub mod classify;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod detect;
 pub mod email;
 pub mod enrich;
 pub mod formats;

@@ -41,6 +41,39 @@ pub struct MfaChange {
     pub session_id: Option<String>,
 }
 
+/// What the outbox delivers: an MFA change, or a finding about a sequence of them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Change(MfaChange),
+    Finding(crate::detect::Finding),
+}
+
+impl Item {
+    /// Its id: the change's event id, or the finding's.
+    pub fn id(&self) -> String {
+        match self {
+            Item::Change(c) => c.id.to_wire(),
+            Item::Finding(f) => f.id.clone(),
+        }
+    }
+
+    /// When it happened: the change's `published` (now for the rare one without), the finding's
+    /// last event.
+    pub fn time(&self) -> DateTime<Utc> {
+        match self {
+            Item::Change(c) => c.published.unwrap_or_else(Utc::now),
+            Item::Finding(f) => f.last_seen,
+        }
+    }
+
+    pub fn change(&self) -> Option<&MfaChange> {
+        match self {
+            Item::Change(c) => Some(c),
+            Item::Finding(_) => None,
+        }
+    }
+}
+
 /// Where the event came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -34,6 +34,11 @@ pub fn hook_request(org: &str, status: u16) {
         .increment(1);
 }
 
+/// Findings stored, per org.
+pub fn findings(org: &str, n: u64) {
+    metrics::counter!("factorwatch_findings_total", "org" => org.to_owned()).increment(n);
+}
+
 /// One delivery attempt's outcome (`delivered`, `skipped`, `later`, `retry`, `dead`, `unavailable`).
 pub fn delivery(destination: &str, outcome: &'static str) {
     metrics::counter!("factorwatch_deliveries_total", "destination" => destination.to_owned(), "outcome" => outcome)

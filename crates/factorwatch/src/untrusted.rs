@@ -28,6 +28,13 @@ pub fn display(text: &str, max: usize) -> String {
     defang(&cut)
 }
 
+/// An identifier an analyst searches for (a login, an Okta id) for the security team's eyes only:
+/// made plain and bounded like [`display`], but not defanged — `jane@example.com` must stay
+/// searchable. Never for text shown to a user.
+pub fn identifier(text: &str, max: usize) -> String {
+    bound(&plain(text), max)
+}
+
 /// [`display`] for a first name in a greeting: its first word only (a "first name" reading
 /// "Jane, ignore this message" greets Jane).
 pub fn first_word(text: &str, max: usize) -> Option<String> {

@@ -321,6 +321,7 @@ async fn outbox_lists_re_drives_and_drops_dead_letters() {
         newest_published: None,
         cursor: None,
         context: vec![],
+        signals: vec![],
     };
     store
         .commit("acme", &batch, chrono::Utc::now())

@@ -286,6 +286,7 @@ async fn a_stored_cursor_on_another_origin_stops_the_start_and_says_how_to_reset
             newest_published: None,
             cursor: Some("https://old-org.okta.com/api/v1/logs?after=1_2".into()),
             context: vec![],
+            signals: Vec::new(),
         };
         store
             .commit("acme", &batch, chrono::Utc::now())

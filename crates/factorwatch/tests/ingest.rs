@@ -362,6 +362,7 @@ async fn a_full_disk_is_a_clear_error_and_keeps_nothing_half_written() {
         newest_published: None,
         cursor: Some("https://o/api/v1/logs?after=1".into()),
         context: Vec::new(),
+        signals: Vec::new(),
     };
     store
         .commit("acme", &batch(0..2, 100), chrono::Utc::now())
@@ -425,6 +426,7 @@ async fn a_hook_delivery_the_store_cannot_take_is_answered_500_for_okta_to_retry
             newest_published: None,
             cursor: None,
             context: Vec::new(),
+            signals: Vec::new(),
         };
         if store
             .commit("acme", &batch, chrono::Utc::now())
@@ -445,6 +447,7 @@ async fn a_hook_delivery_the_store_cannot_take_is_answered_500_for_okta_to_retry
             email_actions: None,
             security: vec![],
         },
+        detections: None,
     });
     let app = hook::router(
         "/okta/acme",
@@ -619,6 +622,7 @@ async fn failed_deliveries_are_retried_then_dead_lettered_visibly_and_can_be_re_
         newest_published: None,
         cursor: None,
         context: Vec::new(),
+        signals: Vec::new(),
     };
     store
         .commit("acme", &batch, chrono::Utc::now())
@@ -952,8 +956,13 @@ async fn register_hook_creates_verifies_and_lists_the_hook_through_okta_s_api() 
         .await
         .unwrap();
     let listed = String::from_utf8(out).unwrap();
+    // The changes and, with the detections on (the default), their hook-eligible evidence.
+    let types = factorwatch::okta::catalog::hook_subscription(true).len();
+    assert!(types > 8);
     assert!(
-        listed.contains("ACTIVE") && listed.contains(&url) && listed.contains("8 event types"),
+        listed.contains("ACTIVE")
+            && listed.contains(&url)
+            && listed.contains(&format!("{types} event types")),
         "{listed}"
     );
     // Without a hook table there is nothing to register: a clear refusal.
@@ -1003,6 +1012,7 @@ async fn backfill_replays_a_past_window_once_and_resumes_where_it_stopped() {
                 newest_published: None,
                 cursor: None,
                 context: vec![],
+                signals: Vec::new(),
             },
             now,
         )

@@ -82,7 +82,7 @@ async fn a_database_from_before_migrations_is_migrated_and_keeps_everything() {
         .await
         .unwrap();
     assert_eq!(mine.len(), 1);
-    assert_eq!(mine[0].change.as_ref().unwrap().id.to_wire(), "e1");
+    assert_eq!(mine[0].change().unwrap().id.to_wire(), "e1");
     store.close().await;
     // Opening again applies nothing twice.
     let again = SqliteStore::open(&path).await.unwrap();

@@ -144,6 +144,92 @@ fn find_word(haystack: &str, word: &str, from: usize) -> Option<usize> {
     None
 }
 
+/// What kind of factor a person would say it is, and how hard it is to phish: the one place the
+/// notices (their wording) and the detections (strength) take it from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Sms,
+    Call,
+    /// Identity Engine's "Phone" authenticator, method unknown (SMS or voice).
+    Phone,
+    Push,
+    Totp,
+    Email,
+    Question,
+    Webauthn,
+    SecurityKey,
+    Fastpass,
+    Token,
+    Other,
+}
+
+/// How resistant a factor is to phishing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strength {
+    /// Bound to the origin it signs in to: WebAuthn/FIDO, Okta FastPass (signed nonce).
+    PhishingResistant,
+    /// Relayed by anyone who asks: SMS, voice, phone, email, security question.
+    Weak,
+    /// Neither: push, one-time codes, tokens, unknown.
+    Neither,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Sms => "sms",
+            Kind::Call => "call",
+            Kind::Phone => "phone",
+            Kind::Push => "push",
+            Kind::Totp => "totp",
+            Kind::Email => "email",
+            Kind::Question => "question",
+            Kind::Webauthn => "webauthn",
+            Kind::SecurityKey => "security_key",
+            Kind::Fastpass => "fastpass",
+            Kind::Token => "token",
+            Kind::Other => "other",
+        }
+    }
+
+    pub fn strength(self) -> Strength {
+        match self {
+            Kind::Webauthn | Kind::SecurityKey | Kind::Fastpass => Strength::PhishingResistant,
+            Kind::Sms | Kind::Call | Kind::Phone | Kind::Email | Kind::Question => Strength::Weak,
+            Kind::Push | Kind::Totp | Kind::Token | Kind::Other => Strength::Neither,
+        }
+    }
+
+    /// The kind of a classified factor. Okta Verify's TOTP is push's sibling (one app); a factor
+    /// known only by a phone number is a phone; an Identity Engine "Phone" authenticator too.
+    pub fn of(factor: &Factor) -> Kind {
+        match (factor.factor_type, factor.provider) {
+            (Some(FactorType::Sms), _) => Kind::Sms,
+            (Some(FactorType::Call), _) => Kind::Call,
+            (Some(FactorType::Push), _) => Kind::Push,
+            (Some(FactorType::SoftwareTotp), Some(Provider::Okta)) => Kind::Push,
+            (Some(FactorType::SoftwareTotp | FactorType::Hotp), _) => Kind::Totp,
+            (Some(FactorType::Email), _) => Kind::Email,
+            (Some(FactorType::Question), _) => Kind::Question,
+            (Some(FactorType::Webauthn), _) => Kind::Webauthn,
+            (Some(FactorType::U2f), _) => Kind::SecurityKey,
+            (Some(FactorType::SignedNonce), _) => Kind::Fastpass,
+            (Some(FactorType::HardwareToken | FactorType::Token), _) => Kind::Token,
+            _ if factor.phone_last4.is_some() => Kind::Phone,
+            _ if factor
+                .name
+                .as_deref()
+                .is_some_and(|n| n.trim().eq_ignore_ascii_case("phone")) =>
+            {
+                Kind::Phone
+            }
+            _ => Kind::Other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -350,7 +350,8 @@ fn parse_published(
         })
 }
 
-fn event_id(okta_id: Option<&str>, raw: &str) -> EventId {
+/// Okta's id for an event, or a digest of its text when it has none.
+pub fn event_id(okta_id: Option<&str>, raw: &str) -> EventId {
     match okta_id.map(str::trim).filter(|id| !id.is_empty()) {
         Some(id) => EventId::Okta(id.to_owned()),
         None => {

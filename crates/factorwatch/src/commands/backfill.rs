@@ -128,7 +128,8 @@ pub async fn run<S: Store>(
         what: "progress".into(),
         source: e,
     };
-    let mut ingest = crate::daemon::ingest_for(config);
+    let key = crate::daemon::phone_key(config, store, env).await?;
+    let mut ingest = crate::daemon::ingest_for(config, key);
     if !options.email {
         ingest.routing.email = None;
     }
@@ -152,7 +153,7 @@ pub async fn run<S: Store>(
                 .system_log
                 .types
                 .clone()
-                .unwrap_or_else(crate::okta::catalog::polled)
+                .unwrap_or_else(|| crate::okta::catalog::polled(config.detections.enabled))
                 .iter()
                 .map(|t| format!("eventType eq \"{t}\""))
                 .collect::<Vec<_>>()

@@ -8,6 +8,7 @@ pub mod classify;
 pub mod config;
 pub mod cursor;
 pub mod demo;
+pub mod detect;
 pub mod okta;
 pub mod outbox;
 pub mod render_email;
@@ -41,6 +42,13 @@ pub enum Command {
     /// legacy Events API events, auto-detected. Values that are not valid JSON or not Okta events
     /// are reported on stderr with their position and skipped; the exit status is then 1.
     Classify(classify::Args),
+    /// Run the account-takeover rules over exported Okta events (any layout `classify` reads), or
+    /// with --org over what the store holds; print one finding per line (NDJSON).
+    ///
+    /// Events are taken in published order; a rule that waits for nothing to happen reports
+    /// only once the events themselves have passed its window. Exit 1 when some input was
+    /// skipped (each reported on stderr with its position).
+    Detect(detect::Args),
     /// Run the daemon: poll Okta, receive its Event Hooks, deliver to the SIEM and users.
     ///
     /// Every config key can also be set by an environment variable: FACTORWATCH__ then the key's
@@ -181,6 +189,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Classify(args) => exit(classify::main(args), 2),
+        Command::Detect(args) => exit(block_on(detect::main(args)), 2),
         Command::Run(args) => {
             init_logging(args.log_json, "info");
             exit(block_on(run::main(args)).map(|()| ExitCode::SUCCESS), 2)

@@ -158,7 +158,7 @@ pub async fn register_hook(
     let client = client(org, env)?;
     let body = json!({
         "name": format!("factorwatch ({org_name})"),
-        "events": { "type": "EVENT_TYPE", "items": crate::okta::catalog::hook_subscription() },
+        "events": { "type": "EVENT_TYPE", "items": crate::okta::catalog::hook_subscription(config.detections.enabled) },
         "channel": { "type": "HTTP", "version": "1.0.0", "config": {
             "uri": url,
             "authScheme": { "type": "HEADER", "key": hook.auth_header, "value": secret.expose() },

@@ -34,9 +34,16 @@ pub async fn main(args: Args) -> Result<(), CommandError> {
             args.file.display()
         )))?
     };
-    let batch = crate::daemon::ingest_for(&config).batch(SourceKind::SystemLog, &text, None);
-    let (events, rejects) = (batch.events_seen, batch.rejects.len());
     let store = crate::store::open(&config.store).await?;
+    let key = match crate::daemon::phone_key(&config, &store, &super::process_env).await {
+        Ok(k) => k,
+        Err(e) => {
+            store.close().await;
+            return Err(e.into());
+        }
+    };
+    let batch = crate::daemon::ingest_for(&config, key).batch(SourceKind::SystemLog, &text, None);
+    let (events, rejects) = (batch.events_seen, batch.rejects.len());
     let committed = store.commit(&args.org, &batch, chrono::Utc::now()).await;
     store.close().await;
     let committed = committed?;

@@ -47,7 +47,14 @@ pub struct EmailSettings {
     /// Emails sent at once. 1 keeps the promise of at most one repeat per crash; N allows up to N
     /// (each SMTP round trip waits on the network, so more in flight sends more per second).
     pub concurrency: u32,
+    /// The detections run: a notice waits (at most [`DETECTION_WAIT`]) for them to have read its
+    /// changes, so that it can tell what they found.
+    pub detections: bool,
 }
+
+/// How long after a change is stored its notice waits for the detections to read it. They take
+/// milliseconds; this bounds the wait when they are stopped or failing.
+pub const DETECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct EmailDestination<S: Store> {
     name: String,
@@ -216,8 +223,11 @@ impl<S: Store> EmailDestination<S> {
     }
 
     async fn attempt(&self, row: &Due) -> Outcome {
-        let change: MfaChange = match &row.change {
-            Ok(c) => c.clone(),
+        let change: MfaChange = match &row.item {
+            Ok(crate::record::Item::Change(c)) => c.clone(),
+            Ok(crate::record::Item::Finding(_)) => {
+                return Outcome::Reject("a finding is not sent to users on its own".into());
+            }
             Err(e) => return Outcome::Reject(e.clone()),
         };
         let login = change
@@ -259,11 +269,31 @@ impl<S: Store> EmailDestination<S> {
         }
         let mut changes = vec![(change.clone(), row.raw.clone())];
         for s in &siblings {
-            if let Ok(c) = &s.change {
+            if let Some(c) = s.change() {
                 changes.push((c.clone(), s.raw.clone()));
             }
         }
         changes.sort_by_key(|(c, _)| c.published);
+        let ids: Vec<String> = changes.iter().map(|(c, _)| c.id.to_wire()).collect();
+        let findings = if self.settings.detections {
+            let now = chrono::Utc::now();
+            let wait = chrono::Duration::from_std(DETECTION_WAIT).unwrap_or_default();
+            if now < row.received_at + wait {
+                for id in &ids {
+                    match self.store.detection_pending(&row.org, id).await {
+                        Ok(false) => {}
+                        Ok(true) => return Outcome::Later(now + chrono::Duration::milliseconds(200)),
+                        Err(e) => return Outcome::Unavailable(e.to_string()),
+                    }
+                }
+            }
+            match self.store.findings_for_events(&row.org, &ids).await {
+                Ok(f) => f,
+                Err(e) => return Outcome::Unavailable(e.to_string()),
+            }
+        } else {
+            Vec::new()
+        };
         let mut enriched = Vec::with_capacity(changes.len());
         for (c, raw) in changes {
             match enricher.enrich(&c, &raw).await {
@@ -301,7 +331,7 @@ impl<S: Store> EmailDestination<S> {
             }
             self.mark_done(row, "cap").await;
         }
-        let notice = notice::notice(&enriched, &to, &row.org, &self.settings.help);
+        let notice = notice::notice(&enriched, &to, &row.org, &self.settings.help, &findings);
         let language = self.templates.language(enrichment.locale.as_deref());
         let rendered = match self.templates.render(&language, &notice) {
             Ok(r) => r,

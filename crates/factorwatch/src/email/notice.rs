@@ -9,7 +9,6 @@
 use serde::Serialize;
 
 use crate::enrich::Enrichment;
-use crate::okta::factors::{FactorType, Provider};
 use crate::record::{Action, Initiator, MfaChange};
 
 /// Longest text taken from Okta into a notice.
@@ -37,6 +36,52 @@ pub struct ChangeView {
     pub device: Option<String>,
     pub factor: FactorView,
     pub initiator: InitiatorView,
+    /// What the detections found that this change completes.
+    pub findings: Vec<FindingNote>,
+}
+
+/// What the detections found about a change, as the templates say it to the user: the rule and
+/// facts from a fixed vocabulary, never a value someone outside wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct FindingNote {
+    pub rule: &'static str,
+    /// `reset_then_enroll_new_place`: minutes since the reset.
+    pub minutes_after: i64,
+    /// `reset_then_enroll_new_place`: who reset (self, system, other).
+    pub by: &'static str,
+    /// `reset_then_enroll_new_place`: what was new (country, network, device).
+    pub new: Vec<&'static str>,
+}
+
+impl FindingNote {
+    pub fn of(f: &crate::detect::Finding) -> FindingNote {
+        let d = &f.details;
+        FindingNote {
+            rule: f.rule.as_str(),
+            minutes_after: d
+                .get("minutes_after_reset")
+                .and_then(serde_json::Value::as_i64)
+                .unwrap_or(0)
+                .max(0),
+            by: match d.get("reset_by").and_then(serde_json::Value::as_str) {
+                Some("self") => "self",
+                Some("system") => "system",
+                _ => "other",
+            },
+            new: d
+                .get("new")
+                .and_then(serde_json::Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|v| match v.as_str() {
+                    Some("country") => Some("country"),
+                    Some("network") => Some("network"),
+                    Some("device") => Some("device"),
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -98,21 +143,7 @@ pub fn mask_email(address: &str) -> String {
 }
 
 fn factor_kind(change: &MfaChange) -> &'static str {
-    match (change.factor.factor_type, change.factor.provider) {
-        (Some(FactorType::Sms), _) => "sms",
-        (Some(FactorType::Call), _) => "call",
-        (Some(FactorType::Push), _) => "push",
-        (Some(FactorType::SoftwareTotp), Some(Provider::Okta)) => "push",
-        (Some(FactorType::SoftwareTotp | FactorType::Hotp), _) => "totp",
-        (Some(FactorType::Email), _) => "email",
-        (Some(FactorType::Question), _) => "question",
-        (Some(FactorType::Webauthn), _) => "webauthn",
-        (Some(FactorType::U2f), _) => "security_key",
-        (Some(FactorType::SignedNonce), _) => "fastpass",
-        (Some(FactorType::HardwareToken | FactorType::Token), _) => "token",
-        _ if change.factor.phone_last4.is_some() => "phone",
-        _ => "other",
-    }
+    crate::classify::factor::Kind::of(&change.factor).as_str()
 }
 
 /// One change, as the templates see it.
@@ -182,26 +213,44 @@ pub fn view(change: &MfaChange, e: &Enrichment) -> ChangeView {
                 actor_name
             },
         },
+        findings: Vec::new(),
     }
 }
 
-/// The notice for one or several changes to one user.
+/// The notice for one or several changes to one user, with what the detections found about them
+/// (each finding told with the latest of its changes in the notice).
 pub fn notice(
     changes: &[(MfaChange, Enrichment)],
     recipients: &[String],
     org: &str,
     help: &str,
+    findings: &[crate::detect::Finding],
 ) -> Notice {
     let first_name = changes.iter().find_map(|(_, e)| {
         e.first_name
             .as_deref()
             .and_then(|n| crate::untrusted::first_word(n, 30))
     });
-    let views: Vec<ChangeView> = changes.iter().map(|(c, e)| view(c, e)).collect();
-    Notice {
-        alert: views
+    let mut views: Vec<ChangeView> = changes.iter().map(|(c, e)| view(c, e)).collect();
+    for f in findings {
+        let last = changes
             .iter()
-            .any(|v| v.initiator.kind != "self" || v.action == Action::BypassAttempted.as_str()),
+            .enumerate()
+            .filter(|(_, (c, _))| f.event_ids.contains(&c.id.to_wire()))
+            .max_by_key(|(_, (c, _))| c.published)
+            .map(|(i, _)| i);
+        if let Some(v) = last.and_then(|i| views.get_mut(i))
+            && !v.findings.iter().any(|n| n.rule == f.rule.as_str())
+        {
+            v.findings.push(FindingNote::of(f));
+        }
+    }
+    Notice {
+        alert: views.iter().any(|v| {
+            v.initiator.kind != "self"
+                || v.action == Action::BypassAttempted.as_str()
+                || !v.findings.is_empty()
+        }),
         first_name,
         org: clean(org),
         help: clean(help),
@@ -247,6 +296,18 @@ pub fn security_summary(change: &MfaChange, org: &str) -> String {
         "[{}] {who} ({kind}): {} — {factor} of {user}{from}{when}",
         clean(org),
         change.action.as_str().replace('_', " ")
+    )
+}
+
+/// One line for the security team about a finding: its severity, rule and summary (the summary
+/// was written defanged).
+pub fn finding_summary(f: &crate::detect::Finding, org: &str) -> String {
+    format!(
+        "[{}] FINDING ({}) {}: {}",
+        clean(org),
+        f.severity.as_str(),
+        f.rule.as_str(),
+        f.summary.split_whitespace().collect::<Vec<_>>().join(" ")
     )
 }
 

@@ -10,18 +10,44 @@ use lettre::message::Mailbox;
 use super::transport::{SendError, Transport};
 use super::{AutoSubmitted, message_id};
 use crate::pipeline::worker::{Destination, Outcome};
+use crate::record::Item;
 use crate::store::Due;
 
 /// One line per row (`Err` where the stored record cannot be read: a permanent failure).
 pub fn lines(rows: &[Due]) -> Vec<Result<String, Outcome>> {
     rows.iter()
-        .map(|row| {
-            row.change
-                .as_ref()
-                .map(|c| super::notice::security_summary(c, &row.org))
-                .map_err(|e| Outcome::Reject(e.clone()))
+        .map(|row| match &row.item {
+            Ok(Item::Change(c)) => Ok(super::notice::security_summary(c, &row.org)),
+            Ok(Item::Finding(f)) => Ok(super::notice::finding_summary(f, &row.org)),
+            Err(e) => Err(Outcome::Reject(e.clone())),
         })
         .collect()
+}
+
+/// The copy's subject: findings first (they are what to act on), then changes.
+fn subject(rows: &[Due]) -> String {
+    let findings: Vec<&crate::detect::Finding> = rows
+        .iter()
+        .filter_map(|r| match &r.item {
+            Ok(Item::Finding(f)) => Some(f),
+            _ => None,
+        })
+        .collect();
+    let changes = rows.len() - findings.len();
+    match (findings.first(), changes) {
+        (Some(f), _) if findings.len() == 1 => format!(
+            "[factorwatch] {} finding: {}",
+            f.severity.as_str().to_uppercase(),
+            f.title
+        ),
+        (Some(_), _) => format!(
+            "[factorwatch] {} account-takeover findings to check",
+            findings.len()
+        ),
+        (None, n) => format!(
+            "[factorwatch] {n} MFA change(s) to check: made by someone other than the user, or a bypass attempt"
+        ),
+    }
 }
 
 pub struct SecurityCopy {
@@ -74,10 +100,7 @@ impl Destination for SecurityCopy {
         let built = Message::builder()
             .from(self.from.clone())
             .to(self.to.clone())
-            .subject(format!(
-                "[factorwatch] {} MFA change(s) to check: made by someone other than the user, or a bypass attempt",
-                text.len()
-            ))
+            .subject(subject(rows))
             .message_id(Some(message_id(org, &ids.join(","), self.to.email.as_ref())))
             .header(AutoSubmitted)
             .body(format!("{}\n", text.join("\n")));

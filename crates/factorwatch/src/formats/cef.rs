@@ -4,6 +4,7 @@
 //! which no CEF parser agrees on, become spaces.
 
 use super::{Context, PRODUCT, VERSION, severity, succeeded, time, title};
+use crate::detect::Finding;
 use crate::record::MfaChange;
 
 /// A header field: `\` → `\\`, `|` → `\|`; line breaks and controls → space.
@@ -137,6 +138,54 @@ pub fn encode(change: &MfaChange, ctx: &Context) -> String {
         header(&change.event_type),
         header(title(change.action)),
         severity(change),
+        extension.join(" ")
+    )
+}
+
+/// A finding: Class ID `finding:<rule>`, the rule's title as the Name, its severity on CEF's 0–10
+/// scale, the summary as `msg` and the Okta events in `cs1`.
+pub fn encode_finding(f: &Finding, ctx: &Context) -> String {
+    let mut ext: Vec<(&str, String)> = vec![
+        ("rt", f.last_seen.timestamp_millis().to_string()),
+        ("start", f.first_seen.timestamp_millis().to_string()),
+        ("end", f.last_seen.timestamp_millis().to_string()),
+        ("act", f.rule.as_str().to_owned()),
+        ("cat", "okta:mfa:finding".to_owned()),
+        ("externalId", f.id.clone()),
+    ];
+    let mut opt = |k: &'static str, v: Option<&String>| {
+        if let Some(v) = v {
+            ext.push((k, v.clone()));
+        }
+    };
+    opt("suser", f.actor.as_ref().and_then(|a| a.login.as_ref()));
+    opt("suid", f.actor.as_ref().and_then(|a| a.id.as_ref()));
+    opt("duser", f.user.as_ref().and_then(|u| u.login.as_ref()));
+    opt("duid", f.user.as_ref().and_then(|u| u.id.as_ref()));
+    ext.push(("msg", f.summary.clone()));
+    for (i, (label, v)) in [
+        ("oktaEventIds", f.event_ids.join(",")),
+        ("oktaOrg", ctx.org.clone()),
+        ("findingSeverity", f.severity.as_str().to_owned()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        ext.push((CS[i].0, v));
+        ext.push((CS[i].1, label.to_owned()));
+    }
+    let extension: Vec<String> = ext
+        .iter()
+        .map(|(k, v)| format!("{k}={}", value(v)))
+        .collect();
+    format!(
+        "CEF:0|{}|{}|{}|{}|{}|{}|{}",
+        header(PRODUCT),
+        header(PRODUCT),
+        header(VERSION),
+        header(&format!("finding:{}", f.rule.as_str())),
+        header(&f.title),
+        super::finding_severity(f.severity),
         extension.join(" ")
     )
 }

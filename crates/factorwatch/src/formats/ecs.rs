@@ -4,6 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{Context, time, title};
+use crate::detect::{Finding, Severity};
 use crate::record::{Action, MfaChange, format_published};
 
 pub const ECS_VERSION: &str = "8.17.0";
@@ -140,6 +141,74 @@ fn related_users_of(change: &MfaChange) -> Vec<String> {
     .collect();
     v.dedup();
     v
+}
+
+/// A finding as an ECS alert (`event.kind: alert`), shaped like Elastic's own detection alerts:
+/// `rule.*`, `event.severity` and `event.risk_score` on Elastic's 21/47/73/99 scale, the actor in
+/// `user.*` and the affected user in `user.target.*`.
+pub fn encode_finding(f: &Finding, ctx: &Context) -> Value {
+    let score = match f.severity {
+        Severity::Low => 21,
+        Severity::Medium => 47,
+        Severity::High => 73,
+        Severity::Critical => 99,
+    };
+    let mut user = f
+        .actor
+        .as_ref()
+        .map(|a| person(a.id.as_ref(), a.login.as_ref(), a.display_name.as_ref()))
+        .unwrap_or_default();
+    if let Some(u) = &f.user {
+        user.insert(
+            "target".into(),
+            Value::Object(person(u.id.as_ref(), u.login.as_ref(), u.display_name.as_ref())),
+        );
+    }
+    let related: Vec<&String> = [&f.actor, &f.user]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.login.as_ref())
+        .collect();
+    let mut doc = json!({
+        "@timestamp": format_published(&f.last_seen),
+        "message": f.summary,
+        "event": {
+            "kind": "alert",
+            "category": ["iam"],
+            "type": ["info"],
+            "id": f.id,
+            "severity": score,
+            "risk_score": score,
+            "start": format_published(&f.first_seen),
+            "end": format_published(&f.last_seen),
+            "provider": "factorwatch",
+            "module": "factorwatch",
+            "dataset": "factorwatch.finding",
+            "reason": f.title,
+        },
+        "rule": {
+            "id": f.rule.as_str(),
+            "name": f.title,
+            "ruleset": "factorwatch",
+            "category": "account_takeover",
+        },
+        "user": user,
+        "related": { "user": related },
+        "factorwatch": {
+            "org": ctx.org,
+            "severity": f.severity,
+            "event_ids": f.event_ids,
+            "details": f.details,
+        },
+        "ecs": { "version": ECS_VERSION },
+    });
+    if let (Some(obj), Some(ip)) = (
+        doc.as_object_mut(),
+        f.details.get("ip").and_then(Value::as_str),
+    ) {
+        obj.insert("source".into(), json!({ "ip": ip }));
+    }
+    doc
 }
 
 #[cfg(test)]

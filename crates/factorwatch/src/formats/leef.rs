@@ -3,6 +3,7 @@
 //! breaks or other control characters in values are replaced by a space.
 
 use super::{Context, PRODUCT, VERSION, severity, succeeded, time};
+use crate::detect::Finding;
 use crate::record::MfaChange;
 
 pub const DELIMITER: char = '^';
@@ -104,6 +105,46 @@ pub fn encode(change: &MfaChange, ctx: &Context) -> String {
         header(PRODUCT),
         header(VERSION),
         header(&change.event_type),
+        body.join(&DELIMITER.to_string())
+    )
+}
+
+/// A finding: EventID `finding:<rule>`, `sev` its severity on LEEF's 1–10 scale, the summary as
+/// `msg`.
+pub fn encode_finding(f: &Finding, ctx: &Context) -> String {
+    let mut attrs: Vec<(&str, String)> = vec![
+        ("cat", "finding".to_owned()),
+        ("devTimeFormat", "yyyy-MM-dd'T'HH:mm:ss.SSSZ".to_owned()),
+        (
+            "devTime",
+            f.last_seen.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string(),
+        ),
+        ("sev", super::finding_severity(f.severity).to_string()),
+        ("findingId", f.id.clone()),
+        ("rule", f.rule.as_str().to_owned()),
+        ("oktaOrg", ctx.org.clone()),
+        ("oktaEventIds", f.event_ids.join(",")),
+    ];
+    let mut opt = |k: &'static str, v: Option<String>| {
+        if let Some(v) = v {
+            attrs.push((k, v));
+        }
+    };
+    opt("usrName", f.user.as_ref().and_then(|u| u.login.clone()));
+    opt("targetUserId", f.user.as_ref().and_then(|u| u.id.clone()));
+    opt("accountName", f.actor.as_ref().and_then(|a| a.login.clone()));
+    opt("actorId", f.actor.as_ref().and_then(|a| a.id.clone()));
+    attrs.push(("msg", f.summary.clone()));
+    let body: Vec<String> = attrs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", value(v)))
+        .collect();
+    format!(
+        "LEEF:2.0|{}|{}|{}|{}|{DELIMITER}|{}",
+        header(PRODUCT),
+        header(PRODUCT),
+        header(VERSION),
+        header(&format!("finding:{}", f.rule.as_str())),
         body.join(&DELIMITER.to_string())
     )
 }

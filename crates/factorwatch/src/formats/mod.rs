@@ -10,7 +10,8 @@ pub mod syslog;
 
 use chrono::{DateTime, Utc};
 
-use crate::record::{Action, MfaChange};
+use crate::detect::{Finding, Severity};
+use crate::record::{Action, Item, MfaChange};
 
 /// What every encoder may need besides the change.
 #[derive(Debug, Clone)]
@@ -70,6 +71,27 @@ impl Format {
             Format::Cef => cef::encode(change, ctx),
             Format::Leef => leef::encode(change, ctx),
             Format::Raw => raw::encode(change, raw).to_string(),
+        }
+    }
+
+    /// Encodes a change or a finding (in the format's alert shape); `raw` is a change's Okta
+    /// event. One line.
+    pub fn encode_item(&self, item: &Item, raw: &str, ctx: &Context) -> String {
+        match item {
+            Item::Change(c) => self.encode(c, raw, ctx),
+            Item::Finding(f) => self.encode_finding(f, ctx),
+        }
+    }
+
+    /// Encodes a finding: OCSF Detection Finding (2004), ECS `event.kind: alert`, CEF and LEEF
+    /// with its severity, or the finding record (with the org) for `record` and `raw`.
+    pub fn encode_finding(&self, finding: &Finding, ctx: &Context) -> String {
+        match self {
+            Format::Record | Format::Raw => finding_record(finding, ctx).to_string(),
+            Format::Ocsf(o) => ocsf::encode_finding(finding, ctx, o).to_string(),
+            Format::Ecs => ecs::encode_finding(finding, ctx).to_string(),
+            Format::Cef => cef::encode_finding(finding, ctx),
+            Format::Leef => leef::encode_finding(finding, ctx),
         }
     }
 
@@ -154,6 +176,25 @@ pub fn severity(change: &MfaChange) -> u8 {
     } else {
         base - 1
     }
+}
+
+/// A finding's severity on a 0–10 scale (CEF, LEEF).
+pub fn finding_severity(s: Severity) -> u8 {
+    match s {
+        Severity::Low => 3,
+        Severity::Medium => 5,
+        Severity::High => 8,
+        Severity::Critical => 10,
+    }
+}
+
+/// The finding record with the org it was found in (`record` and `raw` formats).
+pub fn finding_record(finding: &Finding, ctx: &Context) -> serde_json::Value {
+    let mut v = serde_json::to_value(finding).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("org".into(), serde_json::json!(ctx.org));
+    }
+    v
 }
 
 pub fn succeeded(change: &MfaChange) -> bool {

@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Context, PRODUCT, VERSION, succeeded, time, title};
 use crate::okta::factors::FactorType;
+use crate::detect::{Finding, Severity};
 use crate::record::{Action, Initiator, MfaChange};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,6 +198,84 @@ pub fn encode(change: &MfaChange, ctx: &Context, options: &Options) -> Value {
         if !succeeded(change) && change.outcome.is_some() {
             obj.insert("status_code".into(), json!(change.outcome));
         }
+    }
+    event
+}
+
+pub const DETECTION_FINDING: u32 = 2004;
+const FINDINGS: u32 = 2;
+
+/// A finding as an OCSF Detection Finding (class 2004, activity 1 "Create"): the rule as the
+/// analytic, the Okta events as related events, the user and actor as evidence.
+pub fn encode_finding(f: &Finding, ctx: &Context, options: &Options) -> Value {
+    let (severity_id, severity) = match f.severity {
+        Severity::Low => (2, "Low"),
+        Severity::Medium => (3, "Medium"),
+        Severity::High => (4, "High"),
+        Severity::Critical => (5, "Critical"),
+    };
+    let party = |p: &crate::detect::Party| {
+        let mut u = Map::new();
+        put(&mut u, "name", p.login.as_ref());
+        put(&mut u, "uid", p.id.as_ref());
+        put(&mut u, "full_name", p.display_name.as_ref());
+        if let Some(t) = &p.kind {
+            u.insert("type".into(), json!(t));
+        }
+        Value::Object(u)
+    };
+    let mut evidence = Map::new();
+    if let Some(u) = &f.user {
+        evidence.insert("user".into(), party(u));
+    }
+    if let Some(a) = &f.actor {
+        evidence.insert("actor".into(), json!({ "user": party(a) }));
+    }
+    if let Some(ip) = f.details.get("ip").and_then(Value::as_str) {
+        evidence.insert("src_endpoint".into(), json!({ "ip": ip }));
+    }
+    let mut event = json!({
+        "class_uid": DETECTION_FINDING,
+        "class_name": "Detection Finding",
+        "category_uid": FINDINGS,
+        "category_name": "Findings",
+        "activity_id": 1,
+        "activity_name": "Create",
+        "type_uid": DETECTION_FINDING * 100 + 1,
+        "type_name": "Detection Finding: Create",
+        "time": f.last_seen.timestamp_millis(),
+        "severity_id": severity_id,
+        "severity": severity,
+        "status_id": 1,
+        "status": "New",
+        "message": f.summary,
+        "metadata": {
+            "version": options.version,
+            "uid": f.id,
+            "product": { "name": PRODUCT, "vendor_name": PRODUCT, "version": VERSION },
+        },
+        "finding_info": {
+            "uid": f.id,
+            "title": f.title,
+            "desc": f.summary,
+            "types": [f.rule.as_str()],
+            "first_seen_time": f.first_seen.timestamp_millis(),
+            "last_seen_time": f.last_seen.timestamp_millis(),
+            "analytic": { "uid": f.rule.as_str(), "name": f.title, "type_id": 1, "type": "Rule" },
+            "related_events": f.event_ids.iter().map(|id| json!({ "uid": id })).collect::<Vec<_>>(),
+        },
+        "evidences": [Value::Object(evidence)],
+        "unmapped": {
+            "okta_org": ctx.org,
+            "factorwatch_rule": f.rule,
+            "factorwatch_details": f.details,
+        },
+    });
+    if let (Some(obj), Some(u)) = (event.as_object_mut(), &f.user) {
+        obj.insert(
+            "resources".into(),
+            json!([{ "type": "User", "uid": u.id, "name": u.login }]),
+        );
     }
     event
 }

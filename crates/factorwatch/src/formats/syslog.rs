@@ -4,7 +4,8 @@
 //! `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD-ID param="value"…] BOM MSG`
 
 use super::{Context, PRODUCT};
-use crate::record::{Action, MfaChange, format_published};
+use crate::detect::{Finding, Severity};
+use crate::record::{Action, Item, MfaChange, format_published};
 
 /// Facility 10 (authpriv) by default; severity 5 (notice) for additions, 4 (warning) for
 /// removals, suspensions and bypass attempts.
@@ -103,6 +104,57 @@ pub fn message(change: &MfaChange, payload: &str, ctx: &Context, options: &Optio
         header_field(PRODUCT, 48),
         "-",
         header_field(&change.event_type, 32),
+    )
+}
+
+/// A finding's syslog severity: 5 (notice) low, 4 (warning) medium, 3 (error) high, 2 (critical)
+/// critical.
+pub fn finding_severity(s: Severity) -> u8 {
+    match s {
+        Severity::Low => 5,
+        Severity::Medium => 4,
+        Severity::High => 3,
+        Severity::Critical => 2,
+    }
+}
+
+/// One RFC 5424 message carrying a change's or a finding's payload.
+pub fn item_message(item: &Item, payload: &str, ctx: &Context, options: &Options) -> String {
+    match item {
+        Item::Change(c) => message(c, payload, ctx, options),
+        Item::Finding(f) => finding_message(f, payload, ctx, options),
+    }
+}
+
+/// One RFC 5424 message carrying a finding: MSGID `finding`, its severity in PRI, the rule and
+/// parties as structured data.
+pub fn finding_message(f: &Finding, payload: &str, ctx: &Context, options: &Options) -> String {
+    let pri = u16::from(options.facility.min(23)) * 8 + u16::from(finding_severity(f.severity));
+    let mut sd = format!(
+        "[{}",
+        header_field(&options.sd_id, 32).replace(['=', ']', '"'], "_")
+    );
+    let mut param = |name: &str, value: Option<&str>| {
+        if let Some(v) = value {
+            sd.push_str(&format!(" {name}=\"{}\"", param_value(v)));
+        }
+    };
+    param("uuid", Some(&f.id));
+    param("org", Some(&ctx.org));
+    param("rule", Some(f.rule.as_str()));
+    param("severity", Some(f.severity.as_str()));
+    param("user", f.user.as_ref().and_then(|u| u.login.as_deref()));
+    param("actor", f.actor.as_ref().and_then(|a| a.login.as_deref()));
+    sd.push(']');
+    let msg: String = payload
+        .chars()
+        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+        .collect();
+    format!(
+        "<{pri}>1 {} {} {} - finding {sd} \u{feff}{msg}",
+        format_published(&f.last_seen),
+        header_field(&ctx.hostname, 255),
+        header_field(PRODUCT, 48),
     )
 }
 

@@ -18,6 +18,25 @@ pub enum Role {
     /// Not a change, but it tells something about one (Okta's own notice was sent; the user's
     /// primary email changed): kept as context.
     Context,
+    /// Not a change, but evidence the detections weigh (a sign-in and where it came from, a
+    /// password reset, the user's own report): kept in the detections' journal.
+    Evidence(Evidence),
+}
+
+/// What an evidence event tells the detections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evidence {
+    /// The user signed in (or verified a factor) from a place.
+    SignIn,
+    /// The user's password was reset or changed.
+    PasswordReset,
+    /// The user told Okta "this wasn't me".
+    Reported,
+    /// A device (Okta Verify) was bound to a user.
+    DeviceAdded,
+    /// Someone (Okta Support) started or extended acting as a user.
+    ImpersonationStarted,
+    ImpersonationEnded,
 }
 
 /// One event type.
@@ -51,6 +70,15 @@ const fn context(name: &'static str, legacy: Option<&'static str>) -> EventType 
         role: Role::Context,
         hook_eligible: false,
         legacy,
+    }
+}
+
+const fn evidence(name: &'static str, kind: Evidence, hook_eligible: bool) -> EventType {
+    EventType {
+        name,
+        role: Role::Evidence(kind),
+        hook_eligible,
+        legacy: None,
     }
 }
 
@@ -129,6 +157,45 @@ pub const CATALOG: &[EventType] = &[
         "user.account.update_primary_email",
         Some("core.user.config.update_primary_email"),
     ),
+    // Evidence for the detections. Sign-ins into Okta and MFA verifications carry the place
+    // (address, country, browser and OS); per-app sign-ons (`user.authentication.sso`) are left
+    // out on purpose: they happen inside a session already started from the same place, and
+    // would multiply the events read by the number of apps.
+    evidence("user.session.start", Evidence::SignIn, true),
+    evidence("user.authentication.auth_via_mfa", Evidence::SignIn, true),
+    evidence("user.account.reset_password", Evidence::PasswordReset, true),
+    evidence("user.account.update_password", Evidence::PasswordReset, false),
+    evidence(
+        "user.account.report_suspicious_activity_by_enduser",
+        Evidence::Reported,
+        true,
+    ),
+    evidence("device.user.add", Evidence::DeviceAdded, true),
+    evidence(
+        "user.session.impersonation.grant",
+        Evidence::ImpersonationStarted,
+        false,
+    ),
+    evidence(
+        "user.session.impersonation.initiate",
+        Evidence::ImpersonationStarted,
+        false,
+    ),
+    evidence(
+        "user.session.impersonation.extend",
+        Evidence::ImpersonationStarted,
+        false,
+    ),
+    evidence(
+        "user.session.impersonation.end",
+        Evidence::ImpersonationEnded,
+        false,
+    ),
+    evidence(
+        "user.session.impersonation.revoke",
+        Evidence::ImpersonationEnded,
+        false,
+    ),
 ];
 
 /// The entry for a System Log event type (exact, case-sensitive: Okta's names are lower case).
@@ -140,7 +207,15 @@ pub fn get(name: &str) -> Option<&'static EventType> {
 pub fn action(name: &str) -> Option<Action> {
     match get(name)?.role {
         Role::Change(a) => Some(a),
-        Role::Context => None,
+        Role::Context | Role::Evidence(_) => None,
+    }
+}
+
+/// What an event type is evidence of, for the detections.
+pub fn evidence_of(name: &str) -> Option<Evidence> {
+    match get(name)?.role {
+        Role::Evidence(e) => Some(e),
+        Role::Change(_) | Role::Context => None,
     }
 }
 
@@ -150,17 +225,22 @@ pub fn is_context(name: &str) -> bool {
 }
 
 /// The event types polled from the System Log by default (its server-side `filter`): every
-/// change and every context type.
-pub fn polled() -> Vec<String> {
-    CATALOG.iter().map(|t| t.name.to_owned()).collect()
+/// change and every context type, and — when the detections are on — their evidence.
+pub fn polled(detections: bool) -> Vec<String> {
+    CATALOG
+        .iter()
+        .filter(|t| detections || !matches!(t.role, Role::Evidence(_)))
+        .map(|t| t.name.to_owned())
+        .collect()
 }
 
 /// The event types a factorwatch Event Hook subscribes to: those polled that Okta delivers to
 /// hooks.
-pub fn hook_subscription() -> Vec<&'static str> {
+pub fn hook_subscription(detections: bool) -> Vec<&'static str> {
     CATALOG
         .iter()
         .filter(|t| t.hook_eligible)
+        .filter(|t| detections || !matches!(t.role, Role::Evidence(_)))
         .map(|t| t.name)
         .collect()
 }
@@ -232,7 +312,11 @@ mod tests {
 
     #[test]
     fn the_hook_subscribes_to_eligible_types_only() {
-        let hook = hook_subscription();
+        let hook = hook_subscription(false);
+        assert!(!hook.contains(&"user.session.start"));
+        assert!(hook_subscription(true).contains(&"user.session.start"));
+        assert!(!polled(false).iter().any(|t| t == "user.session.start"));
+        assert!(polled(true).iter().any(|t| t == "user.session.start"));
         assert!(hook.contains(&"user.mfa.factor.activate"));
         assert!(!hook.contains(&"user.mfa.attempt_bypass"));
         assert!(!hook.contains(&"system.mfa.factor.activate"));

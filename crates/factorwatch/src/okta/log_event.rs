@@ -55,6 +55,19 @@ pub struct LogEvent {
     pub authentication_context: Option<AuthenticationContext>,
     #[serde(default, deserialize_with = "lenient::object")]
     pub request: Option<Request>,
+    /// The Okta Verify–registered device the event came from (Identity Engine; often null).
+    #[serde(default, deserialize_with = "lenient::object")]
+    pub device: Option<Device>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Device {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub os_platform: Option<String>,
 }
 
 /// An `actor` or a `target[]` entry.
@@ -152,6 +165,9 @@ pub struct DebugContext {
 /// release", so each is only one signal among several.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct DebugData {
+    /// Okta Verify's device on factor events (`debugData.deviceId`, where present).
+    #[serde(rename = "deviceId", default, deserialize_with = "lenient::string")]
+    pub device_id: Option<String>,
     #[serde(default, deserialize_with = "lenient::string")]
     pub factor: Option<String>,
     #[serde(rename = "factorType", default, deserialize_with = "lenient::string")]

@@ -9,12 +9,22 @@ use super::route::Routing;
 use crate::classify::{Classifier, Within};
 use crate::input;
 use crate::okta::parse_timestamp;
-use crate::store::{Batch, NewChange, Reject, SourceKind};
+use crate::detect::{PhoneKey, Signal, What, signal};
+use crate::okta::log_event::LogEvent;
+use crate::store::{Batch, NewChange, NewSignal, Reject, SourceKind};
 
 #[derive(Debug, Clone)]
 pub struct Ingest {
     pub classifier: Classifier,
     pub routing: Routing,
+    /// When the detections are on: the key phone numbers are hashed with in their journal.
+    pub detections: Option<PhoneKey>,
+}
+
+#[derive(Deserialize)]
+struct EventType<'a> {
+    #[serde(borrow, rename = "eventType", alias = "eventtype")]
+    event_type: std::borrow::Cow<'a, str>,
 }
 
 /// What ingest reads of every value, in one pass: its `published`, and — for an Event Hook
@@ -101,6 +111,7 @@ impl Ingest {
         } else {
             None
         };
+        let peeked_hook = matches!(peeked, Some(Peek { data: Some(_), .. }));
         let events: Vec<&str> = match peeked {
             Some(Peek {
                 data: Some(hook), ..
@@ -121,9 +132,26 @@ impl Ingest {
             None => vec![value],
         };
         batch.events_seen += events.len() as u64;
-        for e in &events {
+        for (i, e) in events.iter().enumerate() {
             if let Some(c) = context_event(e) {
                 batch.context.push(c);
+            }
+            if self.detections.is_some() {
+                match evidence_signal(e) {
+                    Ok(Some(s)) => push_signal(batch, &s),
+                    Ok(None) => {}
+                    Err(err) => {
+                        let at = if events.len() > 1 || peeked_hook {
+                            format!("{position}, data.events[{i}]")
+                        } else {
+                            position.to_string()
+                        };
+                        batch.rejects.push(Reject {
+                            error: format!("{at}: {err}"),
+                            raw: (*e).to_owned(),
+                        });
+                    }
+                }
             }
         }
         for p in published.into_iter().flatten() {
@@ -146,6 +174,14 @@ impl Ingest {
                             return;
                         }
                     };
+                    if let Some(key) = &self.detections {
+                        let event = (c.change.source != crate::record::Source::EventsApi)
+                            .then(|| serde_json::from_str::<LogEvent>(c.raw).ok())
+                            .flatten();
+                        if let Some(s) = signal::from_change(&c.change, event.as_ref(), key) {
+                            push_signal(batch, &s);
+                        }
+                    }
                     batch.changes.push(NewChange {
                         event_id: c.change.id.to_wire(),
                         event_type: c.change.event_type.clone(),
@@ -215,6 +251,37 @@ fn context_event(text: &str) -> Option<crate::store::ContextEvent> {
     })
 }
 
+/// The signal of an evidence event (a sign-in, a password reset…), if the event is one; an error
+/// if it is one that cannot be placed in time.
+fn evidence_signal(text: &str) -> Result<Option<Signal>, signal::EvidenceError> {
+    let Some(evidence) = serde_json::from_str::<EventType>(text)
+        .ok()
+        .and_then(|t| crate::okta::catalog::evidence_of(&t.event_type))
+    else {
+        return Ok(None);
+    };
+    match serde_json::from_str::<LogEvent>(text) {
+        Ok(event) => signal::from_evidence(&event, evidence, text),
+        Err(_) => Ok(None),
+    }
+}
+
+fn push_signal(batch: &mut Batch, s: &Signal) {
+    let Ok(body) = serde_json::to_string(s) else {
+        return;
+    };
+    batch.signals.push(NewSignal {
+        uuid: s.id.clone(),
+        kind: if s.what == What::SignIn {
+            "sign_in"
+        } else {
+            "event"
+        },
+        published: s.published,
+        body,
+    });
+}
+
 fn empty(source: SourceKind, cursor: Option<String>) -> Batch {
     Batch {
         source,
@@ -224,6 +291,7 @@ fn empty(source: SourceKind, cursor: Option<String>) -> Batch {
         newest_published: None,
         cursor,
         context: Vec::new(),
+        signals: Vec::new(),
     }
 }
 

@@ -38,6 +38,8 @@ pub enum Outcome {
 pub struct Signals {
     pub stored: Notify,
     pub settled: std::sync::atomic::AtomicU64,
+    /// Journal entries the detections have read.
+    pub detected: std::sync::atomic::AtomicU64,
 }
 
 impl Signals {

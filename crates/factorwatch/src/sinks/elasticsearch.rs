@@ -177,13 +177,10 @@ impl Sink for BulkSink {
                 .unwrap_or_else(|_| json!({ "message": e.payload }));
             // Data streams need @timestamp; JSON formats other than ECS lack it.
             if let Some(obj) = doc.as_object_mut() {
-                obj.entry("@timestamp").or_insert_with(|| {
-                    json!(crate::record::format_published(&crate::formats::time(
-                        e.change
-                    )))
-                });
+                obj.entry("@timestamp")
+                    .or_insert_with(|| json!(crate::record::format_published(&e.item.time())));
             }
-            body.push_str(&json!({ "create": { "_id": e.change.id.to_wire() } }).to_string());
+            body.push_str(&json!({ "create": { "_id": e.item.id() } }).to_string());
             body.push('\n');
             body.push_str(&doc.to_string());
             body.push('\n');

@@ -25,17 +25,17 @@ use crate::config::Invalid;
 use crate::formats::{Context, Format};
 use crate::health::Health;
 use crate::pipeline::worker::{Destination, Outcome};
-use crate::record::{Action, MfaChange};
+use crate::record::{Action, Item};
 use crate::store::Due;
 
 /// Reads a named environment variable (secrets).
 pub type Env<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
 
-/// One change ready for a sink: the change, where it came from, and its payload in the sink's
-/// format.
+/// One change or finding ready for a sink: the item, where it came from, and its payload in the
+/// sink's format.
 #[derive(Debug, Clone)]
 pub struct Encoded<'a> {
-    pub change: &'a MfaChange,
+    pub item: &'a Item,
     /// The org and this machine, as the formats name them.
     pub context: Context,
     /// The change in the configured format, one line.
@@ -347,16 +347,16 @@ impl<S: Sink> Destination for SinkDestination<S> {
         let mut index = Vec::with_capacity(rows.len());
         let mut batch = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
-            match &row.change {
-                Ok(change) => {
+            match &row.item {
+                Ok(item) => {
                     let context = Context {
                         org: row.org.clone(),
                         hostname: self.hostname.clone(),
                     };
-                    let payload = self.format.encode(change, &row.raw, &context);
+                    let payload = self.format.encode_item(item, &row.raw, &context);
                     index.push(i);
                     batch.push(Encoded {
-                        change,
+                        item,
                         context,
                         payload,
                     });

@@ -219,7 +219,7 @@ impl Sink for NatsSink {
         // Published one after the other, acknowledged together: one round trip per batch.
         let mut pending = Vec::with_capacity(batch.len());
         for e in batch {
-            let id = format!("{}/{}", e.context.org, e.change.id.to_wire());
+            let id = format!("{}/{}", e.context.org, e.item.id());
             let message = jetstream::message::PublishMessage::build()
                 .payload(e.payload.clone().into())
                 .message_id(id);

@@ -205,13 +205,17 @@ impl HecSink {
     }
 
     fn event(&self, e: &Encoded<'_>) -> Value {
-        let (change, payload) = (e.change, &e.payload);
+        let payload = &e.payload;
         let event = if self.json_payload {
             serde_json::from_str(payload).unwrap_or_else(|_| Value::String(payload.to_owned()))
         } else {
             Value::String(payload.to_owned())
         };
-        let time = crate::formats::time(change).timestamp_millis() as f64 / 1000.0;
+        let time = e.item.time().timestamp_millis() as f64 / 1000.0;
+        let (event_type, action) = match e.item {
+            crate::record::Item::Change(c) => (c.event_type.clone(), c.action.as_str()),
+            crate::record::Item::Finding(f) => ("factorwatch.finding".to_owned(), f.rule.as_str()),
+        };
         let mut e = json!({
             "time": time,
             "host": e.context.hostname,
@@ -220,10 +224,10 @@ impl HecSink {
             "event": event,
             // Index-time fields: the uuid lets a search dedupe an at-least-once repeat.
             "fields": {
-                "okta_uuid": change.id.to_wire(),
+                "okta_uuid": e.item.id(),
                 "okta_org": e.context.org,
-                "okta_event_type": change.event_type,
-                "factorwatch_action": change.action.as_str(),
+                "okta_event_type": event_type,
+                "factorwatch_action": action,
             },
         });
         if let Some(index) = &self.settings.index {

@@ -332,7 +332,7 @@ impl Sink for SyslogSink {
     async fn send(&self, batch: &[Encoded<'_>]) -> Vec<Outcome> {
         let messages: Vec<String> = batch
             .iter()
-            .map(|e| rfc5424::message(e.change, &e.payload, &e.context, &self.options))
+            .map(|e| rfc5424::item_message(e.item, &e.payload, &e.context, &self.options))
             .collect();
         let sent = match self.transport {
             Transport::Udp => self.send_datagrams(&messages).await,

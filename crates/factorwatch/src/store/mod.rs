@@ -6,7 +6,10 @@
 //!   last error; dead after too many attempts, visible and re-drivable;
 //! - **cursors**: per (org, source), the position to resume from (the full `next` URL), committed
 //!   in the same transaction as the changes of its page;
-//! - **rejects**: input that could not be classified, kept with its error rather than lost.
+//! - **rejects**: input that could not be classified, kept with its error rather than lost;
+//! - **signals** (the detections' journal): what the detections read of each change and evidence
+//!   event, in arrival order, with the detections' cursor in it; **findings**, each with the
+//!   events it is made of, delivered through the outbox like changes.
 //!
 //! The daemon and every command work against the [`Store`] contract; [`open`] picks the
 //! implementation the configuration names ([`AnyStore`]). [`sqlite::SqliteStore`] is the embedded
@@ -18,7 +21,8 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
-use crate::record::MfaChange;
+use crate::detect::Finding;
+use crate::record::{Item, MfaChange};
 
 /// Where events come from, as cursors and counters name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -90,6 +94,33 @@ pub struct Batch {
     pub cursor: Option<String>,
     /// Events that are not MFA changes but tell something about one (Okta's own notices).
     pub context: Vec<ContextEvent>,
+    /// What the detections read of the batch's events, for their journal.
+    pub signals: Vec<NewSignal>,
+}
+
+/// A signal for the detections' journal ([`crate::detect::Signal`], serialized), unique per
+/// (org, uuid).
+#[derive(Debug, Clone)]
+pub struct NewSignal {
+    pub uuid: String,
+    /// `sign_in` (kept for the baseline only: pruned after it) or `event` (kept).
+    pub kind: &'static str,
+    pub published: DateTime<Utc>,
+    pub body: String,
+}
+
+/// A finding on its way in, with the destinations it is owed to.
+#[derive(Debug, Clone)]
+pub struct NewFinding {
+    pub finding: Finding,
+    pub destinations: Vec<String>,
+}
+
+/// One journal entry: its position and the signal's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalEntry {
+    pub position: i64,
+    pub body: String,
 }
 
 /// An Okta event kept for what it says about MFA changes, such as
@@ -111,21 +142,31 @@ pub struct Committed {
     pub duplicates: usize,
 }
 
-/// One outbox row due for delivery, with its change, read once by the store: every destination
-/// gets the typed record, none parses it again.
+/// One outbox row due for delivery, with its change or finding, read once by the store: every
+/// destination gets the typed record, none parses it again.
 #[derive(Debug, Clone)]
 pub struct Due {
     pub id: i64,
     pub org: String,
+    /// The change's event id, or the finding's id.
     pub event_id: String,
     pub destination: String,
     /// Attempts made before this one.
     pub attempts: u32,
-    /// The change; why not, if its stored record cannot be read (a permanent failure).
-    pub change: Result<MfaChange, String>,
+    /// The change or finding; why not, if its stored record cannot be read (a permanent
+    /// failure).
+    pub item: Result<Item, String>,
+    /// The Okta event a change came from (empty for a finding).
     pub raw: String,
-    /// When the change was stored.
+    /// When the change or finding was stored.
     pub received_at: DateTime<Utc>,
+}
+
+impl Due {
+    /// The change, when the row is one (and readable).
+    pub fn change(&self) -> Option<&MfaChange> {
+        self.item.as_ref().ok().and_then(Item::change)
+    }
 }
 
 /// A dead-lettered delivery.
@@ -291,6 +332,69 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     fn stats(&self) -> impl Future<Output = Result<Stats, StoreError>> + Send;
 
+    /// Up to `limit` journal entries of `org` after `position`, in journal order.
+    fn signals_after(
+        &self,
+        org: &str,
+        position: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<JournalEntry>, StoreError>> + Send;
+
+    /// Journal entries of `org` published at or after `since`, after `position`, in journal
+    /// order (hunting over what the store holds).
+    fn signals_since(
+        &self,
+        org: &str,
+        since: DateTime<Utc>,
+        position: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<JournalEntry>, StoreError>> + Send;
+
+    /// Where the detections stand in `org`'s journal (0: nowhere yet).
+    fn detection_cursor(&self, org: &str)
+    -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// Stores findings (each once: a finding already stored is not stored or owed again) with
+    /// their outbox rows, and moves the detections' cursor to `position` — atomically. Returns
+    /// the findings not seen before.
+    fn commit_findings(
+        &self,
+        org: &str,
+        findings: &[NewFinding],
+        position: i64,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// Whether the detections have yet to read the event `event_id` of `org` (it is in the
+    /// journal beyond their cursor).
+    fn detection_pending(
+        &self,
+        org: &str,
+        event_id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The findings that include any of `event_ids`, oldest first.
+    fn findings_for_events(
+        &self,
+        org: &str,
+        event_ids: &[String],
+    ) -> impl Future<Output = Result<Vec<Finding>, StoreError>> + Send;
+
+    /// Forgets sign-ins published before `before` (the baseline is over): returns how many.
+    fn prune_signals(
+        &self,
+        org: &str,
+        before: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The value kept under `key`, storing `value` first if there is none (the first writer
+    /// wins; every replica then reads the same).
+    fn setting_or_insert(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+
     /// Closes the connections, waiting for what is in flight.
     fn close(&self) -> impl Future<Output = ()> + Send;
 }
@@ -410,6 +514,51 @@ impl Store for AnyStore {
     }
     async fn stats(&self) -> Result<Stats, StoreError> {
         forward!(self, s => s.stats().await)
+    }
+    async fn signals_after(
+        &self,
+        org: &str,
+        position: i64,
+        limit: u32,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        forward!(self, s => s.signals_after(org, position, limit).await)
+    }
+    async fn signals_since(
+        &self,
+        org: &str,
+        since: DateTime<Utc>,
+        position: i64,
+        limit: u32,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        forward!(self, s => s.signals_since(org, since, position, limit).await)
+    }
+    async fn detection_cursor(&self, org: &str) -> Result<i64, StoreError> {
+        forward!(self, s => s.detection_cursor(org).await)
+    }
+    async fn commit_findings(
+        &self,
+        org: &str,
+        findings: &[NewFinding],
+        position: i64,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        forward!(self, s => s.commit_findings(org, findings, position, now).await)
+    }
+    async fn detection_pending(&self, org: &str, event_id: &str) -> Result<bool, StoreError> {
+        forward!(self, s => s.detection_pending(org, event_id).await)
+    }
+    async fn findings_for_events(
+        &self,
+        org: &str,
+        event_ids: &[String],
+    ) -> Result<Vec<Finding>, StoreError> {
+        forward!(self, s => s.findings_for_events(org, event_ids).await)
+    }
+    async fn prune_signals(&self, org: &str, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        forward!(self, s => s.prune_signals(org, before).await)
+    }
+    async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        forward!(self, s => s.setting_or_insert(key, value).await)
     }
     async fn close(&self) {
         forward!(self, s => Store::close(s).await)

@@ -10,18 +10,23 @@ use chrono::{DateTime, TimeZone, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
-use super::{Batch, Committed, DeadLetter, Due, SourceKind, SourceState, Stats, Store, StoreError};
-use crate::record::format_published;
+use super::{
+    Batch, Committed, DeadLetter, Due, JournalEntry, NewFinding, SourceKind, SourceState, Stats,
+    Store, StoreError,
+};
+use crate::detect::Finding;
+use crate::record::{Item, format_published};
 
 /// The schema, as numbered migrations applied in order, each once (`schema_migrations` says
 /// which). A database made before migrations were numbered holds exactly the first.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/sqlite/0001_initial.sql")),
     (2, include_str!("migrations/sqlite/0002_change_user.sql")),
+    (3, include_str!("migrations/sqlite/0003_detections.sql")),
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -166,25 +171,41 @@ async fn migrate(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// An outbox row with its change, as [`due_row`] reads it.
+/// An outbox row with its change or finding, as [`due_row`] reads it.
 macro_rules! due_select {
     () => {
-        "SELECT o.id, o.org, o.event_id, o.destination, o.attempts, c.record, c.raw, c.received_at
-         FROM outbox o JOIN changes c ON c.org = o.org AND c.event_id = o.event_id"
+        "SELECT o.id, o.org, o.event_id, o.destination, o.attempts, o.kind,
+                COALESCE(c.record, f.record), COALESCE(c.raw, ''), COALESCE(c.received_at, f.created_at)
+         FROM outbox o
+         LEFT JOIN changes c ON o.kind = 'change' AND c.org = o.org AND c.event_id = o.event_id
+         LEFT JOIN findings f ON o.kind = 'finding' AND f.org = o.org AND f.id = o.event_id"
     };
 }
 
 fn due_row(r: sqlx::sqlite::SqliteRow) -> Due {
-    let record: String = r.get(5);
+    let kind: String = r.get(5);
+    let record: Option<String> = r.get(6);
+    let item = match (kind.as_str(), record) {
+        (_, None) => Err(format!("the stored {kind} is missing")),
+        ("finding", Some(text)) => serde_json::from_str(&text)
+            .map(Item::Finding)
+            .map_err(|e| format!("stored finding unreadable: {e}")),
+        (_, Some(text)) => serde_json::from_str(&text)
+            .map(Item::Change)
+            .map_err(|e| format!("stored record unreadable: {e}")),
+    };
     Due {
         id: r.get(0),
         org: r.get(1),
         event_id: r.get(2),
         destination: r.get(3),
         attempts: r.get::<i64, _>(4).try_into().unwrap_or(u32::MAX),
-        change: serde_json::from_str(&record).map_err(|e| format!("stored record unreadable: {e}")),
-        raw: r.get(6),
-        received_at: from_ms(r.get(7)).unwrap_or_default(),
+        item,
+        raw: r.get(7),
+        received_at: r
+            .get::<Option<i64>, _>(8)
+            .and_then(from_ms)
+            .unwrap_or_default(),
     }
 }
 
@@ -295,6 +316,24 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(write_error)?;
+        }
+        for chunk in batch.signals.chunks(CHANGES_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO signals (org, uuid, kind, published, body) ",
+            );
+            q.push_values(chunk, |mut row, s| {
+                row.push_bind(org)
+                    .push_bind(&s.uuid)
+                    .push_bind(s.kind)
+                    .push_bind(ms(s.published))
+                    .push_bind(&s.body);
+            });
+            q.push(" ON CONFLICT (org, uuid) DO NOTHING");
+            q.build()
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(write_error)?;
         }
         for r in &batch.rejects {
             sqlx::query(
@@ -448,7 +487,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Due>, StoreError> {
         let rows = sqlx::query(concat!(
             due_select!(),
-            " WHERE o.destination = ? AND o.state = 'pending' AND o.org = ? AND c.user_id = ?
+            " WHERE o.destination = ? AND o.state = 'pending' AND o.org = ? AND o.kind = 'change' AND c.user_id = ?
                   ORDER BY c.received_at, o.id"
         ))
         .bind(destination)
@@ -575,6 +614,217 @@ impl Store for SqliteStore {
         }
         tx.commit().await.map_err(write_error)?;
         Ok(n)
+    }
+
+    async fn signals_after(
+        &self,
+        org: &str,
+        position: i64,
+        limit: u32,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, body FROM signals WHERE org = ? AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(org)
+        .bind(position)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(other)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| JournalEntry {
+                position: r.get(0),
+                body: r.get(1),
+            })
+            .collect())
+    }
+
+    async fn signals_since(
+        &self,
+        org: &str,
+        since: DateTime<Utc>,
+        position: i64,
+        limit: u32,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, body FROM signals WHERE org = ? AND id > ? AND published >= ? ORDER BY id LIMIT ?",
+        )
+        .bind(org)
+        .bind(position)
+        .bind(ms(since))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(other)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| JournalEntry {
+                position: r.get(0),
+                body: r.get(1),
+            })
+            .collect())
+    }
+
+    async fn detection_cursor(&self, org: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT position FROM detect_cursor WHERE org = ?")
+            .bind(org)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(other)?;
+        Ok(row.map_or(0, |r| r.get(0)))
+    }
+
+    async fn commit_findings(
+        &self,
+        org: &str,
+        findings: &[NewFinding],
+        position: i64,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        let now_ms = ms(now);
+        let mut tx = self.pool.begin().await.map_err(write_error)?;
+        let mut new = 0;
+        for n in findings {
+            let f = &n.finding;
+            let record = serde_json::to_string(f).map_err(|e| StoreError::Write {
+                detail: format!("the finding could not be serialized: {e}"),
+            })?;
+            let inserted = sqlx::query(
+                "INSERT INTO findings (org, id, rule, severity, user_id, first_seen, last_seen, created_at, record)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (org, id) DO NOTHING",
+            )
+            .bind(org)
+            .bind(&f.id)
+            .bind(f.rule.as_str())
+            .bind(f.severity.as_str())
+            .bind(f.user.as_ref().and_then(|u| u.id.as_deref()))
+            .bind(ms(f.first_seen))
+            .bind(ms(f.last_seen))
+            .bind(now_ms)
+            .bind(&record)
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?
+            .rows_affected();
+            if inserted == 0 {
+                continue;
+            }
+            new += 1;
+            for e in &f.event_ids {
+                sqlx::query(
+                    "INSERT INTO finding_events (org, event_id, finding_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                )
+                .bind(org)
+                .bind(e)
+                .bind(&f.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(write_error)?;
+            }
+            for d in &n.destinations {
+                sqlx::query(
+                    "INSERT INTO outbox (org, kind, event_id, destination, state, next_attempt_at, created_at)
+                     VALUES (?, 'finding', ?, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING",
+                )
+                .bind(org)
+                .bind(&f.id)
+                .bind(d)
+                .bind(now_ms)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(write_error)?;
+            }
+        }
+        sqlx::query(
+            "INSERT INTO detect_cursor (org, position, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (org) DO UPDATE SET position = MAX(position, ?2), updated_at = ?3",
+        )
+        .bind(org)
+        .bind(position)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(write_error)?;
+        tx.commit().await.map_err(write_error)?;
+        Ok(new)
+    }
+
+    async fn detection_pending(&self, org: &str, event_id: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM signals s WHERE s.org = ?1 AND s.uuid = ?2
+               AND s.id > COALESCE((SELECT position FROM detect_cursor WHERE org = ?1), 0)",
+        )
+        .bind(org)
+        .bind(event_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(other)?;
+        Ok(row.is_some())
+    }
+
+    async fn findings_for_events(
+        &self,
+        org: &str,
+        event_ids: &[String],
+    ) -> Result<Vec<Finding>, StoreError> {
+        let mut out: Vec<Finding> = Vec::new();
+        for chunk in event_ids.chunks(IDS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "SELECT DISTINCT f.record, f.first_seen FROM finding_events e JOIN findings f ON f.org = e.org AND f.id = e.finding_id WHERE e.org = ",
+            );
+            q.push_bind(org).push(" AND e.event_id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(id);
+            }
+            q.push(") ORDER BY f.first_seen");
+            let rows = q
+                .build()
+                .persistent(false)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(other)?;
+            for r in rows {
+                let text: String = r.get(0);
+                let f: Finding = serde_json::from_str(&text)
+                    .map_err(|e| StoreError::Other(format!("stored finding unreadable: {e}")))?;
+                if !out.iter().any(|o| o.id == f.id) {
+                    out.push(f);
+                }
+            }
+        }
+        out.sort_by_key(|f| f.first_seen);
+        Ok(out)
+    }
+
+    async fn prune_signals(&self, org: &str, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM signals WHERE org = ? AND kind = 'sign_in' AND published < ?
+               AND id <= COALESCE((SELECT position FROM detect_cursor WHERE org = signals.org), 0)",
+        )
+        .bind(org)
+        .bind(ms(before))
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await
+            .map_err(write_error)?;
+        let row = sqlx::query("SELECT value FROM meta WHERE key = ?")
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(other)?;
+        Ok(row.get(0))
     }
 
     async fn stats(&self) -> Result<Stats, StoreError> {

@@ -204,6 +204,7 @@ pub fn changes(
             email_actions: None,
             security: vec![],
         },
+        detections: None,
     };
     let events: Vec<Value> = (0..n)
         .map(|i| {
@@ -244,6 +245,7 @@ pub async fn store_with(
         newest_published: None,
         cursor: None,
         context: Vec::new(),
+        signals: Vec::new(),
     };
     store
         .commit("acme", &batch, chrono::Utc::now())
@@ -276,6 +278,7 @@ pub fn email_settings() -> factorwatch::email::EmailSettings {
         skip_when_okta_notified: false,
         previous_address_window: Duration::ZERO,
         concurrency: 1,
+        detections: false,
     }
 }
 
@@ -328,6 +331,7 @@ impl Mail {
                 email_actions: None,
                 security,
             },
+            detections: None,
         };
         let batch = ingest.batch(
             factorwatch::store::SourceKind::SystemLog,

@@ -45,6 +45,7 @@ fn batch(changes: Vec<NewChange>, cursor: Option<&str>) -> Batch {
         rejects: vec![],
         cursor: cursor.map(str::to_owned),
         context: vec![],
+        signals: Vec::new(),
     }
 }
 
@@ -136,7 +137,7 @@ pub async fn due_rows_come_oldest_first_and_record_each_outcome<S: Store>(s: S) 
     let due = s.due("siem:a", 3, t(1)).await.unwrap();
     let ids: Vec<&str> = due.iter().map(|d| d.event_id.as_str()).collect();
     assert_eq!(ids, ["e0", "e1", "e2"]);
-    let change = due[0].change.as_ref().unwrap();
+    let change = due[0].change().unwrap();
     assert_eq!(change.id.to_wire(), "e0", "the record comes back typed");
     assert_eq!(due[0].attempts, 0);
     s.delivered(&[due[0].id], t(2)).await.unwrap();

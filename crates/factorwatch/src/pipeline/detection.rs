@@ -1,0 +1,198 @@
+//! The detections in the daemon: per org, one worker reads the journal of signals the sources
+//! commit (in the order they were stored), runs the [`Detector`] over them, and commits the
+//! findings — each with its outbox rows, so every SIEM and the security team get it at once —
+//! together with its new position in the journal, in one transaction. A crash loses nothing and
+//! repeats nothing: at start the worker rebuilds the detector by reading the journal up to its
+//! position again (the same events give the same state), and a finding found twice has the same
+//! id.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use super::worker::Signals;
+use crate::backoff::Backoff;
+use crate::detect::{Detector, Finding, Settings, Signal};
+use crate::store::{NewFinding, Store, StoreError};
+
+/// Journal entries read at once.
+const PAGE: u32 = 2000;
+/// How often an idle worker looks at the journal (it is also woken by every commit).
+const IDLE: Duration = Duration::from_millis(500);
+/// How often sign-ins past the baseline are pruned from the journal.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+pub struct DetectionWorker<S: Store> {
+    pub org: String,
+    pub store: S,
+    pub settings: Settings,
+    /// Where findings go: every SIEM sink, the security team's destinations.
+    pub destinations: Vec<String>,
+    pub signals: Arc<Signals>,
+}
+
+/// Parses a journal entry; an entry that cannot be read is skipped with a warning (it was written
+/// by this program; only tampering or a newer version makes one).
+fn read(org: &str, body: &str) -> Option<Signal> {
+    match serde_json::from_str(body) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!(org, error = %e, "a journal entry cannot be read; skipped");
+            None
+        }
+    }
+}
+
+impl<S: Store> DetectionWorker<S> {
+    /// Rebuilds the detector from the journal up to `position` (findings already committed).
+    async fn rebuild(&self, detector: &mut Detector, position: i64) -> Result<(), StoreError> {
+        let mut at = 0;
+        while at < position {
+            let entries = self.store.signals_after(&self.org, at, PAGE).await?;
+            let Some(last) = entries.last().map(|e| e.position) else {
+                break;
+            };
+            for e in entries.iter().filter(|e| e.position <= position) {
+                if let Some(s) = read(&self.org, &e.body) {
+                    detector.observe(&s);
+                }
+            }
+            at = last;
+        }
+        Ok(())
+    }
+
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let backoff = Backoff {
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(30),
+        };
+        let mut failures = 0u32;
+        // Start: where the detections stand, and the state the journal before it gives.
+        let mut detector = Detector::new(&self.settings);
+        let mut position = loop {
+            let rebuilt = async {
+                let position = self.store.detection_cursor(&self.org).await?;
+                self.rebuild(&mut detector, position).await?;
+                Ok::<i64, StoreError>(position)
+            }
+            .await;
+            match rebuilt {
+                Ok(p) => break p,
+                Err(e) => {
+                    error!(org = %self.org, error = %e, "detections cannot read their journal; retrying");
+                    detector = Detector::new(&self.settings);
+                    failures = failures.saturating_add(1);
+                    let wait = backoff.delay(failures, &mut rand::thread_rng());
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => continue,
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            }
+        };
+        failures = 0;
+        let mut pruned = tokio::time::Instant::now() - PRUNE_EVERY;
+        // Findings made but not yet committed (the store failed): committed before reading on.
+        let mut owed: Option<(Vec<NewFinding>, i64, u64)> = None;
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let woken = self.signals.stored.notified();
+            if owed.is_none() {
+                let entries = match self.store.signals_after(&self.org, position, PAGE).await {
+                    Ok(e) => e,
+                    Err(e) => {
+                        error!(org = %self.org, error = %e, "detections cannot read their journal");
+                        failures = failures.saturating_add(1);
+                        let wait = backoff.delay(failures, &mut rand::thread_rng());
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = shutdown.changed() => return,
+                        }
+                        continue;
+                    }
+                };
+                if entries.is_empty() {
+                    if pruned.elapsed() >= PRUNE_EVERY {
+                        pruned = tokio::time::Instant::now();
+                        self.prune(&detector).await;
+                    }
+                    tokio::select! {
+                        _ = woken => {}
+                        _ = tokio::time::sleep(IDLE) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    continue;
+                }
+                let mut findings: Vec<Finding> = Vec::new();
+                let mut last = position;
+                for e in &entries {
+                    if let Some(s) = read(&self.org, &e.body) {
+                        findings.extend(detector.observe(&s));
+                    }
+                    last = e.position;
+                }
+                let made = findings
+                    .into_iter()
+                    .map(|finding| NewFinding {
+                        finding,
+                        destinations: self.destinations.clone(),
+                    })
+                    .collect();
+                owed = Some((made, last, entries.len() as u64));
+            }
+            let Some((made, last, read_n)) = owed.take() else {
+                continue;
+            };
+            match self
+                .store
+                .commit_findings(&self.org, &made, last, Utc::now())
+                .await
+            {
+                Ok(new) => {
+                    failures = 0;
+                    position = last;
+                    for n in made.iter().take(new.min(made.len())) {
+                        info!(org = %self.org, rule = n.finding.rule.as_str(), severity = n.finding.severity.as_str(), finding = %n.finding.id, "finding");
+                    }
+                    crate::telemetry::findings(&self.org, new as u64);
+                    self.signals
+                        .detected
+                        .fetch_add(read_n, std::sync::atomic::Ordering::Relaxed);
+                    if new > 0 {
+                        self.signals.stored();
+                    }
+                }
+                Err(e) => {
+                    error!(org = %self.org, error = %e, "cannot store findings; retrying (nothing is lost)");
+                    owed = Some((made, last, read_n));
+                    failures = failures.saturating_add(1);
+                    let wait = backoff.delay(failures, &mut rand::thread_rng());
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forgets sign-ins the history no longer reaches (a day past it), keeping every other
+    /// signal: a rebuild then gives the same places.
+    async fn prune(&self, detector: &Detector) {
+        let Some(now) = detector.watermark() else {
+            return;
+        };
+        let keep = chrono::Duration::days(crate::detect::history::PLACE_DAYS + 1);
+        match self.store.prune_signals(&self.org, now - keep).await {
+            Ok(0) => {}
+            Ok(n) => info!(org = %self.org, pruned = n, "sign-ins past the baseline forgotten"),
+            Err(e) => warn!(org = %self.org, error = %e, "cannot prune the journal"),
+        }
+    }
+}
