@@ -98,7 +98,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &[(c, e)],
             &["dade.murphy@example.com".into()],
             "Acme Corp",
-            "call the IT help desk at +1 555 0100, or report it at https://help.example.com/report.", &[],
+            "call the IT help desk at +1 555 0100, or report it at https://help.example.com/report.",
+            &[],
         );
         let r = templates.render(language, &n)?;
         std::fs::write(format!("{dir}/{name}.html"), r.html)?;

@@ -370,7 +370,8 @@ impl Daemon {
                 signals: self.signals.clone(),
             };
             self.detecting.push(org.name.clone());
-            self.tasks.push(tokio::spawn(w.run(self.shutdown.subscribe())));
+            self.tasks
+                .push(tokio::spawn(w.run(self.shutdown.subscribe())));
         }
     }
 

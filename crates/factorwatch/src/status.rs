@@ -60,13 +60,14 @@ pub fn summary(stats: &Stats, now: DateTime<Utc>) -> String {
         .collect();
     let lag = lag(stats, now);
     format!(
-        "events read: {} | MFA changes: {} | delivered: {} | lag: newest event {}, oldest undelivered {}",
+        "events read: {} | MFA changes: {} | findings: {} | delivered: {} | lag: newest event {}, oldest undelivered {}",
         if read.is_empty() {
             "0".into()
         } else {
             read.join(", ")
         },
         stats.changes,
+        stats.findings,
         if outbox.is_empty() {
             "0".into()
         } else {
@@ -98,6 +99,12 @@ pub fn prometheus(stats: &Stats, now: DateTime<Utc>, lag_threshold: Option<Durat
         "gauge",
         "MFA changes stored.",
         vec![(String::new(), stats.changes as f64)],
+    );
+    metric(
+        "factorwatch_findings",
+        "gauge",
+        "Account-takeover findings stored.",
+        vec![(String::new(), stats.findings as f64)],
     );
     metric(
         "factorwatch_rejects",
@@ -232,6 +239,7 @@ mod tests {
             .to_utc();
         let stats = Stats {
             changes: 3,
+            findings: 1,
             rejects: 0,
             outbox: vec![("email".into(), 1, 2, 0), ("siem:file".into(), 3, 0, 1)],
             oldest_pending: Some(now - Duration::seconds(90)),
@@ -268,6 +276,7 @@ mod tests {
         assert!(summary(&Stats::default(), now).contains("newest event none"));
         let text = prometheus(&stats, now, Some(Duration::seconds(1)));
         assert!(text.contains("factorwatch_changes 3\n"));
+        assert!(text.contains("factorwatch_findings 1\n"));
         assert!(
             text.contains("factorwatch_events_read_total{org=\"o\",source=\"system_log\"} 10\n")
         );

@@ -213,7 +213,11 @@ fn the_event_type_catalog_agrees_with_okta_s_published_catalog() {
         match eligible(t.name) {
             Some(tagged) => assert_eq!(t.hook_eligible, tagged, "{}", t.name),
             None => {
-                assert!(outside.contains(&t.name), "{} is not in Okta's catalog", t.name);
+                assert!(
+                    outside.contains(&t.name),
+                    "{} is not in Okta's catalog",
+                    t.name
+                );
                 assert!(!t.hook_eligible);
             }
         }

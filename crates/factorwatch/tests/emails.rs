@@ -37,7 +37,8 @@ fn render(c: &MfaChange, e: &Enrichment, language: &str) -> Rendered {
         &[(c.clone(), e.clone())],
         &["dade@example.com".into()],
         "Acme",
-        "call the help desk at x1234.", &[],
+        "call the help desk at x1234.",
+        &[],
     );
     Templates::new(None, "en").render(language, &n).unwrap()
 }
@@ -367,7 +368,8 @@ fn operators_override_templates_and_mistakes_are_errors_not_blanks() {
         &[(c.clone(), sms("1234"))],
         &["d@example.com".into()],
         "Acme",
-        "h", &[],
+        "h",
+        &[],
     );
     let r = Templates::new(Some(dir.clone()), "en")
         .render("en", &n)
@@ -433,7 +435,8 @@ fn several_changes_are_listed_in_one_notice() {
         &[(a, Enrichment::default()), (b, sms("4321"))],
         &["d@example.com".into()],
         "Acme",
-        "h", &[],
+        "h",
+        &[],
     );
     let r = Templates::new(None, "en").render("en", &n).unwrap();
     assert_eq!(r.subject, "Several changes to your sign-in methods");

@@ -116,13 +116,25 @@ async fn main() -> ExitCode {
         });
         if let Some(mut generator) = Generator::new(cli.scenario, seed, cli.users, cli.mfa_ratio) {
             let span = chrono::Duration::hours(cli.backlog_hours.clamp(0, 24 * 89));
-            let loaded = generate::backlog(&org, &mut generator, cli.events, span).and_then(|()| {
-                if cli.scenario == Scenario::Takeover {
-                    generate::takeover(&org, &mut generator)
-                } else {
-                    Ok(())
-                }
-            });
+            let attacks: Vec<_> = if cli.scenario == Scenario::Attacks {
+                let n = okta_sim::scenario::attacks::Attack::ALL.len() as i32;
+                okta_sim::scenario::attacks::Attack::ALL
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, a)| (a, span - span / 2 * (i as i32 + 1) / n))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let loaded =
+                generate::backlog_with_attacks(&org, &mut generator, cli.events, span, &attacks)
+                    .and_then(|_| {
+                        if cli.scenario == Scenario::Takeover {
+                            generate::takeover(&org, &mut generator)
+                        } else {
+                            Ok(())
+                        }
+                    });
             if let Err(e) = loaded {
                 eprintln!("okta-sim: generating the org failed: {}", e.error_summary);
                 return ExitCode::from(1);

@@ -8,6 +8,8 @@
 //! Deterministic: the same seed gives the same users and events. Pure: the caller says when each
 //! event is published, so it runs as fast as it is asked to.
 
+pub mod attacks;
+
 use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -28,6 +30,9 @@ pub enum Scenario {
     /// `steady`, then an account takeover: a sign-in from far away, the victim's factors reset,
     /// the attacker's phone enrolled.
     Takeover,
+    /// `steady`, with every named attack (`attacks::Attack`) mixed into its backlog, spread over
+    /// its first half.
+    Attacks,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +66,20 @@ struct Person {
     city: &'static str,
     country: &'static str,
     browser: (&'static str, &'static str, &'static str),
+    /// The phone's carrier address (same country, another network) and its browser.
+    mobile_ip: String,
+    mobile_browser: (&'static str, &'static str, &'static str),
+    /// A trip under way: until when, and where (an index into `PLACES`).
+    trip: Option<(DateTime<Utc>, usize)>,
     factors: Vec<Factor>,
+}
+
+/// What a user does some time after a change (people re-enroll after a reset; a lost security key
+/// is replaced).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum FollowUp {
+    /// Enroll again every kind (index into `KINDS`) the user had before a reset.
+    ReEnroll(usize),
 }
 
 /// (factorType, provider, internal name, authenticator name), the factors people enroll.
@@ -169,6 +187,10 @@ pub struct Generator {
     staff: Vec<usize>,
     mfa_ratio: f64,
     counter: u64,
+    /// What users will do, when: (due, person, what), kept sorted.
+    follow_ups: std::collections::BTreeSet<(DateTime<Utc>, usize, FollowUp)>,
+    /// People an attack script is using: ordinary traffic makes no MFA change to them.
+    reserved: std::collections::HashSet<usize>,
 }
 
 /// One generated event, and the user whose factors it changed (for the Factors API).
@@ -183,7 +205,7 @@ impl Generator {
         let engine = match scenario {
             Scenario::None => return None,
             Scenario::Classic => Engine::Classic,
-            Scenario::Steady | Scenario::Takeover => Engine::Identity,
+            Scenario::Steady | Scenario::Takeover | Scenario::Attacks => Engine::Identity,
         };
         let mut rng = StdRng::seed_from_u64(seed);
         let domain = "example.com".to_owned();
@@ -215,6 +237,14 @@ impl Generator {
                 city: place.0,
                 country: place.1,
                 browser: BROWSERS[rng.gen_range(0..BROWSERS.len())],
+                mobile_ip: format!(
+                    "{}.{}.{}",
+                    place.2,
+                    rng.gen_range(0..256),
+                    rng.gen_range(1..255)
+                ),
+                mobile_browser: BROWSERS[2],
+                trip: None,
                 factors: Vec::new(),
             };
             // Most people have Okta Verify; many a phone; a few a security key.
@@ -240,6 +270,8 @@ impl Generator {
             staff,
             mfa_ratio,
             counter: 0,
+            follow_ups: std::collections::BTreeSet::new(),
+            reserved: std::collections::HashSet::new(),
         })
     }
 
@@ -282,6 +314,14 @@ impl Generator {
     /// The next event, published at `published`.
     pub fn next(&mut self, published: DateTime<Utc>) -> Step {
         self.counter += 1;
+        if let Some(&due) = self.follow_ups.first()
+            && due.0 <= published
+        {
+            self.follow_ups.remove(&due);
+            if let Some(step) = self.follow_up(published, due.1, due.2) {
+                return step;
+            }
+        }
         if self.rng.gen_bool(self.mfa_ratio.clamp(0.0, 1.0)) {
             self.mfa_change(published)
         } else {
@@ -356,8 +396,73 @@ impl Generator {
         steps
     }
 
+    /// A user's follow-up: enrolling again a kind they had.
+    fn follow_up(&mut self, published: DateTime<Utc>, who: usize, what: FollowUp) -> Option<Step> {
+        let FollowUp::ReEnroll(kind) = what;
+        if self.reserved.contains(&who)
+            || self.people[who]
+                .factors
+                .iter()
+                .any(|f| f.internal == KINDS[kind].2)
+        {
+            return None;
+        }
+        let f = new_factor(&mut self.rng, &self.people[who], kind);
+        let e = self.factor_event(
+            published,
+            "user.mfa.factor.activate",
+            who,
+            who,
+            &f,
+            "set up",
+        );
+        self.people[who].factors.push(f);
+        Some(Step {
+            event: e,
+            changed_user: Some(self.user_json(&self.people[who])),
+        })
+    }
+
+    /// After `who` lost `kinds`: they enroll them again, the strongest first, between `from` and
+    /// `to` minutes later (people re-enroll at their next sign-in; a lost key is replaced).
+    fn schedule_re_enroll(
+        &mut self,
+        published: DateTime<Utc>,
+        who: usize,
+        kinds: &[usize],
+        from: i64,
+        to: i64,
+    ) {
+        let mut at = published + chrono::Duration::minutes(self.rng.gen_range(from..to));
+        let mut kinds = kinds.to_vec();
+        // Phishing-resistant first (webauthn, FastPass), then the rest.
+        kinds.sort_by_key(|k| !matches!(KINDS[*k].0, "webauthn" | "signed_nonce"));
+        for k in kinds {
+            self.follow_ups.insert((at, who, FollowUp::ReEnroll(k)));
+            at += chrono::Duration::seconds(self.rng.gen_range(20..120));
+        }
+    }
+
+    /// The `KINDS` index of a factor.
+    fn kind_of(f: &Factor) -> usize {
+        KINDS.iter().position(|k| k.2 == f.internal).unwrap_or(0)
+    }
+
     fn mfa_change(&mut self, published: DateTime<Utc>) -> Step {
-        let who = self.rng.gen_range(0..self.people.len());
+        let mut who = self.rng.gen_range(0..self.people.len());
+        // People an attack script is using are left to it.
+        for _ in 0..8 {
+            if !self.reserved.contains(&who) {
+                break;
+            }
+            who = self.rng.gen_range(0..self.people.len());
+        }
+        if self.reserved.contains(&who) {
+            return Step {
+                event: self.ordinary(published),
+                changed_user: None,
+            };
+        }
         let roll: f64 = self.rng.r#gen();
         let admin = self.staff[self.rng.gen_range(0..self.staff.len())];
         let event = if roll < 0.35 || self.people[who].factors.is_empty() {
@@ -402,7 +507,9 @@ impl Generator {
                 "/api/v1/users/{}/lifecycle/reset_factors",
                 self.people[who].id
             ));
+            let had: Vec<usize> = self.people[who].factors.iter().map(Self::kind_of).collect();
             self.people[who].factors.clear();
+            self.schedule_re_enroll(published, who, &had, 5, 240);
             e
         } else if roll < 0.82 {
             // Update: a new security question, or a re-registered phone.
@@ -416,6 +523,7 @@ impl Generator {
             // A provisioning app removes a factor.
             let idx = self.rng.gen_range(0..self.people[who].factors.len());
             let f = self.people[who].factors.remove(idx);
+            self.after_removal(published, who, &f);
             let mut e = self.factor_event(
                 published,
                 "user.mfa.factor.deactivate",
@@ -476,6 +584,7 @@ impl Generator {
         }
         let idx = self.rng.gen_range(0..self.people[who].factors.len());
         let f = self.people[who].factors.remove(idx);
+        self.after_removal(published, who, &f);
         let mut e = self.factor_event(
             published,
             "user.mfa.factor.deactivate",
@@ -493,6 +602,16 @@ impl Generator {
         Step {
             event: e,
             changed_user: Some(self.user_json(&self.people[who])),
+        }
+    }
+
+    /// After a factor is removed: a phishing-resistant one is replaced within half an hour; the
+    /// last one is enrolled again at the next sign-in.
+    fn after_removal(&mut self, published: DateTime<Utc>, who: usize, f: &Factor) {
+        if matches!(f.factor_type, "webauthn" | "signed_nonce") {
+            self.schedule_re_enroll(published, who, &[Self::kind_of(f)], 1, 30);
+        } else if self.people[who].factors.is_empty() {
+            self.schedule_re_enroll(published, who, &[Self::kind_of(f)], 5, 240);
         }
     }
 
@@ -636,7 +755,33 @@ impl Generator {
         display: &str,
         actor: usize,
     ) -> Value {
+        // Where the person is: mostly at their desk, sometimes on their phone's network, now
+        // and then on a trip of a few days (about one person in a hundred sets off each day).
+        let roll = self.rng.gen_range(0..1000);
+        let starts_trip = self.rng.gen_bool(0.002);
+        let trip_days = self.rng.gen_range(1..6);
+        let destination = self.rng.gen_range(0..PLACES.len());
+        let p = &mut self.people[actor];
+        if p.trip.is_some_and(|(until, _)| until <= published) {
+            p.trip = None;
+        }
+        if p.trip.is_none() && starts_trip {
+            p.trip = Some((published + chrono::Duration::days(trip_days), destination));
+        }
         let p = &self.people[actor];
+        let (ip, city, country, browser) = match p.trip {
+            Some((_, to)) => {
+                let (city, country, prefix) = PLACES[to];
+                (
+                    format!("{prefix}.77.{}", actor % 250 + 1),
+                    city,
+                    country,
+                    p.browser,
+                )
+            }
+            None if roll < 180 => (p.mobile_ip.clone(), p.city, p.country, p.mobile_browser),
+            None => (p.ip.clone(), p.city, p.country, p.browser),
+        };
         let n = self.counter;
         let request_id = okta_id("", &format!("req{n}{}", self.domain))
             .chars()
@@ -651,9 +796,9 @@ impl Generator {
             "displayMessage": display,
             "actor": { "id": p.id, "type": "User", "alternateId": p.login, "displayName": p.name, "detailEntry": null },
             "client": {
-                "userAgent": { "rawUserAgent": p.browser.2, "os": p.browser.1, "browser": p.browser.0 },
-                "zone": "null", "device": "Computer", "id": null, "ipAddress": p.ip,
-                "geographicalContext": { "city": p.city, "state": null, "country": p.country, "postalCode": null, "geolocation": null },
+                "userAgent": { "rawUserAgent": browser.2, "os": browser.1, "browser": browser.0 },
+                "zone": "null", "device": "Computer", "id": null, "ipAddress": ip,
+                "geographicalContext": { "city": city, "state": null, "country": country, "postalCode": null, "geolocation": null },
             },
             "device": null,
             "authenticationContext": { "authenticationProvider": null, "credentialProvider": null, "credentialType": null,
@@ -664,7 +809,7 @@ impl Generator {
             "debugContext": { "debugData": { "requestId": request_id, "requestUri": "/api/v1/authn" } },
             "legacyEventType": null,
             "transaction": { "type": "WEB", "id": request_id, "detail": {} },
-            "request": { "ipChain": [{ "ip": p.ip, "geographicalContext": null, "version": "V4", "source": null }] },
+            "request": { "ipChain": [{ "ip": ip, "geographicalContext": null, "version": "V4", "source": null }] },
             "target": [{ "id": p.id, "type": "User", "alternateId": p.login, "displayName": p.name, "detailEntry": null }],
         })
     }

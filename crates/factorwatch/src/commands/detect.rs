@@ -94,7 +94,10 @@ pub fn from_export(text: &str) -> (Vec<Signal>, Vec<String>) {
         .iter()
         .filter_map(|s| serde_json::from_str(&s.body).ok())
         .collect();
-    (signals, batch.rejects.into_iter().map(|r| r.error).collect())
+    (
+        signals,
+        batch.rejects.into_iter().map(|r| r.error).collect(),
+    )
 }
 
 /// Every signal the store's journal holds for `org` published since `since`.

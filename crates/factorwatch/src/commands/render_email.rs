@@ -119,7 +119,8 @@ pub fn run(
             &[(change.clone(), enrichment)],
             &to,
             &options.org,
-            &options.help, &[],
+            &options.help,
+            &[],
         );
         let rendered = match templates.render(&options.language, &notice) {
             Ok(r) => r,

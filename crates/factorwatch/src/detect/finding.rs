@@ -172,7 +172,10 @@ mod tests {
             key: key.into(),
             user: None,
             actor: None,
-            events: vec![(t + chrono::Duration::seconds(5), "b".into()), (t, first.into())],
+            events: vec![
+                (t + chrono::Duration::seconds(5), "b".into()),
+                (t, first.into()),
+            ],
             summary: String::new(),
             details: Default::default(),
         };

@@ -15,6 +15,8 @@ use crate::classify::factor::{Kind as FactorKind, Strength};
 
 /// Days a place is remembered (the baseline is 30 days; one more for the day it began).
 pub const PLACE_DAYS: i64 = 31;
+/// Distinct days a user must have been seen on for a place to be judged new.
+pub const BASELINE_DAYS: usize = 3;
 /// Distinct places of each kind kept per user; the least recently seen go first.
 pub const MAX_PLACES: usize = 48;
 
@@ -75,6 +77,9 @@ pub struct UserHistory {
     factors: Vec<(FactorKind, u32)>,
     /// Whether any factor event was seen (else the inventory says nothing).
     factors_known: bool,
+    /// Whether every factor the user has was seen enrolled: true from a reset of all factors on
+    /// (factors enrolled before factorwatch's history began are unknown to it).
+    factors_complete: bool,
 }
 
 /// What the detections know of a user's factors.
@@ -82,6 +87,8 @@ pub struct UserHistory {
 pub struct Inventory {
     pub factors: Vec<(FactorKind, u32)>,
     pub known: bool,
+    /// Every factor the user has is in `factors` (seen since a reset of all of them).
+    pub complete: bool,
 }
 
 impl Inventory {
@@ -115,6 +122,7 @@ impl Inventory {
             }
             What::ResetAll => {
                 next.known = true;
+                next.complete = true;
                 next.factors.clear();
             }
             _ => {}
@@ -160,11 +168,23 @@ impl History {
         })
     }
 
-    /// Whether anything at all was seen of the user in `[from, to)`: without it, nothing is new.
+    /// Whether the user was seen on at least [`BASELINE_DAYS`] distinct days in `[from, to)`:
+    /// without an established history, nothing can be called new.
     pub fn has_baseline(&self, user: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> bool {
-        self.users
-            .get(user)
-            .is_some_and(|u| u.places.iter().any(|s| within(&s.days, from, to)))
+        let Some(u) = self.users.get(user) else {
+            return false;
+        };
+        let (from_day, to_ms) = (day(from), to.timestamp_millis());
+        let mut days: Vec<i64> = u
+            .places
+            .iter()
+            .flat_map(|s| s.days.iter())
+            .filter(|(d, earliest)| *d >= from_day && *earliest < to_ms)
+            .map(|(d, _)| *d)
+            .collect();
+        days.sort_unstable();
+        days.dedup();
+        days.len() >= BASELINE_DAYS
     }
 
     pub fn inventory(&self, user: &str) -> Inventory {
@@ -173,6 +193,7 @@ impl History {
             .map(|u| Inventory {
                 factors: u.factors.clone(),
                 known: u.factors_known,
+                complete: u.factors_complete,
             })
             .unwrap_or_default()
     }
@@ -188,10 +209,12 @@ impl History {
             let inv = Inventory {
                 factors: std::mem::take(&mut entry.factors),
                 known: entry.factors_known,
+                complete: entry.factors_complete,
             }
             .after(&s.what);
             entry.factors = inv.factors;
             entry.factors_known = inv.known;
+            entry.factors_complete = inv.complete;
         }
         let counts = matches!(
             s.what,
@@ -286,7 +309,8 @@ impl History {
 /// kept), to the day at `from`.
 fn within(days: &[(i64, i64)], from: DateTime<Utc>, to: DateTime<Utc>) -> bool {
     let (from_day, to_ms) = (day(from), to.timestamp_millis());
-    days.iter().any(|(d, earliest)| *d >= from_day && *earliest < to_ms)
+    days.iter()
+        .any(|(d, earliest)| *d >= from_day && *earliest < to_ms)
 }
 
 #[cfg(test)]
@@ -326,17 +350,30 @@ mod tests {
         h.learn(&sign_in(10, "198.51.100.7"));
         let net = "198.51.100.0/24";
         assert!(h.seen("u", Element::Network, net, at(0), at(11)));
-        assert!(!h.seen("u", Element::Network, net, at(0), at(10)), "not before itself");
+        assert!(
+            !h.seen("u", Element::Network, net, at(0), at(10)),
+            "not before itself"
+        );
         assert!(h.seen("u", Element::Country, "france", at(0), at(11)));
         assert!(!h.seen("u", Element::Network, "203.0.113.0/24", at(0), at(11)));
         assert!(!h.seen("v", Element::Network, net, at(0), at(11)));
-        assert!(h.has_baseline("u", at(0), at(11)));
-        assert!(!h.has_baseline("u", at(0), at(9)));
+        assert!(
+            !h.has_baseline("u", at(0), at(11)),
+            "one day is not a history"
+        );
+        h.learn(&sign_in(34, "198.51.100.7"));
+        h.learn(&sign_in(58, "198.51.100.7"));
+        assert!(h.has_baseline("u", at(0), at(59)));
+        assert!(
+            !h.has_baseline("u", at(0), at(58)),
+            "not before the third day's sighting"
+        );
         // Another sighting the same day, later, does not move the earliest time.
         h.learn(&sign_in(12, "198.51.100.9"));
         assert!(!h.seen("u", Element::Network, net, at(0), at(10)));
         h.prune(at(24 * 40));
         assert!(!h.has_baseline("u", at(0), at(24 * 40)));
+        assert!(!h.seen("u", Element::Country, "france", at(0), at(24 * 40)));
     }
 
     #[test]

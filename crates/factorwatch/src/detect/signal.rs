@@ -57,7 +57,9 @@ pub enum What {
         phone: Option<String>,
     },
     /// One factor reset (removed).
-    Removed { factor: FactorKind },
+    Removed {
+        factor: FactorKind,
+    },
     /// Every factor reset.
     ResetAll,
     /// An attempt to bypass MFA.
@@ -66,7 +68,9 @@ pub enum What {
     /// The user reported suspicious activity to Okta.
     Reported,
     /// A device bound to the user.
-    DeviceAdded { device: String },
+    DeviceAdded {
+        device: String,
+    },
     ImpersonationStarted,
     ImpersonationEnded,
 }
@@ -148,7 +152,13 @@ impl Place {
     /// The network the address is in: `/24` for IPv4, `/48` for IPv6 (a home router's new lease
     /// or a phone's new address on the same carrier is not a new place).
     pub fn network(&self) -> Option<String> {
-        match self.ip.as_deref()?.trim().parse::<std::net::IpAddr>().ok()? {
+        match self
+            .ip
+            .as_deref()?
+            .trim()
+            .parse::<std::net::IpAddr>()
+            .ok()?
+        {
             std::net::IpAddr::V4(v4) => {
                 let [a, b, c, _] = v4.octets();
                 Some(format!("{a}.{b}.{c}.0/24"))
@@ -340,7 +350,11 @@ fn evidence_signal(
         .and_then(|o| o.result.as_deref())
         .unwrap_or("SUCCESS");
     let ok = matches!(result, "SUCCESS" | "ALLOW");
-    let target_user = event.target.iter().find(|t| t.is_type("User")).map(Party::of);
+    let target_user = event
+        .target
+        .iter()
+        .find(|t| t.is_type("User"))
+        .map(Party::of);
     let actor = event.actor.as_ref().map(Party::of);
     let actor_as_user = || actor.clone().filter(|a| a.kind.as_deref() == Some("User"));
     let (what, user) = match evidence {
@@ -363,7 +377,11 @@ fn evidence_signal(
     let client = event.client.as_ref();
     let ip = client
         .and_then(|c| c.ip_address.clone())
-        .or_else(|| client.and_then(|c| c.ip_chain.first()).and_then(|e| e.ip.clone()))
+        .or_else(|| {
+            client
+                .and_then(|c| c.ip_chain.first())
+                .and_then(|e| e.ip.clone())
+        })
         .or_else(|| {
             event
                 .request
@@ -432,11 +450,13 @@ mod tests {
 
     #[test]
     fn networks_are_prefixes() {
-        let p = |ip: &str| Place {
-            ip: Some(ip.into()),
-            ..Place::default()
-        }
-        .network();
+        let p = |ip: &str| {
+            Place {
+                ip: Some(ip.into()),
+                ..Place::default()
+            }
+            .network()
+        };
         assert_eq!(p("203.0.113.77").as_deref(), Some("203.0.113.0/24"));
         assert_eq!(p("2001:db8:1:2::9").as_deref(), Some("2001:db8:1::/48"));
         assert_eq!(p("not an ip"), None);

@@ -282,7 +282,9 @@ impl<S: Store> EmailDestination<S> {
                 for id in &ids {
                     match self.store.detection_pending(&row.org, id).await {
                         Ok(false) => {}
-                        Ok(true) => return Outcome::Later(now + chrono::Duration::milliseconds(200)),
+                        Ok(true) => {
+                            return Outcome::Later(now + chrono::Duration::milliseconds(200));
+                        }
                         Err(e) => return Outcome::Unavailable(e.to_string()),
                     }
                 }

@@ -101,7 +101,11 @@ impl Destination for SecurityCopy {
             .from(self.from.clone())
             .to(self.to.clone())
             .subject(subject(rows))
-            .message_id(Some(message_id(org, &ids.join(","), self.to.email.as_ref())))
+            .message_id(Some(message_id(
+                org,
+                &ids.join(","),
+                self.to.email.as_ref(),
+            )))
             .header(AutoSubmitted)
             .body(format!("{}\n", text.join("\n")));
         let sent = match built {

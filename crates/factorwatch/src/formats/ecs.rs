@@ -161,7 +161,11 @@ pub fn encode_finding(f: &Finding, ctx: &Context) -> Value {
     if let Some(u) = &f.user {
         user.insert(
             "target".into(),
-            Value::Object(person(u.id.as_ref(), u.login.as_ref(), u.display_name.as_ref())),
+            Value::Object(person(
+                u.id.as_ref(),
+                u.login.as_ref(),
+                u.display_name.as_ref(),
+            )),
         );
     }
     let related: Vec<&String> = [&f.actor, &f.user]

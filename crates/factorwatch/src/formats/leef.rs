@@ -132,7 +132,10 @@ pub fn encode_finding(f: &Finding, ctx: &Context) -> String {
     };
     opt("usrName", f.user.as_ref().and_then(|u| u.login.clone()));
     opt("targetUserId", f.user.as_ref().and_then(|u| u.id.clone()));
-    opt("accountName", f.actor.as_ref().and_then(|a| a.login.clone()));
+    opt(
+        "accountName",
+        f.actor.as_ref().and_then(|a| a.login.clone()),
+    );
     opt("actorId", f.actor.as_ref().and_then(|a| a.id.clone()));
     attrs.push(("msg", f.summary.clone()));
     let body: Vec<String> = attrs

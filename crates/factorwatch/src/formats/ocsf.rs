@@ -5,8 +5,8 @@
 use serde_json::{Map, Value, json};
 
 use super::{Context, PRODUCT, VERSION, succeeded, time, title};
-use crate::okta::factors::FactorType;
 use crate::detect::{Finding, Severity};
+use crate::okta::factors::FactorType;
 use crate::record::{Action, Initiator, MfaChange};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

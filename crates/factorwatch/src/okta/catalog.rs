@@ -164,7 +164,11 @@ pub const CATALOG: &[EventType] = &[
     evidence("user.session.start", Evidence::SignIn, true),
     evidence("user.authentication.auth_via_mfa", Evidence::SignIn, true),
     evidence("user.account.reset_password", Evidence::PasswordReset, true),
-    evidence("user.account.update_password", Evidence::PasswordReset, false),
+    evidence(
+        "user.account.update_password",
+        Evidence::PasswordReset,
+        false,
+    ),
     evidence(
         "user.account.report_suspicious_activity_by_enduser",
         Evidence::Reported,

@@ -7,10 +7,10 @@ use serde::Deserialize;
 
 use super::route::Routing;
 use crate::classify::{Classifier, Within};
-use crate::input;
-use crate::okta::parse_timestamp;
 use crate::detect::{PhoneKey, Signal, What, signal};
+use crate::input;
 use crate::okta::log_event::LogEvent;
+use crate::okta::parse_timestamp;
 use crate::store::{Batch, NewChange, NewSignal, Reject, SourceKind};
 
 #[derive(Debug, Clone)]

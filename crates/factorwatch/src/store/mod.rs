@@ -194,6 +194,8 @@ pub struct SourceState {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
     pub changes: u64,
+    /// Findings the detections made.
+    pub findings: u64,
     pub rejects: u64,
     /// Per destination: (delivered, pending, dead).
     pub outbox: Vec<(String, u64, u64, u64)>,
@@ -351,8 +353,7 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<JournalEntry>, StoreError>> + Send;
 
     /// Where the detections stand in `org`'s journal (0: nowhere yet).
-    fn detection_cursor(&self, org: &str)
-    -> impl Future<Output = Result<i64, StoreError>> + Send;
+    fn detection_cursor(&self, org: &str) -> impl Future<Output = Result<i64, StoreError>> + Send;
 
     /// Stores findings (each once: a finding already stored is not stored or owed again) with
     /// their outbox rows, and moves the detections' cursor to `position` — atomically. Returns

@@ -840,6 +840,7 @@ impl Store for SqliteStore {
         };
         let changes = count("SELECT COUNT(*) FROM changes").await?;
         let rejects = count("SELECT COUNT(*) FROM rejects").await?;
+        let findings = count("SELECT COUNT(*) FROM findings").await?;
         let outbox = sqlx::query(
             "SELECT destination,
                     SUM(state = 'delivered'), SUM(state = 'pending'), SUM(state = 'dead')
@@ -878,6 +879,7 @@ impl Store for SqliteStore {
         .collect();
         Ok(Stats {
             changes,
+            findings,
             rejects,
             outbox,
             oldest_pending,

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::Org;
 use crate::error::OktaError;
+use crate::scenario::attacks::{Attack, Script};
 use crate::scenario::{Generator, Step};
 
 /// Persisting in chunks keeps a million-event backlog from being held as JSON values at once.
@@ -21,9 +22,30 @@ pub fn backlog(
     events: u64,
     span: chrono::Duration,
 ) -> Result<(), OktaError> {
-    org.upsert_users(generator.users())?;
+    backlog_with_attacks(org, generator, events, span, &[]).map(|_| ())
+}
+
+/// [`backlog`], with attack scripts mixed in: each `(attack, ago)` starts `ago` before now.
+/// Returns the scripts (what each did, to whom).
+pub fn backlog_with_attacks(
+    org: &Org,
+    generator: &mut Generator,
+    events: u64,
+    span: chrono::Duration,
+    attacks: &[(Attack, chrono::Duration)],
+) -> Result<Vec<Script>, OktaError> {
     let now = org.now();
     let start = now - span;
+    let mut scripts: Vec<Script> = attacks
+        .iter()
+        .map(|(a, ago)| generator.attack(*a, now - *ago))
+        .collect();
+    let mut scripted: Vec<(DateTime<Utc>, Step)> = scripts
+        .iter_mut()
+        .flat_map(|s| std::mem::take(&mut s.steps))
+        .collect();
+    scripted.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
+    org.upsert_users(generator.users())?;
     let step_ms = if events == 0 {
         0
     } else {
@@ -32,16 +54,25 @@ pub fn backlog(
     let mut i = 0;
     while i < events {
         let n = CHUNK.min((events - i) as usize);
-        let steps: Vec<Step> = (0..n)
-            .map(|k| {
-                let at = start + chrono::Duration::milliseconds(step_ms * (i as i64 + k as i64));
-                generator.next(at)
-            })
-            .collect();
+        let mut steps: Vec<Step> = Vec::with_capacity(n);
+        for k in 0..n {
+            let at = start + chrono::Duration::milliseconds(step_ms * (i as i64 + k as i64));
+            while scripted.last().is_some_and(|(t, _)| *t <= at) {
+                if let Some((_, s)) = scripted.pop() {
+                    steps.push(s);
+                }
+            }
+            steps.push(generator.next(at));
+        }
         apply(org, steps, true)?;
         i += n as u64;
     }
-    Ok(())
+    // Script events after the backlog's last (an attack placed near now).
+    let rest: Vec<Step> = scripted.into_iter().rev().map(|(_, s)| s).collect();
+    if !rest.is_empty() {
+        apply(org, rest, true)?;
+    }
+    Ok(scripts)
 }
 
 /// Persists the takeover script, ending now.

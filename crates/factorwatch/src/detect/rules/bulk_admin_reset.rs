@@ -78,9 +78,7 @@ impl Rule for BulkAdminReset {
         let shown: Vec<String> = users
             .iter()
             .take(10)
-            .map(|u| {
-                crate::untrusted::display(state.logins.get(*u).map_or(*u, String::as_str), 80)
-            })
+            .map(|u| crate::untrusted::display(state.logins.get(*u).map_or(*u, String::as_str), 80))
             .collect();
         let mut d = draft(RuleId::BulkAdminReset, &self.settings, actor);
         d.actor = state.actor.clone();
@@ -92,7 +90,11 @@ impl Rule for BulkAdminReset {
             span(last - first),
             at(&first),
             shown.join(", "),
-            if users.len() > shown.len() { ", …" } else { "" },
+            if users.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            },
         );
         d.details.insert("users".into(), json!(users.len()));
         d.details.insert("user_logins".into(), json!(shown));
@@ -149,7 +151,10 @@ mod tests {
         let s = resets(&["a", "b", "c", "d", "e", "f", "g"], 2, "admin");
         let f = of(&run(&s), RULE);
         assert_eq!(f.len(), 1, "{f:?}");
-        assert_eq!(f[0].actor.as_ref().and_then(|a| a.id.as_deref()), Some("admin"));
+        assert_eq!(
+            f[0].actor.as_ref().and_then(|a| a.id.as_deref()),
+            Some("admin")
+        );
         assert_eq!(f[0].details["users"], 5);
         assert_eq!(f[0].event_ids.len(), 5);
     }
@@ -159,7 +164,10 @@ mod tests {
         let four = resets(&["a", "b", "c", "d"], 2, "admin");
         assert!(of(&run(&four), RULE).is_empty(), "four users");
         let slow = resets(&["a", "b", "c", "d", "e"], 4, "admin");
-        assert!(of(&run(&slow), RULE).is_empty(), "five users over 16 minutes");
+        assert!(
+            of(&run(&slow), RULE).is_empty(),
+            "five users over 16 minutes"
+        );
         let same = resets(&["a", "a", "b", "b", "c", "c", "d"], 1, "admin");
         assert!(of(&run(&same), RULE).is_empty(), "four distinct users");
         let mut own = resets(&["a", "b", "c", "d"], 1, "admin");
@@ -174,7 +182,14 @@ mod tests {
     fn a_second_wave_after_a_quiet_window_fires_again() {
         let mut s = resets(&["a", "b", "c", "d", "e"], 1, "admin");
         for (i, u) in ["f", "g", "h", "i", "j"].iter().enumerate() {
-            s.push(signal(&format!("w{i}"), 120 + i as i64, What::ResetAll, u, "admin", home()));
+            s.push(signal(
+                &format!("w{i}"),
+                120 + i as i64,
+                What::ResetAll,
+                u,
+                "admin",
+                home(),
+            ));
         }
         assert_eq!(of(&run(&s), RULE).len(), 2);
     }

@@ -79,7 +79,9 @@ impl Rule for BypassBurst {
             who(state.user.as_ref()),
             span(last - first),
             at(&first),
-            ips.first().map(|ip| format!(", the last from {ip}")).unwrap_or_default(),
+            ips.first()
+                .map(|ip| format!(", the last from {ip}"))
+                .unwrap_or_default(),
         );
         d.details.insert("attempts".into(), json!(marks.len()));
         out.push(d.finish());
@@ -110,7 +112,16 @@ mod tests {
     fn tries(minutes: &[i64], user: &str) -> Vec<crate::detect::Signal> {
         minutes
             .iter()
-            .map(|m| signal(&format!("b{user}{m}"), *m, What::BypassAttempt, user, user, away()))
+            .map(|m| {
+                signal(
+                    &format!("b{user}{m}"),
+                    *m,
+                    What::BypassAttempt,
+                    user,
+                    user,
+                    away(),
+                )
+            })
             .collect()
     }
 
@@ -124,7 +135,10 @@ mod tests {
     #[test]
     fn near_misses_do_not_fire() {
         assert!(of(&run(&tries(&[0, 6], "u")), RULE).is_empty(), "two");
-        assert!(of(&run(&tries(&[0, 6, 11], "u")), RULE).is_empty(), "spread over 11 minutes");
+        assert!(
+            of(&run(&tries(&[0, 6, 11], "u")), RULE).is_empty(),
+            "spread over 11 minutes"
+        );
         let mut two_users = tries(&[0, 1], "u");
         two_users.extend(tries(&[2], "v"));
         assert!(of(&run(&two_users), RULE).is_empty(), "two users");

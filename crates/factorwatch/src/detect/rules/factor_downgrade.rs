@@ -96,9 +96,7 @@ impl Rule for FactorDowngrade {
         let after = before.after(&s.what);
         let strong = Strength::PhishingResistant;
         match &s.what {
-            What::Removed { .. } | What::ResetAll
-                if before.has(strong) && !after.has(strong) =>
-            {
+            What::Removed { .. } | What::ResetAll if before.has(strong) && !after.has(strong) => {
                 let open = self
                     .losses
                     .get(&user)
@@ -135,7 +133,10 @@ impl Rule for FactorDowngrade {
                 let Some(loss) = self.losses.get_mut(&user) else {
                     return;
                 };
-                if loss.fired || loss.replaced || s.published < loss.t || s.published > loss.deadline
+                if loss.fired
+                    || loss.replaced
+                    || s.published < loss.t
+                    || s.published > loss.deadline
                 {
                     return;
                 }
@@ -226,7 +227,14 @@ mod tests {
     fn being_left_with_weak_factors_fires_when_the_window_ends() {
         let mut s = with_key();
         s.push(signal("sms", -500, enrolled(Kind::Sms), "u", "u", home()));
-        s.push(signal("rm", 0, removed(Kind::Webauthn), "u", "admin", home()));
+        s.push(signal(
+            "rm",
+            0,
+            removed(Kind::Webauthn),
+            "u",
+            "admin",
+            home(),
+        ));
         s.push(signal("tick", 23 * 60, What::SignIn, "v", "v", home()));
         assert!(of(&run(&s), RULE).is_empty(), "not before the window ends");
         s.push(signal("tick2", 24 * 60 + 1, What::SignIn, "v", "v", home()));
@@ -240,7 +248,14 @@ mod tests {
         // The same strong factor enrolled again, then SMS as a backup.
         let mut s = with_key();
         s.push(signal("rm", 0, removed(Kind::Webauthn), "u", "u", home()));
-        s.push(signal("key2", 5, enrolled(Kind::Webauthn), "u", "u", home()));
+        s.push(signal(
+            "key2",
+            5,
+            enrolled(Kind::Webauthn),
+            "u",
+            "u",
+            home(),
+        ));
         s.push(signal("sms", 10, enrolled(Kind::Sms), "u", "u", home()));
         s.push(signal("tick", 3 * 24 * 60, What::SignIn, "v", "v", home()));
         assert!(of(&run(&s), RULE).is_empty(), "re-enrolled");
@@ -248,12 +263,26 @@ mod tests {
         // SMS after the window.
         let mut s = with_key();
         s.push(signal("rm", 0, removed(Kind::Webauthn), "u", "u", home()));
-        s.push(signal("sms", 24 * 60 + 5, enrolled(Kind::Sms), "u", "u", home()));
+        s.push(signal(
+            "sms",
+            24 * 60 + 5,
+            enrolled(Kind::Sms),
+            "u",
+            "u",
+            home(),
+        ));
         assert!(of(&run(&s), RULE).is_empty(), "outside the window");
 
         // One of two keys removed: still phishing-resistant.
         let mut s = with_key();
-        s.push(signal("key2", -300, enrolled(Kind::Fastpass), "u", "u", home()));
+        s.push(signal(
+            "key2",
+            -300,
+            enrolled(Kind::Fastpass),
+            "u",
+            "u",
+            home(),
+        ));
         s.push(signal("rm", 0, removed(Kind::Webauthn), "u", "u", home()));
         s.push(signal("sms", 10, enrolled(Kind::Sms), "u", "u", home()));
         assert!(of(&run(&s), RULE).is_empty(), "still has FastPass");

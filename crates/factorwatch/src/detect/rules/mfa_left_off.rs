@@ -67,9 +67,12 @@ impl Rule for MfaLeftOff {
             }
             What::ResetAll | What::Removed { .. } => {
                 let before = history.inventory(&user);
+                // One factor removed is the last only if every factor the user has is known
+                // (seen since a reset of all of them): one enrolled before factorwatch's
+                // history began may remain.
                 let last = match s.what {
                     What::ResetAll => true,
-                    _ => before.known && !before.is_empty() && before.after(&s.what).is_empty(),
+                    _ => before.complete && !before.is_empty() && before.after(&s.what).is_empty(),
                 };
                 if !last {
                     return;
@@ -160,7 +163,10 @@ mod tests {
     fn a_reset_all_with_nothing_enrolled_fires_once_the_clock_passes_twelve_hours() {
         let reset = signal("r", 0, What::ResetAll, "u", "admin", home());
         let six_hours = signal("t1", 6 * 60, What::SignIn, "v", "v", home());
-        assert!(of(&run(&[reset.clone(), six_hours.clone()]), RULE).is_empty(), "an export ending 6 h after");
+        assert!(
+            of(&run(&[reset.clone(), six_hours.clone()]), RULE).is_empty(),
+            "an export ending 6 h after"
+        );
         let thirteen = signal("t2", 13 * 60, What::SignIn, "v", "v", home());
         let f = of(&run(&[reset.clone(), six_hours, thirteen.clone()]), RULE);
         assert_eq!(f.len(), 1);
@@ -175,10 +181,14 @@ mod tests {
         let again = signal("e", 30, enrolled(Kind::Push), "u", "u", home());
         let tick = signal("t", 24 * 60, What::SignIn, "v", "v", home());
         assert!(of(&run(&[reset.clone(), again.clone(), tick.clone()]), RULE).is_empty());
-        assert!(of(&run(&[again, reset, tick.clone()]), RULE).is_empty(), "out of order");
+        assert!(
+            of(&run(&[again, reset, tick.clone()]), RULE).is_empty(),
+            "out of order"
+        );
 
         // One of two known factors removed.
         let s = [
+            signal("z", -90, What::ResetAll, "u", "u", home()),
             signal("a", -60, enrolled(Kind::Push), "u", "u", home()),
             signal("b", -50, enrolled(Kind::Sms), "u", "u", home()),
             signal("r", 0, removed(Kind::Sms), "u", "u", home()),
@@ -186,8 +196,17 @@ mod tests {
         ];
         assert!(of(&run(&s), RULE).is_empty(), "not the last factor");
 
-        // The last one known removed: fires.
+        // The only factor seen removed, but others may predate the history.
         let s = [
+            signal("a", -60, enrolled(Kind::Push), "u", "u", home()),
+            signal("r", 0, removed(Kind::Push), "u", "u", home()),
+            tick.clone(),
+        ];
+        assert!(of(&run(&s), RULE).is_empty(), "an incomplete inventory");
+
+        // The last one of a complete inventory removed: fires.
+        let s = [
+            signal("z", -90, What::ResetAll, "u", "u", home()),
             signal("a", -60, enrolled(Kind::Push), "u", "u", home()),
             signal("r", 0, removed(Kind::Push), "u", "u", home()),
             tick,

@@ -3,8 +3,8 @@
 //! sequence (a sequence ends when its window passes without a further event) and again for a
 //! new one.
 
-mod bypass_burst;
 mod bulk_admin_reset;
+mod bypass_burst;
 mod factor_downgrade;
 mod mfa_left_off;
 mod reported_not_me;
@@ -200,6 +200,10 @@ pub(crate) mod testing {
         findings: &[crate::detect::Finding],
         rule: crate::detect::RuleId,
     ) -> Vec<crate::detect::Finding> {
-        findings.iter().filter(|f| f.rule == rule).cloned().collect()
+        findings
+            .iter()
+            .filter(|f| f.rule == rule)
+            .cloned()
+            .collect()
     }
 }

@@ -71,7 +71,13 @@ impl ReportedNotMe {
             return;
         }
         changes.sort_by_key(|c| c.t);
-        let changes: Vec<&Change> = changes.iter().rev().take(MAX_CHANGES).rev().copied().collect();
+        let changes: Vec<&Change> = changes
+            .iter()
+            .rev()
+            .take(MAX_CHANGES)
+            .rev()
+            .copied()
+            .collect();
         if let Some(r) = state.reports.get_mut(report) {
             r.fired = true;
         }
@@ -179,11 +185,17 @@ mod tests {
     fn near_misses_do_not_fire() {
         let change = signal("c", 0, enrolled(Kind::Sms), "u", "u", away());
         let late = signal("r", 8 * DAY, What::Reported, "u", "u", home());
-        assert!(of(&run(&[change.clone(), late]), RULE).is_empty(), "after 7 days");
+        assert!(
+            of(&run(&[change.clone(), late]), RULE).is_empty(),
+            "after 7 days"
+        );
         let other = signal("r", DAY, What::Reported, "v", "v", home());
         assert!(of(&run(&[change, other]), RULE).is_empty(), "another user");
         let sign_in = signal("s", 0, What::SignIn, "u", "u", away());
         let report = signal("r", DAY, What::Reported, "u", "u", home());
-        assert!(of(&run(&[sign_in, report]), RULE).is_empty(), "no MFA change");
+        assert!(
+            of(&run(&[sign_in, report]), RULE).is_empty(),
+            "no MFA change"
+        );
     }
 }

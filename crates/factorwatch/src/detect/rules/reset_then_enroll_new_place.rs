@@ -89,7 +89,10 @@ impl ResetThenEnrollNewPlace {
         for &i in &candidates {
             state.resets[i].fired = true;
         }
-        let resets: Vec<Reset> = candidates.iter().map(|&i| state.resets[i].clone()).collect();
+        let resets: Vec<Reset> = candidates
+            .iter()
+            .map(|&i| state.resets[i].clone())
+            .collect();
         let reset = resets.iter().min_by_key(|r| r.t)?.clone();
         let mut d = draft(RuleId::ResetThenEnrollNewPlace, &self.settings, user);
         d.user = state.user.clone();
@@ -280,13 +283,30 @@ mod tests {
         // The attacker signs in just before enrolling: that must not make the place seen.
         s.push(signal("attacker-in", 15, What::SignIn, "u", "u", away()));
         s.push(signal("enroll", 20, enrolled(Kind::Sms), "u", "u", away()));
-        s.push(signal("enroll2", 25, enrolled(Kind::Push), "u", "u", away()));
+        s.push(signal(
+            "enroll2",
+            25,
+            enrolled(Kind::Push),
+            "u",
+            "u",
+            away(),
+        ));
         let f = of(&run(&s), RULE);
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].event_ids, ["reset", "enroll"]);
-        assert_eq!(f[0].actor.as_ref().and_then(|a| a.id.as_deref()), Some("helpdesk"));
-        assert!(f[0].summary.contains("20 minutes later"), "{}", f[0].summary);
-        assert_eq!(f[0].details["new"], serde_json::json!(["network", "country", "device"]));
+        assert_eq!(
+            f[0].actor.as_ref().and_then(|a| a.id.as_deref()),
+            Some("helpdesk")
+        );
+        assert!(
+            f[0].summary.contains("20 minutes later"),
+            "{}",
+            f[0].summary
+        );
+        assert_eq!(
+            f[0].details["new"],
+            serde_json::json!(["network", "country", "device"])
+        );
     }
 
     #[test]
@@ -313,7 +333,14 @@ mod tests {
         // An admin enrolling for the user from the admin's desk is not the user's place.
         let mut s = baseline();
         s.push(signal("reset", 0, What::ResetAll, "u", "helpdesk", home()));
-        s.push(signal("enroll", 20, enrolled(Kind::Sms), "u", "helpdesk", away()));
+        s.push(signal(
+            "enroll",
+            20,
+            enrolled(Kind::Sms),
+            "u",
+            "helpdesk",
+            away(),
+        ));
         assert!(of(&run(&s), RULE).is_empty(), "not the user's enrollment");
 
         // A new place with no reset before it.
@@ -327,14 +354,35 @@ mod tests {
         let mut near = home();
         near.ip = Some("198.51.100.77".into());
         let mut s = baseline();
-        s.push(signal("reset", 0, removed(Kind::Webauthn), "u", "u", home()));
-        s.push(signal("enroll", 5, enrolled(Kind::Webauthn), "u", "u", near));
+        s.push(signal(
+            "reset",
+            0,
+            removed(Kind::Webauthn),
+            "u",
+            "u",
+            home(),
+        ));
+        s.push(signal(
+            "enroll",
+            5,
+            enrolled(Kind::Webauthn),
+            "u",
+            "u",
+            near,
+        ));
         assert!(of(&run(&s), RULE).is_empty(), "same /24");
 
         let mut other = home();
         other.ip = Some("203.0.113.9".into());
         let mut s = baseline();
-        s.push(signal("reset", 0, removed(Kind::Webauthn), "u", "u", home()));
+        s.push(signal(
+            "reset",
+            0,
+            removed(Kind::Webauthn),
+            "u",
+            "u",
+            home(),
+        ));
         s.push(signal("enroll", 5, enrolled(Kind::Sms), "u", "u", other));
         let f = of(&run(&s), RULE);
         assert_eq!(f.len(), 1);
@@ -353,10 +401,24 @@ mod tests {
         let mut s = baseline();
         s.push(signal("reset", 0, What::ResetAll, "u", "helpdesk", home()));
         s.push(signal("enroll", 20, enrolled(Kind::Sms), "u", "u", away()));
-        s.push(signal("reset2", 3 * 60, What::ResetAll, "u", "helpdesk", home()));
+        s.push(signal(
+            "reset2",
+            3 * 60,
+            What::ResetAll,
+            "u",
+            "helpdesk",
+            home(),
+        ));
         let mut far = away();
         far.country = Some("Brazil".into());
-        s.push(signal("enroll2", 3 * 60 + 10, enrolled(Kind::Sms), "u", "u", far));
+        s.push(signal(
+            "enroll2",
+            3 * 60 + 10,
+            enrolled(Kind::Sms),
+            "u",
+            "u",
+            far,
+        ));
         assert_eq!(of(&run(&s), RULE).len(), 2);
     }
 }

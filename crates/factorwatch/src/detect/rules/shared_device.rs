@@ -49,12 +49,34 @@ mod tests {
             )
         };
         let added = |id: &str, m: i64, user: &str, dev: &str| {
-            signal(id, m, What::DeviceAdded { device: dev.into() }, user, user, home())
+            signal(
+                id,
+                m,
+                What::DeviceAdded { device: dev.into() },
+                user,
+                user,
+                home(),
+            )
         };
-        let f = of(&run(&[push("a", 0, "u1", "d1"), added("b", 60, "u2", "d1")]), RULE);
+        let f = of(
+            &run(&[push("a", 0, "u1", "d1"), added("b", 60, "u2", "d1")]),
+            RULE,
+        );
         assert_eq!(f.len(), 1);
         assert!(f[0].summary.contains("Okta Verify device"));
-        assert!(of(&run(&[push("a", 0, "u1", "d1"), added("b", 60, "u1", "d1")]), RULE).is_empty());
-        assert!(of(&run(&[push("a", 0, "u1", "d1"), push("b", 60, "u2", "d2")]), RULE).is_empty());
+        assert!(
+            of(
+                &run(&[push("a", 0, "u1", "d1"), added("b", 60, "u1", "d1")]),
+                RULE
+            )
+            .is_empty()
+        );
+        assert!(
+            of(
+                &run(&[push("a", 0, "u1", "d1"), push("b", 60, "u2", "d2")]),
+                RULE
+            )
+            .is_empty()
+        );
     }
 }

@@ -231,7 +231,14 @@ mod tests {
     #[test]
     fn a_reset_made_while_impersonated_fires_before_the_end_and_not_after() {
         // Okta Support impersonates the admin, who then resets a user's factors.
-        let imp = signal("imp", 0, What::ImpersonationStarted, "admin", "support", home());
+        let imp = signal(
+            "imp",
+            0,
+            What::ImpersonationStarted,
+            "admin",
+            "support",
+            home(),
+        );
         let reset = signal("r", 30, What::ResetAll, "u", "admin", home());
         let f = of(&run(&[imp.clone(), reset.clone()]), RULE);
         assert_eq!(f.len(), 1);
@@ -240,11 +247,24 @@ mod tests {
         // Logged the other way round, it is still joined.
         assert_eq!(of(&run(&[reset.clone(), imp.clone()]), RULE).len(), 1);
 
-        let end = signal("end", 20, What::ImpersonationEnded, "admin", "support", home());
-        assert!(of(&run(&[imp.clone(), end, reset.clone()]), RULE).is_empty(), "ended");
+        let end = signal(
+            "end",
+            20,
+            What::ImpersonationEnded,
+            "admin",
+            "support",
+            home(),
+        );
+        assert!(
+            of(&run(&[imp.clone(), end, reset.clone()]), RULE).is_empty(),
+            "ended"
+        );
         let late = signal("r", 9 * 60, What::ResetAll, "u", "admin", home());
         assert!(of(&run(&[imp, late]), RULE).is_empty(), "past the window");
         let plain = signal("r", 30, What::ResetAll, "u", "admin", home());
-        assert!(of(&run(&[plain]), RULE).is_empty(), "an ordinary admin reset");
+        assert!(
+            of(&run(&[plain]), RULE).is_empty(),
+            "an ordinary admin reset"
+        );
     }
 }
