@@ -129,3 +129,154 @@ fn the_same_events_give_the_same_findings_in_any_arrival_order_of_pages() {
         "{found:?}"
     );
 }
+
+/// An Okta event for the daemon test: `kind` to `user` by `actor`, from `ip` in `country`.
+#[allow(clippy::too_many_arguments)]
+fn okta_event(
+    uuid: &str,
+    published: DateTime<Utc>,
+    kind: &str,
+    user: usize,
+    actor: usize,
+    ip: &str,
+    country: &str,
+    browser: &str,
+) -> Value {
+    let person = |i: usize| serde_json::json!({ "id": common::user_id(i), "type": "User", "alternateId": format!("user{i}@example.com"), "displayName": format!("User {i}") });
+    let mut e = serde_json::json!({
+        "uuid": uuid,
+        "published": factorwatch::record::format_published(&published),
+        "eventType": kind,
+        "version": "0",
+        "actor": person(actor),
+        "target": [person(user)],
+        "outcome": { "result": "SUCCESS", "reason": null },
+        "client": { "ipAddress": ip, "geographicalContext": { "country": country },
+                    "userAgent": { "browser": browser, "os": "Windows 10", "rawUserAgent": "x" } },
+        "debugContext": { "debugData": {} },
+    });
+    if kind == "user.mfa.factor.activate" {
+        e["outcome"]["reason"] = serde_json::json!("User set up SMS_FACTOR factor");
+        e["debugContext"]["debugData"]["phoneNumber"] = serde_json::json!("+40721234567");
+    }
+    e
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_finds_a_help_desk_takeover_tells_the_siem_the_security_team_and_the_user_once()
+{
+    let sim = common::sim(okta_sim::server::RateLimits::default()).await;
+    sim.users(5).await;
+    let now = Utc::now();
+    let mut events: Vec<Value> = (1..=5)
+        .map(|d| {
+            okta_event(
+                &format!("signin-{d}"),
+                now - Duration::days(d),
+                "user.session.start",
+                0,
+                0,
+                "198.51.100.20",
+                "France",
+                "CHROME",
+            )
+        })
+        .rev()
+        .collect();
+    events.push(okta_event(
+        "reset",
+        now - Duration::minutes(30),
+        "user.mfa.factor.reset_all",
+        0,
+        3,
+        "10.1.2.3",
+        "France",
+        "CHROME",
+    ));
+    events.push(okta_event(
+        "attacker-signin",
+        now - Duration::minutes(12),
+        "user.session.start",
+        0,
+        0,
+        "185.220.101.4",
+        "Romania",
+        "FIREFOX",
+    ));
+    events.push(okta_event(
+        "enroll",
+        now - Duration::minutes(10),
+        "user.mfa.factor.activate",
+        0,
+        0,
+        "185.220.101.4",
+        "Romania",
+        "FIREFOX",
+    ));
+    let r = sim
+        .http
+        .post(format!("{}/sim/events?late=true", sim.base))
+        .header("Content-Type", "application/json")
+        .body(Value::Array(events).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+
+    let dir = std::env::temp_dir().join(format!("fw-detect-daemon-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = common::config(&dir, &sim.base, false);
+    config.orgs[0].system_log.since = "7d".parse().unwrap();
+    config.email.security_copy = Some("SOC <soc@example.com>".parse().unwrap());
+    for run in 0..2 {
+        let d = factorwatch::daemon::Daemon::start_once(&config, &common::env)
+            .await
+            .unwrap();
+        d.finish(std::time::Duration::from_secs(20)).await.unwrap();
+        let siem = std::fs::read_to_string(dir.join("siem.ndjson")).unwrap();
+        let findings: Vec<Value> = siem
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["type"] == "finding")
+            .collect();
+        assert_eq!(findings.len(), 1, "run {run}: {findings:#?}");
+        assert_eq!(findings[0]["rule"], "reset_then_enroll_new_place");
+        assert_eq!(
+            findings[0]["event_ids"],
+            serde_json::json!(["reset", "enroll"])
+        );
+        assert_eq!(findings[0]["org"], "acme");
+    }
+    // Quoted-printable soft line breaks joined, so that sentences read whole.
+    let mail: Vec<String> = std::fs::read_dir(dir.join("mail"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap()
+                .replace("=\r\n", "")
+        })
+        .collect();
+    let soc: Vec<&String> = mail
+        .iter()
+        .filter(|m| m.contains("To: SOC") && m.contains("FINDING"))
+        .collect();
+    assert_eq!(
+        soc.len(),
+        1,
+        "one copy of the finding for the security team"
+    );
+    assert!(soc[0].contains("reset_then_enroll_new_place"));
+    // The user's notice for the enrollment says what it completes, in plain words.
+    let notice = mail.iter().find(|m| {
+        m.contains("user0@mail.example.com") && m.contains("you have not signed in from before")
+    });
+    assert!(notice.is_some(), "{mail:#?}");
+    assert!(
+        mail.iter()
+            .any(|m| m.contains("user0@mail.example.com")
+                && m.contains("reset all your MFA factors")),
+        "the reset's own notice"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

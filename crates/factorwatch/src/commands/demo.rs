@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use okta_sim::scenario::attacks::Attack;
 use okta_sim::scenario::{Generator, Scenario};
 use okta_sim::server::{self as sim, generate};
 
@@ -44,6 +45,8 @@ pub struct Options {
 }
 
 const TOKEN_VAR: &str = "FACTORWATCH_DEMO_OKTA_TOKEN";
+/// Events already in the simulated org's System Log.
+const BACKLOG_EVENTS: u64 = 2000;
 const HOOK_SECRET_VAR: &str = "FACTORWATCH_DEMO_HOOK_SECRET";
 
 pub async fn run(
@@ -62,7 +65,17 @@ pub async fn run(
     let Some(mut generator) = Generator::new(Scenario::Steady, options.seed, 40, 0.15) else {
         return Err(CommandError::Usage("the demo scenario is empty".into()));
     };
-    generate::backlog(&org, &mut generator, 400, chrono::Duration::hours(1)).map_err(|e| {
+    // Four days of the org's life (the detections need a few days of sign-ins to know where
+    // people work from), ending with a help-desk takeover: a reset, then the attacker's phone
+    // enrolled from abroad twenty minutes later.
+    generate::backlog_with_attacks(
+        &org,
+        &mut generator,
+        BACKLOG_EVENTS,
+        chrono::Duration::days(4),
+        &[(Attack::HelpDeskTakeover, chrono::Duration::minutes(40))],
+    )
+    .map_err(|e| {
         CommandError::Answer(format!(
             "cannot generate the simulated org: {}",
             e.error_summary
@@ -105,7 +118,7 @@ pub async fn run(
         out,
         "factorwatch demo: a simulated Okta org at {base} (40 users, MFA changes among ordinary traffic)\n\
          polling its System Log every 2s and receiving its Event Hook at {hook_url}\n\
-         writing to {dir}/: siem.ndjson (SIEM records), mail/ (emails as .eml), factorwatch.db (the store)\n\
+         writing to {dir}/: siem.ndjson (SIEM records and findings), mail/ (emails as .eml, the security team's copies too), factorwatch.db (the store)\n\
          {stop}",
         dir = options.dir.display(),
         stop = match options.duration {
@@ -123,6 +136,7 @@ pub async fn run(
     let stop = super::run::stop_signal();
     tokio::pin!(stop);
     let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let mut told = 0;
     loop {
         tokio::select! {
             _ = &mut deadline => break,
@@ -130,6 +144,10 @@ pub async fn run(
             _ = tick.tick() => {
                 if let Ok(stats) = daemon.store.stats().await {
                     let _ = writeln!(out, "[{:>4}s] {}", started.elapsed().as_secs(), crate::status::summary(&stats, chrono::Utc::now()));
+                }
+                for f in findings_in(&options.dir.join("siem.ndjson")).iter().skip(told) {
+                    told += 1;
+                    let _ = writeln!(out, "        FINDING {f}");
                 }
             }
         }
@@ -150,13 +168,33 @@ pub async fn run(
     if let Some(stats) = stats {
         let _ = writeln!(
             out,
-            "stopped. {} MFA changes stored; {emails} email files in {}; the SIEM records are in {}",
+            "stopped. {} MFA changes stored, {} findings; {emails} email files in {}; the SIEM records are in {}",
             stats.changes,
+            stats.findings,
             options.dir.join("mail").display(),
             options.dir.join("siem.ndjson").display()
         );
     }
     Ok(())
+}
+
+/// The findings the SIEM file holds so far, one line each: severity, rule, summary.
+fn findings_in(siem: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(siem) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter(|l| l.contains("\"type\":\"finding\""))
+        .filter_map(|l| serde_json::from_str::<crate::detect::Finding>(l).ok())
+        .map(|f| {
+            format!(
+                "({}) {}: {}",
+                f.severity.as_str(),
+                f.rule.as_str(),
+                f.summary
+            )
+        })
+        .collect()
 }
 
 fn demo_config(dir: &Path, base: &str) -> Result<Config, CommandError> {
@@ -168,6 +206,11 @@ fn demo_config(dir: &Path, base: &str) -> Result<Config, CommandError> {
     )];
     c.email.dir = dir.join("mail");
     c.email.help = "this is a demo: nothing to do.".into();
+    c.email.security_copy = Some(
+        "Security team <security-team@example.com>"
+            .parse()
+            .map_err(|e| CommandError::Usage(format!("the demo's security address: {e}")))?,
+    );
     // Short enough to see notices within a demo, long enough to see changes combined.
     c.email.coalesce = Duration::from_secs(3);
     c.hooks.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
@@ -179,7 +222,7 @@ fn demo_config(dir: &Path, base: &str) -> Result<Config, CommandError> {
         oauth: None,
         system_log: PollConfig {
             enabled: true,
-            since: crate::config::Since::Age(Duration::from_secs(2 * 3600)),
+            since: crate::config::Since::Age(Duration::from_secs(5 * 24 * 3600)),
             interval: Duration::from_secs(2),
             types: None,
         },

@@ -276,15 +276,17 @@ impl<S: Store> EmailDestination<S> {
         changes.sort_by_key(|(c, _)| c.published);
         let ids: Vec<String> = changes.iter().map(|(c, _)| c.id.to_wire()).collect();
         let findings = if self.settings.detections {
-            let now = chrono::Utc::now();
+            // The detections read a change within milliseconds of its commit: wait for them here
+            // (a notice put off to later would miss a `run --once`), at most until
+            // DETECTION_WAIT after the change was stored.
             let wait = chrono::Duration::from_std(DETECTION_WAIT).unwrap_or_default();
-            if now < row.received_at + wait {
-                for id in &ids {
+            for id in &ids {
+                loop {
                     match self.store.detection_pending(&row.org, id).await {
-                        Ok(false) => {}
-                        Ok(true) => {
-                            return Outcome::Later(now + chrono::Duration::milliseconds(200));
+                        Ok(true) if chrono::Utc::now() < row.received_at + wait => {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
                         }
+                        Ok(_) => break,
                         Err(e) => return Outcome::Unavailable(e.to_string()),
                     }
                 }
