@@ -53,7 +53,7 @@ pub struct DetectionsConfig {
     pub phone_key_file: Option<PathBuf>,
     /// Per rule: `enabled`, `window`, `threshold`, `severity`.
     #[serde(default)]
-    pub rules: std::collections::BTreeMap<crate::detect::RuleId, RuleConfig>,
+    pub rules: std::collections::BTreeMap<String, RuleConfig>,
 }
 
 impl Default for DetectionsConfig {
@@ -85,7 +85,11 @@ impl DetectionsConfig {
     /// The rules' settings: each rule's defaults with what the configuration changes.
     pub fn settings(&self) -> crate::detect::Settings {
         let mut settings = crate::detect::Settings::default();
-        for (rule, c) in &self.rules {
+        for (name, c) in &self.rules {
+            // Names were checked at load.
+            let Some(rule) = crate::detect::RuleId::parse(name) else {
+                continue;
+            };
             let mut s = rule.defaults();
             if let Some(e) = c.enabled {
                 s.enabled = e;
@@ -99,7 +103,7 @@ impl DetectionsConfig {
             if let Some(sev) = c.severity {
                 s.severity = sev;
             }
-            settings.set(*rule, s);
+            settings.set(rule, s);
         }
         settings
     }
@@ -108,8 +112,18 @@ impl DetectionsConfig {
         if self.phone_key_env.is_some() && self.phone_key_file.is_some() {
             return Err("detections: set one of phone_key_env and phone_key_file".into());
         }
-        for (rule, c) in &self.rules {
-            let at = format!("detections.rules.{}", rule.as_str());
+        for (name, c) in &self.rules {
+            let at = format!("detections.rules.{name}");
+            let Some(rule) = crate::detect::RuleId::parse(name) else {
+                let known: Vec<&str> = crate::detect::RuleId::ALL
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect();
+                return Err(Invalid(format!(
+                    "{at}: no such rule; the rules are {}",
+                    known.join(", ")
+                )));
+            };
             if let Some(w) = c.window
                 && (w < Duration::from_secs(1) || w > MAX_RULE_WINDOW)
             {

@@ -327,3 +327,57 @@ fn whatever_validate_accepts_starts_without_a_panic() {
         "only {started} of 64 configurations were accepted"
     );
 }
+
+#[test]
+fn detection_rules_are_set_per_rule_and_mistakes_name_the_key() {
+    let c = load(
+        "[detections.rules.bulk_admin_reset]\nthreshold = 10\nwindow = \"30m\"\nseverity = \"critical\"\n\
+         [detections.rules.shared_device]\nenabled = false\n",
+    )
+    .unwrap();
+    let s = c.detections.settings();
+    use factorwatch::detect::{RuleId, Severity};
+    let bulk = s.get(RuleId::BulkAdminReset);
+    assert_eq!(
+        (bulk.threshold, bulk.window, bulk.severity),
+        (10, chrono::Duration::minutes(30), Severity::Critical)
+    );
+    assert!(!s.get(RuleId::SharedDevice).enabled);
+    assert_eq!(s.get(RuleId::MfaLeftOff), RuleId::MfaLeftOff.defaults());
+    assert!(c.detections.enabled);
+
+    for (text, says) in [
+        (
+            "[detections.rules.no_such_rule]\nenabled = true\n",
+            "reset_then_enroll_new_place",
+        ),
+        (
+            "[detections.rules.mfa_left_off]\nthreshold = 2\n",
+            "detections.rules.mfa_left_off.threshold",
+        ),
+        (
+            "[detections.rules.shared_phone]\nthreshold = 1\n",
+            "detections.rules.shared_phone.threshold",
+        ),
+        (
+            "[detections.rules.bypass_burst]\nwindow = \"0s\"\n",
+            "detections.rules.bypass_burst.window",
+        ),
+        (
+            "[detections.rules.bypass_burst]\nwindow = \"soon\"\n",
+            "bypass_burst",
+        ),
+        (
+            "[detections.rules.bypass_burst]\nseverity = \"urgent\"\n",
+            "`low`, `medium`, `high`, `critical`",
+        ),
+        ("[detections]\nphone_key = \"literal\"\n", "phone_key"),
+        (
+            "[detections]\nphone_key_env = \"A\"\nphone_key_file = \"/b\"\n",
+            "one of phone_key_env",
+        ),
+    ] {
+        let e = load(text).unwrap_err().to_string();
+        assert!(e.contains(says), "{text:?}: {e}");
+    }
+}

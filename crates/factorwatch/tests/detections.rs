@@ -280,3 +280,216 @@ async fn the_daemon_finds_a_help_desk_takeover_tells_the_siem_the_security_team_
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `factorwatch detect ARGS` with `stdin`: (exit code, stdout lines as JSON, stderr).
+fn detect_cli(args: &[&str], stdin: &str) -> (i32, Vec<Value>, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_factorwatch"))
+        .arg("detect")
+        .args(args)
+        .env_remove("FACTORWATCH_CONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    let out = child.wait_with_output().unwrap();
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is a finding"))
+        .collect();
+    (
+        out.status.code().unwrap_or(-1),
+        lines,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The takeover of the daemon test, as an export (NDJSON), published from `t0` on.
+fn takeover_export(t0: DateTime<Utc>) -> Vec<String> {
+    let mut events: Vec<Value> = (1..=5)
+        .rev()
+        .map(|d| {
+            okta_event(
+                &format!("signin-{d}"),
+                t0 - Duration::days(d),
+                "user.session.start",
+                0,
+                0,
+                "198.51.100.20",
+                "France",
+                "CHROME",
+            )
+        })
+        .collect();
+    events.push(okta_event(
+        "reset",
+        t0,
+        "user.mfa.factor.reset_all",
+        0,
+        3,
+        "10.1.2.3",
+        "France",
+        "CHROME",
+    ));
+    events.push(okta_event(
+        "enroll",
+        t0 + Duration::minutes(20),
+        "user.mfa.factor.activate",
+        0,
+        0,
+        "185.220.101.4",
+        "Romania",
+        "FIREFOX",
+    ));
+    events.iter().map(Value::to_string).collect()
+}
+
+#[test]
+fn detect_prints_one_finding_per_line_with_its_fields() {
+    let t0 = Utc::now() - Duration::days(1);
+    let (code, findings, err) = detect_cli(&[], &takeover_export(t0).join("\n"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    let f = &findings[0];
+    assert_eq!(f["rule"], "reset_then_enroll_new_place");
+    assert_eq!(f["severity"], "high");
+    assert_eq!(f["user"]["id"], common::user_id(0));
+    assert_eq!(f["user"]["login"], "user0@example.com");
+    assert_eq!(f["actor"]["id"], common::user_id(3));
+    assert_eq!(f["event_ids"], serde_json::json!(["reset", "enroll"]));
+    assert_eq!(f["first_seen"], factorwatch::record::format_published(&t0));
+    assert!(f["summary"].as_str().unwrap().contains("20 minutes later"));
+    // The same export as a JSON array and inside an Event Hook delivery: the same finding.
+    let array = format!("[{}]", takeover_export(t0).join(","));
+    assert_eq!(detect_cli(&[], &array).1, findings);
+    let hook = format!(
+        r#"{{"eventType":"com.okta.event_hook","data":{{"events":[{}]}}}}"#,
+        takeover_export(t0).join(",")
+    );
+    assert_eq!(detect_cli(&["-"], &hook).1, findings);
+}
+
+#[test]
+fn detect_reports_bad_input_by_position_and_exits_1() {
+    let t0 = Utc::now() - Duration::days(1);
+    let mut lines = takeover_export(t0);
+    lines.insert(2, "{not json".into());
+    lines.insert(
+        4,
+        r#"{"uuid":"x","eventType":"user.session.start","published":"yesterday","actor":{"id":"00u1","type":"User"}}"#.into(),
+    );
+    let (code, findings, err) = detect_cli(&[], &lines.join("\n"));
+    assert_eq!(code, 1);
+    assert!(err.contains("line 3"), "{err}");
+    assert!(err.contains("line 5") && err.contains("published"), "{err}");
+    assert_eq!(findings.len(), 1, "the rest is still read");
+}
+
+#[test]
+fn detect_reports_a_waiting_rule_only_once_the_events_have_passed_its_window() {
+    let t0 = Utc::now() - Duration::days(2);
+    let reset = okta_event(
+        "reset",
+        t0,
+        "user.mfa.factor.reset_all",
+        1,
+        3,
+        "10.1.2.3",
+        "France",
+        "CHROME",
+    )
+    .to_string();
+    let later = |hours: i64| {
+        okta_event(
+            &format!("s{hours}"),
+            t0 + Duration::hours(hours),
+            "user.session.start",
+            2,
+            2,
+            "198.51.100.9",
+            "France",
+            "CHROME",
+        )
+        .to_string()
+    };
+    let (_, six, _) = detect_cli(&[], &[reset.clone(), later(6)].join("\n"));
+    assert!(six.iter().all(|f| f["rule"] != "mfa_left_off"), "{six:?}");
+    let (_, thirteen, _) = detect_cli(&[], &[reset, later(6), later(13)].join("\n"));
+    let left: Vec<&Value> = thirteen
+        .iter()
+        .filter(|f| f["rule"] == "mfa_left_off")
+        .collect();
+    assert_eq!(left.len(), 1, "{thirteen:?}");
+    assert_eq!(left[0]["event_ids"], serde_json::json!(["reset"]));
+}
+
+#[test]
+fn detect_hunts_over_what_the_store_holds_for_an_org() {
+    let dir = std::env::temp_dir().join(format!("fw-detect-hunt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("fw.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\npath = \"{}\"\n[email]\nenabled = false\n[[orgs]]\nname = \"acme\"\nurl = \"https://acme.okta.com\"\ntoken_env = \"NOT_USED\"\n",
+            dir.join("fw.db").display()
+        ),
+    )
+    .unwrap();
+    let export = dir.join("export.ndjson");
+    std::fs::write(
+        &export,
+        takeover_export(Utc::now() - Duration::days(1)).join("\n"),
+    )
+    .unwrap();
+    let replay = std::process::Command::new(env!("CARGO_BIN_EXE_factorwatch"))
+        .args([
+            "replay",
+            export.to_str().unwrap(),
+            "--org",
+            "acme",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    let (code, findings, err) = detect_cli(
+        &[
+            "--org",
+            "acme",
+            "--since",
+            "30d",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0]["rule"], "reset_then_enroll_new_place");
+    // Not a day's worth of history: the baseline is cut off, nothing can be called new.
+    let (_, recent, _) = detect_cli(
+        &[
+            "--org",
+            "acme",
+            "--since",
+            "1h",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(recent.is_empty(), "{recent:?}");
+    let (code, _, err) = detect_cli(&["--org", "nope", "--config", config.to_str().unwrap()], "");
+    assert_eq!(code, 2);
+    assert!(err.contains("nope"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

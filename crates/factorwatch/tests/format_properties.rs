@@ -178,3 +178,88 @@ proptest! {
         prop_assert_eq!(ocsf["type_uid"].as_u64().unwrap(), 300_100 + ocsf["activity_id"].as_u64().unwrap());
     }
 }
+
+fn finding() -> impl Strategy<Value = factorwatch::detect::Finding> {
+    (
+        (
+            opt_text(),
+            opt_text(),
+            text(),
+            proptest::collection::vec(text(), 0..4),
+        ),
+        (0usize..9, 0usize..4, 0i64..4_000_000_000_000),
+    )
+        .prop_map(|((user, actor, summary, events), (rule, severity, ms))| {
+            use factorwatch::detect::{Party, RuleId, Severity, finding::Draft};
+            let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+            let party = |login: Option<String>| Party {
+                id: Some("00u1".into()),
+                login,
+                display_name: None,
+                kind: None,
+            };
+            Draft {
+                rule: RuleId::ALL[rule],
+                severity: [
+                    Severity::Low,
+                    Severity::Medium,
+                    Severity::High,
+                    Severity::Critical,
+                ][severity],
+                key: "k".into(),
+                user: Some(party(user)),
+                actor: Some(party(actor)),
+                events: events.into_iter().map(|e| (t, e)).collect(),
+                summary,
+                details: Default::default(),
+            }
+            .finish()
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn findings_read_back_in_every_alert_shape(f in finding(), org in text()) {
+        let c = ctx(&org);
+        let line = cef::encode_finding(&f, &c);
+        let (header, ext) = cef::parse(&line).map_err(|e| TestCaseError::fail(format!("{e}: {line}")))?;
+        prop_assert_eq!(&header[4], &format!("finding:{}", f.rule.as_str()));
+        prop_assert_eq!(header[6].parse::<u8>().unwrap(), formats::finding_severity(f.severity));
+        let get = |k: &str| ext.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        prop_assert_eq!(get("msg"), Some(cleaned(&f.summary, true)));
+        prop_assert_eq!(get("duser"), f.user.as_ref().unwrap().login.as_deref().map(|v| cleaned(v, true)));
+
+        let line = leef::encode_finding(&f, &c);
+        let (header, attrs) = leef::parse(&line).map_err(|e| TestCaseError::fail(format!("{e}: {line}")))?;
+        prop_assert_eq!(&header[3], &format!("finding:{}", f.rule.as_str()));
+        let get = |k: &str| attrs.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        prop_assert_eq!(get("sev"), Some(formats::finding_severity(f.severity).to_string()));
+        prop_assert_eq!(get("msg"), Some(cleaned(&f.summary, false).replace('^', " ")));
+
+        let item = Item::Finding(f.clone());
+        let m = syslog::item_message(&item, &f.summary, &c, &Default::default());
+        let p = syslog::parse(&m).map_err(|e| TestCaseError::fail(format!("{e}: {m:?}")))?;
+        prop_assert_eq!(u16::from(syslog::finding_severity(f.severity)), p.pri % 8);
+        prop_assert_eq!(p.msgid, "finding");
+
+        for format in [Format::Record, Format::parse("ocsf").unwrap(), Format::Ecs, Format::Raw] {
+            let line = format.encode_item(&item, "", &c);
+            prop_assert!(!line.contains('\n'));
+            let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| TestCaseError::fail(format!("{e}: {line}")))?;
+            prop_assert!(v.is_object());
+        }
+        let ocsf = formats::ocsf::encode_finding(&f, &c, &Default::default());
+        prop_assert_eq!(ocsf["class_uid"].as_u64(), Some(2004));
+        prop_assert_eq!(ocsf["type_uid"].as_u64(), Some(200_401));
+        prop_assert_eq!(ocsf["finding_info"]["analytic"]["uid"].as_str(), Some(f.rule.as_str()));
+        prop_assert_eq!(ocsf["finding_info"]["related_events"].as_array().map(Vec::len), Some(f.event_ids.len()));
+        let ecs = formats::ecs::encode_finding(&f, &c);
+        prop_assert_eq!(ecs["event"]["kind"].as_str(), Some("alert"));
+        prop_assert_eq!(ecs["rule"]["id"].as_str(), Some(f.rule.as_str()));
+        let record = formats::finding_record(&f, &c);
+        let back: factorwatch::detect::Finding = serde_json::from_value(record).unwrap();
+        prop_assert_eq!(back, f);
+    }
+}

@@ -83,6 +83,10 @@ async fn a_database_from_before_migrations_is_migrated_and_keeps_everything() {
         .unwrap();
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].change().unwrap().id.to_wire(), "e1");
+    assert_eq!(
+        mine[0].id, 1,
+        "the outbox, rebuilt for findings, keeps its ids"
+    );
     store.close().await;
     // Opening again applies nothing twice.
     let again = SqliteStore::open(&path).await.unwrap();

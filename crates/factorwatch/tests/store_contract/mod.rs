@@ -58,6 +58,146 @@ pub async fn run_all<S: Store, F: Future<Output = S>>(mut fresh: impl FnMut() ->
     a_user_s_pending_rows_context_and_addresses_are_found(fresh().await).await;
     stats_count_what_is_stored_and_owed(fresh().await).await;
     cursors_reset(fresh().await).await;
+    the_journal_is_kept_once_in_order_and_pruned_of_old_sign_ins_only(fresh().await).await;
+    findings_are_stored_once_with_their_outbox_rows_and_the_cursor(fresh().await).await;
+    a_setting_is_kept_by_its_first_writer(fresh().await).await;
+}
+
+fn signal(uuid: &str, kind: &'static str, at: i64) -> factorwatch::store::NewSignal {
+    factorwatch::store::NewSignal {
+        uuid: uuid.into(),
+        kind,
+        published: t(at),
+        body: format!("{{\"id\":\"{uuid}\"}}"),
+    }
+}
+
+pub async fn the_journal_is_kept_once_in_order_and_pruned_of_old_sign_ins_only<S: Store>(s: S) {
+    let mut b = batch(vec![], None);
+    b.signals = vec![
+        signal("s1", "sign_in", 0),
+        signal("c1", "event", 1),
+        signal("s2", "sign_in", 100),
+    ];
+    s.commit("acme", &b, t(1)).await.unwrap();
+    // The same events again (a hook and the poller), and another org's.
+    s.commit("acme", &b, t(2)).await.unwrap();
+    s.commit("other", &b, t(2)).await.unwrap();
+    let all = s.signals_after("acme", 0, 100).await.unwrap();
+    let bodies: Vec<&str> = all.iter().map(|e| e.body.as_str()).collect();
+    assert_eq!(
+        bodies,
+        [r#"{"id":"s1"}"#, r#"{"id":"c1"}"#, r#"{"id":"s2"}"#]
+    );
+    assert!(all.windows(2).all(|w| w[0].position < w[1].position));
+    let after_first = s.signals_after("acme", all[0].position, 100).await.unwrap();
+    assert_eq!(after_first.len(), 2);
+    let since = s.signals_since("acme", t(50), 0, 100).await.unwrap();
+    assert_eq!(since.len(), 1);
+    // Nothing is pruned beyond where the detections stand.
+    assert_eq!(s.prune_signals("acme", t(1000)).await.unwrap(), 0);
+    s.commit_findings("acme", &[], all[2].position, t(3))
+        .await
+        .unwrap();
+    assert_eq!(s.prune_signals("acme", t(50)).await.unwrap(), 1, "only s1");
+    let left: Vec<String> = s
+        .signals_after("acme", 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.body)
+        .collect();
+    assert_eq!(left, [r#"{"id":"c1"}"#, r#"{"id":"s2"}"#]);
+    assert_eq!(s.signals_after("other", 0, 100).await.unwrap().len(), 3);
+}
+
+fn finding(id_seed: &str, events: &[&str]) -> factorwatch::detect::Finding {
+    use factorwatch::detect::finding::Draft;
+    use factorwatch::detect::{RuleId, Severity};
+    Draft {
+        rule: RuleId::BypassBurst,
+        severity: Severity::High,
+        key: id_seed.into(),
+        user: None,
+        actor: None,
+        events: events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (t(i as i64), (*e).to_owned()))
+            .collect(),
+        summary: "three attempts".into(),
+        details: Default::default(),
+    }
+    .finish()
+}
+
+pub async fn findings_are_stored_once_with_their_outbox_rows_and_the_cursor<S: Store>(s: S) {
+    use factorwatch::store::NewFinding;
+    let mut b = batch(vec![change("e1", "u1", &["siem:a"])], None);
+    b.signals = vec![signal("e1", "event", 0), signal("e2", "event", 1)];
+    s.commit("acme", &b, t(1)).await.unwrap();
+    let journal = s.signals_after("acme", 0, 10).await.unwrap();
+    assert_eq!(s.detection_cursor("acme").await.unwrap(), 0);
+    assert!(s.detection_pending("acme", "e1").await.unwrap());
+    assert!(!s.detection_pending("acme", "unknown").await.unwrap());
+
+    let f = finding("u1", &["e1", "e2"]);
+    let owed = vec![NewFinding {
+        finding: f.clone(),
+        destinations: vec!["siem:a".into(), "security:email".into()],
+    }];
+    assert_eq!(
+        s.commit_findings("acme", &owed, journal[1].position, t(2))
+            .await
+            .unwrap(),
+        1
+    );
+    // Found again (a restart read the journal again): not stored or owed twice.
+    assert_eq!(
+        s.commit_findings("acme", &owed, journal[1].position, t(3))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.detection_cursor("acme").await.unwrap(),
+        journal[1].position
+    );
+    assert!(!s.detection_pending("acme", "e1").await.unwrap());
+    // The cursor never moves back.
+    s.commit_findings("acme", &[], 0, t(4)).await.unwrap();
+    assert_eq!(
+        s.detection_cursor("acme").await.unwrap(),
+        journal[1].position
+    );
+
+    let due = s.due("security:email", 10, t(5)).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].event_id, f.id);
+    match &due[0].item {
+        Ok(factorwatch::record::Item::Finding(got)) => assert_eq!(got, &f),
+        other => panic!("{other:?}"),
+    }
+    // The change's row and the finding's row for the same sink are both owed.
+    assert_eq!(s.due("siem:a", 10, t(5)).await.unwrap().len(), 2);
+    let about = s
+        .findings_for_events("acme", &["e2".into(), "nothing".into()])
+        .await
+        .unwrap();
+    assert_eq!(about, vec![f.clone()]);
+    assert!(
+        s.findings_for_events("other", &["e2".into()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.stats().await.unwrap().findings, 1);
+}
+
+pub async fn a_setting_is_kept_by_its_first_writer<S: Store>(s: S) {
+    assert_eq!(s.setting_or_insert("k", "first").await.unwrap(), "first");
+    assert_eq!(s.setting_or_insert("k", "second").await.unwrap(), "first");
+    assert_eq!(s.setting_or_insert("j", "other").await.unwrap(), "other");
 }
 
 pub async fn a_batch_is_stored_whole_with_its_cursor<S: Store>(s: S) {
