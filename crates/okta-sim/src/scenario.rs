@@ -450,14 +450,18 @@ impl Generator {
 
     fn mfa_change(&mut self, published: DateTime<Utc>) -> Step {
         let mut who = self.rng.gen_range(0..self.people.len());
-        // People an attack script is using are left to it.
+        // People an attack script is using are left to it; people about to enroll again after
+        // a reset do that first.
+        let busy = |g: &Self, who: usize| {
+            g.reserved.contains(&who) || g.follow_ups.iter().any(|(_, w, _)| *w == who)
+        };
         for _ in 0..8 {
-            if !self.reserved.contains(&who) {
+            if !busy(self, who) {
                 break;
             }
             who = self.rng.gen_range(0..self.people.len());
         }
-        if self.reserved.contains(&who) {
+        if busy(self, who) {
             return Step {
                 event: self.ordinary(published),
                 changed_user: None,
@@ -758,7 +762,8 @@ impl Generator {
         // Where the person is: mostly at their desk, sometimes on their phone's network, now
         // and then on a trip of a few days (about one person in a hundred sets off each day).
         let roll = self.rng.gen_range(0..1000);
-        let starts_trip = self.rng.gen_bool(0.002);
+        // A trip begins with a sign-in from where the person arrived.
+        let starts_trip = self.rng.gen_bool(0.006) && event_type == "user.session.start";
         let trip_days = self.rng.gen_range(1..6);
         let destination = self.rng.gen_range(0..PLACES.len());
         let p = &mut self.people[actor];

@@ -198,12 +198,14 @@ impl History {
             .unwrap_or_default()
     }
 
-    /// Learns from a signal (after the rules have seen it). A place counts only when the user
+    /// Learns from a signal (after the rules have seen it); whether it taught anything (a sign-in
+    /// from a place already seen that day teaches nothing). A place counts only when the user
     /// acted themself: an admin's reset is made from the admin's desk, not the user's.
-    pub fn learn(&mut self, s: &Signal) {
+    pub fn learn(&mut self, s: &Signal) -> bool {
         let Some(user) = s.user_key() else {
-            return;
+            return false;
         };
+        let mut learnt = false;
         let entry = self.users.entry(user.to_owned()).or_default();
         if s.what.is_change() {
             let inv = Inventory {
@@ -215,6 +217,7 @@ impl History {
             entry.factors = inv.factors;
             entry.factors_known = inv.known;
             entry.factors_complete = inv.complete;
+            learnt = true;
         }
         let counts = matches!(
             s.what,
@@ -226,7 +229,7 @@ impl History {
                 | What::PasswordReset
         ) && (s.by_self() || s.what == What::SignIn);
         if !counts {
-            return;
+            return learnt;
         }
         let (d, ms) = (day(s.published), s.published.timestamp_millis());
         for kind in Element::ALL {
@@ -240,9 +243,15 @@ impl History {
                 .find(|p| p.kind == kind && p.hash == h)
             {
                 Some(p) => match p.days.binary_search_by_key(&d, |(day, _)| *day) {
-                    Ok(i) => p.days[i].1 = p.days[i].1.min(ms),
+                    Ok(i) => {
+                        if ms < p.days[i].1 {
+                            p.days[i].1 = ms;
+                            learnt = true;
+                        }
+                    }
                     Err(i) => {
                         p.days.insert(i, (d, ms));
+                        learnt = true;
                         if p.days.len() > PLACE_DAYS as usize + 1 {
                             p.days.remove(0);
                         }
@@ -265,9 +274,11 @@ impl History {
                         hash: h,
                         days: vec![(d, ms)],
                     });
+                    learnt = true;
                 }
             }
         }
+        learnt
     }
 
     /// Forgets places not seen for [`PLACE_DAYS`] before `now`.
@@ -341,13 +352,14 @@ mod tests {
                 ..Place::default()
             },
             session: None,
+            by_user: false,
         }
     }
 
     #[test]
     fn a_place_is_seen_only_before_the_time_asked() {
         let mut h = History::default();
-        h.learn(&sign_in(10, "198.51.100.7"));
+        assert!(h.learn(&sign_in(10, "198.51.100.7")));
         let net = "198.51.100.0/24";
         assert!(h.seen("u", Element::Network, net, at(0), at(11)));
         assert!(
@@ -368,8 +380,8 @@ mod tests {
             !h.has_baseline("u", at(0), at(58)),
             "not before the third day's sighting"
         );
-        // Another sighting the same day, later, does not move the earliest time.
-        h.learn(&sign_in(12, "198.51.100.9"));
+        // Another sighting the same day, later, does not move the earliest time: nothing learnt.
+        assert!(!h.learn(&sign_in(12, "198.51.100.9")));
         assert!(!h.seen("u", Element::Network, net, at(0), at(10)));
         h.prune(at(24 * 40));
         assert!(!h.has_baseline("u", at(0), at(24 * 40)));

@@ -219,6 +219,13 @@ impl Detector {
     /// Sees one signal; returns the findings it completes (and those whose deadline it passed).
     /// Signals may come out of order: each rule checks both ways in time.
     pub fn observe(&mut self, s: &Signal) -> Vec<Finding> {
+        self.observe_journal(s).0
+    }
+
+    /// [`Detector::observe`], and whether the journal must keep the signal to give the same
+    /// state when read again: a sign-in that taught the history nothing (a place already seen
+    /// earlier that day) need not be kept — no rule reads sign-ins but through the history.
+    pub fn observe_journal(&mut self, s: &Signal) -> (Vec<Finding>, bool) {
         let mut out = Vec::new();
         if self.watermark.is_none_or(|w| s.published > w) {
             // The clock moves first: a deadline this event passes fired before it.
@@ -228,8 +235,8 @@ impl Detector {
         for rule in &mut self.rules {
             rule.observe(s, &self.history, &mut out);
         }
-        self.history.learn(s);
-        out
+        let learnt = self.history.learn(s);
+        (out, learnt || s.what != What::SignIn)
     }
 
     /// Moves the clock to `now` without an event (the daemon, when every source is caught up

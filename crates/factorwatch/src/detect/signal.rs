@@ -25,9 +25,12 @@ pub struct Signal {
     /// The user the event is about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<Party>,
-    /// Who did it.
+    /// Who did it, when someone other than the user (see `by_user`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<Party>,
+    /// The user did it themself (the actor is the user, not written twice in the journal).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub by_user: bool,
     #[serde(default, skip_serializing_if = "Place::is_empty")]
     pub place: Place,
     /// `authenticationContext.externalSessionId`.
@@ -136,8 +139,6 @@ pub struct Place {
     pub ip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub city: Option<String>,
     /// Okta's device id (`okta:<id>`) where the event has one, else the browser and OS
     /// (`CHROME on Mac OS X`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,17 +178,41 @@ impl Signal {
         self.user.as_ref().and_then(Party::key)
     }
 
+    /// Who did it: the actor, or the user when they acted themself.
+    pub fn actor(&self) -> Option<&Party> {
+        if self.by_user {
+            self.user.as_ref()
+        } else {
+            self.actor.as_ref()
+        }
+    }
+
     /// The actor's key (id, else login).
     pub fn actor_key(&self) -> Option<&str> {
-        self.actor.as_ref().and_then(Party::key)
+        self.actor().and_then(Party::key)
     }
 
     /// Whether the user acted on their own account.
     pub fn by_self(&self) -> bool {
-        match (self.user_key(), self.actor_key()) {
-            (Some(u), Some(a)) => u == a,
-            _ => false,
+        self.by_user
+            || match (self.user_key(), self.actor_key()) {
+                (Some(u), Some(a)) => u == a,
+                _ => false,
+            }
+    }
+
+    /// The signal as the journal keeps it: an actor who is the user is not written twice.
+    fn compact(mut self) -> Signal {
+        if !self.by_user
+            && self.user_key().is_some()
+            && self.user_key() == self.actor.as_ref().and_then(Party::key)
+        {
+            self.by_user = true;
+            if let (Some(u), Some(a)) = (self.user.as_mut(), self.actor.take()) {
+                u.display_name = u.display_name.take().or(a.display_name);
+            }
         }
+        self
     }
 }
 
@@ -279,31 +304,34 @@ pub fn from_change(
         .and_then(|d| d.id.as_deref())
         .map(|id| format!("okta:{id}"))
         .or_else(|| browser_and_os(c.browser.as_deref(), c.os.as_deref()));
-    Some(Signal {
-        id: change.id.to_wire(),
-        published,
-        event_type: change.event_type.clone(),
-        what,
-        user: change.user.as_ref().map(|u| Party {
-            id: u.id.clone(),
-            login: u.login.clone(),
-            display_name: u.display_name.clone(),
-            kind: Some("User".into()),
-        }),
-        actor: change.actor.as_ref().map(|a| Party {
-            id: a.id.clone(),
-            login: a.login.clone(),
-            display_name: a.display_name.clone(),
-            kind: a.actor_type.clone(),
-        }),
-        place: Place {
-            ip: c.ip.clone(),
-            country: c.country.clone(),
-            city: c.city.clone(),
-            device,
-        },
-        session: change.session_id.clone(),
-    })
+    Some(
+        Signal {
+            id: change.id.to_wire(),
+            published,
+            event_type: change.event_type.clone(),
+            what,
+            user: change.user.as_ref().map(|u| Party {
+                id: u.id.clone(),
+                login: u.login.clone(),
+                display_name: u.display_name.clone(),
+                kind: Some("User".into()),
+            }),
+            actor: change.actor.as_ref().map(|a| Party {
+                id: a.id.clone(),
+                login: a.login.clone(),
+                display_name: a.display_name.clone(),
+                kind: a.actor_type.clone(),
+            }),
+            place: Place {
+                ip: c.ip.clone(),
+                country: c.country.clone(),
+                device,
+            },
+            session: change.session_id.clone(),
+            by_user: false,
+        }
+        .compact(),
+    )
 }
 
 /// Why an evidence event cannot be a signal: it cannot be placed in time.
@@ -358,7 +386,15 @@ fn evidence_signal(
     let actor = event.actor.as_ref().map(Party::of);
     let actor_as_user = || actor.clone().filter(|a| a.kind.as_deref() == Some("User"));
     let (what, user) = match evidence {
-        Evidence::SignIn if ok => (What::SignIn, target_user.or_else(actor_as_user)),
+        // Sign-ins are most of the journal: the user's display name is left out of theirs.
+        Evidence::SignIn if ok => (
+            What::SignIn,
+            target_user.or_else(actor_as_user).map(|u| Party {
+                display_name: None,
+                kind: None,
+                ..u
+            }),
+        ),
         Evidence::PasswordReset if ok => (What::PasswordReset, target_user.or_else(actor_as_user)),
         Evidence::Reported => (What::Reported, target_user.or_else(actor_as_user)),
         Evidence::DeviceAdded if ok => {
@@ -403,24 +439,32 @@ fn evidence_signal(
                 agent.and_then(|a| a.os.as_deref()),
             )
         });
-    Some(Signal {
-        id: crate::classify::event_id(event.uuid.as_deref(), raw).to_wire(),
-        published,
-        event_type: event.event_type.clone(),
-        what,
-        user,
-        actor,
-        place: Place {
-            ip,
-            country: geo.and_then(|g| g.country.clone()),
-            city: geo.and_then(|g| g.city.clone()),
-            device,
-        },
-        session: event
-            .authentication_context
-            .as_ref()
-            .and_then(|a| a.external_session_id.clone()),
-    })
+    let session = (what != What::SignIn)
+        .then(|| {
+            event
+                .authentication_context
+                .as_ref()
+                .and_then(|a| a.external_session_id.clone())
+        })
+        .flatten();
+    Some(
+        Signal {
+            id: crate::classify::event_id(event.uuid.as_deref(), raw).to_wire(),
+            published,
+            event_type: event.event_type.clone(),
+            user,
+            actor,
+            place: Place {
+                ip,
+                country: geo.and_then(|g| g.country.clone()),
+                device,
+            },
+            session,
+            by_user: false,
+            what,
+        }
+        .compact(),
+    )
 }
 
 /// `CHROME on Mac OS X`, when Okta parsed both (it writes `UNKNOWN` when it could not).

@@ -22,7 +22,8 @@ use crate::store::{NewFinding, Store, StoreError};
 const PAGE: u32 = 2000;
 /// How often an idle worker looks at the journal (it is also woken by every commit).
 const IDLE: Duration = Duration::from_millis(500);
-/// How often sign-ins past the baseline are pruned from the journal.
+/// How often sign-ins past the baseline are pruned from the journal (the sign-ins that taught the
+/// detections nothing are forgotten as soon as they are read).
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 pub struct DetectionWorker<S: Store> {
@@ -96,8 +97,9 @@ impl<S: Store> DetectionWorker<S> {
         };
         failures = 0;
         let mut pruned = tokio::time::Instant::now() - PRUNE_EVERY;
-        // Findings made but not yet committed (the store failed): committed before reading on.
-        let mut owed: Option<(Vec<NewFinding>, i64, u64)> = None;
+        // Findings made but not yet committed (the store failed), with the entries to forget:
+        // committed before reading on.
+        let mut owed: Option<(Vec<NewFinding>, Vec<i64>, i64, u64)> = None;
         loop {
             if *shutdown.borrow() {
                 return;
@@ -130,10 +132,15 @@ impl<S: Store> DetectionWorker<S> {
                     continue;
                 }
                 let mut findings: Vec<Finding> = Vec::new();
+                let mut forget: Vec<i64> = Vec::new();
                 let mut last = position;
                 for e in &entries {
                     if let Some(s) = read(&self.org, &e.body) {
-                        findings.extend(detector.observe(&s));
+                        let (found, keep) = detector.observe_journal(&s);
+                        findings.extend(found);
+                        if !keep {
+                            forget.push(e.position);
+                        }
                     }
                     last = e.position;
                 }
@@ -144,14 +151,14 @@ impl<S: Store> DetectionWorker<S> {
                         destinations: self.destinations.clone(),
                     })
                     .collect();
-                owed = Some((made, last, entries.len() as u64));
+                owed = Some((made, forget, last, entries.len() as u64));
             }
-            let Some((made, last, read_n)) = owed.take() else {
+            let Some((made, forget, last, read_n)) = owed.take() else {
                 continue;
             };
             match self
                 .store
-                .commit_findings(&self.org, &made, last, Utc::now())
+                .commit_findings(&self.org, &made, &forget, last, Utc::now())
                 .await
             {
                 Ok(new) => {
@@ -170,7 +177,7 @@ impl<S: Store> DetectionWorker<S> {
                 }
                 Err(e) => {
                     error!(org = %self.org, error = %e, "cannot store findings; retrying (nothing is lost)");
-                    owed = Some((made, last, read_n));
+                    owed = Some((made, forget, last, read_n));
                     failures = failures.saturating_add(1);
                     let wait = backoff.delay(failures, &mut rand::thread_rng());
                     tokio::select! {

@@ -356,12 +356,14 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn detection_cursor(&self, org: &str) -> impl Future<Output = Result<i64, StoreError>> + Send;
 
     /// Stores findings (each once: a finding already stored is not stored or owed again) with
-    /// their outbox rows, and moves the detections' cursor to `position` — atomically. Returns
-    /// the findings not seen before.
+    /// their outbox rows, forgets the journal entries at `forget` (read, and of no further use),
+    /// and moves the detections' cursor to `position` — atomically. Returns the findings not
+    /// seen before.
     fn commit_findings(
         &self,
         org: &str,
         findings: &[NewFinding],
+        forget: &[i64],
         position: i64,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send;
@@ -540,10 +542,11 @@ impl Store for AnyStore {
         &self,
         org: &str,
         findings: &[NewFinding],
+        forget: &[i64],
         position: i64,
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
-        forward!(self, s => s.commit_findings(org, findings, position, now).await)
+        forward!(self, s => s.commit_findings(org, findings, forget, position, now).await)
     }
     async fn detection_pending(&self, org: &str, event_id: &str) -> Result<bool, StoreError> {
         forward!(self, s => s.detection_pending(org, event_id).await)

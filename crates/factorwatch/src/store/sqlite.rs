@@ -679,11 +679,26 @@ impl Store for SqliteStore {
         &self,
         org: &str,
         findings: &[NewFinding],
+        forget: &[i64],
         position: i64,
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
         let now_ms = ms(now);
         let mut tx = self.pool.begin().await.map_err(write_error)?;
+        for chunk in forget.chunks(IDS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM signals WHERE org = ");
+            q.push_bind(org).push(" AND id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            q.push(")");
+            q.build()
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(write_error)?;
+        }
         let mut new = 0;
         for n in findings {
             let f = &n.finding;

@@ -96,7 +96,7 @@ pub async fn the_journal_is_kept_once_in_order_and_pruned_of_old_sign_ins_only<S
     assert_eq!(since.len(), 1);
     // Nothing is pruned beyond where the detections stand.
     assert_eq!(s.prune_signals("acme", t(1000)).await.unwrap(), 0);
-    s.commit_findings("acme", &[], all[2].position, t(3))
+    s.commit_findings("acme", &[], &[], all[2].position, t(3))
         .await
         .unwrap();
     assert_eq!(s.prune_signals("acme", t(50)).await.unwrap(), 1, "only s1");
@@ -147,14 +147,14 @@ pub async fn findings_are_stored_once_with_their_outbox_rows_and_the_cursor<S: S
         destinations: vec!["siem:a".into(), "security:email".into()],
     }];
     assert_eq!(
-        s.commit_findings("acme", &owed, journal[1].position, t(2))
+        s.commit_findings("acme", &owed, &[], journal[1].position, t(2))
             .await
             .unwrap(),
         1
     );
     // Found again (a restart read the journal again): not stored or owed twice.
     assert_eq!(
-        s.commit_findings("acme", &owed, journal[1].position, t(3))
+        s.commit_findings("acme", &owed, &[], journal[1].position, t(3))
             .await
             .unwrap(),
         0
@@ -165,12 +165,23 @@ pub async fn findings_are_stored_once_with_their_outbox_rows_and_the_cursor<S: S
     );
     assert!(!s.detection_pending("acme", "e1").await.unwrap());
     // The cursor never moves back.
-    s.commit_findings("acme", &[], 0, t(4)).await.unwrap();
+    s.commit_findings("acme", &[], &[], 0, t(4)).await.unwrap();
     assert_eq!(
         s.detection_cursor("acme").await.unwrap(),
         journal[1].position
     );
 
+    // Entries read and of no further use are forgotten with the commit, this org's only.
+    s.commit_findings(
+        "acme",
+        &[],
+        &[journal[0].position],
+        journal[1].position,
+        t(4),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.signals_after("acme", 0, 10).await.unwrap(), journal[1..]);
     let due = s.due("security:email", 10, t(5)).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].event_id, f.id);

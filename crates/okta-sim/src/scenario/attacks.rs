@@ -129,7 +129,7 @@ impl Generator {
     }
 
     /// An event seen as coming from `o` with a Windows Firefox.
-    fn from_origin(e: &mut Value, o: &Origin) {
+    fn at_origin(e: &mut Value, o: &Origin) {
         e["client"]["ipAddress"] = json!(o.ip);
         e["client"]["geographicalContext"] = json!({ "city": o.city, "state": null, "country": o.country, "postalCode": null, "geolocation": null });
         e["client"]["userAgent"] = json!({ "rawUserAgent": super::BROWSERS[1].2, "os": super::BROWSERS[1].1, "browser": super::BROWSERS[1].0 });
@@ -138,7 +138,7 @@ impl Generator {
     }
 
     /// An event seen as coming from the person's own desk.
-    fn from_home(&self, e: &mut Value, who: usize) {
+    fn at_home(&self, e: &mut Value, who: usize) {
         let p = &self.people[who];
         e["client"]["ipAddress"] = json!(p.ip);
         e["client"]["geographicalContext"] = json!({ "city": p.city, "state": null, "country": p.country, "postalCode": null, "geolocation": null });
@@ -200,7 +200,7 @@ impl Generator {
             "/api/v1/users/{}/lifecycle/reset_factors",
             self.people[who].id
         ));
-        self.from_home(&mut e, actor);
+        self.at_home(&mut e, actor);
         self.people[who].factors.clear();
         self.user_step(e, who)
     }
@@ -221,7 +221,7 @@ impl Generator {
                 steps.push((at(0), self.reset_all(at(0), v, helpdesk)));
                 let o = self.origin();
                 let mut e = self.base(at(15), "user.session.start", "User login to Okta", v);
-                Self::from_origin(&mut e, &o);
+                Self::at_origin(&mut e, &o);
                 steps.push((
                     at(15),
                     Step {
@@ -231,7 +231,7 @@ impl Generator {
                 ));
                 let phone = format!("+4072{:07}", self.rng.gen_range(0..10_000_000));
                 let mut step = self.enroll(at(20), v, sms, Some(phone));
-                Self::from_origin(&mut step.event, &o);
+                Self::at_origin(&mut step.event, &o);
                 steps.push((at(20), step));
             }
             Attack::FactorDowngrade => {
@@ -239,7 +239,7 @@ impl Generator {
                 victims.push(v);
                 // The key the user had…
                 let mut step = self.enroll(at(0), v, webauthn, None);
-                self.from_home(&mut step.event, v);
+                self.at_home(&mut step.event, v);
                 steps.push((at(0), step));
                 // …removed from a stolen session, and SMS put in its place.
                 let idx = self.people[v]
@@ -250,10 +250,10 @@ impl Generator {
                 let f = self.people[v].factors.remove(idx);
                 let mut e =
                     self.factor_event(at(40), "user.mfa.factor.deactivate", v, v, &f, "reset");
-                self.from_home(&mut e, v);
+                self.at_home(&mut e, v);
                 steps.push((at(40), self.user_step(e, v)));
                 let mut step = self.enroll(at(45), v, sms, None);
-                self.from_home(&mut step.event, v);
+                self.at_home(&mut step.event, v);
                 steps.push((at(45), step));
             }
             Attack::MassReset => {
@@ -263,11 +263,11 @@ impl Generator {
                     let v = self.victim();
                     victims.push(v);
                     let mut step = self.reset_all(at(i), v, admin);
-                    Self::from_origin(&mut step.event, &o);
+                    Self::at_origin(&mut step.event, &o);
                     steps.push((at(i), step));
                     // Each user enrolls again from their desk, as after any reset.
                     let mut again = self.enroll(at(30 + i), v, push, None);
-                    self.from_home(&mut again.event, v);
+                    self.at_home(&mut again.event, v);
                     steps.push((at(30 + i), again));
                 }
             }
@@ -277,7 +277,7 @@ impl Generator {
                     let v = self.victim();
                     victims.push(v);
                     let mut step = self.enroll(at(i * 10), v, sms, Some(phone.clone()));
-                    self.from_home(&mut step.event, v);
+                    self.at_home(&mut step.event, v);
                     steps.push((at(i * 10), step));
                 }
             }
@@ -291,7 +291,7 @@ impl Generator {
                         { "id": device, "type": "Device", "alternateId": "unknown", "displayName": "Pixel 9", "detailEntry": null },
                         self.user_target(v),
                     ]);
-                    self.from_home(&mut e, v);
+                    self.at_home(&mut e, v);
                     steps.push((
                         at(i * 10),
                         Step {
@@ -349,7 +349,7 @@ impl Generator {
                     e["target"] = json!([self.user_target(v)]);
                     e["outcome"] = json!({ "result": "FAILURE", "reason": null });
                     e["legacyEventType"] = json!("core.user_auth.mfa_bypass_attempted");
-                    Self::from_origin(&mut e, &o);
+                    Self::at_origin(&mut e, &o);
                     steps.push((
                         at(i),
                         Step {
@@ -364,7 +364,7 @@ impl Generator {
                 victims.push(v);
                 let o = self.origin();
                 let mut step = self.enroll(at(0), v, sms, None);
-                Self::from_origin(&mut step.event, &o);
+                Self::at_origin(&mut step.event, &o);
                 steps.push((at(0), step));
                 let mut e = self.base(
                     at(120),
@@ -372,7 +372,7 @@ impl Generator {
                     "User report suspicious activity",
                     v,
                 );
-                self.from_home(&mut e, v);
+                self.at_home(&mut e, v);
                 steps.push((
                     at(120),
                     Step {

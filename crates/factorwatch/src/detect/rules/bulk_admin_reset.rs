@@ -48,7 +48,7 @@ impl Rule for BulkAdminReset {
         };
         let w = self.settings.window;
         let state = self.actors.entry(actor.to_owned()).or_default();
-        state.actor = state.actor.take().or(s.actor.clone());
+        state.actor = state.actor.take().or(s.actor().cloned());
         state
             .marks
             .push((s.published, s.id.clone(), user.to_owned()));

@@ -71,7 +71,7 @@ impl Rule for BypassBurst {
             .collect();
         let mut d = draft(RuleId::BypassBurst, &self.settings, user);
         d.user = state.user.clone();
-        d.actor = s.actor.clone();
+        d.actor = s.actor().cloned();
         d.events = marks.iter().map(|m| (m.0, m.1.clone())).collect();
         d.summary = format!(
             "{} attempts to bypass MFA on {}'s account within {} (from {}){}. Someone who has the password is looking for a way around the second factor: reset the password, clear the user's sessions and check their factors.",

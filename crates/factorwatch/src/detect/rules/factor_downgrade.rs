@@ -122,7 +122,7 @@ impl Rule for FactorDowngrade {
                         events: vec![(s.published, s.id.clone())],
                         lost,
                         user: s.user.clone(),
-                        actor: s.actor.clone(),
+                        actor: s.actor().cloned(),
                         deadline,
                         replaced: false,
                         fired: false,

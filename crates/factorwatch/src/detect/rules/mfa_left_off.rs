@@ -100,7 +100,7 @@ impl Rule for MfaLeftOff {
                         t: s.published,
                         events: vec![(s.published, s.id.clone())],
                         user: s.user.clone(),
-                        actor: s.actor.clone(),
+                        actor: s.actor().cloned(),
                         deadline,
                     },
                 );

@@ -135,7 +135,6 @@ pub(crate) mod testing {
         Place {
             ip: Some("198.51.100.20".into()),
             country: Some("France".into()),
-            city: Some("Paris".into()),
             device: Some("CHROME on Mac OS X".into()),
         }
     }
@@ -144,7 +143,6 @@ pub(crate) mod testing {
         Place {
             ip: Some("185.220.101.4".into()),
             country: Some("Romania".into()),
-            city: None,
             device: Some("FIREFOX on Windows 10".into()),
         }
     }
@@ -167,6 +165,7 @@ pub(crate) mod testing {
             actor: Some(person(actor)),
             place,
             session: None,
+            by_user: false,
         }
     }
 

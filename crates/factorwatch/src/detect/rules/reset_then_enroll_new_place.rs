@@ -192,9 +192,9 @@ impl Rule for ResetThenEnrollNewPlace {
                 state.resets.push(Reset {
                     t: s.published,
                     id: s.id.clone(),
-                    actor: s.actor.clone(),
+                    actor: s.actor().cloned(),
                     by_self: s.by_self(),
-                    okta: s.actor.as_ref().is_some_and(Party::is_okta_system),
+                    okta: s.actor().is_some_and(Party::is_okta_system),
                     all: s.what == What::ResetAll,
                     fired: false,
                 });

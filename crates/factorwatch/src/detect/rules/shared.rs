@@ -109,7 +109,7 @@ impl Rule for Shared {
             .collect();
         let mut d = draft(self.rule, &self.settings, &value);
         d.user = s.user.clone();
-        d.actor = s.actor.clone();
+        d.actor = s.actor().cloned();
         d.events = firsts.iter().map(|b| (b.t, b.id.clone())).collect();
         d.summary = format!(
             "The same {} was enrolled for {} users between {} and {}: {}. {}",

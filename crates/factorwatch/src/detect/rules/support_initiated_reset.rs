@@ -166,13 +166,13 @@ impl Rule for SupportInitiatedReset {
                 let r = ResetSeen {
                     t: s.published,
                     id: s.id.clone(),
-                    actor: s.actor.clone(),
+                    actor: s.actor().cloned(),
                     actor_key: s.actor_key().map(str::to_owned),
                     user: s.user.clone(),
                     user_key: user.to_owned(),
                     session: s.session.clone(),
                 };
-                if s.actor.as_ref().is_some_and(Party::is_okta_system) {
+                if s.actor().is_some_and(Party::is_okta_system) {
                     self.fire(&r, None, out);
                 } else if let Some(imp) = self.under(&r).cloned() {
                     self.fire(&r, Some(imp), out);
