@@ -188,7 +188,7 @@ pub struct Detector {
     rules: Vec<Box<dyn rules::Rule>>,
     history: history::History,
     watermark: Option<DateTime<Utc>>,
-    /// When the history was last pruned (daily is enough: it keeps days).
+    /// When the rules and the history last forgot what no window reaches.
     pruned: Option<DateTime<Utc>>,
 }
 
@@ -254,10 +254,15 @@ impl Detector {
         for rule in &mut self.rules {
             rule.advance(now, &self.history, out);
         }
+        // Forgetting walks every user: hourly in the events' time (the rules keep a day past
+        // their windows for late events; the history keeps days).
         if self
             .pruned
-            .is_none_or(|p| now - p > chrono::Duration::hours(24))
+            .is_none_or(|p| now - p > chrono::Duration::hours(1))
         {
+            for rule in &mut self.rules {
+                rule.prune(now);
+            }
             self.history.prune(now);
             self.pruned = Some(now);
         }

@@ -87,7 +87,7 @@ impl Rule for BypassBurst {
         out.push(d.finish());
     }
 
-    fn advance(&mut self, now: DateTime<Utc>, _: &History, _: &mut Vec<Finding>) {
+    fn prune(&mut self, now: DateTime<Utc>) {
         let w = self.settings.window;
         let horizon = now - w - w - lateness();
         self.users.retain(|_, u| {

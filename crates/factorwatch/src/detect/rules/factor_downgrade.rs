@@ -185,6 +185,9 @@ impl Rule for FactorDowngrade {
                 l.fired = true;
             }
         }
+    }
+
+    fn prune(&mut self, now: DateTime<Utc>) {
         let horizon = now - self.settings.window - lateness();
         self.losses.retain(|_, l| l.t >= horizon);
     }

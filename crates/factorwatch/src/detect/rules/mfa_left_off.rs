@@ -138,6 +138,9 @@ impl Rule for MfaLeftOff {
             );
             out.push(d.finish());
         }
+    }
+
+    fn prune(&mut self, now: DateTime<Utc>) {
         let horizon = now - self.settings.window - lateness();
         self.enrolled.retain(|_, ts| {
             ts.retain(|t| *t >= horizon);

@@ -25,8 +25,13 @@ use super::{RuleId, RuleSettings, Settings};
 pub trait Rule: Send + Sync {
     fn observe(&mut self, s: &Signal, history: &History, out: &mut Vec<Finding>);
 
-    /// The clock reached `now`: fire what is due, forget what no window reaches any more.
-    fn advance(&mut self, now: DateTime<Utc>, history: &History, out: &mut Vec<Finding>);
+    /// The clock reached `now`: fire what is due. Called at every move of the clock: cheap (a
+    /// look at the earliest deadline).
+    fn advance(&mut self, _now: DateTime<Utc>, _history: &History, _out: &mut Vec<Finding>) {}
+
+    /// Forget what no window reaches any more. Called about once an hour of the events' time:
+    /// it walks everything the rule holds.
+    fn prune(&mut self, now: DateTime<Utc>);
 
     /// Bytes held, approximately.
     fn approx_bytes(&self) -> usize;

@@ -144,7 +144,7 @@ impl Rule for ReportedNotMe {
         }
     }
 
-    fn advance(&mut self, now: DateTime<Utc>, _: &History, _: &mut Vec<Finding>) {
+    fn prune(&mut self, now: DateTime<Utc>) {
         let horizon = now - self.settings.window - lateness();
         self.users.retain(|_, u| {
             u.changes.retain(|c| c.t >= horizon);

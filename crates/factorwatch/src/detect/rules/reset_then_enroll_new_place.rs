@@ -234,7 +234,7 @@ impl Rule for ResetThenEnrollNewPlace {
         }
     }
 
-    fn advance(&mut self, now: DateTime<Utc>, _: &History, _: &mut Vec<Finding>) {
+    fn prune(&mut self, now: DateTime<Utc>) {
         let horizon = now - self.settings.window - lateness();
         self.users.retain(|_, u| {
             u.resets.retain(|r| r.t >= horizon);

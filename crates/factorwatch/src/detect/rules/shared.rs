@@ -125,7 +125,7 @@ impl Rule for Shared {
         out.push(d.finish());
     }
 
-    fn advance(&mut self, now: DateTime<Utc>, _: &History, _: &mut Vec<Finding>) {
+    fn prune(&mut self, now: DateTime<Utc>) {
         let w = self.settings.window;
         let horizon = now - w - lateness();
         self.bindings.retain(|_, list| {

@@ -184,7 +184,7 @@ impl Rule for SupportInitiatedReset {
         }
     }
 
-    fn advance(&mut self, now: DateTime<Utc>, _: &History, _: &mut Vec<Finding>) {
+    fn prune(&mut self, now: DateTime<Utc>) {
         let horizon = now - self.settings.window - lateness();
         self.resets.retain(|r| r.t >= horizon);
         self.impersonations.retain(|_, l| {
