@@ -1,7 +1,9 @@
 //! The crash test: the real `factorwatch run` binary, fed a few thousand MFA changes by poll and by
 //! hook, killed with SIGKILL at random moments and restarted. Afterwards every change is in the
 //! SIEM file at least once, and every change that notifies produced its email — at most one
-//! duplicate per kill. The figures are printed (`cargo test --test crash -- --nocapture`).
+//! duplicate per kill; and a help-desk takeover fed in the middle of it is found exactly once (stored
+//! once, in the SIEM at least once). The figures are printed (`cargo test --test crash --
+//! --nocapture`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -72,7 +74,23 @@ async fn sigkill_at_random_moments_loses_nothing_and_repeats_at_most_what_was_in
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 
     let sim = common::sim(RateLimits::default()).await;
-    sim.users(USERS).await;
+    sim.users(USERS + 1).await;
+    // The takeover's victim (user USERS) signed in from home on five days before the test.
+    let now = chrono::Utc::now();
+    let baseline: Vec<_> = (1..=5)
+        .rev()
+        .map(|d| {
+            takeover_event(
+                &format!("home-{d}"),
+                now - chrono::Duration::days(d),
+                "user.session.start",
+                USERS,
+                "198.51.100.20",
+                "France",
+            )
+        })
+        .collect();
+    sim.control("/sim/events?late=true", json!(baseline)).await;
     let dir = std::env::temp_dir().join(format!("fw-crash-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -99,7 +117,7 @@ name = "acme"
 url = "{base}"
 token_env = "TEST_OKTA_TOKEN"
 [orgs.system_log]
-since = "1h"
+since = "7d"
 interval = "300ms"
 [orgs.hook]
 path = "/okta/acme"
@@ -126,7 +144,38 @@ secret_env = "TEST_HOOK_SECRET"
         let base = sim.base.clone();
         tokio::spawn(async move {
             let http = reqwest::Client::new();
-            for chunk in (0..CHANGES).collect::<Vec<_>>().chunks(25) {
+            for (n, chunk) in (0..CHANGES).collect::<Vec<_>>().chunks(25).enumerate() {
+                // Half way: the help desk resets the victim's factors, and the attacker enrolls a
+                // phone from abroad.
+                if n == CHANGES / 50 {
+                    let t = chrono::Utc::now();
+                    let takeover = vec![
+                        takeover_event(
+                            "takeover-reset",
+                            t,
+                            "user.mfa.factor.reset_all",
+                            USERS,
+                            "10.1.2.3",
+                            "France",
+                        ),
+                        takeover_event(
+                            "takeover-enroll",
+                            t + chrono::Duration::seconds(1),
+                            "user.mfa.factor.activate",
+                            USERS,
+                            "185.220.101.4",
+                            "Romania",
+                        ),
+                    ];
+                    let r = http
+                        .post(format!("{base}/sim/events"))
+                        .header("Content-Type", "application/json")
+                        .body(json!(takeover).to_string())
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(r.status().is_success());
+                }
                 let events: Vec<_> = chunk
                     .iter()
                     .map(|&i| common::mfa_event(&format!("c{i:05}"), i, USERS))
@@ -157,7 +206,8 @@ secret_env = "TEST_HOOK_SECRET"
     let store = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
     common::eventually(90, "the last run caught up", async || {
         let s = store.stats().await.unwrap();
-        s.changes as usize == CHANGES && s.oldest_pending.is_none()
+        // The changes, and the takeover's two.
+        s.changes as usize == CHANGES + 2 && s.oldest_pending.is_none()
     })
     .await;
     let elapsed = started.elapsed();
@@ -168,11 +218,20 @@ secret_env = "TEST_HOOK_SECRET"
         .unwrap();
     let exit = child.wait().unwrap();
 
+    common::eventually(30, "the takeover was found", async || {
+        store.stats().await.unwrap().findings >= 1
+    })
+    .await;
     let siem = common::siem_ids(&dir.join("siem.ndjson"));
     let mut siem_count: HashMap<&str, usize> = HashMap::new();
     for id in &siem {
         *siem_count.entry(id.as_str()).or_default() += 1;
     }
+    let findings_in_siem = std::fs::read_to_string(dir.join("siem.ndjson"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(r#""rule":"reset_then_enroll_new_place""#))
+        .count();
     let missing_siem: Vec<String> = (0..CHANGES)
         .map(|i| format!("c{i:05}"))
         .filter(|id| !siem_count.contains_key(id.as_str()))
@@ -192,6 +251,13 @@ secret_env = "TEST_HOOK_SECRET"
             )
         })
         .collect();
+    // The victim's own notices (the reset, the enrollment) are expected too, beside the changes'.
+    let takeover_emails: Vec<String> = ["takeover-reset", "takeover-enroll"]
+        .iter()
+        .map(|id| {
+            factorwatch::email::message_id("acme", id, &format!("user{USERS}@mail.example.com"))
+        })
+        .collect();
     let missing_email = expected
         .iter()
         .filter(|id| !email_count.contains_key(id.as_str()))
@@ -200,6 +266,7 @@ secret_env = "TEST_HOOK_SECRET"
     let unexpected_emails = email_count
         .keys()
         .filter(|id| !expected.iter().any(|e| e == *id))
+        .filter(|id| !takeover_emails.contains(&id.to_string()))
         .count();
     let stats = store.stats().await.unwrap();
     let hook_seen = stats
@@ -212,6 +279,7 @@ secret_env = "TEST_HOOK_SECRET"
         "crash test: {CHANGES} MFA changes, {KILLS} SIGKILLs, {:.1} s; the hook brought {hook_seen} events, polling the rest\n\
          SIEM file: {} records, {} distinct, {} missing, {} duplicates (allowed: one batch of {SIEM_BATCH} per kill)\n\
          emails: {} expected, {} written, {} missing, {} duplicates (allowed: {KILLS}), {} unexpected\n\
+         findings: {} stored, {findings_in_siem} in the SIEM file\n\
          last run stopped with {exit}",
         elapsed.as_secs_f64(),
         siem.len(),
@@ -223,6 +291,15 @@ secret_env = "TEST_HOOK_SECRET"
         missing_email,
         duplicate_emails,
         unexpected_emails,
+        stats.findings,
+    );
+    assert_eq!(
+        stats.findings, 1,
+        "the takeover is stored once, whatever the kills"
+    );
+    assert!(
+        (1..=KILLS + 1).contains(&findings_in_siem),
+        "the finding reached the SIEM {findings_in_siem} times"
     );
     assert!(
         missing_siem.is_empty(),
@@ -246,4 +323,29 @@ secret_env = "TEST_HOOK_SECRET"
     );
     assert!(exit.success(), "SIGTERM stops cleanly");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An Okta event of the takeover: `kind` to user `user` (by themself, or for the reset by user 1,
+/// the help desk), from `ip` in `country`.
+fn takeover_event(
+    uuid: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    kind: &str,
+    user: usize,
+    ip: &str,
+    country: &str,
+) -> serde_json::Value {
+    let person = |i: usize| json!({ "id": common::user_id(i), "type": "User", "alternateId": format!("user{i}@example.com") });
+    let actor = if kind == "user.mfa.factor.reset_all" {
+        1
+    } else {
+        user
+    };
+    json!({
+        "uuid": uuid, "published": factorwatch::record::format_published(&at), "eventType": kind,
+        "actor": person(actor), "target": [person(user)],
+        "outcome": { "result": "SUCCESS", "reason": if kind == "user.mfa.factor.activate" { "User set up SMS_FACTOR factor" } else { "" } },
+        "client": { "ipAddress": ip, "geographicalContext": { "country": country },
+                    "userAgent": { "browser": "CHROME", "os": "Windows 10", "rawUserAgent": "x" } },
+    })
 }

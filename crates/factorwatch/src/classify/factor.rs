@@ -218,6 +218,16 @@ impl Kind {
             (Some(FactorType::SignedNonce), _) => Kind::Fastpass,
             (Some(FactorType::HardwareToken | FactorType::Token), _) => Kind::Token,
             _ if factor.phone_last4.is_some() => Kind::Phone,
+            // Identity Engine's "Okta Verify" authenticator without a method: the app (push and
+            // its codes; FastPass is logged as its own, signed-nonce, factor).
+            (None, Some(Provider::Okta))
+                if factor
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.trim().eq_ignore_ascii_case("okta verify")) =>
+            {
+                Kind::Push
+            }
             _ if factor
                 .name
                 .as_deref()

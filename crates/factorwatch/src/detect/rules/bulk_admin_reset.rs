@@ -78,7 +78,9 @@ impl Rule for BulkAdminReset {
         let shown: Vec<String> = users
             .iter()
             .take(10)
-            .map(|u| crate::untrusted::display(state.logins.get(*u).map_or(*u, String::as_str), 80))
+            .map(|u| {
+                crate::untrusted::identifier(state.logins.get(*u).map_or(*u, String::as_str), 80)
+            })
             .collect();
         let mut d = draft(RuleId::BulkAdminReset, &self.settings, actor);
         d.actor = state.actor.clone();
