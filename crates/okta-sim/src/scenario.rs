@@ -952,8 +952,16 @@ mod tests {
     #[test]
     fn the_factors_api_follows_the_changes() {
         let mut g = Generator::new(Scenario::Steady, 5, 10, 1.0).unwrap();
+        let mut changes = 0;
         for i in 0..50 {
             let step = g.next(t0() + chrono::Duration::seconds(i));
+            // A user still due to enroll again is left alone (that step is ordinary traffic);
+            // every factor lifecycle event must update the user the Factors API shows.
+            let kind = step.event["eventType"].as_str().unwrap();
+            if !kind.starts_with("user.mfa.factor.") && !kind.starts_with("system.mfa.factor.") {
+                continue;
+            }
+            changes += 1;
             let user = step
                 .changed_user
                 .expect("every MFA change updates its user");
@@ -970,6 +978,7 @@ mod tests {
                 );
             }
         }
+        assert!(changes >= 10, "only {changes} MFA changes in 50 steps");
     }
 
     #[test]

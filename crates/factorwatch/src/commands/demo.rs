@@ -103,7 +103,8 @@ pub async fn run(
     let registered = reqwest::Client::new()
         .post(format!("{base}/sim/hooks"))
         .header("Content-Type", "application/json")
-        .body(serde_json::json!({ "url": hook_url, "auth_header": { "name": "Authorization", "value": hook_secret } }).to_string())
+        .body(serde_json::json!({ "url": hook_url, "auth_header": { "name": "Authorization", "value": hook_secret },
+                                 "events": crate::okta::catalog::hook_subscription(config.detections.enabled) }).to_string())
         .send()
         .await
         .map_err(|e| CommandError::Answer(format!("cannot register the Event Hook: {e}")))?;
