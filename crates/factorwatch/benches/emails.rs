@@ -101,7 +101,7 @@ fn main() {
         let settings = EmailSettings { from: "Security <security@example.com>".parse().unwrap(), second_email: false, help: "call x1234".into(), suppress: vec![], hourly_cap: None,
         coalesce: Duration::ZERO,
         skip_when_okta_notified: false,
-        previous_address_window: Duration::ZERO, concurrency: std::env::var("BENCH_CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(8), detections: false };
+        previous_address_window: Duration::ZERO, concurrency: std::env::var("BENCH_CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(8), detections: false, links: None };
         let destination = EmailDestination::new("email", store.clone(), settings, Templates::new(None, "en"), enrichers, transport);
         let policy = WorkerPolicy { max_attempts: 5, backoff: Backoff { base: Duration::from_millis(50), cap: Duration::from_millis(500) }, idle_poll: Duration::from_millis(5) };
         let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -35,6 +35,163 @@ pub struct Config {
     pub observability: ObservabilityConfig,
     #[serde(default)]
     pub detections: DetectionsConfig,
+    #[serde(default)]
+    pub not_me: NotMeConfig,
+}
+
+/// `[not_me]`: the "this wasn't me" link in every notice and what pressing its button does
+/// (`docs/not-me.md`). Off until `public_url` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotMeConfig {
+    /// Where users reach factorwatch's HTTP listener (`[hooks] listen`) through your TLS reverse
+    /// proxy, e.g. `https://factorwatch.example.com`; links are `<public_url>/not-me/<token>`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// The key links are sealed with (at least 32 characters), in this environment variable…
+    #[serde(default)]
+    pub key_env: Option<String>,
+    /// …or this file.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// The key before the last rotation: links it sealed still open until they expire.
+    #[serde(default)]
+    pub previous_key_env: Option<String>,
+    #[serde(default)]
+    pub previous_key_file: Option<PathBuf>,
+    /// How long a link works.
+    #[serde(default = "default_link_life", with = "humantime_serde")]
+    pub valid_for: Duration,
+    /// What the button asks Okta to do, carried out in this order whatever order they are listed
+    /// in: `clear_sessions`, `raise_risk`, `reset_factors`, `suspend`. Empty: only tell the
+    /// security team.
+    #[serde(default = "default_not_me_actions", deserialize_with = "steps")]
+    pub actions: Vec<crate::report::Step>,
+    /// How long the page waits for Okta's answers before saying the work goes on.
+    #[serde(default = "default_not_me_wait", with = "humantime_serde")]
+    pub wait: Duration,
+    /// Requests per minute allowed per link and per client address.
+    #[serde(default = "default_not_me_rate")]
+    pub requests_per_minute: u32,
+    /// Take the client's address from the last `X-Forwarded-For` entry (set this only behind
+    /// a reverse proxy that writes it; otherwise clients could choose their own).
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
+}
+
+fn default_link_life() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+
+fn default_not_me_actions() -> Vec<crate::report::Step> {
+    vec![crate::report::Step::ClearSessions]
+}
+
+fn default_not_me_wait() -> Duration {
+    Duration::from_secs(8)
+}
+
+fn default_not_me_rate() -> u32 {
+    20
+}
+
+impl Default for NotMeConfig {
+    fn default() -> Self {
+        NotMeConfig {
+            public_url: None,
+            key_env: None,
+            key_file: None,
+            previous_key_env: None,
+            previous_key_file: None,
+            valid_for: default_link_life(),
+            actions: default_not_me_actions(),
+            wait: default_not_me_wait(),
+            requests_per_minute: default_not_me_rate(),
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+impl NotMeConfig {
+    /// Whether notices carry the link.
+    pub fn enabled(&self) -> bool {
+        self.public_url.is_some()
+    }
+
+    fn check(&self) -> Result<(), Invalid> {
+        let Some(url) = &self.public_url else {
+            return Ok(());
+        };
+        check_url("not_me.public_url", url, true)?;
+        if url.contains(['?', '#']) {
+            return Err(Invalid(format!(
+                "not_me.public_url: {url:?}: give the base URL only, without ? or #"
+            )));
+        }
+        if self.key_env.is_none() && self.key_file.is_none() {
+            return Err(Invalid(
+                "not_me.key_env or not_me.key_file: links need a key (32 characters or more, e.g. `openssl rand -base64 32`)".into(),
+            ));
+        }
+        if self.valid_for.is_zero() || self.valid_for > Duration::from_secs(30 * 86_400) {
+            return Err(Invalid(
+                "not_me.valid_for: between 1s and 30 days (Okta's own link lives 7 days)".into(),
+            ));
+        }
+        if self.requests_per_minute == 0 {
+            return Err(Invalid(
+                "not_me.requests_per_minute: must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The link keys, read from their environment variables or files.
+    pub fn keys(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<crate::report::token::Keys, ConfigError> {
+        let current = read_secret(
+            "not_me.key",
+            self.key_env.as_deref(),
+            self.key_file.as_deref(),
+            env,
+        )?;
+        if current.expose().len() < 32 {
+            return Err(ConfigError::Secret(
+                "not_me.key: the key must be at least 32 characters".into(),
+            ));
+        }
+        let previous = if self.previous_key_env.is_some() || self.previous_key_file.is_some() {
+            Some(read_secret(
+                "not_me.previous_key",
+                self.previous_key_env.as_deref(),
+                self.previous_key_file.as_deref(),
+                env,
+            )?)
+        } else {
+            None
+        };
+        Ok(crate::report::token::Keys::new(&current, previous.as_ref()))
+    }
+}
+
+/// A list of Okta steps by name, each once.
+fn steps<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<crate::report::Step>, D::Error> {
+    let names: Vec<String> = Vec::deserialize(d)?;
+    let mut out = Vec::new();
+    for n in names {
+        let step = crate::report::Step::parse(&n).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown action {n:?}, expected one of clear_sessions, raise_risk, reset_factors, suspend"
+            ))
+        })?;
+        if !out.contains(&step) {
+            out.push(step);
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// `[detections]`: the account-takeover rules (`docs/detections.md`).
@@ -176,6 +333,14 @@ pub struct ObservabilityConfig {
     /// Refused: a webhook URL is a secret (see `lag_alarm_webhook_env`).
     #[serde(default)]
     pub lag_alarm_webhook: Option<toml::Value>,
+    /// The status page (`/status`) asks for this bearer token (or HTTP Basic with it as the
+    /// password), from this environment variable…
+    #[serde(default)]
+    pub status_token_env: Option<String>,
+    /// …or this file. Without either, the page is served only when `listen` is a loopback
+    /// address.
+    #[serde(default)]
+    pub status_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -834,6 +999,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), Invalid> {
+        self.not_me.check()?;
         let mut names = std::collections::HashSet::new();
         let mut hook_paths = std::collections::HashSet::new();
         for (i, org) in self.orgs.iter().enumerate() {

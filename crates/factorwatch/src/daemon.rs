@@ -151,6 +151,8 @@ pub struct Daemon {
     /// The orgs whose detections run.
     detecting: Vec<String>,
     signals: Arc<Signals>,
+    /// The "this wasn't me" links, when `[not_me]` is set up.
+    links: Option<crate::report::Links>,
 }
 
 /// Where findings go: every SIEM sink and the security team's destinations (findings never wait
@@ -201,10 +203,19 @@ impl Daemon {
             destinations: Vec::new(),
             detecting: Vec::new(),
             signals: Arc::default(),
+            links: None,
         };
+        if let Some(public_url) = &config.not_me.public_url {
+            d.links = Some(crate::report::Links {
+                keys: config.not_me.keys(env)?,
+                public_url: public_url.clone(),
+                valid_for: chrono::Duration::from_std(config.not_me.valid_for)
+                    .unwrap_or(chrono::Duration::days(7)),
+            });
+        }
         let key = phone_key(config, &d.store, env).await?;
         let ingest = Arc::new(ingest_for(config, key));
-        let (hooks, enrichers) = d.start_orgs(config, env, &ingest, once).await?;
+        let (hooks, enrichers, clients) = d.start_orgs(config, env, &ingest, once).await?;
         let policy = WorkerPolicy {
             max_attempts: config.delivery.max_attempts,
             ..WorkerPolicy::default()
@@ -231,6 +242,21 @@ impl Daemon {
             };
             d.spawn_worker(built, policy);
         }
+        let templates = Arc::new(Templates::new(
+            config.email.templates.clone(),
+            &config.email.language,
+        ));
+        let not_me = match &d.links {
+            Some(links) => Some(d.start_not_me(
+                config,
+                links.clone(),
+                &enrichers,
+                clients,
+                templates.clone(),
+                policy,
+            )?),
+            None => None,
+        };
         if config.email.enabled {
             d.start_email(config, env, enrichers, policy)?;
         }
@@ -243,19 +269,26 @@ impl Daemon {
                 policy,
             );
         }
-        if let Some(routes) = hooks {
+        let routes = match (hooks, not_me) {
+            (Some(h), Some(n)) => Some(h.merge(n)),
+            (h, n) => h.or(n),
+        };
+        if let Some(routes) = routes {
             let limits = crate::http::server::Limits {
                 header_timeout: config.hooks.header_timeout,
                 max_connections: config.hooks.max_connections,
                 ..crate::http::server::Limits::default()
             };
             let addr = d.serve(config.hooks.listen, routes, limits).await?;
-            info!(%addr, "receiving Event Hooks");
+            info!(%addr, "receiving Event Hooks and serving the not-me page");
             d.hook_addr = Some(addr);
         }
         if let Some(listen) = config.observability.listen {
-            let routes =
+            let mut routes =
                 crate::observability::routes(d.store.clone(), config.observability.lag_alarm);
+            if let Some(page) = status_page(config, env, &d.store, templates)? {
+                routes = routes.merge(crate::web::status::router(Arc::new(page)));
+            }
             let limits = crate::http::server::Limits::default();
             d.metrics_addr = Some(d.serve(listen, routes, limits).await?);
         }
@@ -270,9 +303,10 @@ impl Daemon {
         env: &(dyn Fn(&str) -> Option<String> + Sync),
         ingest: &Arc<Ingest>,
         once: bool,
-    ) -> Result<(Option<axum::Router>, HashMap<String, Arc<Enricher>>), StartError> {
+    ) -> Result<OrgParts, StartError> {
         let http = crate::okta::client::http_client();
         let mut enrichers = HashMap::new();
+        let mut clients = HashMap::new();
         let mut hooks: Option<axum::Router> = None;
         let now = chrono::Utc::now();
         for org in &config.orgs {
@@ -286,6 +320,7 @@ impl Daemon {
                 org.name.clone(),
                 Arc::new(Enricher::new(client.clone(), config.email.lookup_cache)),
             );
+            clients.insert(org.name.clone(), client.clone());
             let detections = config.detections.enabled;
             for (source, poll, default_types, start) in [
                 (
@@ -354,7 +389,54 @@ impl Daemon {
                 hooks = Some(hooks.unwrap_or_default().merge(route));
             }
         }
-        Ok((hooks, enrichers))
+        Ok((hooks, enrichers, clients))
+    }
+
+    /// The not-me page's routes, and the worker that carries out reports' Okta steps.
+    fn start_not_me(
+        &mut self,
+        config: &Config,
+        links: crate::report::Links,
+        enrichers: &HashMap<String, Arc<Enricher>>,
+        clients: HashMap<String, Arc<OktaClient>>,
+        templates: Arc<Templates>,
+        policy: WorkerPolicy,
+    ) -> Result<axum::Router, StartError> {
+        let n = &config.not_me;
+        let public_origin = reqwest::Url::parse(&links.public_url)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default();
+        if !n.actions.is_empty() {
+            self.spawn_worker(
+                Arc::new(crate::report::response::ResponseDestination::new(
+                    self.store.clone(),
+                    clients,
+                )),
+                policy,
+            );
+        }
+        let minute = Duration::from_secs(60);
+        let state = crate::web::not_me::NotMe {
+            store: self.store.clone(),
+            keys: links.keys,
+            public_origin,
+            orgs: enrichers.clone(),
+            templates,
+            default_language: config.email.language.clone(),
+            help: config.email.help.clone(),
+            actions: n.actions.clone(),
+            destinations: finding_destinations(config),
+            wait: n.wait,
+            trust_forwarded_for: n.trust_forwarded_for,
+            per_link: crate::web::limit::Limiter::new(n.requests_per_minute, minute, 100_000),
+            per_client: crate::web::limit::Limiter::new(
+                n.requests_per_minute.saturating_mul(3),
+                minute,
+                100_000,
+            ),
+            signals: self.signals.clone(),
+        };
+        Ok(crate::web::not_me::router(Arc::new(state)))
     }
 
     /// Per org, the detections' worker.
@@ -395,6 +477,7 @@ impl Daemon {
             skip_when_okta_notified: e.skip_when_okta_notified,
             previous_address_window: e.previous_address_window,
             detections: config.detections.enabled,
+            links: self.links.clone(),
         };
         let transport = Arc::new(Transport::from_config(e, env)?);
         if let Some(to) = &e.security_copy {
@@ -572,6 +655,45 @@ pub enum FinishError {
     Polling(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Per org: the hook routes (if any org has a hook), the enrichers and the clients.
+type OrgParts = (
+    Option<axum::Router>,
+    HashMap<String, Arc<Enricher>>,
+    HashMap<String, Arc<OktaClient>>,
+);
+
+/// The status page, when it may be served: with its token, or open on a loopback listener.
+fn status_page(
+    config: &Config,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+    store: &AnyStore,
+    templates: Arc<Templates>,
+) -> Result<Option<crate::web::status::StatusPage<AnyStore>>, StartError> {
+    let o = &config.observability;
+    let token = if o.status_token_env.is_some() || o.status_token_file.is_some() {
+        Some(crate::config::read_secret(
+            "observability.status_token",
+            o.status_token_env.as_deref(),
+            o.status_token_file.as_deref(),
+            env,
+        )?)
+    } else {
+        None
+    };
+    let loopback = o.listen.is_some_and(|a| a.ip().is_loopback());
+    if token.is_none() && !loopback {
+        tracing::warn!(
+            "the status page is off: observability.listen is not a loopback address and no observability.status_token_env/_file is set"
+        );
+        return Ok(None);
+    }
+    Ok(Some(crate::web::status::StatusPage {
+        store: store.clone(),
+        token,
+        templates,
+    }))
 }
 
 /// The SIEM file the first file sink writes (the demo shows it).

@@ -21,6 +21,9 @@ pub struct Enrichment {
     pub second_email: Option<String>,
     pub first_name: Option<String>,
     pub locale: Option<String>,
+    /// `profile.timezone` (an IANA name such as `America/Los_Angeles`), when set.
+    #[serde(default)]
+    pub timezone: Option<String>,
     pub factor: Option<FactorDetail>,
 }
 
@@ -118,6 +121,7 @@ impl Enricher {
             second_email: text(&profile["secondEmail"]),
             first_name: text(&profile["firstName"]),
             locale: text(&profile["locale"]),
+            timezone: text(&profile["timezone"]),
             factor: None,
         };
         if wants_factor_detail(change) {

@@ -250,6 +250,7 @@ mod tests {
                     position: None,
                     newest_published: Some(now - Duration::hours(3)),
                     events_seen: 10,
+                    updated_at: None,
                 },
                 SourceState {
                     org: "o".into(),
@@ -257,6 +258,7 @@ mod tests {
                     position: None,
                     newest_published: Some(now - Duration::seconds(2)),
                     events_seen: 4,
+                    updated_at: None,
                 },
             ],
         };

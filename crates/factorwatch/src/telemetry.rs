@@ -64,3 +64,8 @@ pub fn okta_response(
             .set(l as f64);
     }
 }
+
+/// One "this wasn't me" report made, per org.
+pub fn report_made(org: &str) {
+    metrics::counter!("factorwatch_not_me_reports_total", "org" => org.to_owned()).increment(1);
+}

@@ -189,6 +189,34 @@ impl Directory {
             })
     }
 
+    /// Sets a user's `status` (`ACTIVE`, `SUSPENDED`…) and `statusChanged`; returns the status
+    /// it had.
+    pub fn set_status(
+        &mut self,
+        user_id: &str,
+        status: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<String, OktaError> {
+        let i = *self
+            .by_id
+            .get(user_id)
+            .ok_or_else(|| user_not_found(user_id))?;
+        let user = &mut self.users[i].user;
+        let before = user["status"].as_str().unwrap_or("ACTIVE").to_owned();
+        user["status"] = Value::from(status);
+        user["statusChanged"] = Value::from(crate::logs::okta_time(now));
+        Ok(before)
+    }
+
+    /// Every factor of the user returns to the unenrolled state (reset_factors); returns them.
+    pub fn reset_factors(&mut self, user_id: &str) -> Result<Vec<Value>, OktaError> {
+        let i = *self
+            .by_id
+            .get(user_id)
+            .ok_or_else(|| user_not_found(user_id))?;
+        Ok(std::mem::take(&mut self.users[i].factors))
+    }
+
     fn find(&self, key: &str) -> Option<usize> {
         let lower = key.to_lowercase();
         self.by_id

@@ -58,6 +58,14 @@ impl OktaError {
             "You do not have permission to perform the requested action",
         )
     }
+    /// A feature the org does not have (Identity Threat Protection's User Risk API elsewhere).
+    pub fn feature_not_enabled() -> Self {
+        OktaError::new(
+            401,
+            "E0000015",
+            "You do not have permission to access the feature you are requesting",
+        )
+    }
     pub fn malformed_body(detail: impl Into<String>) -> Self {
         let mut e = OktaError::new(400, "E0000003", "The request body was not well-formed.");
         e.error_causes.push(ErrorCause {

@@ -395,3 +395,73 @@ async fn dpop_tokens_need_the_nonce_handshake_and_a_proof_per_request() {
         assert_eq!(r.status(), 401, "{what}");
     }
 }
+
+#[tokio::test]
+async fn managing_a_user_needs_the_manage_scope() {
+    let sim = common::start().await;
+    sim.control(
+        "/sim/apps",
+        &json!([{
+            "client_id": CLIENT,
+            "jwks": { "keys": [public_jwk(&ec(), Algorithm::ES256, "ec1")] },
+            "scopes": ["okta.users.read", "okta.users.manage"],
+            "dpop_bound_access_tokens": false,
+        }]),
+    )
+    .await;
+    sim.control(
+        "/sim/users",
+        &json!([{ "id": "00uvictim00000000001", "profile": { "login": "v@example.com", "email": "v@example.com" } }]),
+    )
+    .await;
+    let token = |scope: &'static str| {
+        let sim = &sim;
+        async move {
+            let a = assertion(sim, &ec(), Algorithm::ES256, "ec1", json!({}));
+            let r = token_request(sim, &a, scope, None).await;
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()["access_token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let suspend = |token: String| {
+        let sim = &sim;
+        async move {
+            sim.http
+                .post(format!(
+                    "{}/api/v1/users/00uvictim00000000001/lifecycle/suspend",
+                    sim.base
+                ))
+                .header("Authorization", format!("Bearer {token}"))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // Reading users is not managing them.
+    let r = suspend(token("okta.users.read").await).await;
+    assert_eq!(r.status(), 403);
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("okta.users.manage")
+    );
+    let user: Value = sim
+        .get("/api/v1/users/00uvictim00000000001")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(user["status"], "ACTIVE", "nothing was done");
+    let r = suspend(token("okta.users.manage").await).await;
+    assert_eq!(r.status(), 200);
+    let calls: Vec<Value> = sim.get("/sim/calls").await.json().await.unwrap();
+    let statuses: Vec<u64> = calls
+        .iter()
+        .map(|c| c["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [403, 200]);
+}

@@ -126,3 +126,132 @@ async fn the_users_api_needs_credentials_and_bad_users_are_refused() {
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "E0000003");
 }
+
+#[tokio::test]
+async fn a_responder_clears_sessions_resets_factors_suspends_and_raises_risk() {
+    let sim = common::start().await;
+    sim.control("/sim/users", &dade()).await;
+    let id = "00u15s1KDETTQMQYABRL";
+    let send = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let sim = &sim;
+        async move {
+            let mut r = sim
+                .http
+                .request(method, format!("{}{path}", sim.base))
+                .header("Authorization", format!("SSWS {}", common::TOKEN));
+            if let Some(b) = body {
+                r = r.json(&b);
+            }
+            r.send().await.unwrap()
+        }
+    };
+    let r = send(
+        reqwest::Method::DELETE,
+        format!("/api/v1/users/{id}/sessions?oauthTokens=true"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    let r = send(
+        reqwest::Method::POST,
+        format!("/api/v1/users/{id}/lifecycle/reset_factors"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let factors: Vec<Value> = sim
+        .get(&format!("/api/v1/users/{id}/factors"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(factors.is_empty(), "every factor unenrolled");
+    let suspend = format!("/api/v1/users/{id}/lifecycle/suspend");
+    assert_eq!(
+        send(reqwest::Method::POST, suspend.clone(), None)
+            .await
+            .status(),
+        200
+    );
+    let user: Value = sim
+        .get(&format!("/api/v1/users/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(user["status"], "SUSPENDED");
+    // A suspended user cannot be suspended again: Okta's validation error.
+    let r = send(reqwest::Method::POST, suspend, None).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "E0000001");
+    let risk = format!("/api/v1/users/{id}/risk");
+    let r = send(
+        reqwest::Method::PUT,
+        risk.clone(),
+        Some(json!({ "riskLevel": "HIGH" })),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.json::<Value>().await.unwrap()["riskLevel"], "HIGH");
+    // Without Identity Threat Protection, the User Risk API is not there.
+    sim.control(
+        "/sim/features",
+        &json!({ "identity_threat_protection": false }),
+    )
+    .await;
+    let r = send(
+        reqwest::Method::PUT,
+        risk,
+        Some(json!({ "riskLevel": "HIGH" })),
+    )
+    .await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "E0000015");
+    // What Okta logs for each, and every call recorded.
+    let logs: Vec<Value> = sim
+        .get(&format!(
+            "/api/v1/logs?since={}",
+            (chrono::Utc::now() - chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M:%SZ")
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let types: Vec<&str> = logs
+        .iter()
+        .map(|e| e["eventType"].as_str().unwrap())
+        .collect();
+    for t in [
+        "user.session.clear",
+        "user.mfa.factor.reset_all",
+        "user.lifecycle.suspend",
+    ] {
+        assert!(types.contains(&t), "{t} in {types:?}");
+    }
+    let calls: Vec<Value> = sim.get("/sim/calls").await.json().await.unwrap();
+    let seen: Vec<(String, u64)> = calls
+        .iter()
+        .map(|c| {
+            (
+                format!(
+                    "{} {}",
+                    c["method"].as_str().unwrap(),
+                    c["path"].as_str().unwrap().rsplit('/').next().unwrap()
+                ),
+                c["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("DELETE sessions".to_owned(), 204),
+            ("POST reset_factors".to_owned(), 200),
+            ("POST suspend".to_owned(), 200),
+            ("POST suspend".to_owned(), 400),
+            ("PUT risk".to_owned(), 201),
+            ("PUT risk".to_owned(), 401),
+        ]
+    );
+    assert_eq!(calls[0]["query"], "oauthTokens=true");
+}

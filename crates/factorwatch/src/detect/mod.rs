@@ -36,6 +36,9 @@ pub enum RuleId {
     MfaLeftOff,
     BypassBurst,
     ReportedNotMe,
+    /// Not a rule: the user said "this wasn't me" through the link in factorwatch's notice
+    /// ([`crate::report`]). Not in [`RuleId::ALL`] (nothing to configure).
+    ReportedByUser,
 }
 
 /// How urgent a finding is.
@@ -94,6 +97,7 @@ impl RuleId {
             RuleId::MfaLeftOff => "mfa_left_off",
             RuleId::BypassBurst => "bypass_burst",
             RuleId::ReportedNotMe => "reported_not_me",
+            RuleId::ReportedByUser => "reported_by_user",
         }
     }
 
@@ -108,6 +112,7 @@ impl RuleId {
             RuleId::MfaLeftOff => "MFA removed and not enrolled again",
             RuleId::BypassBurst => "Repeated attempts to bypass MFA",
             RuleId::ReportedNotMe => "User reported suspicious activity after an MFA change",
+            RuleId::ReportedByUser => "User reported an MFA change as not theirs",
         }
     }
 
@@ -124,6 +129,7 @@ impl RuleId {
             RuleId::MfaLeftOff => (chrono::Duration::hours(12), 1, Severity::Medium),
             RuleId::BypassBurst => (chrono::Duration::minutes(10), 3, Severity::High),
             RuleId::ReportedNotMe => (chrono::Duration::days(7), 1, Severity::High),
+            RuleId::ReportedByUser => (chrono::Duration::zero(), 1, Severity::High),
         };
         RuleSettings {
             enabled: true,

@@ -154,6 +154,23 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "fr/updated.txt.j2",
         include_str!("../../templates/email/fr/updated.txt.j2"),
     ),
+    // The web pages ([`crate::web`]): they share the notices' sentences.
+    (
+        "web/style.html.j2",
+        include_str!("../../templates/web/style.html.j2"),
+    ),
+    (
+        "en/not_me.html.j2",
+        include_str!("../../templates/web/en/not_me.html.j2"),
+    ),
+    (
+        "fr/not_me.html.j2",
+        include_str!("../../templates/web/fr/not_me.html.j2"),
+    ),
+    (
+        "en/status.html.j2",
+        include_str!("../../templates/web/en/status.html.j2"),
+    ),
 ];
 
 /// The languages the built-in templates speak.

@@ -50,6 +50,8 @@ pub struct EmailSettings {
     /// The detections run: a notice waits (at most [`DETECTION_WAIT`]) for them to have read its
     /// changes, so that it can tell what they found.
     pub detections: bool,
+    /// Put a "this wasn't me" link in each notice.
+    pub links: Option<crate::report::Links>,
 }
 
 /// How long after a change is stored its notice waits for the detections to read it. They take
@@ -335,7 +337,16 @@ impl<S: Store> EmailDestination<S> {
             }
             self.mark_done(row, "cap").await;
         }
-        let notice = notice::notice(&enriched, &to, &row.org, &self.settings.help, &findings);
+        let mut notice = notice::notice(&enriched, &to, &row.org, &self.settings.help, &findings);
+        // The link disowns the newest change of the notice (they are one user's).
+        if let Some(links) = &self.settings.links
+            && let Some((newest, _)) = enriched.last()
+            && let Some(user) = newest.user.as_ref().and_then(|u| u.id.as_deref())
+        {
+            notice.not_me_url =
+                Some(links.url(&row.org, &newest.id.to_wire(), user, chrono::Utc::now()));
+            notice.not_me_days = links.days();
+        }
         let language = self.templates.language(enrichment.locale.as_deref());
         let rendered = match self.templates.render(&language, &notice) {
             Ok(r) => r,

@@ -25,6 +25,10 @@ pub struct Notice {
     /// Someone else acted, or a bypass was tried: shown more urgently.
     pub alert: bool,
     pub changes: Vec<ChangeView>,
+    /// The "this wasn't me" link ([`crate::report`]), when the operator set it up.
+    pub not_me_url: Option<String>,
+    /// How many days the link works (rounded up).
+    pub not_me_days: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -146,6 +150,24 @@ fn factor_kind(change: &MfaChange) -> &'static str {
     crate::classify::factor::Kind::of(&change.factor).as_str()
 }
 
+/// A time as users read it: in their own time zone (Okta's `profile.timezone`) with UTC
+/// alongside, or in UTC alone when the zone is unknown or is UTC.
+pub fn when(t: chrono::DateTime<chrono::Utc>, timezone: Option<&str>) -> String {
+    let utc = t.format("%Y-%m-%d %H:%M UTC").to_string();
+    match timezone.and_then(|z| z.trim().parse::<chrono_tz::Tz>().ok()) {
+        Some(tz) if tz != chrono_tz::UTC && tz != chrono_tz::Etc::UTC => {
+            let local = t.with_timezone(&tz);
+            format!(
+                "{} {} ({})",
+                local.format("%Y-%m-%d %H:%M"),
+                crate::untrusted::identifier(&local.format("%Z").to_string(), 8),
+                utc
+            )
+        }
+        _ => utc,
+    }
+}
+
 /// One change, as the templates see it.
 pub fn view(change: &MfaChange, e: &Enrichment) -> ChangeView {
     let detail = e.factor.clone().unwrap_or_default();
@@ -184,10 +206,9 @@ pub fn view(change: &MfaChange, e: &Enrichment) -> ChangeView {
     });
     ChangeView {
         action: change.action.as_str(),
-        when: change.published.map_or_else(
-            || "just now".into(),
-            |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
-        ),
+        when: change
+            .published
+            .map_or_else(|| "just now".into(), |t| when(t, e.timezone.as_deref())),
         ip: ip(c.ip.as_ref()),
         place: (!place.is_empty()).then(|| place.join(", ")),
         device: (!device.is_empty()).then(|| device.join(" on ")),
@@ -260,6 +281,8 @@ pub fn notice(
             .collect::<Vec<_>>()
             .join(", "),
         changes: views,
+        not_me_url: None,
+        not_me_days: 0,
     }
 }
 
@@ -321,5 +344,24 @@ mod tests {
         assert_eq!(clean(&"a".repeat(500)).len(), MAX_FIELD);
         assert_eq!(mask_email("jane.doe@example.com"), "j***@example.com");
         assert_eq!(mask_email("nope"), "***");
+    }
+
+    #[test]
+    fn times_are_shown_in_the_users_zone_with_utc_alongside() {
+        let t = chrono::DateTime::parse_from_rfc3339("2026-07-01T17:14:00Z")
+            .unwrap_or_default()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(
+            when(t, Some("America/Los_Angeles")),
+            "2026-07-01 10:14 PDT (2026-07-01 17:14 UTC)"
+        );
+        assert_eq!(
+            when(t, Some("Europe/Paris")),
+            "2026-07-01 19:14 CEST (2026-07-01 17:14 UTC)"
+        );
+        // Unknown, hostile or UTC zones: UTC alone.
+        for z in [None, Some("Mars/Olympus"), Some("UTC"), Some("<script>")] {
+            assert_eq!(when(t, z), "2026-07-01 17:14 UTC", "{z:?}");
+        }
     }
 }

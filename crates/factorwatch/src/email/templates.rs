@@ -94,6 +94,25 @@ impl Templates {
             .unwrap_or_else(|| self.default_language.clone())
     }
 
+    /// Renders a web page, `<language>/<name>.html.j2` (escaped as HTML), with `context`.
+    pub fn render_page(
+        &self,
+        language: &str,
+        name: &str,
+        context: &impl serde::Serialize,
+    ) -> Result<String, TemplateError> {
+        let template = format!("{language}/{name}.html.j2");
+        let err = |e: minijinja::Error| TemplateError {
+            template: template.clone(),
+            detail: format!("{e:#}"),
+        };
+        self.env
+            .get_template(&template)
+            .map_err(err)?
+            .render(minijinja::Value::from(minijinja::value::Serde(context)))
+            .map_err(err)
+    }
+
     /// Renders the notice's subject, text and HTML in `language`.
     pub fn render(&self, language: &str, notice: &Notice) -> Result<Rendered, TemplateError> {
         let base = match notice.changes.as_slice() {

@@ -23,6 +23,7 @@ use chrono::{DateTime, Utc};
 
 use crate::detect::Finding;
 use crate::record::{Item, MfaChange};
+use crate::report::{Report, Step, StepState};
 
 /// Where events come from, as cursors and counters name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -188,6 +189,44 @@ pub struct SourceState {
     pub position: Option<String>,
     pub newest_published: Option<DateTime<Utc>>,
     pub events_seen: u64,
+    /// When the source last committed (a poll, a hook delivery).
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// Which kind of item an outbox row carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemKind {
+    Change,
+    Finding,
+}
+
+impl ItemKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemKind::Change => "change",
+            ItemKind::Finding => "finding",
+        }
+    }
+}
+
+/// A change or finding lately stored, with its deliveries (the status page).
+#[derive(Debug, Clone)]
+pub struct Recent {
+    pub org: String,
+    pub id: String,
+    pub item: Result<Item, String>,
+    pub stored_at: DateTime<Utc>,
+    pub deliveries: Vec<Delivery>,
+}
+
+/// One destination's row for an item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub destination: String,
+    /// pending, delivered, dead or dropped.
+    pub state: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
 }
 
 /// Counts and ages for the summary and for metrics.
@@ -398,6 +437,62 @@ pub trait Store: Clone + Send + Sync + 'static {
         value: &str,
     ) -> impl Future<Output = Result<String, StoreError>> + Send;
 
+    /// The change `event_id` of `org`, if stored.
+    fn change(
+        &self,
+        org: &str,
+        event_id: &str,
+    ) -> impl Future<Output = Result<Option<MfaChange>, StoreError>> + Send;
+
+    /// The report a user made about a change, if any.
+    fn report(
+        &self,
+        org: &str,
+        change_id: &str,
+        user_id: &str,
+    ) -> impl Future<Output = Result<Option<Report>, StoreError>> + Send;
+
+    /// The report that made finding `finding_id`.
+    fn report_for_finding(
+        &self,
+        org: &str,
+        finding_id: &str,
+    ) -> impl Future<Output = Result<Option<Report>, StoreError>> + Send;
+
+    /// Stores a report with its finding (and the finding's outbox rows, the Okta steps' among
+    /// them) atomically, unless a report about the same (org, change, user) exists: false then,
+    /// and nothing is stored (a link works once).
+    fn commit_report(
+        &self,
+        report: &Report,
+        finding: &NewFinding,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records what became of a report's steps.
+    fn save_report_steps(
+        &self,
+        org: &str,
+        finding_id: &str,
+        steps: &[(Step, StepState)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The latest reports, newest first.
+    fn reports(&self, limit: u32) -> impl Future<Output = Result<Vec<Report>, StoreError>> + Send;
+
+    /// The latest changes or findings stored, newest first, with their deliveries.
+    fn recent(
+        &self,
+        kind: ItemKind,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Recent>, StoreError>> + Send;
+
+    /// Rows delivered since `since`, per destination.
+    fn delivered_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<(String, u64)>, StoreError>> + Send;
+
     /// Closes the connections, waiting for what is in flight.
     fn close(&self) -> impl Future<Output = ()> + Send;
 }
@@ -563,6 +658,52 @@ impl Store for AnyStore {
     }
     async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
         forward!(self, s => s.setting_or_insert(key, value).await)
+    }
+    async fn change(&self, org: &str, event_id: &str) -> Result<Option<MfaChange>, StoreError> {
+        forward!(self, s => s.change(org, event_id).await)
+    }
+    async fn report(
+        &self,
+        org: &str,
+        change_id: &str,
+        user_id: &str,
+    ) -> Result<Option<Report>, StoreError> {
+        forward!(self, s => s.report(org, change_id, user_id).await)
+    }
+    async fn report_for_finding(
+        &self,
+        org: &str,
+        finding_id: &str,
+    ) -> Result<Option<Report>, StoreError> {
+        forward!(self, s => s.report_for_finding(org, finding_id).await)
+    }
+    async fn commit_report(
+        &self,
+        report: &Report,
+        finding: &NewFinding,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        forward!(self, s => s.commit_report(report, finding, now).await)
+    }
+    async fn save_report_steps(
+        &self,
+        org: &str,
+        finding_id: &str,
+        steps: &[(Step, StepState)],
+    ) -> Result<(), StoreError> {
+        forward!(self, s => s.save_report_steps(org, finding_id, steps).await)
+    }
+    async fn reports(&self, limit: u32) -> Result<Vec<Report>, StoreError> {
+        forward!(self, s => s.reports(limit).await)
+    }
+    async fn recent(&self, kind: ItemKind, limit: u32) -> Result<Vec<Recent>, StoreError> {
+        forward!(self, s => s.recent(kind, limit).await)
+    }
+    async fn delivered_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        forward!(self, s => s.delivered_since(since).await)
     }
     async fn close(&self) {
         forward!(self, s => Store::close(s).await)

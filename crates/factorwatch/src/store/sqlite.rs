@@ -11,11 +11,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::{
-    Batch, Committed, DeadLetter, Due, JournalEntry, NewFinding, SourceKind, SourceState, Stats,
-    Store, StoreError,
+    Batch, Committed, DeadLetter, Delivery, Due, ItemKind, JournalEntry, NewFinding, Recent,
+    SourceKind, SourceState, Stats, Store, StoreError,
 };
 use crate::detect::Finding;
-use crate::record::{Item, format_published};
+use crate::record::{Item, MfaChange, format_published};
+use crate::report::{Report, Step, StepState};
 
 /// The schema, as numbered migrations applied in order, each once (`schema_migrations` says
 /// which). A database made before migrations were numbered holds exactly the first.
@@ -23,10 +24,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/sqlite/0001_initial.sql")),
     (2, include_str!("migrations/sqlite/0002_change_user.sql")),
     (3, include_str!("migrations/sqlite/0003_detections.sql")),
+    (4, include_str!("migrations/sqlite/0004_reports.sql")),
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -208,6 +210,80 @@ fn due_row(r: sqlx::sqlite::SqliteRow) -> Due {
             .unwrap_or_default(),
     }
 }
+
+/// Stores a finding with its events and outbox rows, unless it is already stored (false then).
+async fn insert_finding(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    org: &str,
+    n: &NewFinding,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let f = &n.finding;
+    let record = serde_json::to_string(f).map_err(|e| StoreError::Write {
+        detail: format!("the finding could not be serialized: {e}"),
+    })?;
+    let inserted = sqlx::query(
+        "INSERT INTO findings (org, id, rule, severity, user_id, first_seen, last_seen, created_at, record)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (org, id) DO NOTHING",
+    )
+    .bind(org)
+    .bind(&f.id)
+    .bind(f.rule.as_str())
+    .bind(f.severity.as_str())
+    .bind(f.user.as_ref().and_then(|u| u.id.as_deref()))
+    .bind(ms(f.first_seen))
+    .bind(ms(f.last_seen))
+    .bind(now_ms)
+    .bind(&record)
+    .execute(&mut **tx)
+    .await
+    .map_err(write_error)?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(false);
+    }
+    for e in &f.event_ids {
+        sqlx::query(
+            "INSERT INTO finding_events (org, event_id, finding_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(org)
+        .bind(e)
+        .bind(&f.id)
+        .execute(&mut **tx)
+        .await
+        .map_err(write_error)?;
+    }
+    for d in &n.destinations {
+        sqlx::query(
+            "INSERT INTO outbox (org, kind, event_id, destination, state, next_attempt_at, created_at)
+             VALUES (?, 'finding', ?, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(org)
+        .bind(&f.id)
+        .bind(d)
+        .bind(now_ms)
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await
+        .map_err(write_error)?;
+    }
+    Ok(true)
+}
+
+fn report_row(r: sqlx::sqlite::SqliteRow) -> Result<Report, StoreError> {
+    let steps: String = r.get(5);
+    Ok(Report {
+        org: r.get(0),
+        change_id: r.get(1),
+        user_id: r.get(2),
+        finding_id: r.get(3),
+        reported_at: from_ms(r.get(4)).unwrap_or_default(),
+        steps: serde_json::from_str(&steps)
+            .map_err(|e| StoreError::Other(format!("a stored report is unreadable: {e}")))?,
+    })
+}
+
+const REPORT_COLUMNS: &str = "org, change_id, user_id, finding_id, reported_at, steps";
 
 impl Store for SqliteStore {
     async fn cursor(&self, org: &str, source: SourceKind) -> Result<Option<String>, StoreError> {
@@ -701,55 +777,8 @@ impl Store for SqliteStore {
         }
         let mut new = 0;
         for n in findings {
-            let f = &n.finding;
-            let record = serde_json::to_string(f).map_err(|e| StoreError::Write {
-                detail: format!("the finding could not be serialized: {e}"),
-            })?;
-            let inserted = sqlx::query(
-                "INSERT INTO findings (org, id, rule, severity, user_id, first_seen, last_seen, created_at, record)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (org, id) DO NOTHING",
-            )
-            .bind(org)
-            .bind(&f.id)
-            .bind(f.rule.as_str())
-            .bind(f.severity.as_str())
-            .bind(f.user.as_ref().and_then(|u| u.id.as_deref()))
-            .bind(ms(f.first_seen))
-            .bind(ms(f.last_seen))
-            .bind(now_ms)
-            .bind(&record)
-            .execute(&mut *tx)
-            .await
-            .map_err(write_error)?
-            .rows_affected();
-            if inserted == 0 {
-                continue;
-            }
-            new += 1;
-            for e in &f.event_ids {
-                sqlx::query(
-                    "INSERT INTO finding_events (org, event_id, finding_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                )
-                .bind(org)
-                .bind(e)
-                .bind(&f.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(write_error)?;
-            }
-            for d in &n.destinations {
-                sqlx::query(
-                    "INSERT INTO outbox (org, kind, event_id, destination, state, next_attempt_at, created_at)
-                     VALUES (?, 'finding', ?, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING",
-                )
-                .bind(org)
-                .bind(&f.id)
-                .bind(d)
-                .bind(now_ms)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await
-                .map_err(write_error)?;
+            if insert_finding(&mut tx, org, n, now_ms).await? {
+                new += 1;
             }
         }
         sqlx::query(
@@ -842,6 +871,190 @@ impl Store for SqliteStore {
         Ok(row.get(0))
     }
 
+    async fn change(&self, org: &str, event_id: &str) -> Result<Option<MfaChange>, StoreError> {
+        let row = sqlx::query("SELECT record FROM changes WHERE org = ? AND event_id = ?")
+            .bind(org)
+            .bind(event_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(other)?;
+        match row {
+            None => Ok(None),
+            Some(r) => serde_json::from_str(&r.get::<String, _>(0))
+                .map(Some)
+                .map_err(|e| StoreError::Other(format!("stored record unreadable: {e}"))),
+        }
+    }
+
+    async fn report(
+        &self,
+        org: &str,
+        change_id: &str,
+        user_id: &str,
+    ) -> Result<Option<Report>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {REPORT_COLUMNS} FROM reports WHERE org = ? AND change_id = ? AND user_id = ?"
+        )))
+        .bind(org)
+        .bind(change_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(other)?
+        .map(report_row)
+        .transpose()
+    }
+
+    async fn report_for_finding(
+        &self,
+        org: &str,
+        finding_id: &str,
+    ) -> Result<Option<Report>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {REPORT_COLUMNS} FROM reports WHERE org = ? AND finding_id = ?"
+        )))
+        .bind(org)
+        .bind(finding_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(other)?
+        .map(report_row)
+        .transpose()
+    }
+
+    async fn commit_report(
+        &self,
+        report: &Report,
+        finding: &NewFinding,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let steps = serde_json::to_string(&report.steps).map_err(|e| StoreError::Write {
+            detail: format!("the report could not be serialized: {e}"),
+        })?;
+        let mut tx = self.pool.begin().await.map_err(write_error)?;
+        let inserted = sqlx::query(
+            "INSERT INTO reports (org, change_id, user_id, finding_id, reported_at, steps)
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(&report.org)
+        .bind(&report.change_id)
+        .bind(&report.user_id)
+        .bind(&report.finding_id)
+        .bind(ms(report.reported_at))
+        .bind(&steps)
+        .execute(&mut *tx)
+        .await
+        .map_err(write_error)?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(false);
+        }
+        insert_finding(&mut tx, &report.org, finding, ms(now)).await?;
+        tx.commit().await.map_err(write_error)?;
+        Ok(true)
+    }
+
+    async fn save_report_steps(
+        &self,
+        org: &str,
+        finding_id: &str,
+        steps: &[(Step, StepState)],
+    ) -> Result<(), StoreError> {
+        let text = serde_json::to_string(steps).map_err(|e| StoreError::Write {
+            detail: format!("the report could not be serialized: {e}"),
+        })?;
+        sqlx::query("UPDATE reports SET steps = ? WHERE org = ? AND finding_id = ?")
+            .bind(text)
+            .bind(org)
+            .bind(finding_id)
+            .execute(&self.pool)
+            .await
+            .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn reports(&self, limit: u32) -> Result<Vec<Report>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {REPORT_COLUMNS} FROM reports ORDER BY reported_at DESC LIMIT ?"
+        )))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(other)?
+        .into_iter()
+        .map(report_row)
+        .collect()
+    }
+
+    async fn recent(&self, kind: ItemKind, limit: u32) -> Result<Vec<Recent>, StoreError> {
+        let sql = match kind {
+            ItemKind::Change => {
+                "SELECT org, event_id, record, received_at FROM changes ORDER BY received_at DESC, rowid DESC LIMIT ?"
+            }
+            ItemKind::Finding => {
+                "SELECT org, id, record, created_at FROM findings ORDER BY created_at DESC, rowid DESC LIMIT ?"
+            }
+        };
+        let rows = sqlx::query(sql)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(other)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let org: String = r.get(0);
+            let id: String = r.get(1);
+            let text: String = r.get(2);
+            let item = match kind {
+                ItemKind::Change => serde_json::from_str(&text).map(Item::Change),
+                ItemKind::Finding => serde_json::from_str(&text).map(Item::Finding),
+            }
+            .map_err(|e| format!("stored record unreadable: {e}"));
+            let deliveries = sqlx::query(
+                "SELECT destination, state, attempts, last_error FROM outbox
+                 WHERE org = ? AND kind = ? AND event_id = ? ORDER BY destination",
+            )
+            .bind(&org)
+            .bind(kind.as_str())
+            .bind(&id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(other)?
+            .into_iter()
+            .map(|d| Delivery {
+                destination: d.get(0),
+                state: d.get(1),
+                attempts: d.get::<i64, _>(2).try_into().unwrap_or(u32::MAX),
+                last_error: d.get(3),
+            })
+            .collect();
+            out.push(Recent {
+                org,
+                id,
+                item,
+                stored_at: from_ms(r.get(3)).unwrap_or_default(),
+                deliveries,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn delivered_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT destination, COUNT(*) FROM outbox WHERE delivered_at >= ? GROUP BY destination ORDER BY destination",
+        )
+        .bind(ms(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(other)?
+        .into_iter()
+        .map(|r| (r.get(0), r.get::<i64, _>(1).max(0) as u64))
+        .collect())
+    }
+
     async fn stats(&self) -> Result<Stats, StoreError> {
         let count = |sql: &'static str| {
             let pool = self.pool.clone();
@@ -878,7 +1091,7 @@ impl Store for SqliteStore {
                 .get::<Option<i64>, _>(0)
                 .and_then(from_ms);
         let sources = sqlx::query(
-            "SELECT org, source, position, newest_published, events_seen FROM sources ORDER BY org, source",
+            "SELECT org, source, position, newest_published, events_seen, updated_at FROM sources ORDER BY org, source",
         )
         .fetch_all(&self.pool)
         .await
@@ -890,6 +1103,7 @@ impl Store for SqliteStore {
             position: r.get(2),
             newest_published: parse_time(r.get(3)),
             events_seen: r.get::<i64, _>(4).max(0) as u64,
+            updated_at: from_ms(r.get(5)),
         })
         .collect();
         Ok(Stats {

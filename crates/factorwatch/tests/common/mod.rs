@@ -279,6 +279,7 @@ pub fn email_settings() -> factorwatch::email::EmailSettings {
         previous_address_window: Duration::ZERO,
         concurrency: 1,
         detections: false,
+        links: None,
     }
 }
 

@@ -28,6 +28,8 @@ pub(super) fn router() -> Router<Arc<Org>> {
         .route("/sim/faults", post(faults))
         .route("/sim/clock", post(clock))
         .route("/sim/reset", post(reset))
+        .route("/sim/calls", get(calls))
+        .route("/sim/features", post(features))
 }
 
 fn answer(result: Result<Value, OktaError>) -> Response {
@@ -169,6 +171,25 @@ async fn clock(State(org): State<Arc<Org>>, body: String) -> Response {
     answer(parse_body::<Clock>(&body).map(|c| {
         org.advance_clock(chrono::Duration::seconds(c.advance_seconds));
         json!({ "now": crate::logs::okta_time(org.now()) })
+    }))
+}
+
+/// The user-management calls received (sessions, lifecycle, risk), refused or not.
+async fn calls(State(org): State<Arc<Org>>) -> Response {
+    answer(org.calls().map(Value::from))
+}
+
+/// `{"identity_threat_protection": false}`: the org lacks ITP (the User Risk API answers 401
+/// E0000015).
+async fn features(State(org): State<Arc<Org>>, body: String) -> Response {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Features {
+        identity_threat_protection: bool,
+    }
+    answer(parse_body::<Features>(&body).map(|f| {
+        org.set_identity_threat_protection(f.identity_threat_protection);
+        json!({ "identity_threat_protection": f.identity_threat_protection })
     }))
 }
 

@@ -6,6 +6,7 @@ mod control;
 pub mod generate;
 mod hook_sender;
 mod okta_api;
+mod user_actions;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -69,6 +70,23 @@ pub struct Org {
     pending: Mutex<Vec<Pending>>,
     pending_added: Notify,
     deliveries: Mutex<Vec<Record>>,
+    /// Every user-management call (`GET /sim/calls`).
+    calls: Mutex<Vec<Value>>,
+    /// Users' risk levels (User Risk API).
+    risk: Mutex<std::collections::HashMap<String, String>>,
+    features: Features,
+}
+
+/// What the org is licensed for (`POST /sim/features`).
+#[derive(Debug)]
+pub struct Features {
+    identity_threat_protection: std::sync::atomic::AtomicBool,
+}
+
+impl Features {
+    pub fn identity_threat_protection(&self) -> bool {
+        self.identity_threat_protection.load(Ordering::Relaxed)
+    }
 }
 
 struct Pending {
@@ -106,6 +124,11 @@ impl Org {
             pending: Mutex::new(Vec::new()),
             pending_added: Notify::new(),
             deliveries: Mutex::new(Vec::new()),
+            calls: Mutex::new(Vec::new()),
+            risk: Mutex::new(std::collections::HashMap::new()),
+            features: Features {
+                identity_threat_protection: std::sync::atomic::AtomicBool::new(true),
+            },
         })
     }
 
@@ -185,8 +208,25 @@ impl Org {
         lock(&self.windows)?.clear();
         lock(&self.pending)?.clear();
         lock(&self.deliveries)?.clear();
+        lock(&self.calls)?.clear();
+        lock(&self.risk)?.clear();
+        self.features
+            .identity_threat_protection
+            .store(true, Ordering::Relaxed);
         self.clock_offset_ms.store(0, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The user-management calls received so far, in order.
+    pub fn calls(&self) -> Result<Vec<Value>, OktaError> {
+        Ok(lock(&self.calls)?.clone())
+    }
+
+    /// Whether the org has Identity Threat Protection (the User Risk API).
+    pub fn set_identity_threat_protection(&self, on: bool) {
+        self.features
+            .identity_threat_protection
+            .store(on, Ordering::Relaxed);
     }
 
     /// Read access to the System Log (for in-process tests and the scenario generator).

@@ -38,6 +38,7 @@ pub(super) fn router(org: Arc<Org>) -> Router<Arc<Org>> {
             post(hook_lifecycle),
         )
         .route("/oauth2/v1/token", post(token))
+        .merge(super::user_actions::router())
         .layer(middleware::from_fn_with_state(org, gate))
 }
 
@@ -49,8 +50,18 @@ pub(super) fn okta_error(e: OktaError) -> Response {
 fn scopes_for(method: &Method, path: &str) -> &'static [&'static str] {
     if path == "/api/v1/logs" || path == "/api/v1/events" {
         &["okta.logs.read"]
+    } else if path.starts_with("/api/v1/users") && path.ends_with("/risk") {
+        if method == Method::GET {
+            &["okta.userRisk.read", "okta.userRisk.manage"]
+        } else {
+            &["okta.userRisk.manage"]
+        }
     } else if path.starts_with("/api/v1/users") {
-        &["okta.users.read", "okta.users.manage"]
+        if method == Method::GET {
+            &["okta.users.read", "okta.users.manage"]
+        } else {
+            &["okta.users.manage"]
+        }
     } else if path.starts_with("/api/v1/eventHooks") {
         if method == Method::GET {
             &["okta.eventHooks.read", "okta.eventHooks.manage"]
@@ -155,6 +166,19 @@ async fn gate(State(org): State<Arc<Org>>, mut request: Request, next: Next) -> 
     }
     if let Ok(v) = HeaderValue::from_str(&now.to_rfc2822().replace("+0000", "GMT")) {
         h.insert(header::DATE, v);
+    }
+    // What a responder asked of the org, refused or not (`GET /sim/calls`).
+    if method != Method::GET && path.starts_with("/api/v1/users/") {
+        let call = json!({
+            "method": method.as_str(),
+            "path": path,
+            "query": query.trim_start_matches('?'),
+            "status": response.status().as_u16(),
+            "at": okta_time(now),
+        });
+        if let Ok(mut calls) = lock(&org.calls) {
+            calls.push(call);
+        }
     }
     response
 }

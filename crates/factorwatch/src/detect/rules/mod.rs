@@ -59,6 +59,8 @@ pub fn build(settings: &Settings) -> Vec<Box<dyn Rule>> {
             RuleId::MfaLeftOff => Box::new(mfa_left_off::MfaLeftOff::new(s)),
             RuleId::BypassBurst => Box::new(bypass_burst::BypassBurst::new(s)),
             RuleId::ReportedNotMe => Box::new(reported_not_me::ReportedNotMe::new(s)),
+            // Made by the report page, never by the detector.
+            RuleId::ReportedByUser => continue,
         });
     }
     rules

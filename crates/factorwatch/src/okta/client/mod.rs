@@ -296,27 +296,38 @@ impl OktaClient {
     /// GETs `url` (absolute, or a path on the org), as patiently as Okta requires; a body that
     /// is not complete JSON is retried like a 5xx.
     pub async fn get(&self, url: &str) -> Result<Page, ClientError> {
-        self.send(None, url, true).await
+        self.send(Req::Get, url, true).await
     }
 
     /// [`OktaClient::get`] for a caller that parses every byte of the body itself and refuses a
     /// cut-off one (the pollers): checking it here too would read each page twice.
     pub async fn get_page(&self, url: &str) -> Result<Page, ClientError> {
-        self.send(None, url, false).await
+        self.send(Req::Get, url, false).await
     }
 
     /// POSTs a JSON `body`: 429s are waited out like any request, but a failure is not retried
     /// (a repeated POST could create a second object).
     pub async fn post(&self, url: &str, body: &str) -> Result<Page, ClientError> {
-        self.send(Some(body), url, true).await
+        self.send(Req::Post(body), url, true).await
     }
 
-    /// GET (`body` None) or POST; `check` refuses a 2xx body that is not complete JSON.
-    async fn send(&self, body: Option<&str>, url: &str, check: bool) -> Result<Page, ClientError> {
-        let attempts = if body.is_some() {
-            1
-        } else {
+    /// PUTs a JSON `body`; like [`OktaClient::post`], a failure is not retried here (the caller's
+    /// outbox retries what is safe to repeat).
+    pub async fn put(&self, url: &str, body: &str) -> Result<Page, ClientError> {
+        self.send(Req::Put(body), url, true).await
+    }
+
+    /// DELETEs `url` (a 204 answer has an empty body); not retried here.
+    pub async fn delete(&self, url: &str) -> Result<Page, ClientError> {
+        self.send(Req::Delete, url, true).await
+    }
+
+    /// `check` refuses a 2xx body that is not complete JSON (an empty 204 is fine).
+    async fn send(&self, req: Req<'_>, url: &str, check: bool) -> Result<Page, ClientError> {
+        let attempts = if matches!(req, Req::Get) {
             self.policy.attempts
+        } else {
+            1
         };
         let url = self.url(url)?;
         let path = reqwest::Url::parse(&url)
@@ -345,7 +356,7 @@ impl OktaClient {
                 self.readings.lock().await.remove(bucket);
             }
             let outcome = self
-                .attempt(&url, body, failures, last_request_id.as_deref())
+                .attempt(&url, req, failures, last_request_id.as_deref())
                 .await;
             let failure = match outcome {
                 Err(e @ ClientError::Auth(_)) => match &e {
@@ -372,6 +383,7 @@ impl OktaClient {
                     match status {
                         200..=299 => {
                             if !check
+                                || (status == 204 && body.is_empty())
                                 || serde_json::from_str::<serde::de::IgnoredAny>(&body).is_ok()
                             {
                                 return Ok(Page { body, next });
@@ -436,19 +448,30 @@ impl OktaClient {
     async fn attempt(
         &self,
         url: &str,
-        body: Option<&str>,
+        req: Req<'_>,
         retry: u32,
         retry_for: Option<&str>,
     ) -> Result<Attempt, ClientError> {
-        let method = if body.is_some() { "POST" } else { "GET" };
+        let method = match req {
+            Req::Get => "GET",
+            Req::Post(_) => "POST",
+            Req::Put(_) => "PUT",
+            Req::Delete => "DELETE",
+        };
         let auth = self.credentials.authorize(&self.http, method, url).await?;
-        let request = match body {
-            Some(b) => self
+        let request = match req {
+            Req::Post(b) => self
                 .http
                 .post(url)
                 .header("Content-Type", "application/json")
                 .body(b.to_owned()),
-            None => self.http.get(url),
+            Req::Put(b) => self
+                .http
+                .put(url)
+                .header("Content-Type", "application/json")
+                .body(b.to_owned()),
+            Req::Delete => self.http.delete(url),
+            Req::Get => self.http.get(url),
         };
         let mut request = request
             .header("Accept", "application/json")
@@ -535,6 +558,15 @@ impl OktaClient {
             Err(e) => Ok(Attempt::failed(e.to_string())),
         }
     }
+}
+
+/// A request's method and body.
+#[derive(Debug, Clone, Copy)]
+enum Req<'a> {
+    Get,
+    Post(&'a str),
+    Put(&'a str),
+    Delete,
 }
 
 /// One HTTP exchange; a transport failure is status 0 with the reason as body.
