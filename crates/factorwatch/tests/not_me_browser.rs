@@ -60,7 +60,9 @@ fn free_port() -> u16 {
 
 async fn wait_port(port: u16, what: &str) {
     common::eventually(20, what, async || {
-        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
     })
     .await;
 }
@@ -117,7 +119,9 @@ async fn a_user_secures_their_account_from_the_notice_in_a_real_browser() {
             !required,
             "FACTORWATCH_REQUIRE_BROWSER=1 but chromium, chromedriver or python3's aiosmtpd is missing"
         );
-        eprintln!("skipped: chromium, chromedriver and python3 aiosmtpd are needed (apt install chromium chromium-driver; pip install aiosmtpd)");
+        eprintln!(
+            "skipped: chromium, chromedriver and python3 aiosmtpd are needed (apt install chromium chromium-driver; pip install aiosmtpd)"
+        );
         return;
     };
 
@@ -130,7 +134,13 @@ async fn a_user_secures_their_account_from_the_notice_in_a_real_browser() {
     let maildir_path = dir.join("maildir");
     let _smtp = Killed(
         Command::new("python3")
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{smtp_port}")])
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{smtp_port}"),
+            ])
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(&maildir_path)
             .stdout(Stdio::null())
@@ -250,7 +260,10 @@ async fn a_user_secures_their_account_from_the_notice_in_a_real_browser() {
     client.goto(&french).await.unwrap();
     let page = text(&client).await;
     assert!(page.contains("Était-ce vous ?"), "{page}");
-    assert!(page.contains("Europe/Paris") || page.contains("CET") || page.contains("CEST"), "{page}");
+    assert!(
+        page.contains("Europe/Paris") || page.contains("CET") || page.contains("CEST"),
+        "{page}"
+    );
     shot(&client, "not-me-fr-phone", 390, 844).await;
     shot(&client, "not-me-fr-desktop", 1280, 900).await;
 
@@ -269,7 +282,10 @@ async fn a_user_secures_their_account_from_the_notice_in_a_real_browser() {
             serde_json::from_str::<Vec<Value>>(&t).unwrap()
         }
     };
-    assert!(calls(&sim).await.is_empty(), "opening the page does nothing");
+    assert!(
+        calls(&sim).await.is_empty(),
+        "opening the page does nothing"
+    );
     client
         .find(Locator::Css("button[type=submit]"))
         .await
@@ -285,7 +301,10 @@ async fn a_user_secures_their_account_from_the_notice_in_a_real_browser() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(done.contains("signed out everywhere") && done.contains("suspended"), "{done}");
+    assert!(
+        done.contains("signed out everywhere") && done.contains("suspended"),
+        "{done}"
+    );
     shot(&client, "not-me-en-done-phone", 390, 844).await;
 
     // okta-sim: the sessions cleared and the user suspended.
@@ -311,19 +330,26 @@ async fn a_user_secures_their_account_from_the_notice_in_a_real_browser() {
 
     // The finding in the SIEM file.
     let siem = dir.join("siem.ndjson");
-    common::eventually(10, "the reported_by_user finding in the SIEM file", async || {
-        std::fs::read_to_string(&siem)
-            .unwrap_or_default()
-            .lines()
-            .any(|l| l.contains("\"reported_by_user\"") && l.contains(uuids[0]))
-    })
+    common::eventually(
+        10,
+        "the reported_by_user finding in the SIEM file",
+        async || {
+            std::fs::read_to_string(&siem)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.contains("\"reported_by_user\"") && l.contains(uuids[0]))
+        },
+    )
     .await;
 
     // The link no longer works.
     client.goto(&english).await.unwrap();
     let again = text(&client).await;
     assert!(again.contains("already used"), "{again}");
-    assert!(client.find(Locator::Css("button")).await.is_err(), "no button any more");
+    assert!(
+        client.find(Locator::Css("button")).await.is_err(),
+        "no button any more"
+    );
 
     // The status page: the change, the finding and the outbox figures.
     client
@@ -341,8 +367,14 @@ async fn a_user_secures_their_account_from_the_notice_in_a_real_browser() {
     }
     assert!(status.contains("reported_by_user"), "the finding: {status}");
     assert!(status.contains("enrolled sms"), "the change: {status}");
-    assert!(status.contains("u***@example.com"), "users masked: {status}");
-    assert!(!status.contains("user0@example.com"), "no address in clear: {status}");
+    assert!(
+        status.contains("u***@example.com"),
+        "users masked: {status}"
+    );
+    assert!(
+        !status.contains("user0@example.com"),
+        "no address in clear: {status}"
+    );
     let outbox = client
         .find(Locator::Css("#outbox"))
         .await
@@ -350,7 +382,10 @@ async fn a_user_secures_their_account_from_the_notice_in_a_real_browser() {
         .text()
         .await
         .unwrap();
-    assert!(outbox.contains("email") && outbox.contains("okta:response"), "{outbox}");
+    assert!(
+        outbox.contains("email") && outbox.contains("okta:response"),
+        "{outbox}"
+    );
     let reports = client
         .find(Locator::Css("#reports"))
         .await

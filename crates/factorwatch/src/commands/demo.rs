@@ -48,6 +48,7 @@ const TOKEN_VAR: &str = "FACTORWATCH_DEMO_OKTA_TOKEN";
 /// Events already in the simulated org's System Log.
 const BACKLOG_EVENTS: u64 = 2000;
 const HOOK_SECRET_VAR: &str = "FACTORWATCH_DEMO_HOOK_SECRET";
+const NOT_ME_KEY_VAR: &str = "FACTORWATCH_DEMO_NOT_ME_KEY";
 
 pub async fn run(
     options: Options,
@@ -56,6 +57,7 @@ pub async fn run(
     let started = Instant::now();
     let token = random_secret();
     let hook_secret = random_secret();
+    let not_me_key = random_secret();
 
     // The simulated org.
     let local = sim::Local::start(&token, sim::RateLimits::default(), options.seed)
@@ -88,6 +90,7 @@ pub async fn run(
     let env = |name: &str| match name {
         TOKEN_VAR => Some(token.clone()),
         HOOK_SECRET_VAR => Some(hook_secret.clone()),
+        NOT_ME_KEY_VAR => Some(not_me_key.clone()),
         _ => None,
     };
     let daemon = Daemon::start(&config, &env).await?;
@@ -120,8 +123,14 @@ pub async fn run(
         "factorwatch demo: a simulated Okta org at {base} (40 users, MFA changes among ordinary traffic)\n\
          polling its System Log every 2s and receiving its Event Hook at {hook_url}\n\
          writing to {dir}/: siem.ndjson (SIEM records and findings), mail/ (emails as .eml, the security team's copies too), factorwatch.db (the store)\n\
+         each notice carries a \"this wasn't me\" link (open one from mail/ in a browser: pressing it signs the user out and suspends them in the simulated org)\n\
+         the status page: {status}\n\
          {stop}",
         dir = options.dir.display(),
+        status = config
+            .observability
+            .listen
+            .map_or_else(|| "off".to_owned(), |a| format!("http://{a}/status")),
         stop = match options.duration {
             Some(d) => format!("stopping after {}", humantime::format_duration(d)),
             None => "Ctrl-C stops".into(),
@@ -214,7 +223,16 @@ fn demo_config(dir: &Path, base: &str) -> Result<Config, CommandError> {
     );
     // Short enough to see notices within a demo, long enough to see changes combined.
     c.email.coalesce = Duration::from_secs(3);
-    c.hooks.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    // The "this wasn't me" links name the page's address, so it is chosen before listening.
+    let hook_port = free_port()?;
+    c.hooks.listen = std::net::SocketAddr::from(([127, 0, 0, 1], hook_port));
+    c.observability.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?)));
+    c.not_me.public_url = Some(format!("http://127.0.0.1:{hook_port}"));
+    c.not_me.key_env = Some(NOT_ME_KEY_VAR.into());
+    c.not_me.actions = vec![
+        crate::report::Step::ClearSessions,
+        crate::report::Step::Suspend,
+    ];
     c.orgs = vec![crate::config::OrgConfig {
         name: "demo".into(),
         url: base.into(),
@@ -240,6 +258,14 @@ fn demo_config(dir: &Path, base: &str) -> Result<Config, CommandError> {
         danger_plaintext_credentials: false,
     }];
     Ok(c)
+}
+
+/// A loopback port free a moment ago.
+fn free_port() -> Result<u16, CommandError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(CommandError::io("cannot find a free port for the demo"))
 }
 
 fn random_secret() -> String {
