@@ -59,15 +59,15 @@ fn configurations_that_made_run_panic_are_refused_by_validate() {
             "hook.path",
         ),
         (
-            "[not_me]\npublic_url = \"https://fw.example.com\"\n".into(),
+            "[not_me]\npublic_url = \"https://fw.example.com\"\n",
             "not_me.key_env",
         ),
         (
-            "[not_me]\npublic_url = \"http://fw.example.com\"\nkey_env = \"K\"\n".into(),
+            "[not_me]\npublic_url = \"http://fw.example.com\"\nkey_env = \"K\"\n",
             "not_me.public_url",
         ),
         (
-            "[not_me]\npublic_url = \"https://fw.example.com\"\nkey_env = \"K\"\nactions = [\"delete_user\"]\n".into(),
+            "[not_me]\npublic_url = \"https://fw.example.com\"\nkey_env = \"K\"\nactions = [\"delete_user\"]\n",
             "not_me.actions",
         ),
         (
