@@ -346,9 +346,53 @@ pub struct ObservabilityConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// The SQLite database file.
+    /// The SQLite database file (the embedded default).
     #[serde(default = "default_db")]
     pub path: PathBuf,
+    /// A shared PostgreSQL store instead, for several replicas:
+    /// `postgres://factorwatch@db.example.com:5432/factorwatch?sslmode=verify-full`. No password in
+    /// it: see `password_env`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The database password, in this environment variable…
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// …or this file.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// The CA certificate that signs the server's (`sslmode=verify-ca` or `verify-full`).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Connections to PostgreSQL per replica.
+    #[serde(default = "default_pg_connections")]
+    pub max_connections: u32,
+}
+
+fn default_pg_connections() -> u32 {
+    8
+}
+
+impl StoreConfig {
+    fn check(&self) -> Result<(), Invalid> {
+        let Some(url) = &self.url else {
+            return Ok(());
+        };
+        let parsed = reqwest::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "postgres" | "postgresql"))
+            .ok_or_else(|| {
+                Invalid(format!(
+                    "store.url: {:?} is not a postgres:// URL",
+                    crate::store::postgres::redact(url)
+                ))
+            })?;
+        if parsed.password().is_some() {
+            return Err(Invalid(
+                "store.url: put the password in store.password_env or store.password_file, not in the URL".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn default_db() -> PathBuf {
@@ -357,7 +401,14 @@ fn default_db() -> PathBuf {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { path: default_db() }
+        StoreConfig {
+            path: default_db(),
+            url: None,
+            password_env: None,
+            password_file: None,
+            ca_file: None,
+            max_connections: default_pg_connections(),
+        }
     }
 }
 
@@ -1000,6 +1051,7 @@ impl Config {
 
     fn validate(&self) -> Result<(), Invalid> {
         self.not_me.check()?;
+        self.store.check()?;
         let mut names = std::collections::HashSet::new();
         let mut hook_paths = std::collections::HashSet::new();
         for (i, org) in self.orgs.iter().enumerate() {

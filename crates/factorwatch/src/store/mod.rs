@@ -13,8 +13,10 @@
 //!
 //! The daemon and every command work against the [`Store`] contract; [`open`] picks the
 //! implementation the configuration names ([`AnyStore`]). [`sqlite::SqliteStore`] is the embedded
-//! default. Each implementation keeps its schema as numbered migrations, applied at open.
+//! default; [`postgres::PgStore`] is shared by several replicas. Each implementation keeps its
+//! schema as numbered migrations, applied at open.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::future::Future;
@@ -497,17 +499,45 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn close(&self) -> impl Future<Output = ()> + Send;
 }
 
-/// The store the configuration names.
+/// The store the configuration names: PostgreSQL when `url` is set, else the SQLite file.
 pub async fn open(config: &crate::config::StoreConfig) -> Result<AnyStore, StoreError> {
-    sqlite::SqliteStore::open(&config.path)
-        .await
-        .map(AnyStore::Sqlite)
+    let Some(url) = &config.url else {
+        return sqlite::SqliteStore::open(&config.path)
+            .await
+            .map(AnyStore::Sqlite);
+    };
+    let password = if config.password_env.is_some() || config.password_file.is_some() {
+        Some(
+            crate::config::read_secret(
+                "store.password",
+                config.password_env.as_deref(),
+                config.password_file.as_deref(),
+                &|name| std::env::var(name).ok(),
+            )
+            .map_err(|e| StoreError::Open {
+                path: postgres::redact(url),
+                detail: e.to_string(),
+            })?,
+        )
+    } else {
+        None
+    };
+    postgres::PgStore::connect(&postgres::Connect {
+        url: url.clone(),
+        password,
+        ca_file: config.ca_file.clone(),
+        max_connections: config.max_connections,
+        schema: None,
+    })
+    .await
+    .map(AnyStore::Postgres)
 }
 
 /// Whichever [`Store`] the configuration chose, as one type the daemon and commands hold.
 #[derive(Clone, Debug)]
 pub enum AnyStore {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
 }
 
 /// Forwards a call to the store inside.
@@ -515,6 +545,7 @@ macro_rules! forward {
     ($self:ident, $s:ident => $call:expr) => {
         match $self {
             AnyStore::Sqlite($s) => $call,
+            AnyStore::Postgres($s) => $call,
         }
     };
 }

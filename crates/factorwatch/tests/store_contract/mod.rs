@@ -61,6 +61,82 @@ pub async fn run_all<S: Store, F: Future<Output = S>>(mut fresh: impl FnMut() ->
     the_journal_is_kept_once_in_order_and_pruned_of_old_sign_ins_only(fresh().await).await;
     findings_are_stored_once_with_their_outbox_rows_and_the_cursor(fresh().await).await;
     a_setting_is_kept_by_its_first_writer(fresh().await).await;
+    a_report_is_stored_once_with_its_finding_and_steps(fresh().await).await;
+}
+
+pub async fn a_report_is_stored_once_with_its_finding_and_steps<S: Store>(s: S) {
+    use factorwatch::record::Item;
+    use factorwatch::report::{Report, Step, StepState};
+    use factorwatch::store::{ItemKind, NewFinding};
+    s.commit(
+        "acme",
+        &batch(vec![change("e1", "u1", &["email"])], None),
+        t(0),
+    )
+    .await
+    .unwrap();
+    let c = s.change("acme", "e1").await.unwrap().unwrap();
+    assert_eq!(c.id.to_wire(), "e1");
+    assert!(s.change("acme", "nope").await.unwrap().is_none());
+    assert!(s.change("other", "e1").await.unwrap().is_none());
+    let steps = [Step::ClearSessions, Step::Suspend];
+    let f = factorwatch::report::finding("acme", &c, t(10), None, &steps);
+    let report = Report {
+        org: "acme".into(),
+        change_id: "e1".into(),
+        user_id: "u1".into(),
+        finding_id: f.id.clone(),
+        reported_at: t(10),
+        steps: steps.iter().map(|s| (*s, StepState::Pending)).collect(),
+    };
+    let owed = NewFinding {
+        finding: f.clone(),
+        destinations: vec!["siem".into(), "okta:response".into()],
+    };
+    assert!(s.commit_report(&report, &owed, t(10)).await.unwrap());
+    assert!(
+        !s.commit_report(&report, &owed, t(11)).await.unwrap(),
+        "once"
+    );
+    assert_eq!(
+        s.report("acme", "e1", "u1").await.unwrap(),
+        Some(report.clone())
+    );
+    assert!(s.report("acme", "e1", "u2").await.unwrap().is_none());
+    let due = s.due("okta:response", 10, t(20)).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert!(matches!(&due[0].item, Ok(Item::Finding(x)) if x.id == f.id));
+    assert_eq!(s.due("siem", 10, t(20)).await.unwrap().len(), 1);
+    let mut done = report.steps.clone();
+    done[0].1 = StepState::Done;
+    done[1].1 = StepState::Failed("403".into());
+    s.save_report_steps("acme", &f.id, &done).await.unwrap();
+    assert_eq!(
+        s.report_for_finding("acme", &f.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .steps,
+        done
+    );
+    assert_eq!(s.reports(10).await.unwrap().len(), 1);
+    s.delivered(&[due[0].id], t(30)).await.unwrap();
+    let findings = s.recent(ItemKind::Finding, 10).await.unwrap();
+    assert_eq!(findings.len(), 1);
+    assert!(
+        findings[0]
+            .deliveries
+            .iter()
+            .any(|d| d.destination == "okta:response" && d.state == "delivered")
+    );
+    let changes = s.recent(ItemKind::Change, 10).await.unwrap();
+    assert_eq!(changes[0].id, "e1");
+    assert_eq!(changes[0].deliveries.len(), 1);
+    assert_eq!(
+        s.delivered_since(t(25)).await.unwrap(),
+        vec![("okta:response".to_owned(), 1)]
+    );
+    assert!(s.delivered_since(t(31)).await.unwrap().is_empty());
 }
 
 fn signal(uuid: &str, kind: &'static str, at: i64) -> factorwatch::store::NewSignal {

@@ -1,0 +1,1150 @@
+//! The shared store: PostgreSQL, for several replicas (`[store] url = "postgres://…"`). The
+//! same contract as the embedded SQLite store (`tests/store_contract`), its own migrations
+//! (`migrations/postgres/`). Writes that append to an org's journal take that org's transaction
+//! advisory lock first, so journal positions are given in commit order per org even when several
+//! replicas commit at once (a reader after position N never misses a row committed later with a
+//! smaller id).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, QueryBuilder, Row};
+
+use super::{
+    Batch, Committed, DeadLetter, Delivery, Due, ItemKind, JournalEntry, NewFinding, Recent,
+    SourceKind, SourceState, Stats, Store, StoreError,
+};
+use crate::detect::Finding;
+use crate::record::{Item, MfaChange, format_published};
+use crate::report::{Report, Step, StepState};
+
+/// The schema, as numbered migrations applied in order, each once.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/postgres/0001_initial.sql"))];
+
+/// The newest schema version this build knows.
+pub const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+/// How to reach the server.
+#[derive(Clone)]
+pub struct Connect {
+    /// `postgres://user@host:5432/db?sslmode=verify-full` (no password in it: see `password`).
+    pub url: String,
+    pub password: Option<crate::secret::Secret>,
+    /// A CA certificate for `sslmode=verify-ca|verify-full`.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Connections in the pool.
+    pub max_connections: u32,
+    /// Only these tables' schema (tests: one schema per test); none: the user's default.
+    pub schema: Option<String>,
+}
+
+impl std::fmt::Debug for Connect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connect")
+            .field("url", &redact(&self.url))
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The URL without any password it carries.
+pub fn redact(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "(not a URL)".into(),
+    }
+}
+
+impl PgStore {
+    /// Connects and brings the schema up to date.
+    pub async fn connect(c: &Connect) -> Result<PgStore, StoreError> {
+        let open_error = |detail: String| StoreError::Open {
+            path: redact(&c.url),
+            detail,
+        };
+        let mut options: PgConnectOptions = c
+            .url
+            .parse()
+            .map_err(|e: sqlx::Error| open_error(e.to_string()))?;
+        if let Some(p) = &c.password {
+            options = options.password(p.expose());
+        }
+        if let Some(ca) = &c.ca_file {
+            options = options.ssl_root_cert(ca);
+        }
+        if let Some(schema) = &c.schema {
+            options = options.options([("search_path", schema.as_str())]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(c.max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|e| open_error(e.to_string()))?;
+        migrate(&pool)
+            .await
+            .map_err(|e| open_error(e.to_string()))?;
+        Ok(PgStore { pool })
+    }
+
+    /// The schema versions applied, in order.
+    pub async fn schema_versions(&self) -> Result<Vec<i64>, StoreError> {
+        sqlx::query("SELECT version FROM schema_migrations ORDER BY version")
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+            .map_err(other)
+    }
+
+    /// The pool, for the cluster's leases ([`super::lease`]).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Applies the migrations not yet applied, each in its own transaction; one replica at a time
+/// (a session advisory lock), so replicas starting together do not race.
+async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SELECT pg_advisory_lock(7307221)")
+        .execute(&mut *conn)
+        .await?;
+    let result = async {
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&mut *conn)
+        .await?;
+        let current: i64 =
+            sqlx::query("SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations")
+                .fetch_one(&mut *conn)
+                .await?
+                .get(0);
+        if current > SCHEMA_VERSION {
+            return Err(sqlx::Error::Protocol(format!(
+                "the database is at schema version {current}, newer than this factorwatch ({SCHEMA_VERSION}): upgrade factorwatch"
+            )));
+        }
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                .bind(version)
+                .bind(ms(Utc::now()))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+    .await;
+    let _ = sqlx::query("SELECT pg_advisory_unlock(7307221)")
+        .execute(&mut *conn)
+        .await;
+    result
+}
+
+/// Serializes the journal writes of one org (see the module's doc).
+async fn lock_org(tx: &mut sqlx::Transaction<'_, Postgres>, org: &str) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(org)
+        .execute(&mut **tx)
+        .await
+        .map_err(write_error)?;
+    Ok(())
+}
+
+/// Rows per multi-row statement, under PostgreSQL's 65,535 bound parameters.
+const CHANGES_PER_STATEMENT: usize = 500;
+const OUTBOX_ROWS_PER_STATEMENT: usize = 1000;
+const IDS_PER_STATEMENT: usize = 1000;
+
+fn write_error(e: sqlx::Error) -> StoreError {
+    StoreError::Write {
+        detail: e.to_string(),
+    }
+}
+
+fn other(e: sqlx::Error) -> StoreError {
+    StoreError::Other(e.to_string())
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(ms: i64) -> Option<DateTime<Utc>> {
+    Utc.timestamp_millis_opt(ms).single()
+}
+
+fn parse_time(s: Option<String>) -> Option<DateTime<Utc>> {
+    s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// An outbox row with its change or finding, as [`due_row`] reads it.
+macro_rules! due_select {
+    () => {
+        "SELECT o.id, o.org, o.event_id, o.destination, o.attempts, o.kind,
+                COALESCE(c.record, f.record), COALESCE(c.raw, ''), COALESCE(c.received_at, f.created_at)
+         FROM outbox o
+         LEFT JOIN changes c ON o.kind = 'change' AND c.org = o.org AND c.event_id = o.event_id
+         LEFT JOIN findings f ON o.kind = 'finding' AND f.org = o.org AND f.id = o.event_id"
+    };
+}
+
+fn due_row(r: sqlx::postgres::PgRow) -> Due {
+    let kind: String = r.get(5);
+    let record: Option<String> = r.get(6);
+    let item = match (kind.as_str(), record) {
+        (_, None) => Err(format!("the stored {kind} is missing")),
+        ("finding", Some(text)) => serde_json::from_str(&text)
+            .map(Item::Finding)
+            .map_err(|e| format!("stored finding unreadable: {e}")),
+        (_, Some(text)) => serde_json::from_str(&text)
+            .map(Item::Change)
+            .map_err(|e| format!("stored record unreadable: {e}")),
+    };
+    Due {
+        id: r.get(0),
+        org: r.get(1),
+        event_id: r.get(2),
+        destination: r.get(3),
+        attempts: r.get::<i64, _>(4).try_into().unwrap_or(u32::MAX),
+        item,
+        raw: r.get(7),
+        received_at: r
+            .get::<Option<i64>, _>(8)
+            .and_then(from_ms)
+            .unwrap_or_default(),
+    }
+}
+
+/// Stores a finding with its events and outbox rows, unless it is already stored (false then).
+async fn insert_finding(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    org: &str,
+    n: &NewFinding,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let f = &n.finding;
+    let record = serde_json::to_string(f).map_err(|e| StoreError::Write {
+        detail: format!("the finding could not be serialized: {e}"),
+    })?;
+    let inserted = sqlx::query(
+        "INSERT INTO findings (org, id, rule, severity, user_id, first_seen, last_seen, created_at, record)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (org, id) DO NOTHING",
+    )
+    .bind(org)
+    .bind(&f.id)
+    .bind(f.rule.as_str())
+    .bind(f.severity.as_str())
+    .bind(f.user.as_ref().and_then(|u| u.id.as_deref()))
+    .bind(ms(f.first_seen))
+    .bind(ms(f.last_seen))
+    .bind(now_ms)
+    .bind(&record)
+    .execute(&mut **tx)
+    .await
+    .map_err(write_error)?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(false);
+    }
+    for e in &f.event_ids {
+        sqlx::query(
+            "INSERT INTO finding_events (org, event_id, finding_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(org)
+        .bind(e)
+        .bind(&f.id)
+        .execute(&mut **tx)
+        .await
+        .map_err(write_error)?;
+    }
+    for d in &n.destinations {
+        sqlx::query(
+            "INSERT INTO outbox (org, kind, event_id, destination, state, next_attempt_at, created_at)
+             VALUES ($1, 'finding', $2, $3, 'pending', $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(org)
+        .bind(&f.id)
+        .bind(d)
+        .bind(now_ms)
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await
+        .map_err(write_error)?;
+    }
+    Ok(true)
+}
+
+fn report_row(r: sqlx::postgres::PgRow) -> Result<Report, StoreError> {
+    let steps: String = r.get(5);
+    Ok(Report {
+        org: r.get(0),
+        change_id: r.get(1),
+        user_id: r.get(2),
+        finding_id: r.get(3),
+        reported_at: from_ms(r.get(4)).unwrap_or_default(),
+        steps: serde_json::from_str(&steps)
+            .map_err(|e| StoreError::Other(format!("a stored report is unreadable: {e}")))?,
+    })
+}
+
+const REPORT_COLUMNS: &str = "org, change_id, user_id, finding_id, reported_at, steps";
+
+impl Store for PgStore {
+    async fn cursor(&self, org: &str, source: SourceKind) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT position FROM sources WHERE org = $1 AND source = $2")
+            .bind(org)
+            .bind(source.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(other)?;
+        Ok(row.and_then(|r| r.get::<Option<String>, _>(0)))
+    }
+
+    async fn reset_cursor(&self, org: &str, source: SourceKind) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sources SET position = NULL WHERE org = $1 AND source = $2 AND position IS NOT NULL",
+        )
+        .bind(org)
+        .bind(source.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn commit(
+        &self,
+        org: &str,
+        batch: &Batch,
+        now: DateTime<Utc>,
+    ) -> Result<Committed, StoreError> {
+        let now_ms = ms(now);
+        let mut tx = self.pool.begin().await.map_err(write_error)?;
+        lock_org(&mut tx, org).await?;
+        let mut committed = Committed::default();
+        // Multi-row statements: one round trip to SQLite's thread per few hundred changes, not
+        // one per row (that hand-off, not SQLite, was the cost).
+        let mut inserted: HashSet<String> = HashSet::new();
+        for chunk in batch.changes.chunks(CHANGES_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Postgres>::new(
+                "INSERT INTO changes (org, event_id, event_type, action, published, received_at, record, raw, user_id) ",
+            );
+            q.push_values(chunk, |mut row, c| {
+                row.push_bind(org)
+                    .push_bind(&c.event_id)
+                    .push_bind(&c.event_type)
+                    .push_bind(&c.action)
+                    .push_bind(c.published.as_ref().map(format_published))
+                    .push_bind(now_ms)
+                    .push_bind(&c.record)
+                    .push_bind(&c.raw)
+                    .push_bind(c.user_id.as_deref());
+            });
+            q.push(" ON CONFLICT (org, event_id) DO NOTHING RETURNING event_id");
+            let rows = q
+                .build()
+                .persistent(false)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(write_error)?;
+            for r in rows {
+                inserted.insert(r.try_get::<String, _>(0).map_err(write_error)?);
+            }
+        }
+        // Each new change once, even if the batch holds its event twice.
+        let mut outbox: Vec<(&str, &str)> = Vec::new();
+        for c in &batch.changes {
+            if inserted.remove(&c.event_id) {
+                committed.new += 1;
+                outbox.extend(
+                    c.destinations
+                        .iter()
+                        .map(|d| (c.event_id.as_str(), d.as_str())),
+                );
+            } else {
+                committed.duplicates += 1;
+            }
+        }
+        for chunk in outbox.chunks(OUTBOX_ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Postgres>::new(
+                "INSERT INTO outbox (org, event_id, destination, state, next_attempt_at, created_at) ",
+            );
+            q.push_values(chunk, |mut row, (event_id, destination)| {
+                row.push_bind(org)
+                    .push_bind(*event_id)
+                    .push_bind(*destination)
+                    .push_bind("pending")
+                    .push_bind(now_ms)
+                    .push_bind(now_ms);
+            });
+            q.push(" ON CONFLICT DO NOTHING");
+            q.build()
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(write_error)?;
+        }
+        for c in &batch.context {
+            sqlx::query(
+                "INSERT INTO context_events (org, uuid, event_type, user_id, published) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(org)
+            .bind(&c.uuid)
+            .bind(&c.event_type)
+            .bind(&c.user_id)
+            .bind(ms(c.published))
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?;
+        }
+        for chunk in batch.signals.chunks(CHANGES_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Postgres>::new(
+                "INSERT INTO signals (org, uuid, kind, published, body) ",
+            );
+            q.push_values(chunk, |mut row, s| {
+                row.push_bind(org)
+                    .push_bind(&s.uuid)
+                    .push_bind(s.kind)
+                    .push_bind(ms(s.published))
+                    .push_bind(&s.body);
+            });
+            q.push(" ON CONFLICT (org, uuid) DO NOTHING");
+            q.build()
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(write_error)?;
+        }
+        for r in &batch.rejects {
+            sqlx::query(
+                "INSERT INTO rejects (org, source, received_at, error, raw) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(org)
+            .bind(batch.source.as_str())
+            .bind(now_ms)
+            .bind(&r.error)
+            .bind(&r.raw)
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?;
+        }
+        // The newest published only moves forward; the position only when the batch has one.
+        sqlx::query(
+            "INSERT INTO sources (org, source, position, newest_published, events_seen, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (org, source) DO UPDATE SET
+                 position = COALESCE($3, sources.position),
+                 newest_published = CASE
+                     WHEN sources.newest_published IS NULL OR $4 > sources.newest_published THEN COALESCE($4, sources.newest_published)
+                     ELSE sources.newest_published END,
+                 events_seen = sources.events_seen + $5,
+                 updated_at = $6",
+        )
+        .bind(org)
+        .bind(batch.source.as_str())
+        .bind(batch.cursor.as_deref())
+        .bind(batch.newest_published.as_ref().map(format_published))
+        .bind(batch.events_seen as i64)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(write_error)?;
+        tx.commit().await.map_err(write_error)?;
+        Ok(committed)
+    }
+
+    async fn any_due(
+        &self,
+        destinations: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        for d in destinations {
+            let due = sqlx::query(
+                "SELECT 1 FROM outbox WHERE destination = $1 AND state = 'pending' AND next_attempt_at <= $2 LIMIT 1",
+            )
+            .bind(d)
+            .bind(ms(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(other)?;
+            if due.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn due(
+        &self,
+        destination: &str,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Due>, StoreError> {
+        let rows = sqlx::query(concat!(
+            due_select!(),
+            " WHERE o.destination = $1 AND o.state = 'pending' AND o.next_attempt_at <= $2
+                  ORDER BY o.next_attempt_at, o.id LIMIT $3"
+        ))
+        .bind(destination)
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(other)?;
+        Ok(rows.into_iter().map(due_row).collect())
+    }
+
+    async fn delivered(&self, ids: &[i64], now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(write_error)?;
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Postgres>::new(
+                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, last_error = NULL, delivered_at = ",
+            );
+            q.push_bind(ms(now)).push(" WHERE id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            q.push(")");
+            q.build()
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(write_error)?;
+        }
+        tx.commit().await.map_err(write_error)
+    }
+
+    async fn retry(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 WHERE id = $3",
+        )
+        .bind(error)
+        .bind(ms(next_attempt))
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn dead(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = $1 WHERE id = $2",
+        )
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn postpone(&self, id: i64, until: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET next_attempt_at = $1 WHERE id = $2")
+            .bind(ms(until))
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn pending_for_user(
+        &self,
+        destination: &str,
+        org: &str,
+        user_id: &str,
+    ) -> Result<Vec<Due>, StoreError> {
+        let rows = sqlx::query(concat!(
+            due_select!(),
+            " WHERE o.destination = $1 AND o.state = 'pending' AND o.org = $2 AND o.kind = 'change' AND c.user_id = $3
+                  ORDER BY c.received_at, o.id"
+        ))
+        .bind(destination)
+        .bind(org)
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(other)?;
+        Ok(rows.into_iter().map(due_row).collect())
+    }
+
+    async fn context_exists(
+        &self,
+        org: &str,
+        user_id: &str,
+        event_type: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM context_events
+             WHERE org = $1 AND user_id = $2 AND event_type = $3 AND published BETWEEN $4 AND $5 LIMIT 1",
+        )
+        .bind(org)
+        .bind(user_id)
+        .bind(event_type)
+        .bind(ms(from))
+        .bind(ms(to))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(other)?;
+        Ok(row.is_some())
+    }
+
+    async fn remember_address(
+        &self,
+        org: &str,
+        user_id: &str,
+        email: &str,
+        seen: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO addresses (org, user_id, email, last_seen) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (org, user_id, lower(email)) DO UPDATE SET last_seen = GREATEST(addresses.last_seen, $4)",
+        )
+        .bind(org)
+        .bind(user_id)
+        .bind(email)
+        .bind(ms(seen))
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn previous_addresses(
+        &self,
+        org: &str,
+        user_id: &str,
+        current: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT email FROM addresses WHERE org = $1 AND user_id = $2 AND lower(email) <> lower($3) ORDER BY last_seen DESC",
+        )
+        .bind(org)
+        .bind(user_id)
+        .bind(current)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(other)?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn dead_letters(&self, destination: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, org, event_id, destination, attempts, last_error FROM outbox
+             WHERE state = 'dead' AND ($1::text IS NULL OR destination = $1) ORDER BY id",
+        )
+        .bind(destination)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(other)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DeadLetter {
+                id: r.get(0),
+                org: r.get(1),
+                event_id: r.get(2),
+                destination: r.get(3),
+                attempts: r.get::<i64, _>(4).try_into().unwrap_or(u32::MAX),
+                last_error: r.get(5),
+            })
+            .collect())
+    }
+
+    async fn redrive(&self, ids: &[i64], now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(write_error)?;
+        let mut n = 0;
+        for id in ids {
+            n += sqlx::query(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = $1 WHERE id = $2 AND state = 'dead'",
+            )
+            .bind(ms(now))
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?
+            .rows_affected();
+        }
+        tx.commit().await.map_err(write_error)?;
+        Ok(n)
+    }
+
+    async fn drop_dead(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(write_error)?;
+        let mut n = 0;
+        for id in ids {
+            n +=
+                sqlx::query("UPDATE outbox SET state = 'dropped' WHERE id = $1 AND state = 'dead'")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(write_error)?
+                    .rows_affected();
+        }
+        tx.commit().await.map_err(write_error)?;
+        Ok(n)
+    }
+
+    async fn signals_after(
+        &self,
+        org: &str,
+        position: i64,
+        limit: u32,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, body FROM signals WHERE org = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(org)
+        .bind(position)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(other)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| JournalEntry {
+                position: r.get(0),
+                body: r.get(1),
+            })
+            .collect())
+    }
+
+    async fn signals_since(
+        &self,
+        org: &str,
+        since: DateTime<Utc>,
+        position: i64,
+        limit: u32,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, body FROM signals WHERE org = $1 AND id > $2 AND published >= $3 ORDER BY id LIMIT $4",
+        )
+        .bind(org)
+        .bind(position)
+        .bind(ms(since))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(other)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| JournalEntry {
+                position: r.get(0),
+                body: r.get(1),
+            })
+            .collect())
+    }
+
+    async fn detection_cursor(&self, org: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT position FROM detect_cursor WHERE org = $1")
+            .bind(org)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(other)?;
+        Ok(row.map_or(0, |r| r.get(0)))
+    }
+
+    async fn commit_findings(
+        &self,
+        org: &str,
+        findings: &[NewFinding],
+        forget: &[i64],
+        position: i64,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        let now_ms = ms(now);
+        let mut tx = self.pool.begin().await.map_err(write_error)?;
+        lock_org(&mut tx, org).await?;
+        for chunk in forget.chunks(IDS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Postgres>::new("DELETE FROM signals WHERE org = ");
+            q.push_bind(org).push(" AND id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            q.push(")");
+            q.build()
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(write_error)?;
+        }
+        let mut new = 0;
+        for n in findings {
+            if insert_finding(&mut tx, org, n, now_ms).await? {
+                new += 1;
+            }
+        }
+        sqlx::query(
+            "INSERT INTO detect_cursor (org, position, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (org) DO UPDATE SET position = GREATEST(detect_cursor.position, $2), updated_at = $3",
+        )
+        .bind(org)
+        .bind(position)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(write_error)?;
+        tx.commit().await.map_err(write_error)?;
+        Ok(new)
+    }
+
+    async fn detection_pending(&self, org: &str, event_id: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM signals s WHERE s.org = $1 AND s.uuid = $2
+               AND s.id > COALESCE((SELECT position FROM detect_cursor WHERE org = $1), 0)",
+        )
+        .bind(org)
+        .bind(event_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(other)?;
+        Ok(row.is_some())
+    }
+
+    async fn findings_for_events(
+        &self,
+        org: &str,
+        event_ids: &[String],
+    ) -> Result<Vec<Finding>, StoreError> {
+        let mut out: Vec<Finding> = Vec::new();
+        for chunk in event_ids.chunks(IDS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Postgres>::new(
+                "SELECT DISTINCT f.record, f.first_seen FROM finding_events e JOIN findings f ON f.org = e.org AND f.id = e.finding_id WHERE e.org = ",
+            );
+            q.push_bind(org).push(" AND e.event_id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(id);
+            }
+            q.push(") ORDER BY f.first_seen");
+            let rows = q
+                .build()
+                .persistent(false)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(other)?;
+            for r in rows {
+                let text: String = r.get(0);
+                let f: Finding = serde_json::from_str(&text)
+                    .map_err(|e| StoreError::Other(format!("stored finding unreadable: {e}")))?;
+                if !out.iter().any(|o| o.id == f.id) {
+                    out.push(f);
+                }
+            }
+        }
+        out.sort_by_key(|f| f.first_seen);
+        Ok(out)
+    }
+
+    async fn prune_signals(&self, org: &str, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM signals WHERE org = $1 AND kind = 'sign_in' AND published < $2
+               AND id <= COALESCE((SELECT position FROM detect_cursor WHERE org = signals.org), 0)",
+        )
+        .bind(org)
+        .bind(ms(before))
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await
+            .map_err(write_error)?;
+        let row = sqlx::query("SELECT value FROM meta WHERE key = $1")
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(other)?;
+        Ok(row.get(0))
+    }
+
+    async fn change(&self, org: &str, event_id: &str) -> Result<Option<MfaChange>, StoreError> {
+        let row = sqlx::query("SELECT record FROM changes WHERE org = $1 AND event_id = $2")
+            .bind(org)
+            .bind(event_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(other)?;
+        match row {
+            None => Ok(None),
+            Some(r) => serde_json::from_str(&r.get::<String, _>(0))
+                .map(Some)
+                .map_err(|e| StoreError::Other(format!("stored record unreadable: {e}"))),
+        }
+    }
+
+    async fn report(
+        &self,
+        org: &str,
+        change_id: &str,
+        user_id: &str,
+    ) -> Result<Option<Report>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {REPORT_COLUMNS} FROM reports WHERE org = $1 AND change_id = $2 AND user_id = $3"
+        )))
+        .bind(org)
+        .bind(change_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(other)?
+        .map(report_row)
+        .transpose()
+    }
+
+    async fn report_for_finding(
+        &self,
+        org: &str,
+        finding_id: &str,
+    ) -> Result<Option<Report>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {REPORT_COLUMNS} FROM reports WHERE org = $1 AND finding_id = $2"
+        )))
+        .bind(org)
+        .bind(finding_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(other)?
+        .map(report_row)
+        .transpose()
+    }
+
+    async fn commit_report(
+        &self,
+        report: &Report,
+        finding: &NewFinding,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let steps = serde_json::to_string(&report.steps).map_err(|e| StoreError::Write {
+            detail: format!("the report could not be serialized: {e}"),
+        })?;
+        let mut tx = self.pool.begin().await.map_err(write_error)?;
+        let inserted = sqlx::query(
+            "INSERT INTO reports (org, change_id, user_id, finding_id, reported_at, steps)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(&report.org)
+        .bind(&report.change_id)
+        .bind(&report.user_id)
+        .bind(&report.finding_id)
+        .bind(ms(report.reported_at))
+        .bind(&steps)
+        .execute(&mut *tx)
+        .await
+        .map_err(write_error)?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(false);
+        }
+        insert_finding(&mut tx, &report.org, finding, ms(now)).await?;
+        tx.commit().await.map_err(write_error)?;
+        Ok(true)
+    }
+
+    async fn save_report_steps(
+        &self,
+        org: &str,
+        finding_id: &str,
+        steps: &[(Step, StepState)],
+    ) -> Result<(), StoreError> {
+        let text = serde_json::to_string(steps).map_err(|e| StoreError::Write {
+            detail: format!("the report could not be serialized: {e}"),
+        })?;
+        sqlx::query("UPDATE reports SET steps = $1 WHERE org = $2 AND finding_id = $3")
+            .bind(text)
+            .bind(org)
+            .bind(finding_id)
+            .execute(&self.pool)
+            .await
+            .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn reports(&self, limit: u32) -> Result<Vec<Report>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {REPORT_COLUMNS} FROM reports ORDER BY reported_at DESC LIMIT $1"
+        )))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(other)?
+        .into_iter()
+        .map(report_row)
+        .collect()
+    }
+
+    async fn recent(&self, kind: ItemKind, limit: u32) -> Result<Vec<Recent>, StoreError> {
+        let sql = match kind {
+            ItemKind::Change => {
+                "SELECT org, event_id, record, received_at FROM changes ORDER BY received_at DESC, event_id DESC LIMIT $1"
+            }
+            ItemKind::Finding => {
+                "SELECT org, id, record, created_at FROM findings ORDER BY created_at DESC, id DESC LIMIT $1"
+            }
+        };
+        let rows = sqlx::query(sql)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(other)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let org: String = r.get(0);
+            let id: String = r.get(1);
+            let text: String = r.get(2);
+            let item = match kind {
+                ItemKind::Change => serde_json::from_str(&text).map(Item::Change),
+                ItemKind::Finding => serde_json::from_str(&text).map(Item::Finding),
+            }
+            .map_err(|e| format!("stored record unreadable: {e}"));
+            let deliveries = sqlx::query(
+                "SELECT destination, state, attempts, last_error FROM outbox
+                 WHERE org = $1 AND kind = $2 AND event_id = $3 ORDER BY destination",
+            )
+            .bind(&org)
+            .bind(kind.as_str())
+            .bind(&id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(other)?
+            .into_iter()
+            .map(|d| Delivery {
+                destination: d.get(0),
+                state: d.get(1),
+                attempts: d.get::<i64, _>(2).try_into().unwrap_or(u32::MAX),
+                last_error: d.get(3),
+            })
+            .collect();
+            out.push(Recent {
+                org,
+                id,
+                item,
+                stored_at: from_ms(r.get(3)).unwrap_or_default(),
+                deliveries,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn delivered_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT destination, COUNT(*) FROM outbox WHERE delivered_at >= $1 GROUP BY destination ORDER BY destination",
+        )
+        .bind(ms(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(other)?
+        .into_iter()
+        .map(|r| (r.get(0), r.get::<i64, _>(1).max(0) as u64))
+        .collect())
+    }
+
+    async fn stats(&self) -> Result<Stats, StoreError> {
+        let count = |sql: &'static str| {
+            let pool = self.pool.clone();
+            async move {
+                sqlx::query(sql)
+                    .fetch_one(&pool)
+                    .await
+                    .map(|r| r.get::<i64, _>(0).max(0) as u64)
+                    .map_err(other)
+            }
+        };
+        let changes = count("SELECT COUNT(*) FROM changes").await?;
+        let rejects = count("SELECT COUNT(*) FROM rejects").await?;
+        let findings = count("SELECT COUNT(*) FROM findings").await?;
+        let outbox = sqlx::query(
+            "SELECT destination,
+                    COUNT(*) FILTER (WHERE state = 'delivered'), COUNT(*) FILTER (WHERE state = 'pending'), COUNT(*) FILTER (WHERE state = 'dead')
+             FROM outbox GROUP BY destination ORDER BY destination",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(other)?
+        .into_iter()
+        .map(|r| {
+            let n = |i: usize| r.get::<Option<i64>, _>(i).unwrap_or(0).max(0) as u64;
+            (r.get::<String, _>(0), n(1), n(2), n(3))
+        })
+        .collect();
+        let oldest_pending =
+            sqlx::query("SELECT MIN(created_at) FROM outbox WHERE state = 'pending'")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(other)?
+                .get::<Option<i64>, _>(0)
+                .and_then(from_ms);
+        let sources = sqlx::query(
+            "SELECT org, source, position, newest_published, events_seen, updated_at FROM sources ORDER BY org, source",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(other)?
+        .into_iter()
+        .map(|r| SourceState {
+            org: r.get(0),
+            source: r.get(1),
+            position: r.get(2),
+            newest_published: parse_time(r.get(3)),
+            events_seen: r.get::<i64, _>(4).max(0) as u64,
+            updated_at: from_ms(r.get(5)),
+        })
+        .collect();
+        Ok(Stats {
+            changes,
+            findings,
+            rejects,
+            outbox,
+            oldest_pending,
+            sources,
+        })
+    }
+}
