@@ -255,6 +255,36 @@ pub enum StoreError {
     Write { detail: String },
     #[error("database error: {0}")]
     Other(String),
+    /// The commit carried a lease this replica no longer holds (it was paused or cut off and
+    /// another replica took the org over): nothing was stored.
+    #[error("org {org}: the lease was taken over by another replica; nothing was stored")]
+    Fenced { org: String },
+}
+
+/// The lease a poller's commits carry: they are refused once another replica holds the org.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub replica: String,
+    pub token: i64,
+}
+
+/// One org's lease, as `factorwatch cluster status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseState {
+    pub org: String,
+    pub owner: String,
+    pub token: i64,
+    pub expires_at: DateTime<Utc>,
+    /// When the current owner took it.
+    pub taken_at: DateTime<Utc>,
+}
+
+/// A replica, as seen by the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    pub id: String,
+    pub started_at: DateTime<Utc>,
+    pub seen_at: DateTime<Utc>,
 }
 
 /// The store's operations. Implementations must make [`Store::commit`] atomic: a crash leaves a
@@ -282,6 +312,47 @@ pub trait Store: Clone + Send + Sync + 'static {
         batch: &Batch,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Committed, StoreError>> + Send;
+
+    /// [`Store::commit`] for a replica holding `org`'s lease: refused with
+    /// [`StoreError::Fenced`] (nothing stored) unless the lease is still `fence`'s and unexpired.
+    fn commit_fenced(
+        &self,
+        org: &str,
+        batch: &Batch,
+        now: DateTime<Utc>,
+        fence: &Fence,
+    ) -> impl Future<Output = Result<Committed, StoreError>> + Send;
+
+    /// Says `replica` is alive at `now`; returns the replicas seen within `ttl`, by id.
+    fn heartbeat(
+        &self,
+        replica: &str,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// Takes `org`'s lease for `replica` until `now + ttl`, or renews it: its token, or None if
+    /// another replica holds it unexpired. The token grows whenever the lease changes hands or
+    /// lapsed.
+    fn acquire_lease(
+        &self,
+        org: &str,
+        replica: &str,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+
+    /// Gives `org`'s lease up (it expires at once; its token is kept, so it still grows).
+    fn release_lease(
+        &self,
+        org: &str,
+        replica: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every lease and every replica seen.
+    fn cluster(
+        &self,
+    ) -> impl Future<Output = Result<(Vec<LeaseState>, Vec<Replica>), StoreError>> + Send;
 
     /// Whether any of `destinations` has a row due at `now` (cheap: `run --once` asks it often).
     fn any_due(
@@ -564,6 +635,38 @@ impl Store for AnyStore {
         now: DateTime<Utc>,
     ) -> Result<Committed, StoreError> {
         forward!(self, s => s.commit(org, batch, now).await)
+    }
+    async fn commit_fenced(
+        &self,
+        org: &str,
+        batch: &Batch,
+        now: DateTime<Utc>,
+        fence: &Fence,
+    ) -> Result<Committed, StoreError> {
+        forward!(self, s => s.commit_fenced(org, batch, now, fence).await)
+    }
+    async fn heartbeat(
+        &self,
+        replica: &str,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        forward!(self, s => s.heartbeat(replica, now, ttl).await)
+    }
+    async fn acquire_lease(
+        &self,
+        org: &str,
+        replica: &str,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<Option<i64>, StoreError> {
+        forward!(self, s => s.acquire_lease(org, replica, now, ttl).await)
+    }
+    async fn release_lease(&self, org: &str, replica: &str) -> Result<(), StoreError> {
+        forward!(self, s => s.release_lease(org, replica).await)
+    }
+    async fn cluster(&self) -> Result<(Vec<LeaseState>, Vec<Replica>), StoreError> {
+        forward!(self, s => s.cluster().await)
     }
     async fn any_due(
         &self,

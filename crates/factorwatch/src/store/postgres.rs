@@ -13,18 +13,21 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::{
-    Batch, Committed, DeadLetter, Delivery, Due, ItemKind, JournalEntry, NewFinding, Recent,
-    SourceKind, SourceState, Stats, Store, StoreError,
+    Batch, Committed, DeadLetter, Delivery, Due, Fence, ItemKind, JournalEntry, LeaseState,
+    NewFinding, Recent, Replica, SourceKind, SourceState, Stats, Store, StoreError,
 };
 use crate::detect::Finding;
 use crate::record::{Item, MfaChange, format_published};
 use crate::report::{Report, Step, StepState};
 
 /// The schema, as numbered migrations applied in order, each once.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/postgres/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/postgres/0001_initial.sql")),
+    (2, include_str!("migrations/postgres/0002_cluster.sql")),
+];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Clone)]
 pub struct PgStore {
@@ -314,38 +317,35 @@ fn report_row(r: sqlx::postgres::PgRow) -> Result<Report, StoreError> {
 
 const REPORT_COLUMNS: &str = "org, change_id, user_id, finding_id, reported_at, steps";
 
-impl Store for PgStore {
-    async fn cursor(&self, org: &str, source: SourceKind) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT position FROM sources WHERE org = $1 AND source = $2")
-            .bind(org)
-            .bind(source.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(other)?;
-        Ok(row.and_then(|r| r.get::<Option<String>, _>(0)))
-    }
-
-    async fn reset_cursor(&self, org: &str, source: SourceKind) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE sources SET position = NULL WHERE org = $1 AND source = $2 AND position IS NOT NULL",
-        )
-        .bind(org)
-        .bind(source.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(write_error)?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn commit(
+impl PgStore {
+    async fn commit_inner(
         &self,
         org: &str,
         batch: &Batch,
         now: DateTime<Utc>,
+        fence: Option<&Fence>,
     ) -> Result<Committed, StoreError> {
         let now_ms = ms(now);
         let mut tx = self.pool.begin().await.map_err(write_error)?;
         lock_org(&mut tx, org).await?;
+        if let Some(f) = fence {
+            // FOR SHARE: a takeover waits for this commit, and this commit sees a takeover.
+            let held = sqlx::query(
+                "SELECT 1 FROM leases WHERE org = $1 AND owner = $2 AND token = $3 AND expires_at > $4 FOR SHARE",
+            )
+            .bind(org)
+            .bind(&f.replica)
+            .bind(f.token)
+            .bind(now_ms)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(write_error)?;
+            if held.is_none() {
+                return Err(StoreError::Fenced {
+                    org: org.to_owned(),
+                });
+            }
+        }
         let mut committed = Committed::default();
         // Multi-row statements: one round trip to SQLite's thread per few hundred changes, not
         // one per row (that hand-off, not SQLite, was the cost).
@@ -477,6 +477,151 @@ impl Store for PgStore {
         .map_err(write_error)?;
         tx.commit().await.map_err(write_error)?;
         Ok(committed)
+    }
+}
+
+impl Store for PgStore {
+    async fn cursor(&self, org: &str, source: SourceKind) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT position FROM sources WHERE org = $1 AND source = $2")
+            .bind(org)
+            .bind(source.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(other)?;
+        Ok(row.and_then(|r| r.get::<Option<String>, _>(0)))
+    }
+
+    async fn reset_cursor(&self, org: &str, source: SourceKind) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sources SET position = NULL WHERE org = $1 AND source = $2 AND position IS NOT NULL",
+        )
+        .bind(org)
+        .bind(source.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn commit(
+        &self,
+        org: &str,
+        batch: &Batch,
+        now: DateTime<Utc>,
+    ) -> Result<Committed, StoreError> {
+        self.commit_inner(org, batch, now, None).await
+    }
+
+    async fn commit_fenced(
+        &self,
+        org: &str,
+        batch: &Batch,
+        now: DateTime<Utc>,
+        fence: &Fence,
+    ) -> Result<Committed, StoreError> {
+        self.commit_inner(org, batch, now, Some(fence)).await
+    }
+
+    async fn heartbeat(
+        &self,
+        replica: &str,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        let now_ms = ms(now);
+        sqlx::query(
+            "INSERT INTO replicas (id, started_at, seen_at) VALUES ($1, $2, $2)
+             ON CONFLICT (id) DO UPDATE SET seen_at = $2",
+        )
+        .bind(replica)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
+        // Replicas gone for a day are forgotten.
+        sqlx::query("DELETE FROM replicas WHERE seen_at < $1")
+            .bind(now_ms - 86_400_000)
+            .execute(&self.pool)
+            .await
+            .map_err(write_error)?;
+        Ok(
+            sqlx::query("SELECT id FROM replicas WHERE seen_at > $1 ORDER BY id")
+                .bind(now_ms - ttl.num_milliseconds())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(other)?
+                .into_iter()
+                .map(|r| r.get(0))
+                .collect(),
+        )
+    }
+
+    async fn acquire_lease(
+        &self,
+        org: &str,
+        replica: &str,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<Option<i64>, StoreError> {
+        let now_ms = ms(now);
+        // Renewed by its live owner (same token); taken when free or lapsed (token + 1).
+        let row = sqlx::query(
+            "INSERT INTO leases (org, owner, token, expires_at, taken_at) VALUES ($1, $2, 1, $3, $4)
+             ON CONFLICT (org) DO UPDATE SET
+                 token = CASE WHEN leases.owner = $2 AND leases.expires_at > $4 THEN leases.token ELSE leases.token + 1 END,
+                 taken_at = CASE WHEN leases.owner = $2 AND leases.expires_at > $4 THEN leases.taken_at ELSE $4 END,
+                 owner = $2,
+                 expires_at = $3
+             WHERE leases.owner = $2 OR leases.expires_at <= $4
+             RETURNING token",
+        )
+        .bind(org)
+        .bind(replica)
+        .bind(now_ms + ttl.num_milliseconds())
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(write_error)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn release_lease(&self, org: &str, replica: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE leases SET expires_at = 0 WHERE org = $1 AND owner = $2")
+            .bind(org)
+            .bind(replica)
+            .execute(&self.pool)
+            .await
+            .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn cluster(&self) -> Result<(Vec<LeaseState>, Vec<Replica>), StoreError> {
+        let leases =
+            sqlx::query("SELECT org, owner, token, expires_at, taken_at FROM leases ORDER BY org")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(other)?
+                .into_iter()
+                .map(|r| LeaseState {
+                    org: r.get(0),
+                    owner: r.get(1),
+                    token: r.get(2),
+                    expires_at: from_ms(r.get(3)).unwrap_or_default(),
+                    taken_at: from_ms(r.get(4)).unwrap_or_default(),
+                })
+                .collect();
+        let replicas = sqlx::query("SELECT id, started_at, seen_at FROM replicas ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(other)?
+            .into_iter()
+            .map(|r| Replica {
+                id: r.get(0),
+                started_at: from_ms(r.get(1)).unwrap_or_default(),
+                seen_at: from_ms(r.get(2)).unwrap_or_default(),
+            })
+            .collect();
+        Ok((leases, replicas))
     }
 
     async fn any_due(

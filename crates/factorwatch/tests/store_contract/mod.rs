@@ -62,6 +62,108 @@ pub async fn run_all<S: Store, F: Future<Output = S>>(mut fresh: impl FnMut() ->
     findings_are_stored_once_with_their_outbox_rows_and_the_cursor(fresh().await).await;
     a_setting_is_kept_by_its_first_writer(fresh().await).await;
     a_report_is_stored_once_with_its_finding_and_steps(fresh().await).await;
+    a_lease_is_held_by_one_replica_and_fences_the_one_that_lost_it(fresh().await).await;
+}
+
+pub async fn a_lease_is_held_by_one_replica_and_fences_the_one_that_lost_it<S: Store>(s: S) {
+    use factorwatch::store::{Fence, StoreError};
+    let ttl = Duration::seconds(10);
+    assert_eq!(s.heartbeat("r1", t(0), ttl).await.unwrap(), ["r1"]);
+    assert_eq!(s.heartbeat("r2", t(1), ttl).await.unwrap(), ["r1", "r2"]);
+    assert_eq!(
+        s.heartbeat("r2", t(12), ttl).await.unwrap(),
+        ["r2"],
+        "r1 went quiet"
+    );
+    let a = s
+        .acquire_lease("acme", "r1", t(0), ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        s.acquire_lease("acme", "r2", t(1), ttl).await.unwrap(),
+        None,
+        "held"
+    );
+    assert_eq!(
+        s.acquire_lease("acme", "r1", t(5), ttl).await.unwrap(),
+        Some(a),
+        "renewed: same token"
+    );
+    let old = Fence {
+        replica: "r1".into(),
+        token: a,
+    };
+    s.commit_fenced(
+        "acme",
+        &batch(vec![change("e1", "u1", &["siem"])], Some("c1")),
+        t(6),
+        &old,
+    )
+    .await
+    .unwrap();
+    // r1 is paused past its lease (t(15)); r2 takes the org over.
+    let b = s
+        .acquire_lease("acme", "r2", t(16), ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(b > a);
+    let late = s
+        .commit_fenced(
+            "acme",
+            &batch(vec![change("late", "u1", &["siem"])], Some("c-late")),
+            t(17),
+            &old,
+        )
+        .await;
+    assert!(matches!(late, Err(StoreError::Fenced { .. })), "{late:?}");
+    assert!(
+        s.change("acme", "late").await.unwrap().is_none(),
+        "nothing stored"
+    );
+    assert_eq!(
+        s.cursor("acme", SourceKind::SystemLog)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("c1"),
+        "the cursor did not move"
+    );
+    let new = Fence {
+        replica: "r2".into(),
+        token: b,
+    };
+    s.commit_fenced(
+        "acme",
+        &batch(vec![change("e2", "u1", &["siem"])], Some("c2")),
+        t(17),
+        &new,
+    )
+    .await
+    .unwrap();
+    // An expired lease fences its own owner too.
+    assert!(matches!(
+        s.commit_fenced("acme", &batch(vec![], Some("c3")), t(40), &new)
+            .await,
+        Err(StoreError::Fenced { .. })
+    ));
+    // Released: taken at once, with a greater token.
+    s.acquire_lease("acme", "r2", t(41), ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    s.release_lease("acme", "r2").await.unwrap();
+    let c = s
+        .acquire_lease("acme", "r1", t(42), ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(c > b);
+    let (leases, replicas) = s.cluster().await.unwrap();
+    assert_eq!(leases.len(), 1);
+    assert_eq!((leases[0].owner.as_str(), leases[0].token), ("r1", c));
+    assert_eq!(replicas.len(), 2);
 }
 
 pub async fn a_report_is_stored_once_with_its_finding_and_steps<S: Store>(s: S) {

@@ -1,0 +1,17 @@
+-- Replicas and per-org leases (a lease's token grows at each change of hands: a commit carrying
+-- an older token is refused), and outbox claims (a row being delivered by one replica is skipped
+-- by the others until its claim expires: a replica that died mid-delivery leaves it to them).
+CREATE TABLE replicas (
+    id         TEXT PRIMARY KEY,
+    started_at BIGINT NOT NULL,
+    seen_at    BIGINT NOT NULL
+);
+CREATE TABLE leases (
+    org        TEXT PRIMARY KEY,
+    owner      TEXT NOT NULL,
+    token      BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    taken_at   BIGINT NOT NULL
+);
+ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+ALTER TABLE outbox ADD COLUMN claim_until BIGINT;
