@@ -59,6 +59,7 @@ pub async fn fresh(admin: &sqlx::PgPool, name: &str) -> PgStore {
         ca_file: None,
         max_connections: 4,
         schema: Some(schema),
+        replica: None,
     })
     .await
     .unwrap()
@@ -99,6 +100,7 @@ async fn replicas_starting_together_migrate_once() {
         ca_file: None,
         max_connections: 2,
         schema: Some(schema.clone()),
+        replica: None,
     };
     let again = futures_util::future::join_all((0..3).map(|_| PgStore::connect(&connect))).await;
     for s in again {
@@ -155,6 +157,99 @@ async fn the_daemon_runs_on_postgres_end_to_end() {
             (0..30).filter(|i| common::notifies(*i)).count()
         );
     }
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE"
+    )))
+    .execute(&admin)
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_claim_disjoint_rows_and_take_over_a_dead_ones() {
+    use factorwatch::store::{Batch, NewChange, SourceKind};
+    let Some(admin) = server().await else {
+        return;
+    };
+    let first = fresh(&admin, "claims").await;
+    let schema = format!("fw_claims_{}", std::process::id());
+    let second = PgStore::connect(&Connect {
+        url: url(),
+        password: None,
+        ca_file: None,
+        max_connections: 2,
+        schema: Some(schema.clone()),
+        replica: Some("second".into()),
+    })
+    .await
+    .unwrap();
+    let now = chrono::Utc::now();
+    let changes: Vec<NewChange> = (0..10)
+        .map(|i| NewChange {
+            event_id: format!("e{i}"),
+            event_type: "user.mfa.factor.activate".into(),
+            action: "enrolled".into(),
+            published: Some(now),
+            user_id: Some("u1".into()),
+            record: "{}".into(),
+            raw: "{}".into(),
+            destinations: vec!["siem".into()],
+        })
+        .collect();
+    first
+        .commit(
+            "acme",
+            &Batch {
+                source: SourceKind::SystemLog,
+                changes,
+                rejects: vec![],
+                events_seen: 10,
+                newest_published: Some(now),
+                cursor: None,
+                context: vec![],
+                signals: vec![],
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    // Two replicas asking at once get disjoint rows, all of them between them.
+    let (a, b) = tokio::join!(first.due("siem", 6, now), second.due("siem", 6, now));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut all: Vec<i64> = a.iter().chain(&b).map(|d| d.id).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), a.len() + b.len(), "no row claimed twice");
+    assert_eq!(all.len(), 10);
+    assert!(
+        second.due("siem", 10, now).await.unwrap().is_empty(),
+        "all claimed"
+    );
+    // The second settles its rows; the first dies with its rows claimed: once the claim runs
+    // out, the second delivers them.
+    second
+        .delivered(&b.iter().map(|d| d.id).collect::<Vec<_>>(), now)
+        .await
+        .unwrap();
+    let before = now + chrono::Duration::seconds(60);
+    assert!(
+        second.due("siem", 10, before).await.unwrap().is_empty(),
+        "still claimed"
+    );
+    let later = now + chrono::Duration::seconds(121);
+    let taken = second.due("siem", 10, later).await.unwrap();
+    let mut ids: Vec<i64> = taken.iter().map(|d| d.id).collect();
+    let mut expected: Vec<i64> = a.iter().map(|d| d.id).collect();
+    ids.sort();
+    expected.sort();
+    assert_eq!(ids, expected);
+    second.delivered(&ids, later).await.unwrap();
+    assert!(
+        first
+            .due("siem", 10, later + chrono::Duration::seconds(500))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "DROP SCHEMA IF EXISTS {schema} CASCADE"
     )))

@@ -599,6 +599,7 @@ pub async fn open(config: &crate::config::StoreConfig) -> Result<AnyStore, Store
         ca_file: config.ca_file.clone(),
         max_connections: config.max_connections,
         schema: None,
+        replica: None,
     })
     .await
     .map(AnyStore::Postgres)
@@ -609,6 +610,21 @@ pub async fn open(config: &crate::config::StoreConfig) -> Result<AnyStore, Store
 pub enum AnyStore {
     Sqlite(sqlite::SqliteStore),
     Postgres(postgres::PgStore),
+}
+
+impl AnyStore {
+    /// This process's name among replicas (`local` for SQLite, which has one).
+    pub fn replica(&self) -> &str {
+        match self {
+            AnyStore::Sqlite(_) => "local",
+            AnyStore::Postgres(p) => p.replica(),
+        }
+    }
+
+    /// Whether several replicas may share it (each org's pollers then run on one of them).
+    pub fn shared(&self) -> bool {
+        matches!(self, AnyStore::Postgres(_))
+    }
 }
 
 /// Forwards a call to the store inside.

@@ -32,6 +32,27 @@ pub const SCHEMA_VERSION: i64 = 2;
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// This process, as its outbox claims name it.
+    replica: String,
+}
+
+/// How long a replica's claim on outbox rows lasts: longer than any delivery (whose timeouts are
+/// seconds), short enough that a dead replica's rows move on soon.
+const CLAIM_FOR_MS: i64 = 120_000;
+
+/// A name for this process among replicas: host, process id and a random suffix.
+pub fn replica_id() -> String {
+    use rand::RngCore;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| crate::untrusted::identifier(h.trim(), 40))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    format!(
+        "{host}-{}-{:04x}",
+        std::process::id(),
+        rand::rngs::OsRng.next_u32() & 0xffff
+    )
 }
 
 impl std::fmt::Debug for PgStore {
@@ -52,6 +73,8 @@ pub struct Connect {
     pub max_connections: u32,
     /// Only these tables' schema (tests: one schema per test); none: the user's default.
     pub schema: Option<String>,
+    /// This replica's name (its leases and claims); none: [`replica_id`].
+    pub replica: Option<String>,
 }
 
 impl std::fmt::Debug for Connect {
@@ -105,7 +128,10 @@ impl PgStore {
         migrate(&pool)
             .await
             .map_err(|e| open_error(e.to_string()))?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            replica: c.replica.clone().unwrap_or_else(replica_id),
+        })
     }
 
     /// The schema versions applied, in order.
@@ -117,9 +143,9 @@ impl PgStore {
             .map_err(other)
     }
 
-    /// The pool, for the cluster's leases ([`super::lease`]).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    /// This replica's name.
+    pub fn replica(&self) -> &str {
+        &self.replica
     }
 }
 
@@ -631,7 +657,7 @@ impl Store for PgStore {
     ) -> Result<bool, StoreError> {
         for d in destinations {
             let due = sqlx::query(
-                "SELECT 1 FROM outbox WHERE destination = $1 AND state = 'pending' AND next_attempt_at <= $2 LIMIT 1",
+                "SELECT 1 FROM outbox WHERE destination = $1 AND state = 'pending' AND next_attempt_at <= $2 AND (claim_until IS NULL OR claim_until < $2) LIMIT 1",
             )
             .bind(d)
             .bind(ms(now))
@@ -655,14 +681,38 @@ impl Store for PgStore {
         limit: u32,
         now: DateTime<Utc>,
     ) -> Result<Vec<Due>, StoreError> {
+        // Claimed for this replica: the others skip these rows (SKIP LOCKED while claiming, the
+        // claim after) until they are settled or the claim runs out (this replica died).
+        let now_ms = ms(now);
+        let ids: Vec<i64> = sqlx::query(
+            "WITH c AS (
+                 SELECT id FROM outbox
+                 WHERE destination = $1 AND state = 'pending' AND next_attempt_at <= $2
+                   AND (claim_until IS NULL OR claim_until < $2)
+                 ORDER BY next_attempt_at, id LIMIT $3
+                 FOR UPDATE SKIP LOCKED)
+             UPDATE outbox o SET claimed_by = $4, claim_until = $5 FROM c WHERE o.id = c.id
+             RETURNING o.id",
+        )
+        .bind(destination)
+        .bind(now_ms)
+        .bind(i64::from(limit))
+        .bind(&self.replica)
+        .bind(now_ms + CLAIM_FOR_MS)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(write_error)?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let rows = sqlx::query(concat!(
             due_select!(),
-            " WHERE o.destination = $1 AND o.state = 'pending' AND o.next_attempt_at <= $2
-                  ORDER BY o.next_attempt_at, o.id LIMIT $3"
+            " WHERE o.id = ANY($1) ORDER BY o.next_attempt_at, o.id"
         ))
-        .bind(destination)
-        .bind(ms(now))
-        .bind(i64::from(limit))
+        .bind(&ids)
         .fetch_all(&self.pool)
         .await
         .map_err(other)?;
@@ -673,7 +723,7 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await.map_err(write_error)?;
         for chunk in ids.chunks(IDS_PER_STATEMENT) {
             let mut q = QueryBuilder::<Postgres>::new(
-                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, last_error = NULL, delivered_at = ",
+                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, last_error = NULL, claimed_by = NULL, claim_until = NULL, delivered_at = ",
             );
             q.push_bind(ms(now)).push(" WHERE id IN (");
             let mut list = q.separated(", ");
@@ -697,7 +747,7 @@ impl Store for PgStore {
         next_attempt: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 WHERE id = $3",
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2, claimed_by = NULL, claim_until = NULL WHERE id = $3",
         )
         .bind(error)
         .bind(ms(next_attempt))
@@ -710,7 +760,7 @@ impl Store for PgStore {
 
     async fn dead(&self, id: i64, error: &str) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = $1 WHERE id = $2",
+            "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = $1, claimed_by = NULL, claim_until = NULL WHERE id = $2",
         )
         .bind(error)
         .bind(id)
@@ -721,7 +771,7 @@ impl Store for PgStore {
     }
 
     async fn postpone(&self, id: i64, until: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE outbox SET next_attempt_at = $1 WHERE id = $2")
+        sqlx::query("UPDATE outbox SET next_attempt_at = $1, claimed_by = NULL, claim_until = NULL WHERE id = $2")
             .bind(ms(until))
             .bind(id)
             .execute(&self.pool)
@@ -739,11 +789,14 @@ impl Store for PgStore {
         let rows = sqlx::query(concat!(
             due_select!(),
             " WHERE o.destination = $1 AND o.state = 'pending' AND o.org = $2 AND o.kind = 'change' AND c.user_id = $3
+                  AND (o.claim_until IS NULL OR o.claim_until < $4 OR o.claimed_by = $5)
                   ORDER BY c.received_at, o.id"
         ))
         .bind(destination)
         .bind(org)
         .bind(user_id)
+        .bind(ms(Utc::now()))
+        .bind(&self.replica)
         .fetch_all(&self.pool)
         .await
         .map_err(other)?;
