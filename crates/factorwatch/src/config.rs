@@ -37,6 +37,29 @@ pub struct Config {
     pub detections: DetectionsConfig,
     #[serde(default)]
     pub not_me: NotMeConfig,
+    #[serde(default)]
+    pub cluster: ClusterConfig,
+}
+
+/// `[cluster]`: several replicas on a PostgreSQL store (`docs/cluster.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// How long an org's lease lasts without renewal: how soon a dead replica's orgs move.
+    #[serde(default = "default_lease", with = "humantime_serde")]
+    pub lease: Duration,
+}
+
+fn default_lease() -> Duration {
+    Duration::from_secs(15)
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            lease: default_lease(),
+        }
+    }
 }
 
 /// `[not_me]`: the "this wasn't me" link in every notice and what pressing its button does
@@ -1052,6 +1075,9 @@ impl Config {
     fn validate(&self) -> Result<(), Invalid> {
         self.not_me.check()?;
         self.store.check()?;
+        if self.cluster.lease < Duration::from_secs(1) {
+            return Err(Invalid("cluster.lease: at least 1s".into()));
+        }
         let mut names = std::collections::HashSet::new();
         let mut hook_paths = std::collections::HashSet::new();
         for (i, org) in self.orgs.iter().enumerate() {

@@ -153,6 +153,10 @@ pub struct Daemon {
     signals: Arc<Signals>,
     /// The "this wasn't me" links, when `[not_me]` is set up.
     links: Option<crate::report::Links>,
+    /// On a shared store: what each org runs while this replica holds it.
+    org_work: Vec<crate::cluster::OrgWork>,
+    /// Whether orgs are leased (a shared store, not `once`).
+    leased: bool,
 }
 
 /// Where findings go: every SIEM sink and the security team's destinations (findings never wait
@@ -204,7 +208,10 @@ impl Daemon {
             detecting: Vec::new(),
             signals: Arc::default(),
             links: None,
+            org_work: Vec::new(),
+            leased: false,
         };
+        d.leased = d.store.shared() && !once;
         if let Some(public_url) = &config.not_me.public_url {
             d.links = Some(crate::report::Links {
                 keys: config.not_me.keys(env)?,
@@ -263,6 +270,21 @@ impl Daemon {
         if config.detections.enabled {
             d.start_detections(config);
         }
+        if d.leased {
+            // Every org, even one with nothing to poll, is leased: its detections need an owner.
+            for org in &config.orgs {
+                d.work_for(&org.name);
+            }
+            let supervisor = crate::cluster::Supervisor {
+                store: d.store.clone(),
+                replica: d.store.replica().to_owned(),
+                work: std::mem::take(&mut d.org_work),
+                lease: config.cluster.lease,
+            };
+            info!(replica = %supervisor.replica, orgs = supervisor.work.len(), "sharing the orgs with the other replicas");
+            d.tasks
+                .push(tokio::spawn(supervisor.run(d.shutdown.subscribe())));
+        }
         if let Some(url) = crate::chat::security_webhook(config, env)? {
             d.spawn_worker(
                 Arc::new(crate::chat::ChatDestination::new(SECURITY_CHAT, url)),
@@ -304,7 +326,11 @@ impl Daemon {
         ingest: &Arc<Ingest>,
         once: bool,
     ) -> Result<OrgParts, StartError> {
-        let http = crate::okta::client::http_client();
+        let http = if self.store.shared() {
+            crate::okta::client::http_client_for(self.store.replica())
+        } else {
+            crate::okta::client::http_client()
+        };
         let mut enrichers = HashMap::new();
         let mut clients = HashMap::new();
         let mut hooks: Option<axum::Router> = None;
@@ -360,7 +386,12 @@ impl Daemon {
                     interval: poll.interval,
                     signals: self.signals.clone(),
                     once,
+                    fence: None,
                 };
+                if self.leased {
+                    self.work_for(&org.name).pollers.push(p);
+                    continue;
+                }
                 info!(org = %org.name, source = source.as_str(), "polling");
                 self.pollers.push((
                     format!("{} {}", org.name, source.as_str()),
@@ -439,6 +470,20 @@ impl Daemon {
         Ok(crate::web::not_me::router(Arc::new(state)))
     }
 
+    /// The work of `org` under its lease.
+    fn work_for(&mut self, org: &str) -> &mut crate::cluster::OrgWork {
+        if let Some(i) = self.org_work.iter().position(|w| w.org == org) {
+            return &mut self.org_work[i];
+        }
+        self.org_work.push(crate::cluster::OrgWork {
+            org: org.to_owned(),
+            pollers: Vec::new(),
+            detection: None,
+        });
+        let last = self.org_work.len() - 1;
+        &mut self.org_work[last]
+    }
+
     /// Per org, the detections' worker.
     fn start_detections(&mut self, config: &Config) {
         let settings = config.detections.settings();
@@ -452,6 +497,10 @@ impl Daemon {
                 signals: self.signals.clone(),
             };
             self.detecting.push(org.name.clone());
+            if self.leased {
+                self.work_for(&org.name).detection = Some(w);
+                continue;
+            }
             self.tasks
                 .push(tokio::spawn(w.run(self.shutdown.subscribe())));
         }

@@ -10,6 +10,7 @@
 pub mod backoff;
 pub mod chat;
 pub mod classify;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod daemon;

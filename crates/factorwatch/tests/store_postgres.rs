@@ -230,12 +230,12 @@ async fn replicas_claim_disjoint_rows_and_take_over_a_dead_ones() {
         .delivered(&b.iter().map(|d| d.id).collect::<Vec<_>>(), now)
         .await
         .unwrap();
-    let before = now + chrono::Duration::seconds(60);
+    let before = now + chrono::Duration::seconds(30);
     assert!(
         second.due("siem", 10, before).await.unwrap().is_empty(),
         "still claimed"
     );
-    let later = now + chrono::Duration::seconds(121);
+    let later = now + chrono::Duration::seconds(61);
     let taken = second.due("siem", 10, later).await.unwrap();
     let mut ids: Vec<i64> = taken.iter().map(|d| d.id).collect();
     let mut expected: Vec<i64> = a.iter().map(|d| d.id).collect();

@@ -5,6 +5,7 @@
 pub mod backfill;
 pub mod check;
 pub mod classify;
+pub mod cluster;
 pub mod config;
 pub mod cursor;
 pub mod demo;
@@ -67,6 +68,8 @@ pub enum Command {
     Check(check::Args),
     /// Where each source resumes, and starting one again from its configured `since`.
     Cursor(cursor::Args),
+    /// Several replicas on a PostgreSQL store: who holds which org, the outbox.
+    Cluster(cluster::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Print the manual page (roff: `factorwatch man | man -l -`), or with --dir write one page per
@@ -202,6 +205,9 @@ pub fn main() -> ExitCode {
         Command::Okta(args) => exit(block_on(okta::main(args)).map(|()| ExitCode::SUCCESS), 1),
         Command::Check(args) => exit(block_on(check::main(args)), 2),
         Command::Cursor(args) => exit(block_on(cursor::main(args)).map(|()| ExitCode::SUCCESS), 2),
+        Command::Cluster(args) => {
+            exit(block_on(cluster::main(args)).map(|()| ExitCode::SUCCESS), 2)
+        }
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

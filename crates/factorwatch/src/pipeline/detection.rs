@@ -26,6 +26,7 @@ const IDLE: Duration = Duration::from_millis(500);
 /// detections nothing are forgotten as soon as they are read).
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
+#[derive(Clone)]
 pub struct DetectionWorker<S: Store> {
     pub org: String,
     pub store: S,

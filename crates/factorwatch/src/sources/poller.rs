@@ -16,6 +16,7 @@ use crate::okta::client::{ClientError, OktaClient, Page};
 use crate::pipeline::ingest::Ingest;
 use crate::store::{SourceKind, Store};
 
+#[derive(Clone)]
 pub struct Poller<S: Store> {
     pub org: String,
     pub source: SourceKind,
@@ -30,6 +31,9 @@ pub struct Poller<S: Store> {
     pub signals: Arc<crate::pipeline::worker::Signals>,
     /// Stop at the first empty page instead of waiting for more (`run --once`).
     pub once: bool,
+    /// On a shared store: the org's lease this poller runs under; its commits are refused once
+    /// another replica holds the org, and it stops.
+    pub fence: Option<crate::store::Fence>,
 }
 
 /// How long to wait before trying again after a failure that only time can fix.
@@ -51,6 +55,8 @@ pub enum Ended {
     CaughtUp,
     /// `once`: a request failed after the client's own retries (a person or time must fix it).
     Failed(String),
+    /// Another replica holds the org now: nothing of the last page was stored.
+    LeaseLost,
 }
 
 impl<S: Store> Poller<S> {
@@ -128,11 +134,16 @@ impl<S: Store> Poller<S> {
             // The page is only done once committed: until then, retry the commit, never skip it.
             let mut store_failures = 0u32;
             loop {
-                match self
-                    .store
-                    .commit(&self.org, &batch, chrono::Utc::now())
-                    .await
-                {
+                let now = chrono::Utc::now();
+                let committed = match &self.fence {
+                    Some(fence) => {
+                        self.store
+                            .commit_fenced(&self.org, &batch, now, fence)
+                            .await
+                    }
+                    None => self.store.commit(&self.org, &batch, now).await,
+                };
+                match committed {
                     Ok(c) => {
                         if c.new > 0 {
                             self.signals.stored();
@@ -141,6 +152,10 @@ impl<S: Store> Poller<S> {
                             warn!(org = %self.org, source = self.source.as_str(), rejects = batch.rejects.len(), "values that are not Okta events were kept in the rejects table");
                         }
                         break;
+                    }
+                    Err(crate::store::StoreError::Fenced { .. }) => {
+                        warn!(org = %self.org, source = self.source.as_str(), "another replica holds the org now (this one was paused or cut off past its lease); the page was not stored; stopping");
+                        return Ended::LeaseLost;
                     }
                     Err(e) => {
                         error!(org = %self.org, source = self.source.as_str(), error = %e, "cannot store a page; retrying it");

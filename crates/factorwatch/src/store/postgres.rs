@@ -38,7 +38,7 @@ pub struct PgStore {
 
 /// How long a replica's claim on outbox rows lasts: longer than any delivery (whose timeouts are
 /// seconds), short enough that a dead replica's rows move on soon.
-const CLAIM_FOR_MS: i64 = 120_000;
+const CLAIM_FOR_MS: i64 = 60_000;
 
 /// A name for this process among replicas: host, process id and a random suffix.
 pub fn replica_id() -> String {
@@ -482,15 +482,16 @@ impl PgStore {
         }
         // The newest published only moves forward; the position only when the batch has one.
         sqlx::query(
-            "INSERT INTO sources (org, source, position, newest_published, events_seen, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO sources (org, source, position, newest_published, events_seen, updated_at, updated_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (org, source) DO UPDATE SET
                  position = COALESCE($3, sources.position),
                  newest_published = CASE
                      WHEN sources.newest_published IS NULL OR $4 > sources.newest_published THEN COALESCE($4, sources.newest_published)
                      ELSE sources.newest_published END,
                  events_seen = sources.events_seen + $5,
-                 updated_at = $6",
+                 updated_at = $6,
+                 updated_by = $7",
         )
         .bind(org)
         .bind(batch.source.as_str())
@@ -498,6 +499,7 @@ impl PgStore {
         .bind(batch.newest_published.as_ref().map(format_published))
         .bind(batch.events_seen as i64)
         .bind(now_ms)
+        .bind(fence.map(|f| format!("{}#{}", f.replica, f.token)))
         .execute(&mut *tx)
         .await
         .map_err(write_error)?;

@@ -423,15 +423,16 @@ impl SqliteStore {
         }
         // The newest published only moves forward; the position only when the batch has one.
         sqlx::query(
-            "INSERT INTO sources (org, source, position, newest_published, events_seen, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+            "INSERT INTO sources (org, source, position, newest_published, events_seen, updated_at, updated_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (org, source) DO UPDATE SET
                  position = COALESCE(?3, position),
                  newest_published = CASE
                      WHEN newest_published IS NULL OR ?4 > newest_published THEN COALESCE(?4, newest_published)
                      ELSE newest_published END,
                  events_seen = events_seen + ?5,
-                 updated_at = ?6",
+                 updated_at = ?6,
+                 updated_by = ?7",
         )
         .bind(org)
         .bind(batch.source.as_str())
@@ -439,6 +440,7 @@ impl SqliteStore {
         .bind(batch.newest_published.as_ref().map(format_published))
         .bind(batch.events_seen as i64)
         .bind(now_ms)
+        .bind(fence.map(|f| format!("{}#{}", f.replica, f.token)))
         .execute(&mut *tx)
         .await
         .map_err(write_error)?;

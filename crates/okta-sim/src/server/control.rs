@@ -29,6 +29,7 @@ pub(super) fn router() -> Router<Arc<Org>> {
         .route("/sim/clock", post(clock))
         .route("/sim/reset", post(reset))
         .route("/sim/calls", get(calls))
+        .route("/sim/polls", get(polls))
         .route("/sim/features", post(features))
 }
 
@@ -177,6 +178,11 @@ async fn clock(State(org): State<Arc<Org>>, body: String) -> Response {
 /// The user-management calls received (sessions, lifecycle, risk), refused or not.
 async fn calls(State(org): State<Arc<Org>>) -> Response {
     answer(org.calls().map(Value::from))
+}
+
+/// Who polled the System Log and the Events API: user agent, start and end (ms), status.
+async fn polls(State(org): State<Arc<Org>>) -> Response {
+    answer(org.polls().map(Value::from))
 }
 
 /// `{"identity_threat_protection": false}`: the org lacks ITP (the User Risk API answers 401

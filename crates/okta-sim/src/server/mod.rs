@@ -72,6 +72,8 @@ pub struct Org {
     deliveries: Mutex<Vec<Record>>,
     /// Every user-management call (`GET /sim/calls`).
     calls: Mutex<Vec<Value>>,
+    /// Every System Log and Events API request: who (User-Agent), from when to when.
+    polls: Mutex<Vec<Value>>,
     /// Users' risk levels (User Risk API).
     risk: Mutex<std::collections::HashMap<String, String>>,
     features: Features,
@@ -125,6 +127,7 @@ impl Org {
             pending_added: Notify::new(),
             deliveries: Mutex::new(Vec::new()),
             calls: Mutex::new(Vec::new()),
+            polls: Mutex::new(Vec::new()),
             risk: Mutex::new(std::collections::HashMap::new()),
             features: Features {
                 identity_threat_protection: std::sync::atomic::AtomicBool::new(true),
@@ -209,6 +212,7 @@ impl Org {
         lock(&self.pending)?.clear();
         lock(&self.deliveries)?.clear();
         lock(&self.calls)?.clear();
+        lock(&self.polls)?.clear();
         lock(&self.risk)?.clear();
         self.features
             .identity_threat_protection
@@ -220,6 +224,11 @@ impl Org {
     /// The user-management calls received so far, in order.
     pub fn calls(&self) -> Result<Vec<Value>, OktaError> {
         Ok(lock(&self.calls)?.clone())
+    }
+
+    /// The System Log and Events API requests received so far.
+    pub fn polls(&self) -> Result<Vec<Value>, OktaError> {
+        Ok(lock(&self.polls)?.clone())
     }
 
     /// Whether the org has Identity Threat Protection (the User Risk API).

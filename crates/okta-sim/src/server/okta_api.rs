@@ -116,6 +116,13 @@ async fn gate(State(org): State<Arc<Org>>, mut request: Request, next: Next) -> 
         Err(e) => return okta_error(e),
     };
 
+    let asked_at = org.now();
+    let agent = request
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let denied = if path == "/oauth2/v1/token" {
         None
     } else {
@@ -166,6 +173,19 @@ async fn gate(State(org): State<Arc<Org>>, mut request: Request, next: Next) -> 
     }
     if let Ok(v) = HeaderValue::from_str(&now.to_rfc2822().replace("+0000", "GMT")) {
         h.insert(header::DATE, v);
+    }
+    // Who polled the System Log, from when to when (`GET /sim/polls`).
+    if path == "/api/v1/logs" || path == "/api/v1/events" {
+        let poll = json!({
+            "path": path,
+            "user_agent": agent,
+            "start_ms": asked_at.timestamp_millis(),
+            "end_ms": org.now().timestamp_millis(),
+            "status": response.status().as_u16(),
+        });
+        if let Ok(mut polls) = lock(&org.polls) {
+            polls.push(poll);
+        }
     }
     // What a responder asked of the org, refused or not (`GET /sim/calls`).
     if method != Method::GET && path.starts_with("/api/v1/users/") {

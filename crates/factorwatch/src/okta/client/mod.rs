@@ -148,6 +148,19 @@ pub fn http_client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
+/// [`http_client`] for one of several replicas: its name rides in the `User-Agent`, so Okta's
+/// System Log (`client.userAgent`) and the simulator say which replica asked.
+pub fn http_client_for(replica: &str) -> reqwest::Client {
+    crate::http::client::builder(RetryPolicy::default().timeout)
+        .user_agent(format!(
+            "factorwatch/{} replica/{}",
+            env!("CARGO_PKG_VERSION"),
+            crate::untrusted::identifier(replica, 80)
+        ))
+        .build()
+        .unwrap_or_default()
+}
+
 /// Which rate-limit bucket a path falls in (Okta's table, API-NOTES §7).
 fn bucket(path: &str) -> &'static str {
     if path.starts_with("/api/v1/logs") {

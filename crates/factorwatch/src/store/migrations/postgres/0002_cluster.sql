@@ -15,3 +15,4 @@ CREATE TABLE leases (
 );
 ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
 ALTER TABLE outbox ADD COLUMN claim_until BIGINT;
+ALTER TABLE sources ADD COLUMN updated_by TEXT;

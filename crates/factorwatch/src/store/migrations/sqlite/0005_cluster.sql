@@ -13,3 +13,4 @@ CREATE TABLE leases (
     expires_at INTEGER NOT NULL,
     taken_at   INTEGER NOT NULL
 );
+ALTER TABLE sources ADD COLUMN updated_by TEXT;
