@@ -256,3 +256,43 @@ async fn replicas_claim_disjoint_rows_and_take_over_a_dead_ones() {
     .execute(&admin)
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_share_one_hourly_cap() {
+    let Some(admin) = server().await else {
+        return;
+    };
+    let first = fresh(&admin, "cap").await;
+    let schema = format!("fw_cap_{}", std::process::id());
+    let second = PgStore::connect(&Connect {
+        url: url(),
+        password: None,
+        ca_file: None,
+        max_connections: 4,
+        schema: Some(schema.clone()),
+        replica: Some("second".into()),
+    })
+    .await
+    .unwrap();
+    let now = chrono::Utc::now();
+    let hour = chrono::Duration::hours(1);
+    let asks = (0..20).map(|i| {
+        let s = if i % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        async move { s.count_notice("acme", "jane", 5, hour, now).await.unwrap() }
+    });
+    let allowed = futures_util::future::join_all(asks)
+        .await
+        .into_iter()
+        .filter(|a| *a)
+        .count();
+    assert_eq!(allowed, 5, "two replicas asking at once share the cap");
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE"
+    )))
+    .execute(&admin)
+    .await;
+}

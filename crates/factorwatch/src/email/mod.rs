@@ -9,9 +9,9 @@ pub mod security_copy;
 pub mod templates;
 pub mod transport;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lettre::Message;
 use lettre::message::header::{Header, HeaderName, HeaderValue};
@@ -66,7 +66,6 @@ pub struct EmailDestination<S: Store> {
     /// Per org: its enricher.
     enrichers: HashMap<String, Arc<Enricher>>,
     transport: Arc<Transport>,
-    sent: Mutex<HashMap<String, VecDeque<Instant>>>,
     /// Parts of a row already done (a recipient's message, the cap count),
     /// so that retrying the row after a later part failed repeats none of them.
     done: Mutex<std::collections::HashSet<String>>,
@@ -175,29 +174,25 @@ impl<S: Store> EmailDestination<S> {
             templates,
             enrichers,
             transport: transport.into(),
-            sent: Mutex::new(HashMap::new()),
             done: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
-    /// Counts a notice to `user` against the hourly cap; false when the cap is reached.
-    async fn within_cap(&self, user: &str) -> bool {
+    /// Counts a notice to `user` of `org` against the hourly cap (in the store: every replica
+    /// counts against the same cap); false when the cap is reached.
+    async fn within_cap(&self, org: &str, user: &str) -> Result<bool, crate::store::StoreError> {
         let Some(cap) = self.settings.hourly_cap else {
-            return true;
+            return Ok(true);
         };
-        let mut sent = self.sent.lock().await;
-        let times = sent.entry(user.to_owned()).or_default();
-        while times
-            .front()
-            .is_some_and(|t| t.elapsed() > Duration::from_secs(3600))
-        {
-            times.pop_front();
-        }
-        if times.len() >= cap as usize {
-            return false;
-        }
-        times.push_back(Instant::now());
-        true
+        self.store
+            .count_notice(
+                org,
+                user,
+                cap,
+                chrono::Duration::hours(1),
+                chrono::Utc::now(),
+            )
+            .await
     }
 
     /// Whether `part` of `row` was already done in an earlier attempt.
@@ -329,11 +324,15 @@ impl<S: Store> EmailDestination<S> {
             return Outcome::Reject("the user has no email address".into());
         }
         if !self.done(row, "cap").await {
-            if !self.within_cap(&login).await {
-                return Outcome::Reject(format!(
-                    "{login} already got {} notices this hour (hourly cap)",
-                    self.settings.hourly_cap.unwrap_or_default()
-                ));
+            match self.within_cap(&row.org, &login).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Outcome::Reject(format!(
+                        "{login} already got {} notices this hour (hourly cap)",
+                        self.settings.hourly_cap.unwrap_or_default()
+                    ));
+                }
+                Err(e) => return Outcome::Unavailable(e.to_string()),
             }
             self.mark_done(row, "cap").await;
         }

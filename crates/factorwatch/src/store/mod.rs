@@ -323,6 +323,18 @@ pub trait Store: Clone + Send + Sync + 'static {
         fence: &Fence,
     ) -> impl Future<Output = Result<Committed, StoreError>> + Send;
 
+    /// Counts a notice to `login` of `org` at `now` against `cap` per `window`, unless `cap`
+    /// notices were counted within the window already (false then, nothing counted). Atomic
+    /// across replicas.
+    fn count_notice(
+        &self,
+        org: &str,
+        login: &str,
+        cap: u32,
+        window: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Says `replica` is alive at `now`; returns the replicas seen within `ttl`, by id.
     fn heartbeat(
         &self,
@@ -660,6 +672,16 @@ impl Store for AnyStore {
         fence: &Fence,
     ) -> Result<Committed, StoreError> {
         forward!(self, s => s.commit_fenced(org, batch, now, fence).await)
+    }
+    async fn count_notice(
+        &self,
+        org: &str,
+        login: &str,
+        cap: u32,
+        window: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        forward!(self, s => s.count_notice(org, login, cap, window, now).await)
     }
     async fn heartbeat(
         &self,

@@ -491,6 +491,46 @@ impl Store for SqliteStore {
         self.commit_inner(org, batch, now, Some(fence)).await
     }
 
+    async fn count_notice(
+        &self,
+        org: &str,
+        login: &str,
+        cap: u32,
+        window: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now_ms = ms(now);
+        let since = now_ms - window.num_milliseconds();
+        let mut tx = self.pool.begin().await.map_err(write_error)?;
+        sqlx::query("DELETE FROM notices_sent WHERE org = ?1 AND login = ?2 AND sent_at <= ?3")
+            .bind(org)
+            .bind(login)
+            .bind(since)
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?;
+        let sent: i64 =
+            sqlx::query("SELECT COUNT(*) FROM notices_sent WHERE org = ?1 AND login = ?2")
+                .bind(org)
+                .bind(login)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(write_error)?
+                .get(0);
+        if sent >= i64::from(cap) {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO notices_sent (org, login, sent_at) VALUES (?1, ?2, ?3)")
+            .bind(org)
+            .bind(login)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?;
+        tx.commit().await.map_err(write_error)?;
+        Ok(true)
+    }
+
     async fn heartbeat(
         &self,
         replica: &str,

@@ -63,6 +63,52 @@ pub async fn run_all<S: Store, F: Future<Output = S>>(mut fresh: impl FnMut() ->
     a_setting_is_kept_by_its_first_writer(fresh().await).await;
     a_report_is_stored_once_with_its_finding_and_steps(fresh().await).await;
     a_lease_is_held_by_one_replica_and_fences_the_one_that_lost_it(fresh().await).await;
+    the_hourly_cap_counts_each_user_s_notices_within_the_hour(fresh().await).await;
+}
+
+pub async fn the_hourly_cap_counts_each_user_s_notices_within_the_hour<S: Store>(s: S) {
+    let hour = Duration::hours(1);
+    assert!(s.count_notice("acme", "jane", 2, hour, t(0)).await.unwrap());
+    assert!(
+        s.count_notice("acme", "jane", 2, hour, t(10))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.count_notice("acme", "jane", 2, hour, t(20))
+            .await
+            .unwrap(),
+        "cap reached"
+    );
+    assert!(
+        !s.count_notice("acme", "jane", 2, hour, t(30))
+            .await
+            .unwrap(),
+        "a refusal is not counted, and does not free a place"
+    );
+    assert!(
+        s.count_notice("acme", "john", 2, hour, t(20))
+            .await
+            .unwrap(),
+        "another user"
+    );
+    assert!(
+        s.count_notice("globex", "jane", 2, hour, t(20))
+            .await
+            .unwrap(),
+        "another org"
+    );
+    assert!(
+        s.count_notice("acme", "jane", 2, hour, t(3601))
+            .await
+            .unwrap(),
+        "the first aged out"
+    );
+    assert!(
+        !s.count_notice("acme", "jane", 2, hour, t(3605))
+            .await
+            .unwrap()
+    );
 }
 
 pub async fn a_lease_is_held_by_one_replica_and_fences_the_one_that_lost_it<S: Store>(s: S) {

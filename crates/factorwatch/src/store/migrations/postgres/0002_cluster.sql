@@ -16,3 +16,10 @@ CREATE TABLE leases (
 ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
 ALTER TABLE outbox ADD COLUMN claim_until BIGINT;
 ALTER TABLE sources ADD COLUMN updated_by TEXT;
+-- Notices counted against the per-user hourly cap, shared by every replica.
+CREATE TABLE notices_sent (
+    org     TEXT NOT NULL,
+    login   TEXT NOT NULL,
+    sent_at BIGINT NOT NULL
+);
+CREATE INDEX notices_by_login ON notices_sent (org, login, sent_at);

@@ -14,3 +14,10 @@ CREATE TABLE leases (
     taken_at   INTEGER NOT NULL
 );
 ALTER TABLE sources ADD COLUMN updated_by TEXT;
+-- Notices counted against the per-user hourly cap, shared by every replica.
+CREATE TABLE notices_sent (
+    org     TEXT NOT NULL,
+    login   TEXT NOT NULL,
+    sent_at INTEGER NOT NULL
+);
+CREATE INDEX notices_by_login ON notices_sent (org, login, sent_at);
