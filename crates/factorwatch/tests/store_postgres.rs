@@ -242,6 +242,18 @@ async fn replicas_claim_disjoint_rows_and_take_over_a_dead_ones() {
     ids.sort();
     expected.sort();
     assert_eq!(ids, expected);
+    // The first, resumed after its claim was taken over, may not deliver those rows.
+    assert!(
+        first
+            .confirm_claims(&expected, later)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        second.confirm_claims(&ids, later).await.unwrap().len(),
+        ids.len()
+    );
     second.delivered(&ids, later).await.unwrap();
     assert!(
         first

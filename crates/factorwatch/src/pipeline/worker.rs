@@ -130,6 +130,29 @@ pub async fn run<S: Store, D: Destination>(
             }
             continue;
         }
+        // On a shared store, what this replica still holds (it may have been paused past its
+        // claim while another replica took the rows over).
+        let due = match store
+            .confirm_claims(&due.iter().map(|d| d.id).collect::<Vec<_>>(), Utc::now())
+            .await
+        {
+            Ok(held) if held.len() == due.len() => due,
+            Ok(held) => {
+                warn!(destination = %name, lost = due.len() - held.len(), "rows claimed by another replica meanwhile; not delivered here");
+                due.into_iter().filter(|d| held.contains(&d.id)).collect()
+            }
+            Err(e) => {
+                error!(destination = %name, error = %e, "cannot confirm the outbox claims");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = shutdown.changed() => return,
+                }
+                continue;
+            }
+        };
+        if due.is_empty() {
+            continue;
+        }
         let outcomes = destination.deliver(&due).await;
         if let Some(Outcome::Unavailable(why)) = outcomes
             .iter()

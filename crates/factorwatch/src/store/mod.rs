@@ -381,6 +381,16 @@ pub trait Store: Clone + Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<Due>, StoreError>> + Send;
 
+    /// Of rows this replica took with [`Store::due`], those it still holds at `now` (their claim
+    /// has not run out and been taken by another replica), with their claims renewed: checked
+    /// just before delivering, so a replica paused past its claim does not deliver what another
+    /// now owns. A store with one replica holds them all.
+    fn confirm_claims(
+        &self,
+        ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
+
     fn delivered(
         &self,
         ids: &[i64],
@@ -720,6 +730,13 @@ impl Store for AnyStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<Due>, StoreError> {
         forward!(self, s => s.due(destination, limit, now).await)
+    }
+    async fn confirm_claims(
+        &self,
+        ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
+        forward!(self, s => s.confirm_claims(ids, now).await)
     }
     async fn delivered(&self, ids: &[i64], now: DateTime<Utc>) -> Result<(), StoreError> {
         forward!(self, s => s.delivered(ids, now).await)

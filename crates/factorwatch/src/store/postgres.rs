@@ -766,6 +766,29 @@ impl Store for PgStore {
         Ok(rows.into_iter().map(due_row).collect())
     }
 
+    async fn confirm_claims(
+        &self,
+        ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let now_ms = ms(now);
+        Ok(sqlx::query(
+            "UPDATE outbox SET claim_until = $1
+             WHERE id = ANY($2) AND state = 'pending' AND claimed_by = $3 AND claim_until > $4
+             RETURNING id",
+        )
+        .bind(now_ms + CLAIM_FOR_MS)
+        .bind(ids)
+        .bind(&self.replica)
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(write_error)?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect())
+    }
+
     async fn delivered(&self, ids: &[i64], now: DateTime<Utc>) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(write_error)?;
         for chunk in ids.chunks(IDS_PER_STATEMENT) {
