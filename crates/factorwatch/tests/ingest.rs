@@ -351,7 +351,7 @@ fn change(id: &str, raw_len: usize) -> NewChange {
 #[tokio::test]
 async fn a_full_disk_is_a_clear_error_and_keeps_nothing_half_written() {
     let dir = tempdir("full");
-    let store = SqliteStore::open_with(&dir.join("fw.db"), Some(40))
+    let store = SqliteStore::open_with(&dir.join("fw.db"), Some(64))
         .await
         .unwrap();
     let batch = |ids: std::ops::Range<usize>, size: usize| Batch {
@@ -412,7 +412,7 @@ async fn a_hook_delivery_the_store_cannot_take_is_answered_500_for_okta_to_retry
     use factorwatch::sources::hook::{self, HookConfig};
 
     let dir = tempdir("hookfull");
-    let store = SqliteStore::open_with(&dir.join("fw.db"), Some(40))
+    let store = SqliteStore::open_with(&dir.join("fw.db"), Some(64))
         .await
         .unwrap();
     // Fill the capped database to the brim.
