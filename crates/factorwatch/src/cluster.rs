@@ -60,6 +60,11 @@ impl Running {
     }
 }
 
+/// How long a replica waits between stopping an org's pollers and releasing its lease.
+fn handover_grace(lease: Duration) -> Duration {
+    (lease / 10).clamp(Duration::from_millis(200), Duration::from_secs(1))
+}
+
 pub struct Supervisor {
     pub store: AnyStore,
     pub replica: String,
@@ -103,18 +108,29 @@ impl Supervisor {
             let now = chrono::Utc::now();
             match self.store.heartbeat(&self.replica, now, ttl).await {
                 Ok(live) => {
+                    // Orgs that now belong to another replica: stop them all, wait once for
+                    // requests their pollers dropped (Okta may still answer them for a moment),
+                    // then let the next owners in.
+                    let mut leaving = Vec::new();
                     for w in &self.work {
-                        let mine = owner_of(&w.org, &live) == Some(&self.replica);
-                        if !mine {
-                            if let Some(r) = running.remove(&w.org) {
-                                info!(org = %w.org, "handing the org to another replica");
-                                r.stop().await;
-                                if let Err(e) =
-                                    self.store.release_lease(&w.org, &self.replica).await
-                                {
-                                    warn!(org = %w.org, error = %e, "cannot release the lease; it lapses");
-                                }
+                        if owner_of(&w.org, &live) != Some(&self.replica)
+                            && let Some(r) = running.remove(&w.org)
+                        {
+                            info!(org = %w.org, "handing the org to another replica");
+                            r.stop().await;
+                            leaving.push(w.org.clone());
+                        }
+                    }
+                    if !leaving.is_empty() {
+                        tokio::time::sleep(handover_grace(self.lease)).await;
+                        for org in &leaving {
+                            if let Err(e) = self.store.release_lease(org, &self.replica).await {
+                                warn!(org = %org, error = %e, "cannot release the lease; it lapses");
                             }
+                        }
+                    }
+                    for w in &self.work {
+                        if owner_of(&w.org, &live) != Some(&self.replica) {
                             continue;
                         }
                         match self

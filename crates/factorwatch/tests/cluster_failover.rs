@@ -260,25 +260,28 @@ impl Cluster {
         })
     }
 
-    /// Waits until every org is held by a live replica and each of `want` replicas holds some.
+    /// Waits until `want` replicas are alive and every org is held by the one rendezvous hashing
+    /// gives it among them.
     async fn settled(&self, want: usize, secs: u64) -> Duration {
         let started = Instant::now();
-        common::eventually(secs, "every org held by a live replica", async || {
-            let h = holders(&self.store).await;
-            let (_, replicas) = self.store.cluster().await.unwrap();
+        common::eventually(secs, "every org held by its live owner", async || {
+            let (leases, replicas) = self.store.cluster().await.unwrap();
             let now = chrono::Utc::now();
-            let live: Vec<&String> = replicas
+            let live: Vec<String> = replicas
                 .iter()
                 .filter(|r| now - r.seen_at < chrono::Duration::seconds(3))
-                .map(|r| &r.id)
+                .map(|r| r.id.clone())
                 .filter(|id| id.as_str() != "observer")
                 .collect();
-            let held: usize = h
-                .iter()
-                .filter(|(owner, _)| live.contains(owner))
-                .map(|(_, orgs)| orgs.len())
-                .sum();
-            held == self.orgs && h.len() == want && live.len() == want
+            live.len() == want
+                && (0..self.orgs).all(|i| {
+                    let org = format!("org{i:02}");
+                    leases.iter().any(|l| {
+                        l.org == org
+                            && l.expires_at > now
+                            && Some(&l.owner) == factorwatch::cluster::owner_of(&org, &live)
+                    })
+                })
         })
         .await;
         started.elapsed()
