@@ -17,6 +17,7 @@
 //! schema as numbered migrations, applied at open.
 
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 use std::future::Future;

@@ -8,10 +8,14 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder, Row};
 
+use super::sql::{
+    CHANGES_PER_STATEMENT, IDS_PER_STATEMENT, OUTBOX_ROWS_PER_STATEMENT, REPORT_COLUMNS, due_row,
+    due_select, from_ms, ms, other, parse_time, report_row, write_error,
+};
 use super::{
     Batch, Committed, DeadLetter, Delivery, Due, Fence, ItemKind, JournalEntry, LeaseState,
     NewFinding, Recent, Replica, SourceKind, SourceState, Stats, Store, StoreError,
@@ -203,72 +207,6 @@ async fn lock_org(tx: &mut sqlx::Transaction<'_, Postgres>, org: &str) -> Result
     Ok(())
 }
 
-/// Rows per multi-row statement, under PostgreSQL's 65,535 bound parameters.
-const CHANGES_PER_STATEMENT: usize = 500;
-const OUTBOX_ROWS_PER_STATEMENT: usize = 1000;
-const IDS_PER_STATEMENT: usize = 1000;
-
-fn write_error(e: sqlx::Error) -> StoreError {
-    StoreError::Write {
-        detail: e.to_string(),
-    }
-}
-
-fn other(e: sqlx::Error) -> StoreError {
-    StoreError::Other(e.to_string())
-}
-
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-fn from_ms(ms: i64) -> Option<DateTime<Utc>> {
-    Utc.timestamp_millis_opt(ms).single()
-}
-
-fn parse_time(s: Option<String>) -> Option<DateTime<Utc>> {
-    s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
-        .map(|t| t.with_timezone(&Utc))
-}
-
-/// An outbox row with its change or finding, as [`due_row`] reads it.
-macro_rules! due_select {
-    () => {
-        "SELECT o.id, o.org, o.event_id, o.destination, o.attempts, o.kind,
-                COALESCE(c.record, f.record), COALESCE(c.raw, ''), COALESCE(c.received_at, f.created_at)
-         FROM outbox o
-         LEFT JOIN changes c ON o.kind = 'change' AND c.org = o.org AND c.event_id = o.event_id
-         LEFT JOIN findings f ON o.kind = 'finding' AND f.org = o.org AND f.id = o.event_id"
-    };
-}
-
-fn due_row(r: sqlx::postgres::PgRow) -> Due {
-    let kind: String = r.get(5);
-    let record: Option<String> = r.get(6);
-    let item = match (kind.as_str(), record) {
-        (_, None) => Err(format!("the stored {kind} is missing")),
-        ("finding", Some(text)) => serde_json::from_str(&text)
-            .map(Item::Finding)
-            .map_err(|e| format!("stored finding unreadable: {e}")),
-        (_, Some(text)) => serde_json::from_str(&text)
-            .map(Item::Change)
-            .map_err(|e| format!("stored record unreadable: {e}")),
-    };
-    Due {
-        id: r.get(0),
-        org: r.get(1),
-        event_id: r.get(2),
-        destination: r.get(3),
-        attempts: r.get::<i64, _>(4).try_into().unwrap_or(u32::MAX),
-        item,
-        raw: r.get(7),
-        received_at: r
-            .get::<Option<i64>, _>(8)
-            .and_then(from_ms)
-            .unwrap_or_default(),
-    }
-}
-
 /// Stores a finding with its events and outbox rows, unless it is already stored (false then).
 async fn insert_finding(
     tx: &mut sqlx::Transaction<'_, Postgres>,
@@ -327,21 +265,6 @@ async fn insert_finding(
     }
     Ok(true)
 }
-
-fn report_row(r: sqlx::postgres::PgRow) -> Result<Report, StoreError> {
-    let steps: String = r.get(5);
-    Ok(Report {
-        org: r.get(0),
-        change_id: r.get(1),
-        user_id: r.get(2),
-        finding_id: r.get(3),
-        reported_at: from_ms(r.get(4)).unwrap_or_default(),
-        steps: serde_json::from_str(&steps)
-            .map_err(|e| StoreError::Other(format!("a stored report is unreadable: {e}")))?,
-    })
-}
-
-const REPORT_COLUMNS: &str = "org, change_id, user_id, finding_id, reported_at, steps";
 
 impl PgStore {
     async fn commit_inner(
