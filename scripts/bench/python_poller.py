@@ -1,8 +1,9 @@
 """The reference: how most teams poll Okta's System Log for MFA changes today. A straightforward
 poller with requests + json: follow the `next` links, keep the MFA event types, write NDJSON.
-Stops at the first empty page (caught up).
+Stops at the first empty page (caught up). With FILTER (a System Log `filter` expression, such as
+the one factorwatch sends), Okta is asked for those events only, as factorwatch does by default.
 
-    python3 python_poller.py BASE_URL TOKEN OUT.ndjson SINCE
+    python3 python_poller.py BASE_URL TOKEN OUT.ndjson SINCE [FILTER]
 """
 import json
 import sys
@@ -26,11 +27,14 @@ MFA_EVENT_TYPES = {
 
 def main():
     base, token, out, since = sys.argv[1:5]
+    server_filter = sys.argv[5] if len(sys.argv) > 5 else None
     session = requests.Session()
     session.headers["Authorization"] = f"SSWS {token}"
     session.headers["Accept"] = "application/json"
     url = f"{base}/api/v1/logs"
     params = {"since": since, "limit": "1000"}
+    if server_filter:
+        params["filter"] = server_filter
     seen = kept = 0
     with open(out, "w") as f:
         while True:

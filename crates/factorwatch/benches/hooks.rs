@@ -65,7 +65,14 @@ fn mfa_event(uuid: &str, user: usize) -> String {
     .to_string()
 }
 
-fn config(dir: &std::path::Path, sim: &str, smtp_port: Option<u16>, concurrency: usize) -> Config {
+fn config(
+    dir: &std::path::Path,
+    sim: &str,
+    smtp_port: Option<u16>,
+    concurrency: Option<usize>,
+) -> Config {
+    // The default unless the run sets one.
+    let concurrency = concurrency.map_or(String::new(), |n| format!("concurrency = {n}"));
     let email = match smtp_port {
         Some(port) => format!(
             r#"[email]
@@ -73,7 +80,7 @@ enabled = true
 from = "Security <security@example.com>"
 transport = "smtp"
 coalesce = "0s"
-concurrency = {concurrency}
+{concurrency}
 [email.smtp]
 host = "127.0.0.1"
 port = {port}
@@ -138,7 +145,7 @@ async fn ingestion(sim: &Local) {
     let per = var("BENCH_HOOK_EVENTS", 10);
     let concurrency = var("BENCH_HOOK_CONCURRENCY", 16);
     let dir = tempdir("ingest");
-    let daemon = Daemon::start(&config(&dir, &sim.base, None, 1), &env)
+    let daemon = Daemon::start(&config(&dir, &sim.base, None, None), &env)
         .await
         .unwrap();
     let url = format!("http://{}/okta/acme", daemon.hook_addr.unwrap());
@@ -252,9 +259,11 @@ async fn smtp_sink(arrivals: Arc<Mutex<HashMap<String, Instant>>>) -> u16 {
 }
 
 async fn hook_to_inbox(sim: &Local) {
-    let n = var("BENCH_EMAILS", 200);
-    let rate = var("BENCH_EMAIL_RATE", 10).max(1);
-    let concurrency = var("BENCH_EMAIL_CONCURRENCY", 1);
+    let n = var("BENCH_EMAILS", 1000);
+    let rate = var("BENCH_EMAIL_RATE", 100).max(1);
+    let concurrency = std::env::var("BENCH_EMAIL_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok());
     let users: Vec<_> = (0..n)
         .map(|i| json!({ "id": format!("00u{i:017}"), "profile": { "login": format!("user{i}@example.com"), "email": format!("user{i}@mail.example.com"), "firstName": format!("User{i}") } }))
         .collect();
@@ -294,8 +303,9 @@ async fn hook_to_inbox(sim: &Local) {
     latencies.sort();
     assert_eq!(latencies.len(), n, "every email arrives");
     println!(
-        "hook to inbox: {n} MFA changes at {rate}/s, email concurrency {concurrency}: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms \
-         (POST → classify → store → Users API lookup → render → SMTP DATA end)",
+        "hook to inbox: {n} MFA changes at {rate}/s, email concurrency {}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms \
+         (POST → classify → store → detections → Users API lookup → render → SMTP DATA end)",
+        concurrency.map_or_else(|| format!("{} (the default)", factorwatch::config::DEFAULT_EMAIL_CONCURRENCY), |c| c.to_string()),
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
         percentile(&latencies, 1.0),

@@ -764,9 +764,10 @@ pub struct EmailConfig {
     /// At most this many notices per user per hour.
     #[serde(default)]
     pub hourly_cap: Option<u32>,
-    /// Emails in flight at once: 1 (the default) repeats at most one email per crash; more sends
-    /// faster and may repeat up to that many.
-    #[serde(default = "one")]
+    /// Emails in flight at once (each on its own pooled SMTP connection): a crash repeats at most
+    /// this many. The default, 4, matches `email.smtp.pool_size` and the few connections relays
+    /// accept from one client (Microsoft 365: 3 per mailbox, so set both to 3 there).
+    #[serde(default = "default_concurrency")]
     pub concurrency: u32,
     /// Also tell the security team (by email to this address) of changes someone other than the
     /// user made, and of bypass attempts.
@@ -800,10 +801,6 @@ fn default_previous_window() -> Duration {
 
 fn default_coalesce() -> Duration {
     Duration::from_secs(120)
-}
-
-fn one() -> u32 {
-    1
 }
 
 /// How notices leave.
@@ -893,6 +890,7 @@ pub struct SmtpConfig {
     pub ca_file: Option<PathBuf>,
     #[serde(default = "default_smtp_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// SMTP connections kept open and reused (`TCP_NODELAY`), at most this many at once.
     #[serde(default = "default_pool")]
     pub pool_size: u32,
     /// Messages per second at most, for relays that throttle (0: no limit).
@@ -908,8 +906,15 @@ fn default_smtp_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
+/// SMTP connections, and so emails in flight, by default: the few relays accept from one client.
+pub const DEFAULT_EMAIL_CONCURRENCY: u32 = 4;
+
 fn default_pool() -> u32 {
-    4
+    DEFAULT_EMAIL_CONCURRENCY
+}
+
+fn default_concurrency() -> u32 {
+    DEFAULT_EMAIL_CONCURRENCY
 }
 
 fn default_mail_dir() -> PathBuf {
@@ -949,7 +954,7 @@ impl Default for EmailConfig {
             language: default_language(),
             suppress: Vec::new(),
             hourly_cap: None,
-            concurrency: 1,
+            concurrency: default_concurrency(),
             coalesce: default_coalesce(),
             security_copy: None,
             security_webhook_env: None,

@@ -545,7 +545,8 @@ impl Daemon {
             Templates::new(e.templates.clone(), &e.language),
             enrichers,
             transport,
-        );
+        )
+        .with_signals(self.signals.clone());
         self.spawn_worker(Arc::new(notices), policy);
         Ok(())
     }

@@ -807,7 +807,12 @@ async fn metrics_health_and_readiness_are_served() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn check_passes_what_works_and_names_what_does_not() {
-    let sim = common::sim(RateLimits::default()).await;
+    // Okta's default per-token share: half of each bucket, reported as the token's ceiling.
+    let sim = common::sim(RateLimits {
+        token_share: 50,
+        ..RateLimits::default()
+    })
+    .await;
     let dir = tempdir("check");
     let mut config = common::config(&dir, &sim.base, false);
     let checks = factorwatch::commands::check::run(&config, &common::env).await;
@@ -819,7 +824,8 @@ async fn check_passes_what_works_and_names_what_does_not() {
     );
     let table = String::from_utf8(table).unwrap();
     assert!(
-        table.contains("PASS  okta acme") && table.contains("requests left this minute"),
+        table.contains("PASS  okta acme")
+            && table.contains("this token may make 60 requests a minute to /api/v1/logs"),
         "{table}"
     );
     assert!(table.contains("PASS  sink file") && table.contains("PASS  email"));

@@ -66,6 +66,10 @@ struct Cli {
     /// Rate-limit window length in seconds (Okta's is 60; shorter for tests).
     #[arg(long, default_value_t = RateLimits::default().window_secs)]
     rate_window: i64,
+    /// The share of each bucket, in percent, the client's token may use (Okta's per-token limit:
+    /// 50 by default in a real org); responses report it as `X-Rate-Limit-Limit`.
+    #[arg(long, default_value_t = RateLimits::default().token_share, value_parser = clap::value_parser!(u32).range(1..=100))]
+    token_share: u32,
 }
 
 #[tokio::main]
@@ -181,5 +185,6 @@ fn rate_limits(cli: &Cli) -> RateLimits {
         users: cli.other_rate_limit.min(RateLimits::default().users),
         other: cli.other_rate_limit,
         window_secs: cli.rate_window.max(1),
+        token_share: cli.token_share,
     }
 }

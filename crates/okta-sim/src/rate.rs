@@ -20,6 +20,10 @@ pub struct RateLimits {
     pub other: u32,
     /// Window length in seconds: Okta's are 60; tests shorten them to see a reset quickly.
     pub window_secs: i64,
+    /// The share of each bucket (percent) the client's API token or OAuth app may use: Okta's
+    /// per-token limit, 50 by default in a real org; its answers report this share as the limit.
+    /// 100 (this default) is an org whose admin gave the token the whole bucket.
+    pub token_share: u32,
 }
 
 impl Default for RateLimits {
@@ -31,12 +35,21 @@ impl Default for RateLimits {
             users: 600,
             other: 1200,
             window_secs: 60,
+            token_share: 100,
         }
     }
 }
 
-/// The bucket a request falls in, and its limit.
+/// The bucket a request falls in, and the limit that applies to the client: its token's share.
 pub fn bucket(limits: &RateLimits, method: &str, path: &str) -> (&'static str, u32) {
+    let (name, limit) = org_bucket(limits, method, path);
+    let share = u64::from(limits.token_share.clamp(1, 100));
+    let limit = (u64::from(limit) * share / 100).max(1);
+    (name, u32::try_from(limit).unwrap_or(u32::MAX))
+}
+
+/// The bucket a request falls in, and its org-wide limit.
+fn org_bucket(limits: &RateLimits, method: &str, path: &str) -> (&'static str, u32) {
     if path == "/api/v1/logs" {
         return ("/api/v1/logs", limits.logs);
     }
@@ -94,6 +107,25 @@ impl Windows {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_gets_its_share_of_each_bucket() {
+        let half = RateLimits {
+            token_share: 50,
+            ..RateLimits::default()
+        };
+        assert_eq!(bucket(&half, "GET", "/api/v1/logs"), ("/api/v1/logs", 60));
+        assert_eq!(
+            bucket(&RateLimits::default(), "GET", "/api/v1/logs"),
+            ("/api/v1/logs", 120)
+        );
+        let tiny = RateLimits {
+            logs: 1,
+            token_share: 1,
+            ..RateLimits::default()
+        };
+        assert_eq!(bucket(&tiny, "GET", "/api/v1/logs").1, 1);
+    }
 
     #[test]
     fn each_bucket_has_its_window() {

@@ -99,6 +99,7 @@ async fn each_bucket_is_limited_on_its_own() {
         users: 3,
         other: 3,
         window_secs: 60,
+        token_share: 100,
     })
     .await;
     let statuses = |paths: Vec<&'static str>| {

@@ -69,9 +69,7 @@ pub async fn run(config: &Config, env: &(dyn Fn(&str) -> Option<String> + Sync))
                     Ok(_) => {
                         let reading = client.last_reading("/api/v1/logs").await;
                         Ok(match reading.and_then(|r| Some((r.remaining?, r.limit?))) {
-                            Some((left, limit)) => format!(
-                                "System Log readable; {left} of {limit} requests left this minute"
-                            ),
+                            Some((left, limit)) => headroom(left, limit),
                             None => "System Log readable".into(),
                         })
                     }
@@ -137,4 +135,25 @@ pub fn print(checks: &[Check], out: &mut impl Write) -> io::Result<bool> {
         }
     }
     Ok(checks.iter().all(|c| c.result.is_ok()))
+}
+
+/// What Okta's rate-limit headers say of the System Log bucket. Okta reports the ceiling that
+/// applies to this client: with per-token limits (an API token or OAuth app may use half of each
+/// bucket by default) that is the token's share, so 60 on a Workforce org's 120.
+fn headroom(left: u64, limit: u64) -> String {
+    format!(
+        "System Log readable; this token may make {limit} requests a minute to /api/v1/logs \
+         ({left} left in this window); polling and backfill use up to all of them (Okta's \
+         per-token share keeps the rest of the org's bucket for other clients)"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn headroom_names_the_ceiling_okta_applies_and_what_is_left() {
+        let text = super::headroom(57, 60);
+        assert!(text.contains("60 requests a minute"), "{text}");
+        assert!(text.contains("57 left"), "{text}");
+    }
 }

@@ -6,6 +6,7 @@
 pub mod builtin;
 pub mod notice;
 pub mod security_copy;
+pub mod smtp;
 pub mod templates;
 pub mod transport;
 
@@ -69,6 +70,8 @@ pub struct EmailDestination<S: Store> {
     /// Parts of a row already done (a recipient's message, the cap count),
     /// so that retrying the row after a later part failed repeats none of them.
     done: Mutex<std::collections::HashSet<String>>,
+    /// The daemon's signals: a notice waiting for the detections wakes when they commit.
+    signals: Option<Arc<crate::pipeline::worker::Signals>>,
 }
 
 /// `Auto-Submitted: auto-generated` (RFC 3834): no out-of-office replies to a security notice.
@@ -175,7 +178,15 @@ impl<S: Store> EmailDestination<S> {
             enrichers,
             transport: transport.into(),
             done: Mutex::new(std::collections::HashSet::new()),
+            signals: None,
         }
+    }
+
+    /// Wakes a notice waiting for the detections as soon as they commit, instead of at its next
+    /// look (every 20 ms).
+    pub fn with_signals(mut self, signals: Arc<crate::pipeline::worker::Signals>) -> Self {
+        self.signals = Some(signals);
+        self
     }
 
     /// Counts a notice to `user` of `org` against the hourly cap (in the store: every replica
@@ -279,9 +290,18 @@ impl<S: Store> EmailDestination<S> {
             let wait = chrono::Duration::from_std(DETECTION_WAIT).unwrap_or_default();
             for id in &ids {
                 loop {
+                    // Listening before looking: a commit in between still wakes us.
+                    let detected = self.signals.as_ref().map(|s| s.detections.notified());
                     match self.store.detection_pending(&row.org, id).await {
                         Ok(true) if chrono::Utc::now() < row.received_at + wait => {
-                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            let look_again = tokio::time::sleep(Duration::from_millis(20));
+                            match detected {
+                                Some(detected) => tokio::select! {
+                                    _ = detected => {}
+                                    _ = look_again => {}
+                                },
+                                None => look_again.await,
+                            }
                         }
                         Ok(_) => break,
                         Err(e) => return Outcome::Unavailable(e.to_string()),

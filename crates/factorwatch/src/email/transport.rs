@@ -1,15 +1,15 @@
-//! Where notices go: an SMTP relay (lettre; STARTTLS required by default or implicit TLS, AUTH,
-//! pooled connections, timeouts, a messages-per-second limit), `.eml` files (the embedded
+//! Where notices go: an SMTP relay ([`super::smtp`]: STARTTLS required by default or implicit
+//! TLS, AUTH, pooled connections with `TCP_NODELAY`, timeouts, a messages-per-second limit), `.eml` files (the embedded
 //! default), or nowhere (dry run: rendered and logged, not sent).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use lettre::transport::smtp::PoolConfig;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::Message;
+use lettre::transport::smtp::client::TlsParameters;
 use tokio::sync::Mutex;
+
+use super::smtp::{Pool, Secure};
 
 use crate::config::{EmailConfig, EmailTransport, SmtpSecurity, read_secret};
 use crate::secret::Secret;
@@ -107,7 +107,7 @@ pub struct SmtpSettings {
 
 pub enum Transport {
     Smtp {
-        relay: AsyncSmtpTransport<Tokio1Executor>,
+        relay: Pool,
         min_gap: Duration,
         last: Mutex<Option<Instant>>,
     },
@@ -198,23 +198,35 @@ impl Transport {
             b.build_rustls()
                 .map_err(|e| TransportError::Setup(format!("SMTP TLS settings: {e}")))
         };
-        let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host)
-            .port(s.port)
-            .timeout(Some(s.timeout))
-            .pool_config(PoolConfig::new().max_size(s.pool_size.max(1)));
-        let builder = match s.security {
-            Security::StartTls => builder.tls(Tls::Required(tls()?)),
-            Security::Implicit => builder.tls(Tls::Wrapper(tls()?)),
-            Security::None => builder.tls(Tls::None),
-        };
-        let builder = match s.credentials {
-            Some((user, password)) => {
-                builder.credentials(Credentials::new(user, password.expose().to_owned()))
+        let secure = match s.security {
+            Security::StartTls => Secure::StartTls(tls()?),
+            Security::Implicit => {
+                let config = crate::http::tls::client_config(s.ca_pem.as_deref())
+                    .map_err(|e| TransportError::Setup(format!("SMTP TLS settings: {e}")))?;
+                let name =
+                    rustls_pki_types::ServerName::try_from(s.host.clone()).map_err(|e| {
+                        TransportError::Setup(format!(
+                            "email.smtp.host {:?} is not a valid TLS server name: {e}",
+                            s.host
+                        ))
+                    })?;
+                Secure::Implicit {
+                    connector: tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
+                    name,
+                }
             }
-            None => builder,
+            Security::None => Secure::None,
         };
+        let relay = Pool::new(
+            s.host.clone(),
+            s.port,
+            secure,
+            s.credentials,
+            s.timeout,
+            s.pool_size,
+        );
         Ok(Transport::Smtp {
-            relay: builder.build(),
+            relay,
             min_gap: if s.rate > 0.0 {
                 Duration::from_secs_f64(1.0 / s.rate)
             } else {
@@ -244,10 +256,7 @@ impl Transport {
                     }
                     *last = Some(Instant::now());
                 }
-                relay.send(message.clone()).await.map(drop).map_err(|e| {
-                    let code = e.status().and_then(|c| c.to_string().parse::<u16>().ok());
-                    smtp_failure(code, e.is_permanent(), e.to_string())
-                })
+                relay.send(message).await
             }
             // A folder that cannot be written (full disk, permissions) is a destination down.
             Transport::Files(dir) => drop_file(dir, &message.formatted())
@@ -261,12 +270,9 @@ impl Transport {
     pub async fn check(&self) -> crate::health::Health {
         use crate::health::Unhealthy;
         match self {
-            Transport::Smtp { relay, .. } => match relay.test_connection().await {
-                Ok(true) => Ok("SMTP relay accepts our connection".into()),
-                Ok(false) => Err(Unhealthy(
-                    "the SMTP relay did not answer as expected".into(),
-                )),
-                Err(e) => Err(Unhealthy(format!("SMTP: {e}"))),
+            Transport::Smtp { relay, .. } => match relay.check().await {
+                Ok(()) => Ok("SMTP relay accepts our connection".into()),
+                Err(SendError::Unavailable(e) | SendError::Refused(e)) => Err(Unhealthy(e)),
             },
             // A message can be written there (and is removed again).
             Transport::Files(dir) => {

@@ -172,6 +172,7 @@ impl<S: Store> DetectionWorker<S> {
                     self.signals
                         .detected
                         .fetch_add(read_n, std::sync::atomic::Ordering::Relaxed);
+                    self.signals.detections.notify_waiters();
                     if new > 0 {
                         self.signals.stored();
                     }

@@ -40,6 +40,8 @@ pub struct Signals {
     pub settled: std::sync::atomic::AtomicU64,
     /// Journal entries the detections have read.
     pub detected: std::sync::atomic::AtomicU64,
+    /// Told each time the detections commit what they read.
+    pub detections: Notify,
 }
 
 impl Signals {

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::Mutex;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, pki_types::ServerName};
+use tokio_rustls::rustls::{ClientConfig, pki_types::ServerName};
 
 use serde::Deserialize;
 
@@ -148,28 +148,7 @@ pub enum Transport {
 impl Transport {
     /// TLS trusting `ca_pem` only, or the system's roots.
     pub fn tls(ca_pem: Option<&[u8]>, server_name: &str) -> Result<Transport, String> {
-        let config = match ca_pem {
-            Some(pem) => {
-                use rustls::pki_types::CertificateDer;
-                use rustls::pki_types::pem::PemObject;
-                let mut roots = RootCertStore::empty();
-                for cert in CertificateDer::pem_slice_iter(pem) {
-                    let cert =
-                        cert.map_err(|e| format!("the CA file is not PEM certificates: {e}"))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("the CA file holds an unusable certificate: {e}"))?;
-                }
-                ClientConfig::builder()
-                    .with_root_certificates(roots)
-                    .with_no_client_auth()
-            }
-            None => {
-                use rustls_platform_verifier::ConfigVerifierExt;
-                ClientConfig::with_platform_verifier()
-                    .map_err(|e| format!("cannot load the system's certificate roots: {e}"))?
-            }
-        };
+        let config = crate::http::tls::client_config(ca_pem)?;
         let server_name = ServerName::try_from(server_name.to_owned())
             .map_err(|e| format!("{server_name:?} is not a valid TLS server name: {e}"))?;
         Ok(Transport::Tls {

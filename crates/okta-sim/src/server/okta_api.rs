@@ -178,6 +178,7 @@ async fn gate(State(org): State<Arc<Org>>, mut request: Request, next: Next) -> 
     if path == "/api/v1/logs" || path == "/api/v1/events" {
         let poll = json!({
             "path": path,
+            "query": query.trim_start_matches('?'),
             "user_agent": agent,
             "start_ms": asked_at.timestamp_millis(),
             "end_ms": org.now().timestamp_millis(),

@@ -352,21 +352,33 @@ impl OktaClient {
         let mut refreshed = false;
         let mut last_request_id: Option<String> = None;
         loop {
-            let wait = self
-                .readings
-                .lock()
-                .await
-                .get(bucket)
-                .map(rate::before_next)
-                .unwrap_or_default();
-            if !wait.is_zero() {
+            // Wait while the bucket is spent; then count this request against it at once, so
+            // that requests sent together do not all count on the same last one.
+            loop {
+                let wait = {
+                    let mut readings = self.readings.lock().await;
+                    let wait = readings
+                        .get(bucket)
+                        .map(rate::before_next)
+                        .unwrap_or_default();
+                    if wait.is_zero() {
+                        if let Some(r) = readings.get_mut(bucket) {
+                            *r = rate::taken(r);
+                        }
+                    } else {
+                        readings.remove(bucket);
+                    }
+                    wait
+                };
+                if wait.is_zero() {
+                    break;
+                }
                 debug!(
                     bucket,
                     wait_ms = wait.as_millis() as u64,
-                    "near Okta's rate limit; slowing down"
+                    "Okta's rate limit reached; waiting for the reset"
                 );
                 tokio::time::sleep(wait).await;
-                self.readings.lock().await.remove(bucket);
             }
             let outcome = self
                 .attempt(&url, req, failures, last_request_id.as_deref())

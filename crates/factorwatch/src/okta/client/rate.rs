@@ -28,19 +28,28 @@ pub fn after_429(r: &Reading) -> Duration {
 }
 
 /// How long to wait before the next request to a bucket: nothing while there is room; until the
-/// reset once only a reserve (a tenth of the limit, at least one) is left, so that other clients
-/// of the same org — the admin console, other integrations — are not starved.
+/// reset (by the server's clock, plus a second) once one request is left. The whole bucket is
+/// used, so a backfill runs at Okta's ceiling: sharing it with the org's other clients is what
+/// Okta's per-token limit does (a token may use half of each bucket by default, and its answers
+/// then say so), and the request kept back covers a reading a second out of date.
 pub fn before_next(r: &Reading) -> Duration {
     match (r.limit, r.remaining, r.reset, r.date) {
-        (Some(limit), Some(remaining), Some(reset), Some(date)) => {
-            let reserve = (limit / 10).max(1);
-            if remaining <= reserve {
-                secs(reset.saturating_sub(date).max(0).saturating_add(1))
-            } else {
-                Duration::ZERO
-            }
+        (Some(_), Some(remaining), Some(reset), Some(date)) if remaining <= RESERVE => {
+            secs(reset.saturating_sub(date).max(0).saturating_add(1))
         }
         _ => Duration::ZERO,
+    }
+}
+
+/// Requests of a bucket never used.
+pub const RESERVE: u64 = 1;
+
+/// The reading once one more request is on its way: requests in flight at once (the notices'
+/// lookups) each take one from what is left before their answers come back.
+pub fn taken(r: &Reading) -> Reading {
+    Reading {
+        remaining: r.remaining.map(|n| n.saturating_sub(1)),
+        ..*r
     }
 }
 
@@ -85,26 +94,36 @@ mod tests {
     }
 
     #[test]
-    fn slows_down_only_near_the_bottom_of_the_bucket() {
+    fn uses_the_bucket_down_to_its_last_request() {
         assert_eq!(
             before_next(&reading(120, 50, 1_000_030, 1_000_000)),
             Duration::ZERO
         );
         assert_eq!(
-            before_next(&reading(120, 13, 1_000_030, 1_000_000)),
+            before_next(&reading(120, 2, 1_000_030, 1_000_000)),
             Duration::ZERO
         );
         assert_eq!(
-            before_next(&reading(120, 12, 1_000_030, 1_000_000)),
+            before_next(&reading(120, 1, 1_000_030, 1_000_000)),
             Duration::from_secs(31)
         );
         assert_eq!(
-            before_next(&reading(5, 1, 1_000_002, 1_000_000)),
+            before_next(&reading(5, 0, 1_000_002, 1_000_000)),
             Duration::from_secs(3)
         );
+    }
+
+    #[test]
+    fn requests_in_flight_count_against_what_is_left() {
+        let r = reading(120, 3, 1_000_030, 1_000_000);
+        let one = taken(&r);
+        assert_eq!(before_next(&one), Duration::ZERO);
+        let two = taken(&one);
         assert_eq!(
-            before_next(&reading(5, 2, 1_000_002, 1_000_000)),
-            Duration::ZERO
+            before_next(&two),
+            Duration::from_secs(31),
+            "two requests in flight leave one: the next waits"
         );
+        assert_eq!(taken(&reading(120, 0, 1, 1)).remaining, Some(0));
     }
 }
