@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # One factorwatch process watching many Okta orgs (an MSSP's customers), against okta-sim serving
 # them all (one port per org, each with its own users, events and rate limits): the time to catch up
-# with every org's backlog, then peak RSS and CPU while they keep producing events.
+# with every org's backlog, then peak RSS and CPU of `run` (the defaults: polled every 30 s, the
+# detections on) while they are idle (RATE 0) or keep producing events.
 #
-#   scripts/bench/many-orgs.sh [ORGS] [STEADY_SECONDS]     (default 200 orgs, 60 s)
+#   scripts/bench/many-orgs.sh [ORGS] [STEADY_SECONDS] [BACKLOG_PER_ORG] [RATE]
+#                                  (default 200 orgs, 60 s, 2,000 events each, 0.5 new events/s each)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ORGS="${1:-200}"
 STEADY="${2:-60}"
-EVENTS=2000   # backlog per org
-RATE=0.5      # new events per second per org, once running
+EVENTS="${3:-2000}" # backlog per org
+RATE="${4:-0.5}"    # new events per second per org, once running
 work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 cargo build -q --release -p factorwatch -p okta-sim
@@ -36,7 +38,6 @@ until [ "$(grep -c listening "$work/sim.out" 2>/dev/null)" -ge "$ORGS" ]; do sle
     echo "token_env = \"TK\""
     echo "[orgs.system_log]"
     echo "since = \"2d\""
-    echo "interval = \"10s\""
     i=$((i + 1))
   done
 } > "$work/fw.toml"
@@ -60,14 +61,15 @@ cpu_end=$(cpu_s "$pid")
 hwm=$(awk '/VmHWM/{print $2}' "/proc/$pid/status")
 threads=$(awk '/Threads/{print $2}' "/proc/$pid/status")
 kill -TERM "$pid"; wait "$pid" || true
-python3 - "$ORGS" "$((ORGS * EVENTS))" "$caught" "$cpu_caught" "$once_rss" "$cpu_start" "$cpu_end" "$STEADY" "$hwm" "$threads" "$(wc -l < "$work/siem.ndjson")" <<'PY'
+python3 - "$RATE" "$ORGS" "$((ORGS * EVENTS))" "$caught" "$cpu_caught" "$once_rss" "$cpu_start" "$cpu_end" "$STEADY" "$hwm" "$threads" "$(wc -l < "$work/siem.ndjson")" <<'PY'
 import sys
-orgs, backlog, caught, cpu_caught, once_rss, cpu0, cpu1, steady, hwm, threads, lines = sys.argv[1:]
+rate, orgs, backlog, caught, cpu_caught, once_rss, cpu0, cpu1, steady, hwm, threads, lines = sys.argv[1:]
 cpu0, cpu1, steady = float(cpu0), float(cpu1), float(steady)
-print(f"one factorwatch process, {orgs} orgs (okta-sim, one port each), polling every 10 s, same machine\n")
+print(f"one factorwatch process, {orgs} orgs (okta-sim, one port each), default settings (polled every 30 s, detections on), same machine\n")
 print("| measure | value |")
 print("|---|---|")
 print(f"| catch-up (`run --once`): {int(backlog):,} backlog events across the orgs | {caught} s wall, {float(cpu_caught):.1f} CPU s, peak RSS {int(once_rss) / 1024:.0f} MiB |")
-print(f"| then `run`, {steady:.0f} s of live events ({orgs} × 0.5/s) | {cpu1 - cpu0:.1f} CPU s ({100 * (cpu1 - cpu0) / steady:.1f}% of one core), peak RSS {int(hwm) / 1024:.0f} MiB, {threads} threads |")
+what = "idle orgs (no new events)" if float(rate) == 0 else f"live events ({orgs} × {rate}/s)"
+print(f"| then `run`, {steady:.0f} s of {what} | {cpu1 - cpu0:.1f} CPU s ({100 * (cpu1 - cpu0) / steady:.1f}% of one core), peak RSS {int(hwm) / 1024:.0f} MiB, {threads} threads |")
 print(f"| MFA changes written to the SIEM file | {int(lines):,} |")
 PY

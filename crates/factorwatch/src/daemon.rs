@@ -495,6 +495,11 @@ impl Daemon {
                 settings: settings.clone(),
                 destinations: destinations.clone(),
                 signals: self.signals.clone(),
+                idle: if self.leased {
+                    crate::pipeline::detection::IDLE_SHARED
+                } else {
+                    crate::pipeline::detection::IDLE
+                },
             };
             self.detecting.push(org.name.clone());
             if self.leased {

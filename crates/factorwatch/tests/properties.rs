@@ -115,6 +115,53 @@ proptest! {
         }
     }
 
+    /// The pollers' quick scan for an event's type never disagrees with the full read: when it
+    /// answers, it is the type `sniff` reads (or it is unsure and the full read decides).
+    #[test]
+    fn the_quick_event_type_scan_agrees_with_the_full_read(value in arb_json()) {
+        for text in [serde_json::to_string(&value).expect("serialize"), serde_json::to_string_pretty(&value).expect("serialize")] {
+            let quick = factorwatch::okta::event_type_of(&text);
+            match factorwatch::okta::sniff(&text) {
+                Ok(factorwatch::okta::Shape::SystemLog { event_type }) => {
+                    if let Some(t) = quick {
+                        prop_assert_eq!(t, &*event_type);
+                    }
+                }
+                Ok(factorwatch::okta::Shape::EventHook { .. }) => {
+                    if let Some(t) = quick {
+                        prop_assert_eq!(t, "com.okta.event_hook");
+                    }
+                }
+                // An object with a string `eventType` is never read as a legacy event.
+                Ok(factorwatch::okta::Shape::EventsApi { .. }) => prop_assert!(quick.is_none()),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// The pollers' one-pass split of a page finds the elements serde finds, with the type the
+    /// quick scan reads, and refuses every page cut short.
+    #[test]
+    fn the_page_split_finds_what_serde_finds_and_refuses_a_cut_page(
+        values in prop::collection::vec(arb_json(), 0..6),
+        cut in 0.0f64..1.0,
+    ) {
+        let page = serde_json::Value::Array(values);
+        for text in [serde_json::to_string(&page).expect("serialize"), serde_json::to_string_pretty(&page).expect("serialize")] {
+            let split = factorwatch::okta::split_page(&text).expect("a whole page splits");
+            let raw: Vec<&serde_json::value::RawValue> = serde_json::from_str(&text).expect("valid");
+            prop_assert_eq!(split.len(), raw.len());
+            for (e, r) in split.iter().zip(&raw) {
+                prop_assert_eq!(e.text, r.get());
+                prop_assert_eq!(e.event_type, factorwatch::okta::event_type_of(r.get()));
+            }
+            let short = &text[..text.floor_char_boundary(((text.len() as f64) * cut) as usize)];
+            if short.trim_end().len() < text.trim_end().len() {
+                prop_assert!(factorwatch::okta::split_page(short).is_err(), "{short:?}");
+            }
+        }
+    }
+
     #[test]
     fn arbitrary_json_never_panics(value in arb_json()) {
         let text = serde_json::to_string(&value).expect("serialize");

@@ -247,7 +247,12 @@ impl LogStore {
         }
 
         // Bounded: by published, in the order asked, resuming after the cursor's position.
-        let since = req.since.unwrap_or(req.until - Duration::days(7));
+        let since = match req.after {
+            Some(Cursor::Bounded(_, _, since)) => {
+                DateTime::<Utc>::from_timestamp_millis(since).ok_or_else(bad_after)?
+            }
+            _ => req.since.unwrap_or(req.until - Duration::days(7)),
+        };
         let mut matching: Vec<&StoredEvent> = self
             .events
             .iter()
@@ -258,7 +263,7 @@ impl LogStore {
             matching.reverse();
         }
         let skip = match req.after {
-            Some(Cursor::Bounded(ms, seq)) => {
+            Some(Cursor::Bounded(ms, seq, _)) => {
                 let key = (ms, seq);
                 matching
                     .iter()
@@ -275,7 +280,11 @@ impl LogStore {
         let events: Vec<&StoredEvent> = rest.iter().take(req.limit).copied().collect();
         let next = match (rest.len() > req.limit, events.last()) {
             (true, Some(last)) => {
-                Some(req.next_link(Cursor::Bounded(last.published.timestamp_millis(), last.seq)))
+                Some(req.next_link(Cursor::Bounded(
+                    last.published.timestamp_millis(),
+                    last.seq,
+                    since.timestamp_millis(),
+                )))
             }
             _ => None,
         };
@@ -325,14 +334,17 @@ impl Page<'_> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cursor {
     Polling(u64),
-    Bounded(i64, u64),
+    /// The last event served (`published` in ms, sequence) and the query's lower bound in ms:
+    /// `since` may not accompany `after`, so the opaque cursor carries it, or a bounded query's
+    /// second page would fall back to the default of 7 days before `until`.
+    Bounded(i64, u64, i64),
 }
 
 impl Cursor {
     fn encode(self) -> String {
         match self {
             Cursor::Polling(seq) => format!("{seq}_1"),
-            Cursor::Bounded(ms, seq) => format!("{ms}_{seq}_b"),
+            Cursor::Bounded(ms, seq, since) => format!("{ms}_{seq}_{since}_b"),
         }
     }
 
@@ -340,7 +352,11 @@ impl Cursor {
         let parts: Vec<&str> = s.split('_').collect();
         match parts.as_slice() {
             [seq, "1"] => seq.parse().ok().map(Cursor::Polling),
-            [ms, seq, "b"] => Some(Cursor::Bounded(ms.parse().ok()?, seq.parse().ok()?)),
+            [ms, seq, since, "b"] => Some(Cursor::Bounded(
+                ms.parse().ok()?,
+                seq.parse().ok()?,
+                since.parse().ok()?,
+            )),
             _ => None,
         }
     }

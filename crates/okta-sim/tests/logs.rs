@@ -147,6 +147,44 @@ fn bounded_requests_order_by_published_and_end_without_next() {
 }
 
 #[test]
+fn a_bounded_query_keeps_its_since_on_every_page() {
+    // `since` may not accompany `after`: the next page must still start where the query did, not
+    // at the default of 7 days before `until` (a 90-day backfill read only its last week).
+    let now = t(NOW);
+    let mut log = LogStore::default();
+    for day in 0..30 {
+        let published = okta_sim::logs::okta_time(now - Duration::days(30 - day));
+        log.persist(
+            event(&format!("d{day:02}"), "user.session.start", &published),
+            now,
+            true,
+        )
+        .unwrap();
+    }
+    let since = okta_sim::logs::okta_time(now - Duration::days(31));
+    let until = okta_sim::logs::okta_time(now);
+    let mut page = log
+        .query(
+            &q(&[("since", &since), ("until", &until), ("limit", "4")]),
+            now,
+        )
+        .unwrap();
+    let mut seen = uuids(&page);
+    while let Some(next) = page.next.clone() {
+        let cursor = after(&next);
+        page = log
+            .query(
+                &q(&[("until", &until), ("limit", "4"), ("after", &cursor)]),
+                now,
+            )
+            .unwrap();
+        seen.extend(uuids(&page));
+    }
+    let expected: Vec<String> = (0..30).map(|d| format!("d{d:02}")).collect();
+    assert_eq!(seen, expected);
+}
+
+#[test]
 fn filters_and_keywords_select_events() {
     let now = t(NOW);
     let mut log = LogStore::default();

@@ -110,6 +110,16 @@ impl Classifier {
         }
     }
 
+    /// Classifies a System Log event whose `eventType` is already known
+    /// ([`okta::event_type_of`]): None when it is not an MFA change.
+    pub fn classify_log_json<'a>(
+        &self,
+        json: &'a str,
+        event_type: &str,
+    ) -> Option<Result<Classified<'a>, ClassifyError>> {
+        self.system_log(json, event_type, Source::SystemLog)
+    }
+
     fn system_log<'a>(
         &self,
         json: &'a str,

@@ -20,8 +20,12 @@ use crate::store::{NewFinding, Store, StoreError};
 
 /// Journal entries read at once.
 const PAGE: u32 = 2000;
-/// How often an idle worker looks at the journal (it is also woken by every commit).
-const IDLE: Duration = Duration::from_millis(500);
+/// How often an idle worker looks at the journal when every writer is in this process (each
+/// commit that adds to the org's journal wakes it; the look catches a `replay` or `backfill`
+/// run beside the daemon).
+pub const IDLE: Duration = Duration::from_secs(5);
+/// …and on a store shared by replicas, whose hook receivers commit without waking this one.
+pub const IDLE_SHARED: Duration = Duration::from_millis(500);
 /// How often sign-ins past the baseline are pruned from the journal (the sign-ins that taught the
 /// detections nothing are forgotten as soon as they are read).
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -34,6 +38,8 @@ pub struct DetectionWorker<S: Store> {
     /// Where findings go: every SIEM sink, the security team's destinations.
     pub destinations: Vec<String>,
     pub signals: Arc<Signals>,
+    /// How often it looks at the journal unasked ([`IDLE`], [`IDLE_SHARED`]).
+    pub idle: Duration,
 }
 
 /// Parses a journal entry; an entry that cannot be read is skipped with a warning (it was written
@@ -101,11 +107,12 @@ impl<S: Store> DetectionWorker<S> {
         // Findings made but not yet committed (the store failed), with the entries to forget:
         // committed before reading on.
         let mut owed: Option<(Vec<NewFinding>, Vec<i64>, i64, u64)> = None;
+        let journal = self.signals.journal(&self.org);
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            let woken = self.signals.stored.notified();
+            let woken = journal.notified();
             if owed.is_none() {
                 let entries = match self.store.signals_after(&self.org, position, PAGE).await {
                     Ok(e) => e,
@@ -127,7 +134,7 @@ impl<S: Store> DetectionWorker<S> {
                     }
                     tokio::select! {
                         _ = woken => {}
-                        _ = tokio::time::sleep(IDLE) => {}
+                        _ = tokio::time::sleep(self.idle) => {}
                         _ = shutdown.changed() => return,
                     }
                     continue;

@@ -93,15 +93,105 @@ impl Ingest {
         body: &str,
         cursor: Option<String>,
     ) -> Result<Batch, PageError> {
-        let values: Vec<&serde_json::value::RawValue> =
-            serde_json::from_str(body).map_err(|e| PageError(e.to_string()))?;
+        let events = crate::okta::split_page(body).map_err(PageError)?;
         let mut batch = empty(source, cursor);
-        for (i, value) in values.iter().enumerate() {
-            self.value(&mut batch, value.get(), input::Position::Index(i), false);
+        for (i, e) in events.iter().enumerate() {
+            let position = input::Position::Index(i);
+            // A System Log event's type is read once, by the split, for every use; anything
+            // the split is unsure of goes the general way.
+            match (source, e.event_type) {
+                (SourceKind::SystemLog, Some(event_type)) => {
+                    self.log_event(&mut batch, e.text, event_type, position)
+                }
+                _ => self.value(&mut batch, e.text, position, false),
+            }
         }
-        date_by_last(&mut batch, values.last().map(|v| v.get()));
+        date_by_last(&mut batch, events.last().map(|e| e.text));
         date_by_changes(&mut batch);
         Ok(batch)
+    }
+
+    /// One System Log event of a poller's page, its type known: only what its type calls for is
+    /// parsed (the context it is, the evidence it gives, the change it makes).
+    fn log_event(
+        &self,
+        batch: &mut Batch,
+        event: &str,
+        event_type: &str,
+        position: input::Position,
+    ) {
+        batch.events_seen += 1;
+        if crate::okta::catalog::is_context(event_type)
+            && let Some(c) = context_event(event)
+        {
+            batch.context.push(c);
+        }
+        if self.detections.is_some()
+            && let Some(evidence) = crate::okta::catalog::evidence_of(event_type)
+        {
+            let signal = match serde_json::from_str::<LogEvent>(event) {
+                Ok(parsed) => signal::from_evidence(&parsed, evidence, event),
+                Err(_) => Ok(None),
+            };
+            match signal {
+                Ok(Some(s)) => push_signal(batch, &s),
+                Ok(None) => {}
+                Err(err) => batch.rejects.push(Reject {
+                    error: format!("{position}: {err}"),
+                    raw: event.to_owned(),
+                }),
+            }
+        }
+        if let Some(verdict) = self.classifier.classify_log_json(event, event_type) {
+            self.verdict(batch, &position, verdict, event);
+        }
+    }
+
+    /// Keeps a classifier's verdict: the change with its record, journal entry and
+    /// destinations, or a reject.
+    fn verdict(
+        &self,
+        batch: &mut Batch,
+        at: &dyn std::fmt::Display,
+        verdict: Result<crate::classify::Classified<'_>, crate::classify::ClassifyError>,
+        raw: &str,
+    ) {
+        match verdict {
+            Ok(c) => {
+                let record = match serde_json::to_string(&c.change) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        batch.rejects.push(Reject {
+                            error: format!("{at}: the record could not be serialized: {e}"),
+                            raw: c.raw.to_owned(),
+                        });
+                        return;
+                    }
+                };
+                if let Some(key) = &self.detections {
+                    let event = (c.change.source != crate::record::Source::EventsApi)
+                        .then(|| serde_json::from_str::<LogEvent>(c.raw).ok())
+                        .flatten();
+                    if let Some(s) = signal::from_change(&c.change, event.as_ref(), key) {
+                        push_signal(batch, &s);
+                    }
+                }
+                batch.changes.push(NewChange {
+                    event_id: c.change.id.to_wire(),
+                    event_type: c.change.event_type.clone(),
+                    action: c.change.action.as_str().to_owned(),
+                    published: c.change.published,
+                    user_id: c.change.user.as_ref().and_then(|u| u.id.clone()),
+                    destinations: self.routing.destinations(&c.change),
+                    record,
+                    raw: c.raw.to_owned(),
+                });
+            }
+            Err(e) => batch.rejects.push(Reject {
+                error: format!("{at}: {e}"),
+                raw: raw.to_owned(),
+            }),
+        }
     }
 
     fn value(&self, batch: &mut Batch, value: &str, position: input::Position, open: bool) {
@@ -159,54 +249,16 @@ impl Ingest {
                 batch.newest_published = newest(batch.newest_published, t);
             }
         }
-        self.classifier
-            .classify_json(value, |within, verdict| match verdict {
-                Ok(c) => {
-                    let record = match serde_json::to_string(&c.change) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            batch.rejects.push(Reject {
-                                error: format!(
-                                    "{position}: the record could not be serialized: {e}"
-                                ),
-                                raw: c.raw.to_owned(),
-                            });
-                            return;
-                        }
-                    };
-                    if let Some(key) = &self.detections {
-                        let event = (c.change.source != crate::record::Source::EventsApi)
-                            .then(|| serde_json::from_str::<LogEvent>(c.raw).ok())
-                            .flatten();
-                        if let Some(s) = signal::from_change(&c.change, event.as_ref(), key) {
-                            push_signal(batch, &s);
-                        }
-                    }
-                    batch.changes.push(NewChange {
-                        event_id: c.change.id.to_wire(),
-                        event_type: c.change.event_type.clone(),
-                        action: c.change.action.as_str().to_owned(),
-                        published: c.change.published,
-                        user_id: c.change.user.as_ref().and_then(|u| u.id.clone()),
-                        destinations: self.routing.destinations(&c.change),
-                        record,
-                        raw: c.raw.to_owned(),
-                    });
-                }
-                Err(e) => {
-                    let (at, raw) = match within {
-                        Within::Whole => (position.to_string(), value),
-                        Within::HookEvent(i) => (
-                            format!("{position}, data.events[{i}]"),
-                            events.get(i).copied().unwrap_or(value),
-                        ),
-                    };
-                    batch.rejects.push(Reject {
-                        error: format!("{at}: {e}"),
-                        raw: raw.to_owned(),
-                    });
-                }
-            });
+        self.classifier.classify_json(value, |within, verdict| {
+            let (at, raw) = match within {
+                Within::Whole => (position.to_string(), value),
+                Within::HookEvent(i) => (
+                    format!("{position}, data.events[{i}]"),
+                    events.get(i).copied().unwrap_or(value),
+                ),
+            };
+            self.verdict(batch, &at, verdict, raw)
+        });
     }
 }
 

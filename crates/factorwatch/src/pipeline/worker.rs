@@ -34,7 +34,7 @@ pub enum Outcome {
 /// What the parts of a daemon tell each other: new changes were stored (wake the workers), and
 /// how many outbox rows the workers have settled (delivered, skipped, put off, dead) — progress,
 /// without asking the store.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Signals {
     pub stored: Notify,
     pub settled: std::sync::atomic::AtomicU64,
@@ -42,7 +42,30 @@ pub struct Signals {
     pub detected: std::sync::atomic::AtomicU64,
     /// Told each time the detections commit what they read.
     pub detections: Notify,
+    /// Per org: told when its journal grew. Each org's detections wait on their own: one
+    /// org's commit wakes one task, not one per org (an MSSP runs thousands).
+    journals: std::sync::Mutex<std::collections::HashMap<String, Arc<Notify>>>,
+    /// Okta pages held in memory at once, by every poller together (fetched, not yet committed):
+    /// many orgs catching up at once wait for a turn instead of each holding two pages.
+    pub pages: Arc<tokio::sync::Semaphore>,
 }
+
+impl Default for Signals {
+    fn default() -> Self {
+        Signals {
+            stored: Notify::new(),
+            settled: Default::default(),
+            detected: Default::default(),
+            detections: Notify::new(),
+            journals: Default::default(),
+            pages: Arc::new(tokio::sync::Semaphore::new(PAGES_IN_MEMORY)),
+        }
+    }
+}
+
+/// Okta pages (up to 1,000 events, ~1.5 MB each) in memory at once across all pollers: enough
+/// to keep both cores busy, a bounded peak however many orgs catch up together.
+pub const PAGES_IN_MEMORY: usize = 16;
 
 impl Signals {
     /// Wakes every worker: new changes are in the store.
@@ -53,6 +76,17 @@ impl Signals {
     /// Rows settled so far.
     pub fn settled(&self) -> u64 {
         self.settled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// What `org`'s detections wait on.
+    pub fn journal(&self, org: &str) -> Arc<Notify> {
+        let mut journals = self.journals.lock().unwrap_or_else(|e| e.into_inner());
+        journals.entry(org.to_owned()).or_default().clone()
+    }
+
+    /// `org`'s journal grew: wakes its detections (or has them look at once when they next wait).
+    pub fn appended(&self, org: &str) {
+        self.journal(org).notify_one();
     }
 }
 

@@ -165,6 +165,9 @@ async fn deliver<S: Store>(
         .commit(&state.config.org, &batch, chrono::Utc::now());
     match tokio::time::timeout(ANSWER_WITHIN, commit).await {
         Ok(Ok(c)) => {
+            if !batch.signals.is_empty() {
+                state.signals.appended(&state.config.org);
+            }
             if c.new > 0 {
                 state.signals.stored();
             }

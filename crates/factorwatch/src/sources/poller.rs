@@ -8,13 +8,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tracing::{error, info, warn};
 
 use crate::backoff::Backoff;
 use crate::okta::client::{ClientError, OktaClient, Page};
 use crate::pipeline::ingest::Ingest;
-use crate::store::{SourceKind, Store};
+use crate::store::{Batch, SourceKind, Store};
 
 #[derive(Clone)]
 pub struct Poller<S: Store> {
@@ -86,9 +86,15 @@ impl<S: Store> Poller<S> {
         // The next page is fetched while this one is classified and committed, so Okta's answer
         // time and factorwatch's work overlap instead of adding up. Each page is still fetched
         // once, in order, and committed only after the one before it.
-        let mut fetch = Prefetch::start(&self.client, &url);
+        let mut fetch = Prefetch::start(&self.client, &url, &self.signals.pages);
+        // Pages read but not yet committed, merged into one batch with the last page's cursor,
+        // and when the first was read: a page holding a few rows costs a transaction (and a
+        // sync) as dear as a full one, so catching up with an org whose MFA changes are sparse
+        // commits every COMMIT_ROWS rows or COMMIT_WITHIN, not every page. A crash before the
+        // commit loses no change: the cursor has not moved, the pages are read again.
+        let mut pending: Option<(Batch, tokio::time::Instant)> = None;
         loop {
-            let page = tokio::select! {
+            let (page, _held) = tokio::select! {
                 page = fetch.result() => page,
                 _ = shutdown.changed() => return Ended::Stopped,
             };
@@ -109,6 +115,12 @@ impl<S: Store> Poller<S> {
             let (batch, next) = match outcome {
                 Ok(ok) => ok,
                 Err((e, refused)) => {
+                    // What was read before the failure is kept before waiting.
+                    if let Some((batch, _)) = pending.take()
+                        && let Err(ended) = self.commit(&batch, &mut shutdown).await
+                    {
+                        return ended;
+                    }
                     let wait = ERROR_BACKOFF.delay(failures, &mut rand::thread_rng());
                     failures = failures.saturating_add(1);
                     if refused {
@@ -122,52 +134,31 @@ impl<S: Store> Poller<S> {
                     if pause(&mut shutdown, wait).await {
                         return Ended::Stopped;
                     }
-                    fetch = Prefetch::start(&self.client, &url);
+                    fetch = Prefetch::start(&self.client, &url, &self.signals.pages);
                     continue;
                 }
             };
             failures = 0;
             let caught_up = batch.events_seen == 0;
             if !caught_up {
-                fetch = Prefetch::start(&self.client, &next);
+                fetch = Prefetch::start(&self.client, &next, &self.signals.pages);
             }
-            // The page is only done once committed: until then, retry the commit, never skip it.
-            let mut store_failures = 0u32;
-            loop {
-                let now = chrono::Utc::now();
-                let committed = match &self.fence {
-                    Some(fence) => {
-                        self.store
-                            .commit_fenced(&self.org, &batch, now, fence)
-                            .await
-                    }
-                    None => self.store.commit(&self.org, &batch, now).await,
-                };
-                match committed {
-                    Ok(c) => {
-                        if c.new > 0 {
-                            self.signals.stored();
-                        }
-                        if !batch.rejects.is_empty() {
-                            warn!(org = %self.org, source = self.source.as_str(), rejects = batch.rejects.len(), "values that are not Okta events were kept in the rejects table");
-                        }
-                        break;
-                    }
-                    Err(crate::store::StoreError::Fenced { .. }) => {
-                        warn!(org = %self.org, source = self.source.as_str(), "another replica holds the org now (this one was paused or cut off past its lease); the page was not stored; stopping");
-                        return Ended::LeaseLost;
-                    }
-                    Err(e) => {
-                        error!(org = %self.org, source = self.source.as_str(), error = %e, "cannot store a page; retrying it");
-                        let wait = ERROR_BACKOFF.delay(store_failures, &mut rand::thread_rng());
-                        store_failures = store_failures.saturating_add(1);
-                        if pause(&mut shutdown, wait).await {
-                            return Ended::Stopped;
-                        }
-                    }
+            let (batch, first_read) = match pending.take() {
+                Some((mut merged, at)) => {
+                    merged.absorb(batch);
+                    (merged, at)
                 }
-            }
+                None => (batch, tokio::time::Instant::now()),
+            };
             url = next;
+            if !caught_up && batch.rows() < COMMIT_ROWS && first_read.elapsed() < COMMIT_WITHIN {
+                pending = Some((batch, first_read));
+                continue;
+            }
+            // The pages are only done once committed: until then, retry the commit, never skip.
+            if let Err(ended) = self.commit(&batch, &mut shutdown).await {
+                return ended;
+            }
             if caught_up {
                 if self.once {
                     info!(org = %self.org, source = self.source.as_str(), "caught up");
@@ -176,28 +167,85 @@ impl<S: Store> Poller<S> {
                 if pause(&mut shutdown, self.interval).await {
                     return Ended::Stopped;
                 }
-                fetch = Prefetch::start(&self.client, &url);
+                fetch = Prefetch::start(&self.client, &url, &self.signals.pages);
+            }
+        }
+    }
+
+    /// Commits `batch` (with its cursor), retrying until it is stored: a page is never skipped.
+    /// Err when the poller must stop (shutdown, or another replica holds the org now).
+    async fn commit(
+        &self,
+        batch: &Batch,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), Ended> {
+        let mut store_failures = 0u32;
+        loop {
+            let now = chrono::Utc::now();
+            let committed = match &self.fence {
+                Some(fence) => self.store.commit_fenced(&self.org, batch, now, fence).await,
+                None => self.store.commit(&self.org, batch, now).await,
+            };
+            match committed {
+                Ok(c) => {
+                    if c.new > 0 {
+                        self.signals.stored();
+                    }
+                    if !batch.signals.is_empty() {
+                        self.signals.appended(&self.org);
+                    }
+                    if !batch.rejects.is_empty() {
+                        warn!(org = %self.org, source = self.source.as_str(), rejects = batch.rejects.len(), "values that are not Okta events were kept in the rejects table");
+                    }
+                    return Ok(());
+                }
+                Err(crate::store::StoreError::Fenced { .. }) => {
+                    warn!(org = %self.org, source = self.source.as_str(), "another replica holds the org now (this one was paused or cut off past its lease); the page was not stored; stopping");
+                    return Err(Ended::LeaseLost);
+                }
+                Err(e) => {
+                    error!(org = %self.org, source = self.source.as_str(), error = %e, "cannot store a page; retrying it");
+                    let wait = ERROR_BACKOFF.delay(store_failures, &mut rand::thread_rng());
+                    store_failures = store_failures.saturating_add(1);
+                    if pause(shutdown, wait).await {
+                        return Err(Ended::Stopped);
+                    }
+                }
             }
         }
     }
 }
 
-/// A page being fetched in the background; dropped, it stops.
-struct Prefetch(tokio::task::JoinHandle<Result<Page, ClientError>>);
+/// Rows (changes, journal entries, context, rejects) gathered from several pages before they
+/// are committed together…
+const COMMIT_ROWS: usize = 1000;
+/// …or once the first of them was read this long ago.
+const COMMIT_WITHIN: Duration = Duration::from_millis(500);
+
+/// A page being fetched in the background, with its place among the pages in memory (held until
+/// the page is committed); dropped, it stops.
+struct Prefetch(tokio::task::JoinHandle<(Result<Page, ClientError>, Option<OwnedSemaphorePermit>)>);
 
 impl Prefetch {
-    fn start(client: &Arc<OktaClient>, url: &str) -> Prefetch {
-        let (client, url) = (client.clone(), url.to_owned());
-        Prefetch(tokio::spawn(async move { client.get_page(&url).await }))
+    fn start(client: &Arc<OktaClient>, url: &str, pages: &Arc<Semaphore>) -> Prefetch {
+        let (client, url, pages) = (client.clone(), url.to_owned(), pages.clone());
+        Prefetch(tokio::spawn(async move {
+            // The semaphore is never closed; were it, the page is fetched all the same.
+            let held = pages.acquire_owned().await.ok();
+            (client.get_page(&url).await, held)
+        }))
     }
 
-    async fn result(&mut self) -> Result<Page, ClientError> {
+    async fn result(&mut self) -> (Result<Page, ClientError>, Option<OwnedSemaphorePermit>) {
         match (&mut self.0).await {
-            Ok(page) => page,
-            Err(e) => Err(ClientError::Unavailable {
-                attempts: 0,
-                last: format!("the request task ended: {e}"),
-            }),
+            Ok(done) => done,
+            Err(e) => (
+                Err(ClientError::Unavailable {
+                    attempts: 0,
+                    last: format!("the request task ended: {e}"),
+                }),
+                None,
+            ),
         }
     }
 }

@@ -102,6 +102,30 @@ pub struct Batch {
     pub signals: Vec<NewSignal>,
 }
 
+impl Batch {
+    /// Rows it writes (changes, journal entries, context, rejects).
+    pub fn rows(&self) -> usize {
+        self.changes.len() + self.signals.len() + self.context.len() + self.rejects.len()
+    }
+
+    /// Takes in the batch read after this one from the same source: one commit for both, with
+    /// the later cursor.
+    pub fn absorb(&mut self, later: Batch) {
+        self.changes.extend(later.changes);
+        self.rejects.extend(later.rejects);
+        self.context.extend(later.context);
+        self.signals.extend(later.signals);
+        self.events_seen += later.events_seen;
+        self.newest_published = match (self.newest_published, later.newest_published) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        if later.cursor.is_some() {
+            self.cursor = later.cursor;
+        }
+    }
+}
+
 /// A signal for the detections' journal ([`crate::detect::Signal`], serialized), unique per
 /// (org, uuid).
 #[derive(Debug, Clone)]
@@ -897,5 +921,51 @@ impl Store for AnyStore {
     }
     async fn close(&self) {
         forward!(self, s => Store::close(s).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(cursor: Option<&str>, seen: u64, published: Option<&str>, reject: &str) -> Batch {
+        Batch {
+            source: SourceKind::SystemLog,
+            changes: Vec::new(),
+            rejects: vec![Reject {
+                error: reject.into(),
+                raw: String::new(),
+            }],
+            events_seen: seen,
+            newest_published: published.map(|p| p.parse().unwrap_or_default()),
+            cursor: cursor.map(str::to_owned),
+            context: Vec::new(),
+            signals: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_merged_batch_resumes_after_the_later_page_and_keeps_every_row() {
+        let mut first = batch(Some("next=1"), 3, Some("2026-11-25T10:00:00Z"), "a");
+        first.absorb(batch(Some("next=2"), 2, None, "b"));
+        assert_eq!(first.cursor.as_deref(), Some("next=2"));
+        assert_eq!(first.events_seen, 5);
+        assert_eq!(first.rows(), 2);
+        assert_eq!(
+            first.rejects.iter().map(|r| r.error.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(
+            first.newest_published,
+            "2026-11-25T10:00:00Z".parse().ok(),
+            "the newest time only moves forward"
+        );
+        first.absorb(batch(None, 0, Some("2026-11-25T11:00:00Z"), "c"));
+        assert_eq!(
+            first.cursor.as_deref(),
+            Some("next=2"),
+            "a batch without a cursor keeps the last one"
+        );
+        assert_eq!(first.newest_published, "2026-11-25T11:00:00Z".parse().ok());
     }
 }

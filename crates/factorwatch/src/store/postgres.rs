@@ -779,12 +779,15 @@ impl Store for PgStore {
         org: &str,
         user_id: &str,
     ) -> Result<Vec<Due>, StoreError> {
-        let rows = sqlx::query(concat!(
-            due_select!(),
-            " WHERE o.destination = $1 AND o.state = 'pending' AND o.org = $2 AND o.kind = 'change' AND c.user_id = $3
-                  AND (o.claim_until IS NULL OR o.claim_until < $4 OR o.claimed_by = $5)
-                  ORDER BY c.received_at, o.id"
-        ))
+        // From the user's changes to their rows, as SQLite is told to (store/sqlite.rs).
+        let rows = sqlx::query(
+            "SELECT o.id, o.org, o.event_id, o.destination, o.attempts, o.kind, c.record, c.raw, c.received_at
+             FROM changes c
+             JOIN outbox o ON o.org = c.org AND o.kind = 'change' AND o.event_id = c.event_id
+             WHERE o.destination = $1 AND o.state = 'pending' AND c.org = $2 AND c.user_id = $3
+                   AND (o.claim_until IS NULL OR o.claim_until < $4 OR o.claimed_by = $5)
+             ORDER BY c.received_at, o.id",
+        )
         .bind(destination)
         .bind(org)
         .bind(user_id)
