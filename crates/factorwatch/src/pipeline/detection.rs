@@ -22,8 +22,9 @@ use crate::store::{NewFinding, Store, StoreError};
 const PAGE: u32 = 2000;
 /// How often an idle worker looks at the journal when every writer is in this process (each
 /// commit that adds to the org's journal wakes it; the look catches a `replay` or `backfill`
-/// run beside the daemon).
-pub const IDLE: Duration = Duration::from_secs(5);
+/// run beside the daemon). An MSSP's 2,000 orgs each looking every 5 s cost more than polling
+/// them.
+pub const IDLE: Duration = Duration::from_secs(60);
 /// …and on a store shared by replicas, whose hook receivers commit without waking this one.
 pub const IDLE_SHARED: Duration = Duration::from_millis(500);
 /// How often sign-ins past the baseline are pruned from the journal (the sign-ins that taught the

@@ -93,6 +93,9 @@ impl<S: Store> Poller<S> {
         // commits every COMMIT_ROWS rows or COMMIT_WITHIN, not every page. A crash before the
         // commit loses no change: the cursor has not moved, the pages are read again.
         let mut pending: Option<(Batch, tokio::time::Instant)> = None;
+        // When this poller last committed: an org with nothing new is recorded as polled once a
+        // minute, not at every poll (each commit is a sync; an MSSP polls thousands of orgs).
+        let mut last_commit: Option<tokio::time::Instant> = None;
         loop {
             let (page, _held) = tokio::select! {
                 page = fetch.result() => page,
@@ -150,14 +153,21 @@ impl<S: Store> Poller<S> {
                 }
                 None => (batch, tokio::time::Instant::now()),
             };
+            let moved = next != url;
             url = next;
             if !caught_up && batch.rows() < COMMIT_ROWS && first_read.elapsed() < COMMIT_WITHIN {
                 pending = Some((batch, first_read));
                 continue;
             }
-            // The pages are only done once committed: until then, retry the commit, never skip.
-            if let Err(ended) = self.commit(&batch, &mut shutdown).await {
-                return ended;
+            let nothing_new = caught_up && !moved && batch.rows() == 0 && batch.events_seen == 0;
+            let recorded_lately = last_commit.is_some_and(|at| at.elapsed() < RECORD_IDLE_EVERY);
+            if !(nothing_new && recorded_lately) {
+                // The pages are only done once committed: until then, retry the commit, never
+                // skip it.
+                if let Err(ended) = self.commit(&batch, &mut shutdown).await {
+                    return ended;
+                }
+                last_commit = Some(tokio::time::Instant::now());
             }
             if caught_up {
                 if self.once {
@@ -215,6 +225,10 @@ impl<S: Store> Poller<S> {
         }
     }
 }
+
+/// How often a poller that finds nothing new records that it polled (the status page's "last
+/// poll").
+const RECORD_IDLE_EVERY: Duration = Duration::from_secs(60);
 
 /// Rows (changes, journal entries, context, rejects) gathered from several pages before they
 /// are committed together…
