@@ -305,7 +305,13 @@ async fn hook_to_inbox(sim: &Local) {
     println!(
         "hook to inbox: {n} MFA changes at {rate}/s, email concurrency {}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms \
          (POST → classify → store → detections → Users API lookup → render → SMTP DATA end)",
-        concurrency.map_or_else(|| format!("{} (the default)", factorwatch::config::DEFAULT_EMAIL_CONCURRENCY), |c| c.to_string()),
+        concurrency.map_or_else(
+            || format!(
+                "{} (the default)",
+                factorwatch::config::DEFAULT_EMAIL_CONCURRENCY
+            ),
+            |c| c.to_string()
+        ),
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
         percentile(&latencies, 1.0),

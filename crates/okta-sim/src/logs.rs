@@ -279,13 +279,11 @@ impl LogStore {
         let rest = &matching[skip..];
         let events: Vec<&StoredEvent> = rest.iter().take(req.limit).copied().collect();
         let next = match (rest.len() > req.limit, events.last()) {
-            (true, Some(last)) => {
-                Some(req.next_link(Cursor::Bounded(
-                    last.published.timestamp_millis(),
-                    last.seq,
-                    since.timestamp_millis(),
-                )))
-            }
+            (true, Some(last)) => Some(req.next_link(Cursor::Bounded(
+                last.published.timestamp_millis(),
+                last.seq,
+                since.timestamp_millis(),
+            ))),
             _ => None,
         };
         Ok(Page { events, next })

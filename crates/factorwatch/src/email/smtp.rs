@@ -128,10 +128,7 @@ impl Pool {
     /// TCP (with `TCP_NODELAY`), TLS, EHLO, STARTTLS and AUTH, within the timeout.
     async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
         let unavailable = |what: &str, e: &dyn std::fmt::Display| {
-            SendError::Unavailable(format!(
-                "SMTP: {what} {}:{}: {e}",
-                self.host, self.port
-            ))
+            SendError::Unavailable(format!("SMTP: {what} {}:{}: {e}", self.host, self.port))
         };
         let open = async {
             let tcp = TcpStream::connect((self.host.as_str(), self.port))

@@ -107,7 +107,7 @@ pub struct SmtpSettings {
 
 pub enum Transport {
     Smtp {
-        relay: Pool,
+        relay: Box<Pool>,
         min_gap: Duration,
         last: Mutex<Option<Instant>>,
     },
@@ -203,13 +203,12 @@ impl Transport {
             Security::Implicit => {
                 let config = crate::http::tls::client_config(s.ca_pem.as_deref())
                     .map_err(|e| TransportError::Setup(format!("SMTP TLS settings: {e}")))?;
-                let name =
-                    rustls_pki_types::ServerName::try_from(s.host.clone()).map_err(|e| {
-                        TransportError::Setup(format!(
-                            "email.smtp.host {:?} is not a valid TLS server name: {e}",
-                            s.host
-                        ))
-                    })?;
+                let name = rustls_pki_types::ServerName::try_from(s.host.clone()).map_err(|e| {
+                    TransportError::Setup(format!(
+                        "email.smtp.host {:?} is not a valid TLS server name: {e}",
+                        s.host
+                    ))
+                })?;
                 Secure::Implicit {
                     connector: tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
                     name,
@@ -226,7 +225,7 @@ impl Transport {
             s.pool_size,
         );
         Ok(Transport::Smtp {
-            relay,
+            relay: Box::new(relay),
             min_gap: if s.rate > 0.0 {
                 Duration::from_secs_f64(1.0 / s.rate)
             } else {

@@ -53,7 +53,9 @@ pub fn event_type_of(json: &str) -> Option<&str> {
         return None;
     }
     let (end, event_type) = scan_value(json, start)?;
-    (skip_space(b, end) == b.len()).then_some(event_type).flatten()
+    (skip_space(b, end) == b.len())
+        .then_some(event_type)
+        .flatten()
 }
 
 /// One element of a page: its text, and its `eventType` when a scan of its top-level keys is
@@ -302,7 +304,10 @@ mod tests {
     #[test]
     fn the_quick_scan_reads_the_top_level_event_type_or_says_it_cannot() {
         let cases: &[(&str, Option<&str>)] = &[
-            (r#"{"uuid":"a","eventType":"user.session.start","x":1}"#, Some("user.session.start")),
+            (
+                r#"{"uuid":"a","eventType":"user.session.start","x":1}"#,
+                Some("user.session.start"),
+            ),
             (
                 r#" { "actor" : {"eventType":"nested","d":["}","\"{"]}, "eventType" : "user.mfa.factor.activate" } "#,
                 Some("user.mfa.factor.activate"),
@@ -315,7 +320,10 @@ mod tests {
             (r#"{"eventType":5}"#, None),
             (r#"{"eventType":null}"#, None),
             (r#"["eventType","a"]"#, None),
-            (r#"{"message":"a \"eventType\":\"b\"","eventType":"c"}"#, Some("c")),
+            (
+                r#"{"message":"a \"eventType\":\"b\"","eventType":"c"}"#,
+                Some("c"),
+            ),
         ];
         for (json, expected) in cases {
             assert_eq!(event_type_of(json), *expected, "{json}");

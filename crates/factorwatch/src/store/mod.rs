@@ -952,7 +952,11 @@ mod tests {
         assert_eq!(first.events_seen, 5);
         assert_eq!(first.rows(), 2);
         assert_eq!(
-            first.rejects.iter().map(|r| r.error.as_str()).collect::<Vec<_>>(),
+            first
+                .rejects
+                .iter()
+                .map(|r| r.error.as_str())
+                .collect::<Vec<_>>(),
             ["a", "b"]
         );
         assert_eq!(
