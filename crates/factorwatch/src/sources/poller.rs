@@ -1,8 +1,8 @@
 //! The pollers: System Log (`/api/v1/logs`) and legacy Events API (`/api/v1/events`). Both follow
 //! `rel="next"` links as Okta instructs, and keep the full `next` URL as their checkpoint,
-//! committed in the same transaction as the changes of its page: after a crash they resume
-//! exactly where the last committed page ended, so nothing is skipped and a page replayed at most
-//! once is deduplicated by the store. An empty page means caught up: wait, then GET the same
+//! committed in the same transaction as the changes of its page (and of the pages gathered with
+//! it): after a crash they resume exactly where the last committed page ended, so nothing is
+//! skipped and a page replayed is deduplicated by the store. An empty page means caught up: wait, then GET the same
 //! `next` again (Okta's polling contract, which also catches events persisted late).
 
 use std::sync::Arc;
