@@ -49,6 +49,7 @@ async fn store(name: &str, n: usize, destination: &str) -> SqliteStore {
             notify_third_party: false,
             email_actions: None,
             security: vec![],
+            email_after: std::time::Duration::ZERO,
         },
         detections: None,
     };

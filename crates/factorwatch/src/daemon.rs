@@ -130,6 +130,7 @@ pub fn ingest_for(config: &Config, phone_key: Option<PhoneKey>) -> Ingest {
             notify_third_party: config.email.notify_third_party,
             email_actions: config.email.actions.clone(),
             security: security_destinations(config),
+            email_after: config.email.coalesce,
         },
     }
 }

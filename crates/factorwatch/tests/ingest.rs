@@ -446,6 +446,7 @@ async fn a_hook_delivery_the_store_cannot_take_is_answered_500_for_okta_to_retry
             notify_third_party: false,
             email_actions: None,
             security: vec![],
+            email_after: std::time::Duration::ZERO,
         },
         detections: None,
     });

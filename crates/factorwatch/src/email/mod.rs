@@ -24,7 +24,7 @@ use tracing::info;
 use crate::enrich::{EnrichError, Enricher, Enrichment};
 use crate::pipeline::worker::{Destination, Outcome};
 use crate::record::MfaChange;
-use crate::store::{Due, Store};
+use crate::store::{Due, SeenAddress, Store};
 use templates::{Rendered, Templates};
 use transport::{SendError, Transport};
 
@@ -161,6 +161,16 @@ pub fn recipients(e: &Enrichment, second_email: bool) -> Vec<String> {
     r
 }
 
+/// A notice rendered and ready to send.
+struct Ready {
+    /// The user's current address, remembered before sending.
+    remember: Option<SeenAddress>,
+    to: Vec<String>,
+    rendered: Rendered,
+    /// Outbox rows of the user's other changes this notice tells of.
+    siblings: Vec<i64>,
+}
+
 impl<S: Store> EmailDestination<S> {
     pub fn new(
         name: impl Into<String>,
@@ -218,8 +228,8 @@ impl<S: Store> EmailDestination<S> {
         self.done.lock().await.insert(format!("{}|{part}", row.id));
     }
 
-    async fn one(&self, row: &Due) -> Outcome {
-        let outcome = self.attempt(row).await;
+    /// Forgets the parts of `row` done in this attempt once its outcome is final.
+    async fn finish(&self, row: &Due, outcome: Outcome) -> Outcome {
         if !matches!(
             outcome,
             Outcome::Retry(_) | Outcome::Unavailable(_) | Outcome::Later(_)
@@ -230,13 +240,18 @@ impl<S: Store> EmailDestination<S> {
         outcome
     }
 
-    async fn attempt(&self, row: &Due) -> Outcome {
+    /// Everything before the sending: the user's other changes owed (coalescing), the
+    /// detections' findings, Okta's profile, the recipients, the cap, the rendered notice. Err
+    /// is the row's outcome when there is nothing to send.
+    async fn prepare(&self, row: &Due) -> Result<Ready, Outcome> {
         let change: MfaChange = match &row.item {
             Ok(crate::record::Item::Change(c)) => c.clone(),
             Ok(crate::record::Item::Finding(_)) => {
-                return Outcome::Reject("a finding is not sent to users on its own".into());
+                return Err(Outcome::Reject(
+                    "a finding is not sent to users on its own".into(),
+                ));
             }
-            Err(e) => return Outcome::Reject(e.clone()),
+            Err(e) => return Err(Outcome::Reject(e.clone())),
         };
         let login = change
             .user
@@ -244,16 +259,21 @@ impl<S: Store> EmailDestination<S> {
             .and_then(|u| u.login.clone())
             .unwrap_or_default();
         if let Some(pattern) = suppressed(&login, &self.settings.suppress) {
-            return Outcome::Skipped(format!("{login} is suppressed by {pattern:?}"));
+            return Err(Outcome::Skipped(format!(
+                "{login} is suppressed by {pattern:?}"
+            )));
         }
         let Some(enricher) = self.enrichers.get(&row.org) else {
-            return Outcome::Reject(format!("no Okta org named {} is configured", row.org));
+            return Err(Outcome::Reject(format!(
+                "no Okta org named {} is configured",
+                row.org
+            )));
         };
         if self.settings.skip_when_okta_notified {
             match self.okta_notified(&row.org, &change).await {
-                Ok(true) => return Outcome::Skipped("Okta sent its own notice".into()),
+                Ok(true) => return Err(Outcome::Skipped("Okta sent its own notice".into())),
                 Ok(false) => {}
-                Err(e) => return Outcome::Unavailable(e.to_string()),
+                Err(e) => return Err(Outcome::Unavailable(e.to_string())),
             }
         }
         // Coalescing: wait out the window, then take every change to this user still owed.
@@ -264,7 +284,7 @@ impl<S: Store> EmailDestination<S> {
             && let Some(user_id) = change.user.as_ref().and_then(|u| u.id.as_deref())
         {
             if now < row.received_at + window {
-                return Outcome::Later(row.received_at + window);
+                return Err(Outcome::Later(row.received_at + window));
             }
             match self
                 .store
@@ -272,7 +292,7 @@ impl<S: Store> EmailDestination<S> {
                 .await
             {
                 Ok(rows) => siblings = rows.into_iter().filter(|d| d.id != row.id).collect(),
-                Err(e) => return Outcome::Unavailable(e.to_string()),
+                Err(e) => return Err(Outcome::Unavailable(e.to_string())),
             }
         }
         let mut changes = vec![(change.clone(), row.raw.clone())];
@@ -304,13 +324,13 @@ impl<S: Store> EmailDestination<S> {
                             }
                         }
                         Ok(_) => break,
-                        Err(e) => return Outcome::Unavailable(e.to_string()),
+                        Err(e) => return Err(Outcome::Unavailable(e.to_string())),
                     }
                 }
             }
             match self.store.findings_for_events(&row.org, &ids).await {
                 Ok(f) => f,
-                Err(e) => return Outcome::Unavailable(e.to_string()),
+                Err(e) => return Err(Outcome::Unavailable(e.to_string())),
             }
         } else {
             Vec::new()
@@ -319,14 +339,24 @@ impl<S: Store> EmailDestination<S> {
         for (c, raw) in changes {
             match enricher.enrich(&c, &raw).await {
                 Ok(e) => enriched.push((c, e)),
-                Err(EnrichError::Unavailable(e)) => return Outcome::Unavailable(e),
-                Err(EnrichError::Permanent(e)) => return Outcome::Reject(e),
+                Err(EnrichError::Unavailable(e)) => return Err(Outcome::Unavailable(e)),
+                Err(EnrichError::Permanent(e)) => return Err(Outcome::Reject(e)),
             }
         }
         let Some(enrichment) = enriched.first().map(|(_, e)| e.clone()) else {
-            return Outcome::Reject("nothing to say".into());
+            return Err(Outcome::Reject("nothing to say".into()));
         };
         let mut to = recipients(&enrichment, self.settings.second_email);
+        let remember = change
+            .user
+            .as_ref()
+            .and_then(|u| u.id.clone())
+            .zip(enrichment.email.clone())
+            .map(|(user_id, email)| SeenAddress {
+                org: row.org.clone(),
+                user_id,
+                email,
+            });
         match self
             .previous_addresses(&row.org, &change, &enrichment)
             .await
@@ -338,21 +368,21 @@ impl<S: Store> EmailDestination<S> {
                     }
                 }
             }
-            Err(e) => return Outcome::Unavailable(e.to_string()),
+            Err(e) => return Err(Outcome::Unavailable(e.to_string())),
         }
         if to.is_empty() {
-            return Outcome::Reject("the user has no email address".into());
+            return Err(Outcome::Reject("the user has no email address".into()));
         }
         if !self.done(row, "cap").await {
             match self.within_cap(&row.org, &login).await {
                 Ok(true) => {}
                 Ok(false) => {
-                    return Outcome::Reject(format!(
+                    return Err(Outcome::Reject(format!(
                         "{login} already got {} notices this hour (hourly cap)",
                         self.settings.hourly_cap.unwrap_or_default()
-                    ));
+                    )));
                 }
-                Err(e) => return Outcome::Unavailable(e.to_string()),
+                Err(e) => return Err(Outcome::Unavailable(e.to_string())),
             }
             self.mark_done(row, "cap").await;
         }
@@ -370,8 +400,25 @@ impl<S: Store> EmailDestination<S> {
         let rendered = match self.templates.render(&language, &notice) {
             Ok(r) => r,
             // A broken operator template: nothing can be sent until it is fixed; keep the rows.
-            Err(e) => return Outcome::Unavailable(e.to_string()),
+            Err(e) => return Err(Outcome::Unavailable(e.to_string())),
         };
+        Ok(Ready {
+            remember,
+            to,
+            rendered,
+            siblings: siblings.iter().map(|d| d.id).collect(),
+        })
+    }
+
+    /// Sends a prepared notice to each recipient not yet sent to, then marks the coalesced
+    /// siblings told.
+    async fn send(&self, row: &Due, ready: Ready) -> Outcome {
+        let Ready {
+            to,
+            rendered,
+            siblings,
+            ..
+        } = ready;
         for recipient in &to {
             let id = message_id(&row.org, &row.event_id, recipient);
             let m = match message(&self.settings.from, recipient, &rendered, id.clone()) {
@@ -392,9 +439,8 @@ impl<S: Store> EmailDestination<S> {
             }
         }
         if !siblings.is_empty() {
-            let ids: Vec<i64> = siblings.iter().map(|d| d.id).collect();
             // Told in this notice; if this fails they are told again (at least once).
-            if let Err(e) = self.store.delivered(&ids, chrono::Utc::now()).await {
+            if let Err(e) = self.store.delivered(&siblings, chrono::Utc::now()).await {
                 tracing::warn!(error = %e, "could not mark coalesced changes as told");
             }
         }
@@ -403,8 +449,9 @@ impl<S: Store> EmailDestination<S> {
 }
 
 impl<S: Store> EmailDestination<S> {
-    /// Remembers the user's current address and, when their primary email changed recently,
-    /// returns the addresses seen before it: the real owner may no longer read the new one.
+    /// When the user's primary email changed recently, the addresses seen before it: the real
+    /// owner may no longer read the new one. (The current one is remembered before sending, with
+    /// the round's others: [`Destination::deliver`].)
     async fn previous_addresses(
         &self,
         org: &str,
@@ -418,7 +465,6 @@ impl<S: Store> EmailDestination<S> {
             return Ok(Vec::new());
         };
         let now = chrono::Utc::now();
-        self.store.remember_address(org, user, email, now).await?;
         let window =
             chrono::Duration::from_std(self.settings.previous_address_window).unwrap_or_default();
         if window.is_zero()
@@ -480,7 +526,30 @@ impl<S: Store> Destination for EmailDestination<S> {
         self.settings.concurrency.max(1)
     }
 
+    /// Prepares the round's notices together, remembers their recipients' addresses in one
+    /// transaction, then sends them together.
     async fn deliver(&self, rows: &[Due]) -> Vec<Outcome> {
-        futures_util::future::join_all(rows.iter().map(|row| self.one(row))).await
+        use futures_util::future::join_all;
+        let prepared = join_all(rows.iter().map(|row| self.prepare(row))).await;
+        let seen: Vec<SeenAddress> = prepared
+            .iter()
+            .filter_map(|p| p.as_ref().ok()?.remember.clone())
+            .collect();
+        // Not remembered, not sent: a later notice must still find this address if the
+        // attacker changes the primary email next.
+        let remembered = self
+            .store
+            .remember_addresses(&seen, chrono::Utc::now())
+            .await
+            .map_err(|e| e.to_string());
+        join_all(rows.iter().zip(prepared).map(|(row, p)| async {
+            let outcome = match (p, &remembered) {
+                (Err(outcome), _) => outcome,
+                (Ok(ready), Err(e)) if ready.remember.is_some() => Outcome::Unavailable(e.clone()),
+                (Ok(ready), _) => self.send(row, ready).await,
+            };
+            self.finish(row, outcome).await
+        }))
+        .await
     }
 }

@@ -182,7 +182,7 @@ impl Ingest {
                     action: c.change.action.as_str().to_owned(),
                     published: c.change.published,
                     user_id: c.change.user.as_ref().and_then(|u| u.id.clone()),
-                    destinations: self.routing.destinations(&c.change),
+                    destinations: self.routing.owed(&c.change),
                     record,
                     raw: c.raw.to_owned(),
                 });

@@ -3,6 +3,7 @@
 //! it. Pure.
 
 use crate::record::{Action, MfaChange};
+use crate::store::Owed;
 
 #[derive(Debug, Clone, Default)]
 pub struct Routing {
@@ -16,6 +17,8 @@ pub struct Routing {
     pub email_actions: Option<Vec<Action>>,
     /// The security team's destinations (its email copy, its chat channel), if any.
     pub security: Vec<String>,
+    /// How long the email destination waits before taking a change (the coalescing window).
+    pub email_after: std::time::Duration,
 }
 
 /// Whether the affected user should be told of this change.
@@ -61,6 +64,22 @@ pub fn notifies_security_team(change: &MfaChange) -> bool {
 }
 
 impl Routing {
+    /// [`Routing::destinations`], each with when its row falls due: the email destination after
+    /// the coalescing window, the others at once.
+    pub fn owed(&self, change: &MfaChange) -> Vec<Owed> {
+        self.destinations(change)
+            .into_iter()
+            .map(|destination| {
+                let after = if self.email.as_ref() == Some(&destination) {
+                    self.email_after
+                } else {
+                    std::time::Duration::ZERO
+                };
+                Owed { destination, after }
+            })
+            .collect()
+    }
+
     pub fn destinations(&self, change: &MfaChange) -> Vec<String> {
         let mut d: Vec<String> = self
             .siem
@@ -130,6 +149,7 @@ mod tests {
             notify_third_party: false,
             email_actions: None,
             security: vec![],
+            email_after: std::time::Duration::ZERO,
         };
         assert_eq!(
             r.destinations(&change(Action::Enrolled, Some(true))),
@@ -169,6 +189,31 @@ mod tests {
     }
 
     #[test]
+    fn the_email_row_falls_due_after_the_coalescing_window_the_others_at_once() {
+        let window = std::time::Duration::from_secs(120);
+        let r = Routing {
+            siem: vec![("siem:all".into(), None)],
+            email: Some("email".into()),
+            security: vec!["security:email".into()],
+            email_after: window,
+            ..Routing::default()
+        };
+        let mut c = change(Action::ResetAll, Some(true));
+        c.initiator = Some(crate::record::Initiator::Admin);
+        let owed = r.owed(&c);
+        assert_eq!(
+            owed.iter()
+                .map(|o| (o.destination.as_str(), o.after))
+                .collect::<Vec<_>>(),
+            [
+                ("siem:all", std::time::Duration::ZERO),
+                ("email", window),
+                ("security:email", std::time::Duration::ZERO),
+            ]
+        );
+    }
+
+    #[test]
     fn the_security_team_hears_of_what_the_user_did_not_do_whatever_the_email_settings() {
         use crate::record::Initiator;
         let r = Routing {
@@ -177,6 +222,7 @@ mod tests {
             notify_third_party: false,
             email_actions: Some(vec![Action::Updated]),
             security: vec!["security:email".into(), "security:chat".into()],
+            email_after: std::time::Duration::ZERO,
         };
         let by = |initiator: Option<Initiator>, authoritative: Option<bool>| {
             let mut c = change(Action::ResetAll, authoritative);

@@ -74,7 +74,47 @@ pub struct NewChange {
     pub record: String,
     /// The Okta event it came from, verbatim.
     pub raw: String,
-    pub destinations: Vec<String>,
+    pub destinations: Vec<Owed>,
+}
+
+/// A user's email address, as Okta gave it for a notice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenAddress {
+    pub org: String,
+    pub user_id: String,
+    pub email: String,
+}
+
+/// A destination a change is owed to, and how long after the commit its row falls due: the
+/// email's coalescing window, so that a row is not taken only to be put off again (a write per
+/// row, in a mass reset ten thousand of them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owed {
+    pub destination: String,
+    pub after: std::time::Duration,
+}
+
+impl Owed {
+    /// `after` in milliseconds, as the outbox's `next_attempt_at` counts.
+    pub fn after_ms(&self) -> i64 {
+        i64::try_from(self.after.as_millis()).unwrap_or(i64::MAX / 2)
+    }
+}
+
+/// Due at once.
+impl From<String> for Owed {
+    fn from(destination: String) -> Owed {
+        Owed {
+            destination,
+            after: std::time::Duration::ZERO,
+        }
+    }
+}
+
+impl From<&str> for Owed {
+    fn from(destination: &str) -> Owed {
+        Owed::from(destination.to_owned())
+    }
 }
 
 /// An input value that could not be classified.
@@ -459,12 +499,11 @@ pub trait Store: Clone + Send + Sync + 'static {
         to: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Remembers that `email` was a user's address at `seen`.
-    fn remember_address(
+    /// Remembers that each of `addresses` was its user's address at `seen`, in one transaction
+    /// (the email worker remembers a round's recipients with one sync, not one each).
+    fn remember_addresses(
         &self,
-        org: &str,
-        user_id: &str,
-        email: &str,
+        addresses: &[SeenAddress],
         seen: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -798,14 +837,12 @@ impl Store for AnyStore {
     ) -> Result<bool, StoreError> {
         forward!(self, s => s.context_exists(org, user_id, event_type, from, to).await)
     }
-    async fn remember_address(
+    async fn remember_addresses(
         &self,
-        org: &str,
-        user_id: &str,
-        email: &str,
+        addresses: &[SeenAddress],
         seen: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        forward!(self, s => s.remember_address(org, user_id, email, seen).await)
+        forward!(self, s => s.remember_addresses(addresses, seen).await)
     }
     async fn previous_addresses(
         &self,

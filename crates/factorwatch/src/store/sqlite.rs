@@ -16,7 +16,8 @@ use super::sql::{
 };
 use super::{
     Batch, Committed, DeadLetter, Delivery, Due, Fence, ItemKind, JournalEntry, LeaseState,
-    NewFinding, Recent, Replica, SourceKind, SourceState, Stats, Store, StoreError,
+    NewFinding, Owed, Recent, Replica, SeenAddress, SourceKind, SourceState, Stats, Store,
+    StoreError,
 };
 use crate::detect::Finding;
 use crate::record::{Item, MfaChange, format_published};
@@ -269,15 +270,11 @@ impl SqliteStore {
             }
         }
         // Each new change once, even if the batch holds its event twice.
-        let mut outbox: Vec<(&str, &str)> = Vec::new();
+        let mut outbox: Vec<(&str, &Owed)> = Vec::new();
         for c in &batch.changes {
             if inserted.remove(&c.event_id) {
                 committed.new += 1;
-                outbox.extend(
-                    c.destinations
-                        .iter()
-                        .map(|d| (c.event_id.as_str(), d.as_str())),
-                );
+                outbox.extend(c.destinations.iter().map(|d| (c.event_id.as_str(), d)));
             } else {
                 committed.duplicates += 1;
             }
@@ -286,12 +283,12 @@ impl SqliteStore {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO outbox (org, event_id, destination, state, next_attempt_at, created_at) ",
             );
-            q.push_values(chunk, |mut row, (event_id, destination)| {
+            q.push_values(chunk, |mut row, (event_id, owed)| {
                 row.push_bind(org)
                     .push_bind(*event_id)
-                    .push_bind(*destination)
+                    .push_bind(&owed.destination)
                     .push_bind("pending")
-                    .push_bind(now_ms)
+                    .push_bind(now_ms.saturating_add(owed.after_ms()))
                     .push_bind(now_ms);
             });
             q.push(" ON CONFLICT DO NOTHING");
@@ -719,25 +716,29 @@ impl Store for SqliteStore {
         Ok(row.is_some())
     }
 
-    async fn remember_address(
+    async fn remember_addresses(
         &self,
-        org: &str,
-        user_id: &str,
-        email: &str,
+        addresses: &[SeenAddress],
         seen: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO addresses (org, user_id, email, last_seen) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (org, user_id, email) DO UPDATE SET last_seen = MAX(last_seen, ?4)",
-        )
-        .bind(org)
-        .bind(user_id)
-        .bind(email)
-        .bind(ms(seen))
-        .execute(&self.pool)
-        .await
-        .map_err(write_error)?;
-        Ok(())
+        if addresses.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(write_error)?;
+        for a in addresses {
+            sqlx::query(
+                "INSERT INTO addresses (org, user_id, email, last_seen) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (org, user_id, email) DO UPDATE SET last_seen = MAX(last_seen, ?4)",
+            )
+            .bind(&a.org)
+            .bind(&a.user_id)
+            .bind(&a.email)
+            .bind(ms(seen))
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?;
+        }
+        tx.commit().await.map_err(write_error)
     }
 
     async fn previous_addresses(

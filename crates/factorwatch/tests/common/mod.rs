@@ -203,6 +203,7 @@ pub fn changes(
             notify_third_party: false,
             email_actions: None,
             security: vec![],
+            email_after: std::time::Duration::ZERO,
         },
         detections: None,
     };
@@ -331,6 +332,7 @@ impl Mail {
                 notify_third_party: false,
                 email_actions: None,
                 security,
+                email_after: std::time::Duration::ZERO,
             },
             detections: None,
         };

@@ -32,7 +32,15 @@ fn change(id: &str, user: &str, destinations: &[&str]) -> NewChange {
         user_id: Some(user.into()),
         record: record.to_string(),
         raw: format!("{{\"uuid\":\"{id}\"}}"),
-        destinations: destinations.iter().map(|d| (*d).to_owned()).collect(),
+        destinations: destinations.iter().map(|d| (*d).into()).collect(),
+    }
+}
+
+fn seen(org: &str, user_id: &str, email: &str) -> factorwatch::store::SeenAddress {
+    factorwatch::store::SeenAddress {
+        org: org.into(),
+        user_id: user_id.into(),
+        email: email.into(),
     }
 }
 
@@ -64,6 +72,22 @@ pub async fn run_all<S: Store, F: Future<Output = S>>(mut fresh: impl FnMut() ->
     a_report_is_stored_once_with_its_finding_and_steps(fresh().await).await;
     a_lease_is_held_by_one_replica_and_fences_the_one_that_lost_it(fresh().await).await;
     the_hourly_cap_counts_each_user_s_notices_within_the_hour(fresh().await).await;
+    a_row_owed_later_falls_due_then(fresh().await).await;
+}
+
+pub async fn a_row_owed_later_falls_due_then<S: Store>(s: S) {
+    let mut c = change("e0", "u1", &["siem:a"]);
+    c.destinations.push(factorwatch::store::Owed {
+        destination: "email".into(),
+        after: std::time::Duration::from_secs(120),
+    });
+    s.commit("acme", &batch(vec![c], None), t(0)).await.unwrap();
+    assert_eq!(s.due("siem:a", 10, t(0)).await.unwrap().len(), 1);
+    assert!(s.due("email", 10, t(119)).await.unwrap().is_empty());
+    assert!(!s.any_due(&["email".into()], t(119)).await.unwrap());
+    let due = s.due("email", 10, t(120)).await.unwrap();
+    assert_eq!(due.len(), 1, "due when its wait is over");
+    assert_eq!(due[0].received_at, t(0), "received when committed");
 }
 
 pub async fn the_hourly_cap_counts_each_user_s_notices_within_the_hour<S: Store>(s: S) {
@@ -602,13 +626,13 @@ pub async fn a_user_s_pending_rows_context_and_addresses_are_found<S: Store>(s: 
     };
     assert!(ctx(0, 20).await.unwrap());
     assert!(!ctx(11, 20).await.unwrap());
-    s.remember_address("acme", "u1", "old@example.com", t(1))
+    s.remember_addresses(&[seen("acme", "u1", "old@example.com")], t(1))
         .await
         .unwrap();
-    s.remember_address("acme", "u1", "new@example.com", t(5))
+    s.remember_addresses(&[seen("acme", "u1", "new@example.com")], t(5))
         .await
         .unwrap();
-    s.remember_address("acme", "u1", "OLD@example.com", t(6))
+    s.remember_addresses(&[seen("acme", "u1", "OLD@example.com")], t(6))
         .await
         .unwrap();
     assert_eq!(
@@ -617,6 +641,30 @@ pub async fn a_user_s_pending_rows_context_and_addresses_are_found<S: Store>(s: 
             .unwrap(),
         ["old@example.com"],
         "addresses are case-insensitive; the current one is not previous"
+    );
+    // A round's addresses at once, the same one twice among them.
+    s.remember_addresses(
+        &[
+            seen("acme", "u2", "a@example.com"),
+            seen("acme", "u3", "c@example.com"),
+            seen("acme", "u2", "b@example.com"),
+            seen("acme", "u2", "A@example.com"),
+        ],
+        t(7),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.previous_addresses("acme", "u2", "b@example.com")
+            .await
+            .unwrap(),
+        ["a@example.com"]
+    );
+    assert_eq!(
+        s.previous_addresses("acme", "u3", "x@example.com")
+            .await
+            .unwrap(),
+        ["c@example.com"]
     );
 }
 
