@@ -8,9 +8,10 @@ cd "$(dirname "$0")/../.."
 name="$1"; shift
 mkdir -p bench-results
 out="bench-results/$name.txt"
+# "uncommitted changes" means code: the outputs in bench-results/ (this one is being written) are not.
 {
   echo "\$ $*"
-  echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
+  echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD)$(git diff --quiet -- . ':!bench-results' || echo ' (with uncommitted changes)')"
   echo "# $(nproc) cores: $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo); $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(uname -sr)"
   echo
 } > "$out"
