@@ -84,6 +84,34 @@ async fn several_changes_to_one_user_within_the_window_become_one_notice() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_user_s_changes_taken_in_one_round_still_make_one_notice() {
+    // Concurrency 4 (the default): user 0's three changes are due together and taken in the same
+    // round of four rows; only one of them may send.
+    let s = EmailSettings {
+        coalesce: Duration::from_millis(400),
+        concurrency: 4,
+        ..email_settings()
+    };
+    let mail = run("round", &[0, 3, 6, 9, 12], 2, s, false).await;
+    let got = mail.sent();
+    assert_eq!(got.len(), 2, "one notice per user");
+    for user in ["user0", "user1"] {
+        assert_eq!(
+            got.iter()
+                .filter(|m| m.contains(&format!("To: {user}@mail.example.com")))
+                .count(),
+            1,
+            "{user}"
+        );
+    }
+    assert_eq!(
+        mail.outbox().await,
+        (5, 0, 0),
+        "every change counts as told"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn suppressed_logins_and_the_hourly_cap_hold_notices_back_visibly() {
     let s = EmailSettings {
         suppress: vec!["user1@*".into()],

@@ -357,10 +357,7 @@ impl<S: Store> EmailDestination<S> {
                 user_id,
                 email,
             });
-        match self
-            .previous_addresses(&row.org, &change, &enrichment)
-            .await
-        {
+        match self.previous_addresses(remember.as_ref()).await {
             Ok(previous) => {
                 for p in previous {
                     if !to.iter().any(|t| t.eq_ignore_ascii_case(&p)) {
@@ -454,14 +451,14 @@ impl<S: Store> EmailDestination<S> {
     /// the round's others: [`Destination::deliver`].)
     async fn previous_addresses(
         &self,
-        org: &str,
-        change: &MfaChange,
-        e: &Enrichment,
+        current: Option<&SeenAddress>,
     ) -> Result<Vec<String>, crate::store::StoreError> {
-        let (Some(user), Some(email)) = (
-            change.user.as_ref().and_then(|u| u.id.as_deref()),
-            e.email.as_deref(),
-        ) else {
+        let Some(SeenAddress {
+            org,
+            user_id: user,
+            email,
+        }) = current
+        else {
             return Ok(Vec::new());
         };
         let now = chrono::Utc::now();
@@ -530,7 +527,18 @@ impl<S: Store> Destination for EmailDestination<S> {
     /// transaction, then sends them together.
     async fn deliver(&self, rows: &[Due]) -> Vec<Outcome> {
         use futures_util::future::join_all;
-        let prepared = join_all(rows.iter().map(|row| self.prepare(row))).await;
+        let mut prepared = join_all(rows.iter().map(|row| self.prepare(row))).await;
+        // Two rows of one user in the round each found the other owed: the first tells both; the
+        // other waits (its row is marked told with the first's notice, or taken again if that
+        // notice fails) instead of sending the user a second notice.
+        let mut told: std::collections::HashSet<i64> = std::collections::HashSet::new();
+        for (row, p) in rows.iter().zip(prepared.iter_mut()) {
+            if told.contains(&row.id) {
+                *p = Err(Outcome::Later(chrono::Utc::now()));
+            } else if let Ok(ready) = p {
+                told.extend(ready.siblings.iter().copied());
+            }
+        }
         let seen: Vec<SeenAddress> = prepared
             .iter()
             .filter_map(|p| p.as_ref().ok()?.remember.clone())
