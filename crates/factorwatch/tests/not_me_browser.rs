@@ -293,9 +293,16 @@ async fn a_user_secures_their_account_from_the_notice_in_a_real_browser() {
         .click()
         .await
         .unwrap();
+    // The page is being replaced by the answer meanwhile: an element read mid-navigation is gone
+    // ("stale element reference") or not there yet; that is "not yet", not a failure.
+    let try_text = async |client: &fantoccini::Client| match client.find(Locator::Css("main")).await
+    {
+        Ok(main) => main.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
     let mut done = String::new();
     for _ in 0..150 {
-        done = text(&client).await;
+        done = try_text(&client).await;
         if done.contains("signed out everywhere") && done.contains("suspended") {
             break;
         }
