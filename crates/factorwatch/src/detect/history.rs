@@ -50,29 +50,46 @@ impl Element {
     }
 }
 
-/// FNV-1a: stable across builds and machines (the standard hasher is not), so a history rebuilt
-/// after a restart or on another replica hashes alike.
-fn fnv(kind: Element, value: &str) -> u64 {
+/// A place's key: FNV-1a of its kind and value (stable across builds and machines, which the
+/// standard hasher is not, so a history rebuilt after a restart or on another replica hashes
+/// alike), with the kind in its two low bits so that keys of different kinds never meet.
+fn key(kind: Element, value: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in kind.as_str().bytes().chain([0]).chain(value.bytes()) {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    h
+    (h & !3) | kind as u64
 }
 
-#[derive(Debug, Clone)]
-struct Sighting {
-    kind: Element,
-    hash: u64,
-    /// (day number, earliest time that day in ms), oldest first.
-    days: Vec<(i64, i64)>,
+fn kind_of(key: u64) -> u64 {
+    key & 3
+}
+
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// A place seen on a day: 16 bytes. An MSSP's process remembers millions of these, so each
+/// user's sightings are one flat, sorted `Vec` of them rather than a `Vec` of places each with
+/// its own `Vec` of days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Seen {
+    key: u64,
+    day: i32,
+    /// The earliest time seen that day, in ms into the day.
+    first_ms: u32,
+}
+
+impl Seen {
+    fn earliest_ms(&self) -> i64 {
+        i64::from(self.day) * MS_PER_DAY + i64::from(self.first_ms)
+    }
 }
 
 /// One user's memory.
 #[derive(Debug, Clone, Default)]
 pub struct UserHistory {
-    places: Vec<Sighting>,
+    /// Sorted by (key, day): a place's days are adjacent, oldest first.
+    seen: Vec<Seen>,
     /// Factors the user is known to have, by kind (enrolled minus removed, as far as seen).
     factors: Vec<(FactorKind, u32)>,
     /// Whether any factor event was seen (else the inventory says nothing).
@@ -80,6 +97,80 @@ pub struct UserHistory {
     /// Whether every factor the user has was seen enrolled: true from a reset of all factors on
     /// (factors enrolled before factorwatch's history began are unknown to it).
     factors_complete: bool,
+}
+
+impl UserHistory {
+    /// The rows of the place `key`.
+    fn place(&self, key: u64) -> std::ops::Range<usize> {
+        let start = self.seen.partition_point(|s| s.key < key);
+        let end = start + self.seen[start..].partition_point(|s| s.key == key);
+        start..end
+    }
+
+    /// Makes room for a new place of `kind`: past [`MAX_PLACES`], the one seen least recently
+    /// goes (the last row of each place is its latest day).
+    fn evict_for(&mut self, kind: u64) {
+        let mut places = 0;
+        let mut oldest: Option<(i32, u64)> = None;
+        for (i, s) in self.seen.iter().enumerate() {
+            let last_of_place = self.seen.get(i + 1).is_none_or(|n| n.key != s.key);
+            if kind_of(s.key) == kind && last_of_place {
+                places += 1;
+                if oldest.is_none_or(|(day, _)| s.day < day) {
+                    oldest = Some((s.day, s.key));
+                }
+            }
+        }
+        if places >= MAX_PLACES
+            && let Some((_, key)) = oldest
+        {
+            let rows = self.place(key);
+            self.seen.drain(rows);
+        }
+    }
+
+    /// Records `kind`'s `key` seen on `day` at `ms` into it; whether that taught anything.
+    fn sighting(&mut self, key: u64, day: i32, ms: u32) -> bool {
+        let rows = self.place(key);
+        if rows.is_empty() {
+            self.evict_for(kind_of(key));
+            let at = self.seen.partition_point(|s| s.key < key);
+            self.seen.insert(
+                at,
+                Seen {
+                    key,
+                    day,
+                    first_ms: ms,
+                },
+            );
+            return true;
+        }
+        let start = rows.start;
+        match self.seen[rows.clone()].binary_search_by_key(&day, |s| s.day) {
+            Ok(i) => {
+                let s = &mut self.seen[start + i];
+                if ms < s.first_ms {
+                    s.first_ms = ms;
+                    return true;
+                }
+                false
+            }
+            Err(i) => {
+                self.seen.insert(
+                    start + i,
+                    Seen {
+                        key,
+                        day,
+                        first_ms: ms,
+                    },
+                );
+                if rows.len() + 1 > PLACE_DAYS as usize + 1 {
+                    self.seen.remove(start);
+                }
+                true
+            }
+        }
+    }
 }
 
 /// What the detections know of a user's factors.
@@ -142,11 +233,21 @@ impl Inventory {
 
 #[derive(Debug, Clone, Default)]
 pub struct History {
-    users: HashMap<String, UserHistory>,
+    users: HashMap<Box<str>, UserHistory>,
 }
 
-fn day(t: DateTime<Utc>) -> i64 {
-    t.timestamp().div_euclid(86_400)
+/// Day number and ms into that day (days before 1970 are negative; out of `i32`'s ±5.8 million
+/// years, clamped).
+fn day_ms(t: DateTime<Utc>) -> (i32, u32) {
+    let ms = t.timestamp_millis();
+    let day = ms.div_euclid(MS_PER_DAY);
+    let day = i32::try_from(day).unwrap_or(if day < 0 { i32::MIN } else { i32::MAX });
+    // rem_euclid is in [0, MS_PER_DAY), which u32 holds.
+    (day, u32::try_from(ms.rem_euclid(MS_PER_DAY)).unwrap_or(0))
+}
+
+fn day(t: DateTime<Utc>) -> i32 {
+    day_ms(t).0
 }
 
 impl History {
@@ -159,12 +260,10 @@ impl History {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> bool {
-        let h = fnv(kind, value);
+        let k = key(kind, value);
         self.users.get(user).is_some_and(|u| {
-            u.places
-                .iter()
-                .filter(|s| s.kind == kind && s.hash == h)
-                .any(|s| within(&s.days, from, to))
+            let rows = u.place(k);
+            within(&u.seen[rows], from, to)
         })
     }
 
@@ -175,12 +274,11 @@ impl History {
             return false;
         };
         let (from_day, to_ms) = (day(from), to.timestamp_millis());
-        let mut days: Vec<i64> = u
-            .places
+        let mut days: Vec<i32> = u
+            .seen
             .iter()
-            .flat_map(|s| s.days.iter())
-            .filter(|(d, earliest)| *d >= from_day && *earliest < to_ms)
-            .map(|(d, _)| *d)
+            .filter(|s| s.day >= from_day && s.earliest_ms() < to_ms)
+            .map(|s| s.day)
             .collect();
         days.sort_unstable();
         days.dedup();
@@ -205,8 +303,23 @@ impl History {
         let Some(user) = s.user_key() else {
             return false;
         };
+        let counts = matches!(
+            s.what,
+            What::SignIn
+                | What::Enrolled { .. }
+                | What::Updated { .. }
+                | What::Removed { .. }
+                | What::ResetAll
+                | What::PasswordReset
+        ) && (s.by_self() || s.what == What::SignIn);
+        if !s.what.is_change() && !counts {
+            return false;
+        }
+        let entry = match self.users.get_mut(user) {
+            Some(entry) => entry,
+            None => self.users.entry(user.into()).or_default(),
+        };
         let mut learnt = false;
-        let entry = self.users.entry(user.to_owned()).or_default();
         if s.what.is_change() {
             let inv = Inventory {
                 factors: std::mem::take(&mut entry.factors),
@@ -219,63 +332,13 @@ impl History {
             entry.factors_complete = inv.complete;
             learnt = true;
         }
-        let counts = matches!(
-            s.what,
-            What::SignIn
-                | What::Enrolled { .. }
-                | What::Updated { .. }
-                | What::Removed { .. }
-                | What::ResetAll
-                | What::PasswordReset
-        ) && (s.by_self() || s.what == What::SignIn);
         if !counts {
             return learnt;
         }
-        let (d, ms) = (day(s.published), s.published.timestamp_millis());
+        let (d, ms) = day_ms(s.published);
         for kind in Element::ALL {
-            let Some(value) = kind.of(&s.place) else {
-                continue;
-            };
-            let h = fnv(kind, &value);
-            match entry
-                .places
-                .iter_mut()
-                .find(|p| p.kind == kind && p.hash == h)
-            {
-                Some(p) => match p.days.binary_search_by_key(&d, |(day, _)| *day) {
-                    Ok(i) => {
-                        if ms < p.days[i].1 {
-                            p.days[i].1 = ms;
-                            learnt = true;
-                        }
-                    }
-                    Err(i) => {
-                        p.days.insert(i, (d, ms));
-                        learnt = true;
-                        if p.days.len() > PLACE_DAYS as usize + 1 {
-                            p.days.remove(0);
-                        }
-                    }
-                },
-                None => {
-                    if entry.places.iter().filter(|p| p.kind == kind).count() >= MAX_PLACES
-                        && let Some(oldest) = entry
-                            .places
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, p)| p.kind == kind)
-                            .min_by_key(|(_, p)| p.days.last().map(|x| x.0))
-                            .map(|(i, _)| i)
-                    {
-                        entry.places.swap_remove(oldest);
-                    }
-                    entry.places.push(Sighting {
-                        kind,
-                        hash: h,
-                        days: vec![(d, ms)],
-                    });
-                    learnt = true;
-                }
+            if let Some(value) = kind.of(&s.place) {
+                learnt |= entry.sighting(key(kind, &value), d, ms);
             }
         }
         learnt
@@ -283,13 +346,10 @@ impl History {
 
     /// Forgets places not seen for [`PLACE_DAYS`] before `now`.
     pub fn prune(&mut self, now: DateTime<Utc>) {
-        let horizon = day(now) - PLACE_DAYS;
+        let horizon = i64::from(day(now)) - PLACE_DAYS;
         self.users.retain(|_, u| {
-            u.places.retain_mut(|p| {
-                p.days.retain(|(d, _)| *d >= horizon);
-                !p.days.is_empty()
-            });
-            !u.places.is_empty() || u.factors_known
+            u.seen.retain(|s| i64::from(s.day) >= horizon);
+            !u.seen.is_empty() || u.factors_known
         });
     }
 
@@ -303,25 +363,21 @@ impl History {
         self.users
             .iter()
             .map(|(k, u)| {
-                k.capacity()
-                    + std::mem::size_of::<UserHistory>()
-                    + 48
+                k.len()
+                    + std::mem::size_of::<(Box<str>, UserHistory)>()
                     + u.factors.capacity() * std::mem::size_of::<(FactorKind, u32)>()
-                    + u.places
-                        .iter()
-                        .map(|p| std::mem::size_of::<Sighting>() + p.days.capacity() * 16)
-                        .sum::<usize>()
+                    + u.seen.capacity() * std::mem::size_of::<Seen>()
             })
             .sum()
     }
 }
 
-/// Whether a sighting falls in `[from, to)`: exact at `to` (the earliest time of its day is
+/// Whether a place's rows fall in `[from, to)`: exact at `to` (the earliest time of each day is
 /// kept), to the day at `from`.
-fn within(days: &[(i64, i64)], from: DateTime<Utc>, to: DateTime<Utc>) -> bool {
+fn within(rows: &[Seen], from: DateTime<Utc>, to: DateTime<Utc>) -> bool {
     let (from_day, to_ms) = (day(from), to.timestamp_millis());
-    days.iter()
-        .any(|(d, earliest)| *d >= from_day && *earliest < to_ms)
+    rows.iter()
+        .any(|s| s.day >= from_day && s.earliest_ms() < to_ms)
 }
 
 #[cfg(test)]
@@ -386,6 +442,47 @@ mod tests {
         h.prune(at(24 * 40));
         assert!(!h.has_baseline("u", at(0), at(24 * 40)));
         assert!(!h.seen("u", Element::Country, "france", at(0), at(24 * 40)));
+    }
+
+    #[test]
+    fn the_least_recently_seen_place_goes_first_and_each_keeps_its_last_days() {
+        let mut h = History::default();
+        // MAX_PLACES + 1 networks, one a day: the first is forgotten, the rest kept.
+        for i in 0..=MAX_PLACES as i64 {
+            h.learn(&sign_in(24 * i, &format!("10.0.{i}.1")));
+        }
+        let (from, to) = (at(-24), at(24 * 100));
+        assert!(!h.seen("u", Element::Network, "10.0.0.0/24", from, to));
+        for i in 1..=MAX_PLACES {
+            let net = format!("10.0.{i}.0/24");
+            assert!(h.seen("u", Element::Network, &net, from, to), "{net}");
+        }
+        // The country, another kind, is one place seen every day, and is not evicted by them;
+        // only its last PLACE_DAYS + 1 days are kept.
+        let last = MAX_PLACES as i64;
+        assert!(h.seen("u", Element::Country, "france", at(24 * last), to));
+        let first_kept = last - PLACE_DAYS;
+        assert!(h.seen(
+            "u",
+            Element::Country,
+            "france",
+            at(24 * first_kept),
+            at(24 * first_kept + 1)
+        ));
+        assert!(!h.seen("u", Element::Country, "france", from, at(24 * first_kept)));
+    }
+
+    #[test]
+    fn times_before_1970_and_far_ahead_are_days_too() {
+        let mut h = History::default();
+        let mut s = sign_in(0, "198.51.100.7");
+        s.published = DateTime::<Utc>::from_timestamp(-86_400 * 3 + 5, 0).unwrap_or_default();
+        assert!(h.learn(&s));
+        let before = DateTime::<Utc>::from_timestamp(-86_400 * 4, 0).unwrap_or_default();
+        assert!(h.seen("u", Element::Country, "france", before, at(0)));
+        assert!(!h.seen("u", Element::Country, "france", before, s.published));
+        s.published = DateTime::<Utc>::MAX_UTC;
+        assert!(h.learn(&s));
     }
 
     #[test]

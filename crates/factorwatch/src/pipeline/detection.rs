@@ -16,7 +16,7 @@ use tracing::{error, info, warn};
 use super::worker::Signals;
 use crate::backoff::Backoff;
 use crate::detect::{Detector, Finding, Settings, Signal};
-use crate::store::{NewFinding, Store, StoreError};
+use crate::store::{JournalEntry, NewFinding, Store, StoreError};
 
 /// Journal entries read at once.
 const PAGE: u32 = 2000;
@@ -56,11 +56,18 @@ fn read(org: &str, body: &str) -> Option<Signal> {
 }
 
 impl<S: Store> DetectionWorker<S> {
+    /// The journal's entries after `position`, read in turn with every other org's detections.
+    async fn read_journal(&self, position: i64) -> Result<Vec<JournalEntry>, StoreError> {
+        // The semaphore is never closed; were it, the read goes ahead all the same.
+        let _turn = self.signals.journal_reads.acquire().await.ok();
+        self.store.signals_after(&self.org, position, PAGE).await
+    }
+
     /// Rebuilds the detector from the journal up to `position` (findings already committed).
     async fn rebuild(&self, detector: &mut Detector, position: i64) -> Result<(), StoreError> {
         let mut at = 0;
         while at < position {
-            let entries = self.store.signals_after(&self.org, at, PAGE).await?;
+            let entries = self.read_journal(at).await?;
             let Some(last) = entries.last().map(|e| e.position) else {
                 break;
             };
@@ -115,7 +122,7 @@ impl<S: Store> DetectionWorker<S> {
             }
             let woken = journal.notified();
             if owed.is_none() {
-                let entries = match self.store.signals_after(&self.org, position, PAGE).await {
+                let entries = match self.read_journal(position).await {
                     Ok(e) => e,
                     Err(e) => {
                         error!(org = %self.org, error = %e, "detections cannot read their journal");

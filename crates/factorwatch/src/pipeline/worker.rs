@@ -48,6 +48,11 @@ pub struct Signals {
     /// Okta pages held in memory at once, by every poller together (fetched, not yet committed):
     /// many orgs catching up at once wait for a turn instead of each holding two pages.
     pub pages: Arc<tokio::sync::Semaphore>,
+    /// Journal reads in progress at once, by every org's detections together. They queue for the
+    /// store's few connections anyway; an MSSP's thousands of orgs starting together would each
+    /// hold a pending query (and, once read, a page of entries) at the same moment, a peak of
+    /// memory the allocator then keeps.
+    pub journal_reads: tokio::sync::Semaphore,
 }
 
 impl Default for Signals {
@@ -59,6 +64,7 @@ impl Default for Signals {
             detections: Notify::new(),
             journals: Default::default(),
             pages: Arc::new(tokio::sync::Semaphore::new(PAGES_IN_MEMORY)),
+            journal_reads: tokio::sync::Semaphore::new(JOURNAL_READS),
         }
     }
 }
@@ -66,6 +72,9 @@ impl Default for Signals {
 /// Okta pages (up to 1,000 events, ~1.5 MB each) in memory at once across all pollers: enough
 /// to keep both cores busy, a bounded peak however many orgs catch up together.
 pub const PAGES_IN_MEMORY: usize = 16;
+
+/// Journal reads at once across all orgs' detections (see [`Signals::journal_reads`]).
+pub const JOURNAL_READS: usize = 4;
 
 impl Signals {
     /// Wakes every worker: new changes are in the store.

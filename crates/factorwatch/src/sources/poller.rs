@@ -60,15 +60,18 @@ pub enum Ended {
 }
 
 impl<S: Store> Poller<S> {
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Ended {
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Ended {
         let mut failures = 0u32;
+        // Needed once, and a filter of every MFA event type is a KiB or two: an MSSP's thousands
+        // of pollers would hold theirs for nothing.
+        let start = std::mem::take(&mut self.start);
         let mut url = loop {
             match self.store.cursor(&self.org, self.source).await {
                 Ok(Some(cursor)) => {
                     info!(org = %self.org, source = self.source.as_str(), "resuming from the stored cursor");
                     break cursor;
                 }
-                Ok(None) => match self.client.url(&self.start) {
+                Ok(None) => match self.client.url(&start) {
                     Ok(url) => break url,
                     Err(e) => return Ended::Failed(e.to_string()),
                 },
@@ -82,6 +85,7 @@ impl<S: Store> Poller<S> {
                 }
             }
         };
+        drop(start);
         failures = 0;
         // The next page is fetched while this one is classified and committed, so Okta's answer
         // time and factorwatch's work overlap instead of adding up. Each page is still fetched
@@ -96,6 +100,8 @@ impl<S: Store> Poller<S> {
         // When this poller last committed: an org with nothing new is recorded as polled once a
         // minute, not at every poll (each commit is a sync; an MSSP polls thousands of orgs).
         let mut last_commit: Option<tokio::time::Instant> = None;
+        // Whether this poller has taken its place in the interval (below).
+        let mut phased = false;
         loop {
             let (page, _held) = tokio::select! {
                 page = fetch.result() => page,
@@ -174,7 +180,19 @@ impl<S: Store> Poller<S> {
                     info!(org = %self.org, source = self.source.as_str(), "caught up");
                     return Ended::CaughtUp;
                 }
-                if pause(&mut shutdown, self.interval).await {
+                let wait = match phased {
+                    true => self.interval,
+                    // The first wait is a random part of the interval, and the polls keep the
+                    // interval after it: orgs started together (an MSSP's thousands, at every
+                    // restart) poll spread over the interval instead of all in the same second,
+                    // each holding a connection and a page at once.
+                    false => {
+                        phased = true;
+                        self.interval
+                            .mul_f64(rand::Rng::gen_range(&mut rand::thread_rng(), 0.0..=1.0))
+                    }
+                };
+                if pause(&mut shutdown, wait).await {
                     return Ended::Stopped;
                 }
                 fetch = Prefetch::start(&self.client, &url, &self.signals.pages);

@@ -713,22 +713,24 @@ impl AnyStore {
     }
 }
 
-/// Forwards a call to the store inside.
+/// Forwards a call to the store inside. The call's future is boxed: inline, every task awaiting
+/// a store call (each org's pollers and detections) would carry the larger of the two stores'
+/// state machines, some KiB each, for its whole life, even asleep; an MSSP runs thousands.
 macro_rules! forward {
-    ($self:ident, $s:ident => $call:expr) => {
+    ($self:ident, $s:ident => $call:ident($($arg:expr),*)) => {
         match $self {
-            AnyStore::Sqlite($s) => $call,
-            AnyStore::Postgres($s) => $call,
+            AnyStore::Sqlite($s) => Box::pin($s.$call($($arg),*)).await,
+            AnyStore::Postgres($s) => Box::pin($s.$call($($arg),*)).await,
         }
     };
 }
 
 impl Store for AnyStore {
     async fn cursor(&self, org: &str, source: SourceKind) -> Result<Option<String>, StoreError> {
-        forward!(self, s => s.cursor(org, source).await)
+        forward!(self, s => cursor(org, source))
     }
     async fn reset_cursor(&self, org: &str, source: SourceKind) -> Result<bool, StoreError> {
-        forward!(self, s => s.reset_cursor(org, source).await)
+        forward!(self, s => reset_cursor(org, source))
     }
     async fn commit(
         &self,
@@ -736,7 +738,7 @@ impl Store for AnyStore {
         batch: &Batch,
         now: DateTime<Utc>,
     ) -> Result<Committed, StoreError> {
-        forward!(self, s => s.commit(org, batch, now).await)
+        forward!(self, s => commit(org, batch, now))
     }
     async fn commit_fenced(
         &self,
@@ -745,7 +747,7 @@ impl Store for AnyStore {
         now: DateTime<Utc>,
         fence: &Fence,
     ) -> Result<Committed, StoreError> {
-        forward!(self, s => s.commit_fenced(org, batch, now, fence).await)
+        forward!(self, s => commit_fenced(org, batch, now, fence))
     }
     async fn count_notice(
         &self,
@@ -755,7 +757,7 @@ impl Store for AnyStore {
         window: chrono::Duration,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        forward!(self, s => s.count_notice(org, login, cap, window, now).await)
+        forward!(self, s => count_notice(org, login, cap, window, now))
     }
     async fn heartbeat(
         &self,
@@ -763,7 +765,7 @@ impl Store for AnyStore {
         now: DateTime<Utc>,
         ttl: chrono::Duration,
     ) -> Result<Vec<String>, StoreError> {
-        forward!(self, s => s.heartbeat(replica, now, ttl).await)
+        forward!(self, s => heartbeat(replica, now, ttl))
     }
     async fn acquire_lease(
         &self,
@@ -772,20 +774,20 @@ impl Store for AnyStore {
         now: DateTime<Utc>,
         ttl: chrono::Duration,
     ) -> Result<Option<i64>, StoreError> {
-        forward!(self, s => s.acquire_lease(org, replica, now, ttl).await)
+        forward!(self, s => acquire_lease(org, replica, now, ttl))
     }
     async fn release_lease(&self, org: &str, replica: &str) -> Result<(), StoreError> {
-        forward!(self, s => s.release_lease(org, replica).await)
+        forward!(self, s => release_lease(org, replica))
     }
     async fn cluster(&self) -> Result<(Vec<LeaseState>, Vec<Replica>), StoreError> {
-        forward!(self, s => s.cluster().await)
+        forward!(self, s => cluster())
     }
     async fn any_due(
         &self,
         destinations: &[String],
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        forward!(self, s => s.any_due(destinations, now).await)
+        forward!(self, s => any_due(destinations, now))
     }
     async fn due(
         &self,
@@ -793,17 +795,17 @@ impl Store for AnyStore {
         limit: u32,
         now: DateTime<Utc>,
     ) -> Result<Vec<Due>, StoreError> {
-        forward!(self, s => s.due(destination, limit, now).await)
+        forward!(self, s => due(destination, limit, now))
     }
     async fn confirm_claims(
         &self,
         ids: &[i64],
         now: DateTime<Utc>,
     ) -> Result<Vec<i64>, StoreError> {
-        forward!(self, s => s.confirm_claims(ids, now).await)
+        forward!(self, s => confirm_claims(ids, now))
     }
     async fn delivered(&self, ids: &[i64], now: DateTime<Utc>) -> Result<(), StoreError> {
-        forward!(self, s => s.delivered(ids, now).await)
+        forward!(self, s => delivered(ids, now))
     }
     async fn retry(
         &self,
@@ -811,13 +813,13 @@ impl Store for AnyStore {
         error: &str,
         next_attempt: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        forward!(self, s => s.retry(id, error, next_attempt).await)
+        forward!(self, s => retry(id, error, next_attempt))
     }
     async fn dead(&self, id: i64, error: &str) -> Result<(), StoreError> {
-        forward!(self, s => s.dead(id, error).await)
+        forward!(self, s => dead(id, error))
     }
     async fn postpone(&self, id: i64, until: DateTime<Utc>) -> Result<(), StoreError> {
-        forward!(self, s => s.postpone(id, until).await)
+        forward!(self, s => postpone(id, until))
     }
     async fn pending_for_user(
         &self,
@@ -825,7 +827,7 @@ impl Store for AnyStore {
         org: &str,
         user_id: &str,
     ) -> Result<Vec<Due>, StoreError> {
-        forward!(self, s => s.pending_for_user(destination, org, user_id).await)
+        forward!(self, s => pending_for_user(destination, org, user_id))
     }
     async fn context_exists(
         &self,
@@ -835,14 +837,14 @@ impl Store for AnyStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        forward!(self, s => s.context_exists(org, user_id, event_type, from, to).await)
+        forward!(self, s => context_exists(org, user_id, event_type, from, to))
     }
     async fn remember_addresses(
         &self,
         addresses: &[SeenAddress],
         seen: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        forward!(self, s => s.remember_addresses(addresses, seen).await)
+        forward!(self, s => remember_addresses(addresses, seen))
     }
     async fn previous_addresses(
         &self,
@@ -850,19 +852,19 @@ impl Store for AnyStore {
         user_id: &str,
         current: &str,
     ) -> Result<Vec<String>, StoreError> {
-        forward!(self, s => s.previous_addresses(org, user_id, current).await)
+        forward!(self, s => previous_addresses(org, user_id, current))
     }
     async fn dead_letters(&self, destination: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
-        forward!(self, s => s.dead_letters(destination).await)
+        forward!(self, s => dead_letters(destination))
     }
     async fn redrive(&self, ids: &[i64], now: DateTime<Utc>) -> Result<u64, StoreError> {
-        forward!(self, s => s.redrive(ids, now).await)
+        forward!(self, s => redrive(ids, now))
     }
     async fn drop_dead(&self, ids: &[i64]) -> Result<u64, StoreError> {
-        forward!(self, s => s.drop_dead(ids).await)
+        forward!(self, s => drop_dead(ids))
     }
     async fn stats(&self) -> Result<Stats, StoreError> {
-        forward!(self, s => s.stats().await)
+        forward!(self, s => stats())
     }
     async fn signals_after(
         &self,
@@ -870,7 +872,7 @@ impl Store for AnyStore {
         position: i64,
         limit: u32,
     ) -> Result<Vec<JournalEntry>, StoreError> {
-        forward!(self, s => s.signals_after(org, position, limit).await)
+        forward!(self, s => signals_after(org, position, limit))
     }
     async fn signals_since(
         &self,
@@ -879,10 +881,10 @@ impl Store for AnyStore {
         position: i64,
         limit: u32,
     ) -> Result<Vec<JournalEntry>, StoreError> {
-        forward!(self, s => s.signals_since(org, since, position, limit).await)
+        forward!(self, s => signals_since(org, since, position, limit))
     }
     async fn detection_cursor(&self, org: &str) -> Result<i64, StoreError> {
-        forward!(self, s => s.detection_cursor(org).await)
+        forward!(self, s => detection_cursor(org))
     }
     async fn commit_findings(
         &self,
@@ -892,26 +894,26 @@ impl Store for AnyStore {
         position: i64,
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
-        forward!(self, s => s.commit_findings(org, findings, forget, position, now).await)
+        forward!(self, s => commit_findings(org, findings, forget, position, now))
     }
     async fn detection_pending(&self, org: &str, event_id: &str) -> Result<bool, StoreError> {
-        forward!(self, s => s.detection_pending(org, event_id).await)
+        forward!(self, s => detection_pending(org, event_id))
     }
     async fn findings_for_events(
         &self,
         org: &str,
         event_ids: &[String],
     ) -> Result<Vec<Finding>, StoreError> {
-        forward!(self, s => s.findings_for_events(org, event_ids).await)
+        forward!(self, s => findings_for_events(org, event_ids))
     }
     async fn prune_signals(&self, org: &str, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        forward!(self, s => s.prune_signals(org, before).await)
+        forward!(self, s => prune_signals(org, before))
     }
     async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
-        forward!(self, s => s.setting_or_insert(key, value).await)
+        forward!(self, s => setting_or_insert(key, value))
     }
     async fn change(&self, org: &str, event_id: &str) -> Result<Option<MfaChange>, StoreError> {
-        forward!(self, s => s.change(org, event_id).await)
+        forward!(self, s => change(org, event_id))
     }
     async fn report(
         &self,
@@ -919,14 +921,14 @@ impl Store for AnyStore {
         change_id: &str,
         user_id: &str,
     ) -> Result<Option<Report>, StoreError> {
-        forward!(self, s => s.report(org, change_id, user_id).await)
+        forward!(self, s => report(org, change_id, user_id))
     }
     async fn report_for_finding(
         &self,
         org: &str,
         finding_id: &str,
     ) -> Result<Option<Report>, StoreError> {
-        forward!(self, s => s.report_for_finding(org, finding_id).await)
+        forward!(self, s => report_for_finding(org, finding_id))
     }
     async fn commit_report(
         &self,
@@ -934,7 +936,7 @@ impl Store for AnyStore {
         finding: &NewFinding,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        forward!(self, s => s.commit_report(report, finding, now).await)
+        forward!(self, s => commit_report(report, finding, now))
     }
     async fn save_report_steps(
         &self,
@@ -942,22 +944,25 @@ impl Store for AnyStore {
         finding_id: &str,
         steps: &[(Step, StepState)],
     ) -> Result<(), StoreError> {
-        forward!(self, s => s.save_report_steps(org, finding_id, steps).await)
+        forward!(self, s => save_report_steps(org, finding_id, steps))
     }
     async fn reports(&self, limit: u32) -> Result<Vec<Report>, StoreError> {
-        forward!(self, s => s.reports(limit).await)
+        forward!(self, s => reports(limit))
     }
     async fn recent(&self, kind: ItemKind, limit: u32) -> Result<Vec<Recent>, StoreError> {
-        forward!(self, s => s.recent(kind, limit).await)
+        forward!(self, s => recent(kind, limit))
     }
     async fn delivered_since(
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<(String, u64)>, StoreError> {
-        forward!(self, s => s.delivered_since(since).await)
+        forward!(self, s => delivered_since(since))
     }
     async fn close(&self) {
-        forward!(self, s => Store::close(s).await)
+        match self {
+            AnyStore::Sqlite(s) => Store::close(s).await,
+            AnyStore::Postgres(s) => Store::close(s).await,
+        }
     }
 }
 

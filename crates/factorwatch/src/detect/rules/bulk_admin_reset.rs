@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{Mark, Rule, dense_window, draft, lateness};
+use super::{Mark, Rule, dense_window, draft, keep, lateness};
 use crate::detect::finding::{Finding, at, span, who};
 use crate::detect::history::History;
 use crate::detect::signal::{Party, Signal};
@@ -49,9 +49,10 @@ impl Rule for BulkAdminReset {
         let w = self.settings.window;
         let state = self.actors.entry(actor.to_owned()).or_default();
         state.actor = state.actor.take().or(s.actor().cloned());
-        state
-            .marks
-            .push((s.published, s.id.clone(), user.to_owned()));
+        keep(
+            &mut state.marks,
+            (s.published, s.id.clone(), user.to_owned()),
+        );
         if let Some(login) = s.user.as_ref().and_then(|u| u.login.clone()) {
             state.logins.insert(user.to_owned(), login);
         }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{Mark, Rule, dense_window, draft, lateness};
+use super::{Mark, Rule, dense_window, draft, keep, lateness};
 use crate::detect::finding::{Finding, at, span, who};
 use crate::detect::history::History;
 use crate::detect::signal::{Party, Signal, What};
@@ -46,7 +46,7 @@ impl Rule for BypassBurst {
         let w = self.settings.window;
         let state = self.users.entry(user.to_owned()).or_default();
         state.user = state.user.take().or(s.user.clone());
-        state.marks.push((s.published, s.id.clone(), s.id.clone()));
+        keep(&mut state.marks, (s.published, s.id.clone(), s.id.clone()));
         if let Some((first, last)) = state.reported
             && s.published + w >= first
             && s.published <= last + w

@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{Rule, draft, lateness};
+use super::{Rule, draft, keep, lateness};
 use crate::classify::factor::Strength;
 use crate::detect::finding::{Finding, at, span, who};
 use crate::detect::history::History;
@@ -103,7 +103,7 @@ impl Rule for FactorDowngrade {
                     .is_some_and(|l| !l.fired && !l.replaced && s.published <= l.deadline);
                 if open {
                     if let Some(l) = self.losses.get_mut(&user) {
-                        l.events.push((s.published, s.id.clone()));
+                        keep(&mut l.events, (s.published, s.id.clone()));
                     }
                     return;
                 }
@@ -143,7 +143,7 @@ impl Rule for FactorDowngrade {
                 match factor.strength() {
                     Strength::PhishingResistant => loss.replaced = true,
                     Strength::Weak => {
-                        loss.events.push((s.published, s.id.clone()));
+                        keep(&mut loss.events, (s.published, s.id.clone()));
                         loss.fired = true;
                         let loss = loss.clone();
                         out.push(self.finding(&user, &loss, &[factor.as_str()], true));

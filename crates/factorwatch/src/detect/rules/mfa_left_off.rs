@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{Rule, draft, lateness};
+use super::{Rule, draft, keep, lateness};
 use crate::detect::finding::{Finding, at, span, who};
 use crate::detect::history::History;
 use crate::detect::signal::{Party, Signal, What};
@@ -53,10 +53,7 @@ impl Rule for MfaLeftOff {
         let w = self.settings.window;
         match &s.what {
             What::Enrolled { .. } => {
-                self.enrolled
-                    .entry(user.clone())
-                    .or_default()
-                    .push(s.published);
+                keep(self.enrolled.entry(user.clone()).or_default(), s.published);
                 if self
                     .open
                     .get(&user)
@@ -81,7 +78,7 @@ impl Rule for MfaLeftOff {
                     && s.published >= o.t
                     && s.published <= o.deadline
                 {
-                    o.events.push((s.published, s.id.clone()));
+                    keep(&mut o.events, (s.published, s.id.clone()));
                     return;
                 }
                 // Already enrolled again (that enrollment came in first)?

@@ -66,6 +66,16 @@ pub fn build(settings: &Settings) -> Vec<Box<dyn Rule>> {
     rules
 }
 
+/// Appends to one of a rule's per-user lists. Such a list usually holds one or two entries,
+/// kept a day, for every user of every org (an MSSP's process holds hundreds of thousands):
+/// grown one entry at a time up to four, where `push` would reserve four at once, then doubling.
+pub(crate) fn keep<T>(list: &mut Vec<T>, entry: T) {
+    if list.len() == list.capacity() && list.len() < 4 {
+        list.reserve_exact(1);
+    }
+    list.push(entry);
+}
+
 /// How long past its window a rule keeps an event, for events that arrive late.
 pub(crate) fn lateness() -> chrono::Duration {
     chrono::Duration::hours(24)

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{Rule, draft, lateness};
+use super::{Rule, draft, keep, lateness};
 use crate::detect::finding::{Finding, at, who};
 use crate::detect::history::History;
 use crate::detect::signal::{Party, Signal, What};
@@ -114,11 +114,14 @@ impl Rule for ReportedNotMe {
             What::Reported => {
                 let state = self.users.entry(user.clone()).or_default();
                 state.user = state.user.take().or(s.user.clone());
-                state.reports.push(Report {
-                    t: s.published,
-                    id: s.id.clone(),
-                    fired: false,
-                });
+                keep(
+                    &mut state.reports,
+                    Report {
+                        t: s.published,
+                        id: s.id.clone(),
+                        fired: false,
+                    },
+                );
                 let i = state.reports.len() - 1;
                 self.judge(&user, i, out);
                 return;
@@ -127,11 +130,14 @@ impl Rule for ReportedNotMe {
         };
         let state = self.users.entry(user.clone()).or_default();
         state.user = state.user.take().or(s.user.clone());
-        state.changes.push(Change {
-            t: s.published,
-            id: s.id.clone(),
-            what,
-        });
+        keep(
+            &mut state.changes,
+            Change {
+                t: s.published,
+                id: s.id.clone(),
+                what,
+            },
+        );
         // A change that arrives after the report it preceded.
         let waiting: Vec<usize> = (0..state.reports.len())
             .filter(|&i| {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{Rule, draft, lateness};
+use super::{Rule, draft, keep, lateness};
 use crate::detect::finding::{Finding, at, span, who};
 use crate::detect::history::{Element, History};
 use crate::detect::signal::{Party, Place, Signal, What};
@@ -189,15 +189,18 @@ impl Rule for ResetThenEnrollNewPlace {
             What::Removed { .. } | What::ResetAll => {
                 let state = self.users.entry(user.clone()).or_default();
                 state.user = state.user.take().or(s.user.clone());
-                state.resets.push(Reset {
-                    t: s.published,
-                    id: s.id.clone(),
-                    actor: s.actor().cloned(),
-                    by_self: s.by_self(),
-                    okta: s.actor().is_some_and(Party::is_okta_system),
-                    all: s.what == What::ResetAll,
-                    fired: false,
-                });
+                keep(
+                    &mut state.resets,
+                    Reset {
+                        t: s.published,
+                        id: s.id.clone(),
+                        actor: s.actor().cloned(),
+                        by_self: s.by_self(),
+                        okta: s.actor().is_some_and(Party::is_okta_system),
+                        all: s.what == What::ResetAll,
+                        fired: false,
+                    },
+                );
                 // A reset that arrives after enrollments it precedes (events out of order).
                 let later: Vec<Enrollment> = state
                     .enrollments
@@ -221,14 +224,14 @@ impl Rule for ResetThenEnrollNewPlace {
                 };
                 let state = self.users.entry(user.clone()).or_default();
                 state.user = state.user.take().or(s.user.clone());
-                state.enrollments.push(e.clone());
+                keep(&mut state.enrollments, e.clone());
                 if let Some(f) = self.judge(&user, &e, history) {
                     out.push(f);
                 }
             }
             What::PasswordReset => {
                 let state = self.users.entry(user).or_default();
-                state.passwords.push((s.published, s.id.clone()));
+                keep(&mut state.passwords, (s.published, s.id.clone()));
             }
             _ => {}
         }

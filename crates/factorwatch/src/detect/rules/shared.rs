@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{Rule, draft, lateness};
+use super::{Rule, draft, keep, lateness};
 use crate::detect::finding::{Finding, at, who};
 use crate::detect::history::History;
 use crate::detect::signal::{Party, Signal};
@@ -62,12 +62,15 @@ impl Rule for Shared {
         };
         let w = self.settings.window;
         let list = self.bindings.entry(value.clone()).or_default();
-        list.push(Binding {
-            t: s.published,
-            id: s.id.clone(),
-            user: user.to_owned(),
-            party: s.user.clone(),
-        });
+        keep(
+            list,
+            Binding {
+                t: s.published,
+                id: s.id.clone(),
+                user: user.to_owned(),
+                party: s.user.clone(),
+            },
+        );
         if let Some((first, last)) = self.reported.get_mut(&value)
             && s.published + w >= *first
             && s.published <= *last + w

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{Rule, draft, lateness};
+use super::{Rule, draft, keep, lateness};
 use crate::detect::finding::{Finding, at, who};
 use crate::detect::history::History;
 use crate::detect::signal::{Party, Signal, What};
@@ -126,10 +126,7 @@ impl Rule for SupportInitiatedReset {
                     id: s.id.clone(),
                     session: s.session.clone(),
                 };
-                self.impersonations
-                    .entry(user.to_owned())
-                    .or_default()
-                    .push(imp);
+                keep(self.impersonations.entry(user.to_owned()).or_default(), imp);
                 // Resets logged before the impersonation that began it.
                 let w = self.settings.window;
                 let earlier: Vec<ResetSeen> = self
