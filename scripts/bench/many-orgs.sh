@@ -71,6 +71,6 @@ print("| measure | value |")
 print("|---|---|")
 print(f"| catch-up (`run --once`): {int(backlog):,} backlog events across the orgs | {caught} s wall, {float(cpu_caught):.1f} CPU s, peak RSS {int(once_rss) / 1024:.0f} MiB |")
 what = "idle orgs (no new events)" if float(rate) == 0 else f"live events ({orgs} × {rate}/s)"
-print(f"| then `run`, {steady:.0f} s of {what} | {cpu1 - cpu0:.1f} CPU s ({100 * (cpu1 - cpu0) / steady:.1f}% of one core), RSS {int(rss) / 1024:.0f} MiB at the end (peak {int(hwm) / 1024:.0f} MiB, at start-up: the first poll of every org, each org's detections reading their journal), {threads} threads |")
+print(f"| then `run`, {steady:.0f} s of {what} | {cpu1 - cpu0:.1f} CPU s ({100 * (cpu1 - cpu0) / steady:.1f}% of one core), RSS {int(rss) / 1024:.0f} MiB at the end (peak {int(hwm) / 1024:.0f} MiB), {threads} threads |")
 print(f"| MFA changes written to the SIEM file | {int(lines):,} |")
 PY
