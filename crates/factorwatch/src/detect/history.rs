@@ -71,7 +71,7 @@ const MS_PER_DAY: i64 = 86_400_000;
 /// A place seen on a day: 16 bytes. An MSSP's process remembers millions of these, so each
 /// user's sightings are one flat, sorted `Vec` of them rather than a `Vec` of places each with
 /// its own `Vec` of days.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy)]
 struct Seen {
     key: u64,
     day: i32,
@@ -131,40 +131,26 @@ impl UserHistory {
 
     /// Records `kind`'s `key` seen on `day` at `ms` into it; whether that taught anything.
     fn sighting(&mut self, key: u64, day: i32, ms: u32) -> bool {
-        let rows = self.place(key);
-        if rows.is_empty() {
+        if self.place(key).is_empty() {
             self.evict_for(kind_of(key));
-            let at = self.seen.partition_point(|s| s.key < key);
-            self.seen.insert(
-                at,
-                Seen {
-                    key,
-                    day,
-                    first_ms: ms,
-                },
-            );
-            return true;
         }
+        let rows = self.place(key);
         let start = rows.start;
         match self.seen[rows.clone()].binary_search_by_key(&day, |s| s.day) {
             Ok(i) => {
                 let s = &mut self.seen[start + i];
-                if ms < s.first_ms {
-                    s.first_ms = ms;
-                    return true;
-                }
-                false
+                let earlier = ms < s.first_ms;
+                s.first_ms = s.first_ms.min(ms);
+                earlier
             }
             Err(i) => {
-                self.seen.insert(
-                    start + i,
-                    Seen {
-                        key,
-                        day,
-                        first_ms: ms,
-                    },
-                );
-                if rows.len() + 1 > PLACE_DAYS as usize + 1 {
+                let seen = Seen {
+                    key,
+                    day,
+                    first_ms: ms,
+                };
+                self.seen.insert(start + i, seen);
+                if rows.len() > PLACE_DAYS as usize {
                     self.seen.remove(start);
                 }
                 true
@@ -315,6 +301,7 @@ impl History {
         if !s.what.is_change() && !counts {
             return false;
         }
+        // A known user's key is not allocated again.
         let entry = match self.users.get_mut(user) {
             Some(entry) => entry,
             None => self.users.entry(user.into()).or_default(),

@@ -180,17 +180,16 @@ impl<S: Store> Poller<S> {
                     info!(org = %self.org, source = self.source.as_str(), "caught up");
                     return Ended::CaughtUp;
                 }
-                let wait = match phased {
-                    true => self.interval,
-                    // The first wait is a random part of the interval, and the polls keep the
-                    // interval after it: orgs started together (an MSSP's thousands, at every
-                    // restart) poll spread over the interval instead of all in the same second,
-                    // each holding a connection and a page at once.
-                    false => {
-                        phased = true;
-                        self.interval
-                            .mul_f64(rand::Rng::gen_range(&mut rand::thread_rng(), 0.0..=1.0))
-                    }
+                // The first wait is a random part of the interval, and the polls keep the
+                // interval after it: orgs started together (an MSSP's thousands, at every
+                // restart) poll spread over the interval instead of all in the same second,
+                // each holding a connection and a page at once.
+                let wait = if phased {
+                    self.interval
+                } else {
+                    phased = true;
+                    self.interval
+                        .mul_f64(rand::Rng::gen_range(&mut rand::thread_rng(), 0.0..=1.0))
                 };
                 if pause(&mut shutdown, wait).await {
                     return Ended::Stopped;

@@ -148,19 +148,21 @@ struct ErrorBody {
 /// asleep. The cost is a new connection (TCP, and a TLS handshake) per org per poll.
 const OKTA_IDLE_CONNECTION: Duration = Duration::from_secs(2);
 
-/// The HTTP client Okta requests go through: no redirects; each request sets its own timeout.
-pub fn http_client() -> reqwest::Client {
+/// Okta's client: no redirects, each request sets its own timeout, idle connections closed.
+fn builder() -> reqwest::ClientBuilder {
     crate::http::client::builder(RetryPolicy::default().timeout)
         .pool_idle_timeout(OKTA_IDLE_CONNECTION)
-        .build()
-        .unwrap_or_default()
+}
+
+/// The HTTP client Okta requests go through: no redirects; each request sets its own timeout.
+pub fn http_client() -> reqwest::Client {
+    builder().build().unwrap_or_default()
 }
 
 /// [`http_client`] for one of several replicas: its name rides in the `User-Agent`, so Okta's
 /// System Log (`client.userAgent`) and the simulator say which replica asked.
 pub fn http_client_for(replica: &str) -> reqwest::Client {
-    crate::http::client::builder(RetryPolicy::default().timeout)
-        .pool_idle_timeout(OKTA_IDLE_CONNECTION)
+    builder()
         .user_agent(format!(
             "factorwatch/{} replica/{}",
             env!("CARGO_PKG_VERSION"),
