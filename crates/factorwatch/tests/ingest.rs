@@ -1171,3 +1171,82 @@ async fn the_legacy_path_keeps_the_factor_okta_named_and_guesses_none() {
         "no factor named, none guessed"
     );
 }
+
+/// A poller waiting for its next poll holds no place among the pages in memory: the places are
+/// shared by every org's poller, and an MSSP's thousands of orgs queued behind sixteen sleepers
+/// (each org polled minutes apart instead of every interval).
+#[tokio::test]
+async fn a_poller_waiting_for_its_next_poll_holds_no_page_in_memory() {
+    waiting_poller_holds_no_page(None).await;
+}
+
+/// …nor one waiting out a failure: one org whose Okta fails must not hold up the others.
+#[tokio::test]
+async fn a_poller_waiting_after_a_failure_holds_no_page_in_memory() {
+    waiting_poller_holds_no_page(Some(
+        json!({ "endpoints": { "/api/v1/logs": { "error_rate": 1.0 } } }),
+    ))
+    .await;
+}
+
+async fn waiting_poller_holds_no_page(faults: Option<serde_json::Value>) {
+    use factorwatch::okta::client::auth::Credentials;
+    use factorwatch::okta::client::{OktaClient, RetryPolicy};
+    use factorwatch::pipeline::worker::{PAGES_IN_MEMORY, Signals};
+    use factorwatch::sources::poller::{Poller, system_log_start};
+    use std::sync::Arc;
+
+    let sim = common::sim(RateLimits::default()).await;
+    if let Some(f) = faults {
+        sim.control("/sim/faults", f).await;
+    }
+    let dir = tempdir("waiting-poller");
+    let config = common::config(&dir, &sim.base, false);
+    let store = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
+    let client = OktaClient::new(
+        &sim.base,
+        Credentials::Ssws(factorwatch::secret::Secret::new(common::TOKEN)),
+        RetryPolicy {
+            attempts: 1,
+            ..RetryPolicy::default()
+        },
+    )
+    .unwrap();
+    let signals = Arc::new(Signals::default());
+    let since = chrono::Utc::now() - chrono::Duration::hours(1);
+    let poller = Poller {
+        org: "acme".into(),
+        source: SourceKind::SystemLog,
+        client: Arc::new(client),
+        store,
+        ingest: Arc::new(factorwatch::daemon::ingest_for(&config, None)),
+        start: system_log_start(&factorwatch::record::format_published(&since), &[]),
+        // Far longer than the test: once caught up, the poller is asleep.
+        interval: Duration::from_secs(3600),
+        signals: signals.clone(),
+        once: false,
+        fence: None,
+    };
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(poller.run(shutdown));
+    common::eventually(
+        10,
+        "a poll answered, then every page place free",
+        async || {
+            let polls = sim
+                .http
+                .get(format!("{}/sim/polls", sim.base))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let polls: Vec<serde_json::Value> = serde_json::from_str(&polls).unwrap();
+            !polls.is_empty() && signals.pages.available_permits() == PAGES_IN_MEMORY
+        },
+    )
+    .await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}

@@ -39,7 +39,8 @@ pub struct DetectionWorker<S: Store> {
     /// Where findings go: every SIEM sink, the security team's destinations.
     pub destinations: Vec<String>,
     pub signals: Arc<Signals>,
-    /// How often it looks at the journal unasked ([`IDLE`], [`IDLE_SHARED`]).
+    /// How often it looks at the journal unasked ([`IDLE`], [`IDLE_SHARED`]): after half to all
+    /// of it, at random.
     pub idle: Duration,
 }
 
@@ -140,9 +141,15 @@ impl<S: Store> DetectionWorker<S> {
                         pruned = tokio::time::Instant::now();
                         self.prune(&detector).await;
                     }
+                    // Half to all of the interval, at random: an MSSP's thousands of workers,
+                    // started together, would otherwise all look (and queue for the store)
+                    // in the same second, and keep doing so every interval.
+                    let idle = self
+                        .idle
+                        .mul_f64(rand::Rng::gen_range(&mut rand::thread_rng(), 0.5..=1.0));
                     tokio::select! {
                         _ = woken => {}
-                        _ = tokio::time::sleep(self.idle) => {}
+                        _ = tokio::time::sleep(idle) => {}
                         _ = shutdown.changed() => return,
                     }
                     continue;

@@ -103,7 +103,7 @@ impl<S: Store> Poller<S> {
         // Whether this poller has taken its place in the interval (below).
         let mut phased = false;
         loop {
-            let (page, _held) = tokio::select! {
+            let (page, held) = tokio::select! {
                 page = fetch.result() => page,
                 _ = shutdown.changed() => return Ended::Stopped,
             };
@@ -124,6 +124,8 @@ impl<S: Store> Poller<S> {
             let (batch, next) = match outcome {
                 Ok(ok) => ok,
                 Err((e, refused)) => {
+                    // Nothing of this page is kept: its place goes before the wait.
+                    drop(held);
                     // What was read before the failure is kept before waiting.
                     if let Some((batch, _)) = pending.take()
                         && let Err(ended) = self.commit(&batch, &mut shutdown).await
@@ -175,6 +177,9 @@ impl<S: Store> Poller<S> {
                 }
                 last_commit = Some(tokio::time::Instant::now());
             }
+            // The page is stored: its place among the pages in memory goes to the next poller
+            // now, not after this one's wait (thousands of orgs would queue behind 16 sleepers).
+            drop(held);
             if caught_up {
                 if self.once {
                     info!(org = %self.org, source = self.source.as_str(), "caught up");
