@@ -183,19 +183,6 @@ async fn holders(store: &PgStore) -> HashMap<String, Vec<String>> {
     by
 }
 
-async fn polls(sim: &common::Sim) -> Vec<Value> {
-    let t = sim
-        .http
-        .get(format!("{}/sim/polls", sim.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    serde_json::from_str(&t).unwrap()
-}
-
 struct Cluster {
     orgs: usize,
     sims: Vec<common::Sim>,
@@ -454,7 +441,7 @@ async fn three_replicas_survive_two_kills_and_never_poll_an_org_twice() {
 
     // No org was polled by two replicas at once.
     for (i, sim) in c.sims.iter().enumerate() {
-        let p = polls(sim).await;
+        let p = sim.polls().await;
         let logs: Vec<(&str, i64, i64)> = p
             .iter()
             .filter(|x| x["path"] == "/api/v1/logs")

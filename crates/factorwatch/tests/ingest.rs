@@ -1233,17 +1233,7 @@ async fn waiting_poller_holds_no_page(faults: Option<serde_json::Value>) {
         10,
         "a poll answered, then every page place free",
         async || {
-            let polls = sim
-                .http
-                .get(format!("{}/sim/polls", sim.base))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let polls: Vec<serde_json::Value> = serde_json::from_str(&polls).unwrap();
-            !polls.is_empty() && signals.pages.available_permits() == PAGES_IN_MEMORY
+            !sim.polls().await.is_empty() && signals.pages.available_permits() == PAGES_IN_MEMORY
         },
     )
     .await;

@@ -47,6 +47,20 @@ impl Sim {
         serde_json::from_str(&text).unwrap()
     }
 
+    /// Who polled the System Log and the Events API, in order (`GET /sim/polls`).
+    pub async fn polls(&self) -> Vec<Value> {
+        let t = self
+            .http
+            .get(format!("{}/sim/polls", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        serde_json::from_str(&t).unwrap()
+    }
+
     pub async fn users(&self, n: usize) {
         let users: Vec<Value> = (0..n)
             .map(|i| {
