@@ -496,11 +496,9 @@ impl Daemon {
                 settings: settings.clone(),
                 destinations: destinations.clone(),
                 signals: self.signals.clone(),
-                idle: if self.leased {
-                    crate::pipeline::detection::IDLE_SHARED
-                } else {
-                    crate::pipeline::detection::IDLE
-                },
+                idle: self
+                    .leased
+                    .then_some(crate::pipeline::detection::IDLE_SHARED),
             };
             self.detecting.push(org.name.clone());
             if self.leased {
@@ -509,6 +507,16 @@ impl Daemon {
             }
             self.tasks
                 .push(tokio::spawn(w.run(self.shutdown.subscribe())));
+        }
+        if !self.leased && !config.orgs.is_empty() {
+            self.tasks
+                .push(tokio::spawn(crate::pipeline::detection::watch_journals(
+                    self.store.clone(),
+                    self.signals.clone(),
+                    config.orgs.iter().map(|o| o.name.clone()).collect(),
+                    crate::pipeline::detection::IDLE,
+                    self.shutdown.subscribe(),
+                )));
         }
     }
 

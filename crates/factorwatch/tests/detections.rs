@@ -493,3 +493,81 @@ fn detect_hunts_over_what_the_store_holds_for_an_org() {
     assert!(err.contains("nope"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A second handle on the SQLite file stands for a `replay` run beside the daemon: its commits
+/// wake no detections of this process, and one look at the whole journal must.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_another_process_writes_wake_the_detections_of_their_org_only() {
+    use factorwatch::pipeline::detection::watch_journals;
+    use factorwatch::pipeline::worker::Signals;
+    use factorwatch::store::sqlite::SqliteStore;
+    use factorwatch::store::{Batch, NewSignal, SourceKind, Store};
+    use std::sync::Arc;
+
+    let dir = std::env::temp_dir().join(format!("fw-watch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let daemon_store = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
+    let beside = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
+    let signals = Arc::new(Signals::default());
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let watched = ["acme".to_owned(), "beta".to_owned()].into_iter().collect();
+    let watcher = tokio::spawn(watch_journals(
+        daemon_store,
+        signals.clone(),
+        watched,
+        std::time::Duration::from_millis(20),
+        shutdown,
+    ));
+    let commit = |org: &'static str, n: u32| {
+        let beside = beside.clone();
+        async move {
+            let b = Batch {
+                source: SourceKind::SystemLog,
+                changes: vec![],
+                rejects: vec![],
+                events_seen: 1,
+                newest_published: None,
+                cursor: None,
+                context: vec![],
+                signals: vec![NewSignal {
+                    uuid: format!("{org}-{n}"),
+                    kind: "event",
+                    published: Utc::now(),
+                    body: "{}".into(),
+                }],
+            };
+            beside.commit(org, &b, Utc::now()).await.unwrap();
+        }
+    };
+    // Another org's entries (not watched by this process) wake nobody here; acme's wake acme's.
+    let acme = signals.journal("acme");
+    let beta = signals.journal("beta");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut n = 0;
+    loop {
+        // Committed again and again: the watcher's first look only notes where the journal ends.
+        n += 1;
+        commit("gamma", n).await;
+        commit("acme", n).await;
+        if tokio::time::timeout(std::time::Duration::from_millis(200), acme.notified())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "acme's detections were never woken"
+        );
+    }
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), beta.notified())
+            .await
+            .is_err(),
+        "beta's journal did not grow"
+    );
+    stop.send(true).unwrap();
+    watcher.await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

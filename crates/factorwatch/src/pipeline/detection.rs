@@ -20,12 +20,12 @@ use crate::store::{JournalEntry, NewFinding, Store, StoreError};
 
 /// Journal entries read at once.
 const PAGE: u32 = 2000;
-/// How often an idle worker looks at the journal when every writer is in this process (each
-/// commit that adds to the org's journal wakes it; the look catches a `replay` or `backfill`
-/// run beside the daemon). An MSSP's 2,000 orgs each looking every 5 s cost more than polling
-/// them.
+/// How often [`watch_journals`] looks for journal entries no commit in this process told of (a
+/// `replay` or `backfill` run beside the daemon): one look for every org, where a look per org
+/// cost an MSSP's 2,000 orgs more than the polls that fill their journals.
 pub const IDLE: Duration = Duration::from_secs(60);
-/// …and on a store shared by replicas, whose hook receivers commit without waking this one.
+/// How often each worker looks at its org's journal on a store shared by replicas, whose hook
+/// receivers commit without waking this one.
 pub const IDLE_SHARED: Duration = Duration::from_millis(500);
 /// How often sign-ins past the baseline are pruned from the journal (the sign-ins that taught the
 /// detections nothing are forgotten as soon as they are read).
@@ -39,9 +39,9 @@ pub struct DetectionWorker<S: Store> {
     /// Where findings go: every SIEM sink, the security team's destinations.
     pub destinations: Vec<String>,
     pub signals: Arc<Signals>,
-    /// How often it looks at the journal unasked ([`IDLE`], [`IDLE_SHARED`]): after half to all
-    /// of it, at random.
-    pub idle: Duration,
+    /// How often it looks at the journal unasked ([`IDLE_SHARED`]): after half to all of it, at
+    /// random. None: only when woken (by a commit in this process, or by [`watch_journals`]).
+    pub idle: Option<Duration>,
 }
 
 /// Parses a journal entry; an entry that cannot be read is skipped with a warning (it was written
@@ -144,12 +144,19 @@ impl<S: Store> DetectionWorker<S> {
                     // Half to all of the interval, at random: an MSSP's thousands of workers,
                     // started together, would otherwise all look (and queue for the store)
                     // in the same second, and keep doing so every interval.
-                    let idle = self
-                        .idle
-                        .mul_f64(rand::Rng::gen_range(&mut rand::thread_rng(), 0.5..=1.0));
+                    let idle = async {
+                        match self.idle {
+                            Some(idle) => {
+                                let factor =
+                                    rand::Rng::gen_range(&mut rand::thread_rng(), 0.5..=1.0);
+                                tokio::time::sleep(idle.mul_f64(factor)).await
+                            }
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
                         _ = woken => {}
-                        _ = tokio::time::sleep(idle) => {}
+                        _ = idle => {}
                         _ = shutdown.changed() => return,
                     }
                     continue;
@@ -224,6 +231,35 @@ impl<S: Store> DetectionWorker<S> {
             Ok(0) => {}
             Ok(n) => info!(org = %self.org, pruned = n, "sign-ins past the baseline forgotten"),
             Err(e) => warn!(org = %self.org, error = %e, "cannot prune the journal"),
+        }
+    }
+}
+
+/// Every `every`, one look at the whole journal for entries added since the last look, and a
+/// wake-up for the detections of each of `orgs` they belong to: what the commits of this
+/// process do not announce (another process writing the same SQLite file) is still read within
+/// `every`. Entries this process announced wake their worker a second time, to find nothing.
+pub async fn watch_journals<S: Store>(
+    store: S,
+    signals: Arc<Signals>,
+    orgs: std::collections::HashSet<String>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut seen: Option<i64> = None;
+    loop {
+        match store.journal_growth(seen).await {
+            Ok((head, grown)) => {
+                for org in grown.iter().filter(|o| orgs.contains(*o)) {
+                    signals.appended(org);
+                }
+                seen = Some(head);
+            }
+            Err(e) => warn!(error = %e, "cannot look at the detections' journal; will look again"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
         }
     }
 }

@@ -540,6 +540,15 @@ pub trait Store: Clone + Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<JournalEntry>, StoreError>> + Send;
 
+    /// The journal's newest position, and the orgs with an entry after `after` up to it (none
+    /// when `after` is None). One look for every org: a writer in another process (a `replay`
+    /// beside the daemon) does not wake the detections itself. On PostgreSQL positions are not
+    /// committed in order, so a look can miss an entry committed late; replicas look per org.
+    fn journal_growth(
+        &self,
+        after: Option<i64>,
+    ) -> impl Future<Output = Result<(i64, Vec<String>), StoreError>> + Send;
+
     /// Journal entries of `org` published at or after `since`, after `position`, in journal
     /// order (hunting over what the store holds).
     fn signals_since(
@@ -873,6 +882,9 @@ impl Store for AnyStore {
         limit: u32,
     ) -> Result<Vec<JournalEntry>, StoreError> {
         forward!(self, s => signals_after(org, position, limit))
+    }
+    async fn journal_growth(&self, after: Option<i64>) -> Result<(i64, Vec<String>), StoreError> {
+        forward!(self, s => journal_growth(after))
     }
     async fn signals_since(
         &self,

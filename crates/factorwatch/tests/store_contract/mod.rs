@@ -67,6 +67,7 @@ pub async fn run_all<S: Store, F: Future<Output = S>>(mut fresh: impl FnMut() ->
     stats_count_what_is_stored_and_owed(fresh().await).await;
     cursors_reset(fresh().await).await;
     the_journal_is_kept_once_in_order_and_pruned_of_old_sign_ins_only(fresh().await).await;
+    the_journal_tells_which_orgs_it_grew_for_since_a_look(fresh().await).await;
     findings_are_stored_once_with_their_outbox_rows_and_the_cursor(fresh().await).await;
     a_setting_is_kept_by_its_first_writer(fresh().await).await;
     a_report_is_stored_once_with_its_finding_and_steps(fresh().await).await;
@@ -357,6 +358,32 @@ pub async fn the_journal_is_kept_once_in_order_and_pruned_of_old_sign_ins_only<S
         .collect();
     assert_eq!(left, [r#"{"id":"c1"}"#, r#"{"id":"s2"}"#]);
     assert_eq!(s.signals_after("other", 0, 100).await.unwrap().len(), 3);
+}
+
+pub async fn the_journal_tells_which_orgs_it_grew_for_since_a_look<S: Store>(s: S) {
+    let (empty, grown) = s.journal_growth(None).await.unwrap();
+    assert!(grown.is_empty());
+    let mut b = batch(vec![], None);
+    b.signals = vec![signal("s1", "sign_in", 0), signal("c1", "event", 1)];
+    s.commit("acme", &b, t(1)).await.unwrap();
+    // The first look only says where the journal ends.
+    let (head, grown) = s.journal_growth(None).await.unwrap();
+    assert!(head > empty && grown.is_empty());
+    let (same, grown) = s.journal_growth(Some(head)).await.unwrap();
+    assert_eq!((same, grown.len()), (head, 0), "nothing new since the look");
+    b.signals = vec![signal("s2", "sign_in", 2)];
+    s.commit("other", &b, t(2)).await.unwrap();
+    s.commit("third", &b, t(2)).await.unwrap();
+    let (next, mut grown) = s.journal_growth(Some(head)).await.unwrap();
+    grown.sort();
+    assert!(next > head);
+    assert_eq!(
+        grown,
+        ["other", "third"],
+        "acme's entries were before the look"
+    );
+    let (_, grown) = s.journal_growth(Some(empty)).await.unwrap();
+    assert_eq!(grown.len(), 3);
 }
 
 fn finding(id_seed: &str, events: &[&str]) -> factorwatch::detect::Finding {

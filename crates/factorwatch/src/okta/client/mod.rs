@@ -290,24 +290,40 @@ impl OktaClient {
     /// An absolute URL for an API path (`/api/v1/...`), or `url` itself if it is one — on the
     /// org's origin, else refused.
     pub fn url(&self, path_or_url: &str) -> Result<String, ClientError> {
+        let url = self.absolute(path_or_url);
+        self.check_origin(&url)?;
+        Ok(url.into_owned())
+    }
+
+    /// `path_or_url` made absolute on the org's base, its origin not yet checked.
+    fn absolute<'a>(&self, path_or_url: &'a str) -> std::borrow::Cow<'a, str> {
         if path_or_url.starts_with('/') && !path_or_url.starts_with("//") {
-            return Ok(format!("{}{path_or_url}", self.base));
+            format!("{}{path_or_url}", self.base).into()
+        } else {
+            path_or_url.into()
         }
-        self.check_origin(path_or_url)?;
-        Ok(path_or_url.to_owned())
     }
 
     /// Refuses a URL whose scheme, host or port are not the org's.
     pub fn check_origin(&self, url: &str) -> Result<(), ClientError> {
+        self.parse_on_origin(url).map(drop)
+    }
+
+    /// `url` parsed, if it is on the org's origin.
+    fn parse_on_origin(&self, url: &str) -> Result<reqwest::Url, ClientError> {
         let parsed = reqwest::Url::parse(url).map_err(|_| ClientError::ForeignUrl {
             origin: format!("{:?} (not a URL)", crate::http::client::excerpt(url, 80)),
             org: crate::http::client::origin_text(&self.origin),
         })?;
-        if parsed.origin() == self.origin.origin() {
-            Ok(())
+        self.on_origin(parsed)
+    }
+
+    fn on_origin(&self, url: reqwest::Url) -> Result<reqwest::Url, ClientError> {
+        if url.origin() == self.origin.origin() {
+            Ok(url)
         } else {
             Err(ClientError::ForeignUrl {
-                origin: crate::http::client::origin_text(&parsed),
+                origin: crate::http::client::origin_text(&url),
                 org: crate::http::client::origin_text(&self.origin),
             })
         }
@@ -354,11 +370,10 @@ impl OktaClient {
         } else {
             1
         };
-        let url = self.url(url)?;
-        let path = reqwest::Url::parse(&url)
-            .map(|u| u.path().to_owned())
-            .unwrap_or_default();
-        let bucket = bucket(&path);
+        // Parsed once: a poller's URL carries a filter of a KiB or two, and an MSSP sends a
+        // hundred of them a second.
+        let url = self.parse_on_origin(&self.absolute(url))?;
+        let bucket = bucket(url.path());
         let mut failures = 0u32;
         let mut throttled = 0u32;
         let mut refreshed = false;
@@ -484,7 +499,7 @@ impl OktaClient {
 
     async fn attempt(
         &self,
-        url: &str,
+        url: &reqwest::Url,
         req: Req<'_>,
         retry: u32,
         retry_for: Option<&str>,
@@ -495,20 +510,23 @@ impl OktaClient {
             Req::Put(_) => "PUT",
             Req::Delete => "DELETE",
         };
-        let auth = self.credentials.authorize(&self.http, method, url).await?;
+        let auth = self
+            .credentials
+            .authorize(&self.http, method, url.as_str())
+            .await?;
         let request = match req {
             Req::Post(b) => self
                 .http
-                .post(url)
+                .post(url.clone())
                 .header("Content-Type", "application/json")
                 .body(b.to_owned()),
             Req::Put(b) => self
                 .http
-                .put(url)
+                .put(url.clone())
                 .header("Content-Type", "application/json")
                 .body(b.to_owned()),
-            Req::Delete => self.http.delete(url),
-            Req::Get => self.http.get(url),
+            Req::Delete => self.http.delete(url.clone()),
+            Req::Get => self.http.get(url.clone()),
         };
         let mut request = request
             .header("Accept", "application/json")
@@ -574,12 +592,11 @@ impl OktaClient {
         ) {
             None => None,
             Some(link) => {
-                let absolute = reqwest::Url::parse(url)
-                    .and_then(|u| u.join(&link))
-                    .map(String::from)
-                    .unwrap_or(link);
-                self.check_origin(&absolute)?;
-                Some(absolute)
+                let absolute = match url.join(&link) {
+                    Ok(joined) => self.on_origin(joined)?,
+                    Err(_) => self.parse_on_origin(&link)?,
+                };
+                Some(String::from(absolute))
             }
         };
         use crate::http::client::{BodyError, read_limited};
