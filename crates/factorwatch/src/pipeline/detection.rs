@@ -246,15 +246,22 @@ pub async fn watch_journals<S: Store>(
     every: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // The first look only notes where the journal ends: every worker reads its own at start.
     let mut seen: Option<i64> = None;
     loop {
-        match store.journal_growth(seen).await {
-            Ok((head, grown)) => {
-                for org in grown.iter().filter(|o| orgs.contains(*o)) {
-                    signals.appended(org);
+        let look = async {
+            let head = store.journal_head().await?;
+            if let Some(after) = seen.filter(|s| *s < head) {
+                for org in store.journal_orgs(after, head).await? {
+                    if orgs.contains(&org) {
+                        signals.appended(&org);
+                    }
                 }
-                seen = Some(head);
             }
+            Ok::<i64, StoreError>(head)
+        };
+        match look.await {
+            Ok(head) => seen = Some(head),
             Err(e) => warn!(error = %e, "cannot look at the detections' journal; will look again"),
         }
         tokio::select! {

@@ -540,14 +540,17 @@ pub trait Store: Clone + Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<JournalEntry>, StoreError>> + Send;
 
-    /// The journal's newest position, and the orgs with an entry after `after` up to it (none
-    /// when `after` is None). One look for every org: a writer in another process (a `replay`
-    /// beside the daemon) does not wake the detections itself. On PostgreSQL positions are not
-    /// committed in order, so a look can miss an entry committed late; replicas look per org.
-    fn journal_growth(
+    /// The journal's newest position (0: empty).
+    fn journal_head(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// The orgs with journal entries after `after`, up to `upto`: a range of the primary key, so
+    /// only what was added since a look is read. On PostgreSQL positions are not committed in
+    /// order, so a look can miss an entry committed late (replicas' workers look on their own).
+    fn journal_orgs(
         &self,
-        after: Option<i64>,
-    ) -> impl Future<Output = Result<(i64, Vec<String>), StoreError>> + Send;
+        after: i64,
+        upto: i64,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 
     /// Journal entries of `org` published at or after `since`, after `position`, in journal
     /// order (hunting over what the store holds).
@@ -883,8 +886,11 @@ impl Store for AnyStore {
     ) -> Result<Vec<JournalEntry>, StoreError> {
         forward!(self, s => signals_after(org, position, limit))
     }
-    async fn journal_growth(&self, after: Option<i64>) -> Result<(i64, Vec<String>), StoreError> {
-        forward!(self, s => journal_growth(after))
+    async fn journal_head(&self) -> Result<i64, StoreError> {
+        forward!(self, s => journal_head())
+    }
+    async fn journal_orgs(&self, after: i64, upto: i64) -> Result<Vec<String>, StoreError> {
+        forward!(self, s => journal_orgs(after, upto))
     }
     async fn signals_since(
         &self,

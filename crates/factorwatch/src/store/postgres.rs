@@ -942,28 +942,20 @@ impl Store for PgStore {
             .collect())
     }
 
-    async fn journal_growth(&self, after: Option<i64>) -> Result<(i64, Vec<String>), StoreError> {
-        let head: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) FROM signals")
+    async fn journal_head(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM signals")
             .fetch_one(&self.pool)
             .await
-            .map_err(other)?
-            .try_get(0)
-            .map_err(other)?;
-        let Some(after) = after.filter(|a| *a < head) else {
-            return Ok((head, Vec::new()));
-        };
-        // A range of the primary key: only the entries added since the last look are read.
-        let orgs = sqlx::query("SELECT DISTINCT org FROM signals WHERE id > $1 AND id <= $2")
+            .map_err(other)
+    }
+
+    async fn journal_orgs(&self, after: i64, upto: i64) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT DISTINCT org FROM signals WHERE id > $1 AND id <= $2")
             .bind(after)
-            .bind(head)
+            .bind(upto)
             .fetch_all(&self.pool)
             .await
-            .map_err(other)?
-            .into_iter()
-            .map(|r| r.try_get::<String, _>(0))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(other)?;
-        Ok((head, orgs))
+            .map_err(other)
     }
 
     async fn signals_since(

@@ -361,29 +361,36 @@ pub async fn the_journal_is_kept_once_in_order_and_pruned_of_old_sign_ins_only<S
 }
 
 pub async fn the_journal_tells_which_orgs_it_grew_for_since_a_look<S: Store>(s: S) {
-    let (empty, grown) = s.journal_growth(None).await.unwrap();
-    assert!(grown.is_empty());
+    let empty = s.journal_head().await.unwrap();
+    assert!(s.journal_orgs(empty, empty).await.unwrap().is_empty());
     let mut b = batch(vec![], None);
     b.signals = vec![signal("s1", "sign_in", 0), signal("c1", "event", 1)];
     s.commit("acme", &b, t(1)).await.unwrap();
-    // The first look only says where the journal ends.
-    let (head, grown) = s.journal_growth(None).await.unwrap();
-    assert!(head > empty && grown.is_empty());
-    let (same, grown) = s.journal_growth(Some(head)).await.unwrap();
-    assert_eq!((same, grown.len()), (head, 0), "nothing new since the look");
+    let head = s.journal_head().await.unwrap();
+    assert!(head > empty);
+    assert_eq!(
+        s.journal_head().await.unwrap(),
+        head,
+        "nothing new since the look"
+    );
+    assert!(s.journal_orgs(head, head).await.unwrap().is_empty());
     b.signals = vec![signal("s2", "sign_in", 2)];
     s.commit("other", &b, t(2)).await.unwrap();
     s.commit("third", &b, t(2)).await.unwrap();
-    let (next, mut grown) = s.journal_growth(Some(head)).await.unwrap();
-    grown.sort();
+    let next = s.journal_head().await.unwrap();
     assert!(next > head);
+    let mut grown = s.journal_orgs(head, next).await.unwrap();
+    grown.sort();
     assert_eq!(
         grown,
         ["other", "third"],
         "acme's entries were before the look"
     );
-    let (_, grown) = s.journal_growth(Some(empty)).await.unwrap();
-    assert_eq!(grown.len(), 3);
+    assert_eq!(s.journal_orgs(empty, next).await.unwrap().len(), 3);
+    assert!(
+        s.journal_orgs(empty, head).await.unwrap() == ["acme"],
+        "nothing past the look's end"
+    );
 }
 
 fn finding(id_seed: &str, events: &[&str]) -> factorwatch::detect::Finding {

@@ -143,10 +143,11 @@ struct ErrorBody {
 
 /// How long a connection to Okta is kept open unused: long enough for a poller paging through a
 /// backlog (the next page is asked for as soon as one arrives) or a burst of Users API lookups to
-/// reuse it; far shorter than the 30 s between polls. A connection that has carried a page holds
-/// a few tens of KiB (its buffers grown to the page): an MSSP's thousands of orgs catching up
-/// together kept one per org for all its idle time (with 2 s, the catch-up peak of 2,000 orgs
-/// was twice today's). The cost is a new connection (TCP, and a TLS handshake) per org per poll.
+/// reuse it; far shorter than the 15 s between polls (the default interval). A connection that
+/// has carried a page holds a few tens of KiB (its buffers grown to the page): an MSSP's
+/// thousands of orgs catching up together kept one per org for all its idle time (with 2 s, the
+/// catch-up peak of 2,000 orgs was twice today's). The cost is a new connection (TCP, and a TLS
+/// handshake) per org per poll.
 const OKTA_IDLE_CONNECTION: Duration = Duration::from_millis(250);
 
 /// Okta's client: no redirects, each request sets its own timeout, idle connections closed.
