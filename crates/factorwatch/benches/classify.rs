@@ -119,6 +119,14 @@ fn bench(c: &mut Criterion) {
         b.iter(|| classify_all(&classifier, black_box(array.as_bytes())))
     });
     g.finish();
+
+    // What a poller does first with every page: split it and read each event's type.
+    let mut g = c.benchmark_group("split_page");
+    g.throughput(Throughput::Bytes(array.len() as u64));
+    g.bench_function("bytes", |b| {
+        b.iter(|| factorwatch::okta::split_page(black_box(&array)).map(|e| e.len()))
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);

@@ -106,77 +106,343 @@ pub fn split_page(body: &str) -> Result<Vec<PageEvent<'_>>, String> {
 /// top-level `eventType` when sure of it. None when the value is cut off or unbalanced.
 fn scan_value(json: &str, start: usize) -> Option<(usize, Option<&str>)> {
     let b = json.as_bytes();
-    let object = b.get(start) == Some(&b'{');
-    let mut depth = 0usize;
-    let mut key_next = false;
-    let mut found: Option<&str> = None;
-    let mut unsure = false;
+    match *b.get(start)? {
+        b'"' => string_end(b, start).map(|end| (end + 1, None)),
+        b'{' | b'[' => scan_container(json, start),
+        b'}' | b']' => None,
+        _ => {
+            // A number, true, false or null: up to the next delimiter.
+            let len = b[start..]
+                .iter()
+                .position(|c| matches!(c, b',' | b']' | b'}') || c.is_ascii_whitespace())
+                .unwrap_or(b.len() - start);
+            Some((start + len, None))
+        }
+    }
+}
+
+/// Where the bytes that matter to [`scan_container`] are in 64 bytes, one bit per byte.
+struct Masks {
+    quote: u64,
+    /// `{ [ } ] ,`
+    structural: u64,
+    /// Whether any byte is a backslash.
+    backslash: bool,
+}
+
+/// One pass over 64 bytes with SSE2 (every x86-64 has it), sixteen bytes per compare: a
+/// byte-at-a-time walk of a page was most of a poller's CPU without a server-side filter.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+fn masks(block: &[u8; 64]) -> Masks {
+    use safe_arch::{
+        bitor_m128i, cmp_eq_mask_i8_m128i as eq, m128i, move_mask_i8_m128i, set_splat_i8_m128i,
+    };
+    let splat = |c: u8| set_splat_i8_m128i(c as i8);
+    let bits = |v: m128i| u64::from(move_mask_i8_m128i(v) as u16);
+    let (quote_c, backslash_c, comma_c) = (splat(b'"'), splat(b'\\'), splat(b','));
+    let (open_c, close_c, case) = (splat(b'{'), splat(b'}'), splat(0x20));
+    let (mut quote, mut structural, mut backslash) = (0, 0, 0);
+    for (k, chunk) in block.chunks_exact(16).enumerate() {
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(chunk);
+        let v = m128i::from(bytes);
+        // `[` and `{` differ by one bit (0x5b, 0x7b), as do `]` and `}`: one compare each.
+        let folded = bitor_m128i(v, case);
+        let brackets = bitor_m128i(eq(folded, open_c), eq(folded, close_c));
+        quote |= bits(eq(v, quote_c)) << (16 * k);
+        structural |= bits(bitor_m128i(brackets, eq(v, comma_c))) << (16 * k);
+        backslash |= bits(eq(v, backslash_c));
+    }
+    Masks {
+        quote,
+        structural,
+        backslash: backslash != 0,
+    }
+}
+
+/// [`masks`] where SSE2 is not there: eight bytes at a time in a `u64` (SWAR).
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
+fn masks_swar(block: &[u8; 64]) -> Masks {
+    let (mut quote, mut structural, mut backslash) = (0, 0, 0);
+    for (k, word) in block.chunks_exact(8).enumerate() {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        let x = u64::from_le_bytes(bytes);
+        quote |= packed(equal(x, b'"')) << (8 * k);
+        let folded = x | (LOW * 0x20);
+        let brackets = equal(folded, b'{') | equal(folded, b'}');
+        structural |= packed(brackets | equal(x, b',')) << (8 * k);
+        backslash |= equal(x, b'\\');
+    }
+    Masks {
+        quote,
+        structural,
+        backslash: backslash != 0,
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+fn masks(block: &[u8; 64]) -> Masks {
+    masks_swar(block)
+}
+
+const LOW: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `x` that equals `c`, exactly (no false positives).
+fn equal(x: u64, c: u8) -> u64 {
+    let y = x ^ (LOW * u64::from(c));
+    // A byte of `y` is zero iff adding 0x7f to its low seven bits does not carry into the high
+    // bit and its own high bit is clear.
+    !(((y & !HIGH) + !HIGH) | y) & HIGH
+}
+
+/// The high bits of the eight bytes of `m` gathered into one byte, byte 0 lowest.
+fn packed(m: u64) -> u64 {
+    // Shifts and ors only: a multiply here does not vectorize well.
+    let mut x = m >> 7;
+    x |= x >> 7;
+    x |= x >> 14;
+    x |= x >> 28;
+    x & 0xff
+}
+
+/// Bit `j` is the parity of bits `0..=j` of `x`: over quote positions, whether byte `j` is inside
+/// a string (its opening quote included, its closing quote not).
+fn prefix_xor(mut x: u64) -> u64 {
+    for shift in [1, 2, 4, 8, 16, 32] {
+        x ^= x << shift;
+    }
+    x
+}
+
+/// The state of a scan of one object or array: how deep it is, whether the next string at the
+/// top of an object is a key, the `eventType` found, and the string being read.
+struct Container<'a> {
+    json: &'a str,
+    object: bool,
+    depth: usize,
+    key_next: bool,
+    found: Option<&'a str>,
+    unsure: bool,
+    /// Inside a string: its opening quote, and whether it is a top-level key not yet read.
+    string: Option<(usize, bool)>,
+}
+
+/// What the scan does after a byte.
+enum Step {
+    Next,
+    /// Go on from this byte (past a key read ahead, or an `eventType` value).
+    Resume(usize),
+    /// The value ends before this byte.
+    End(usize),
+}
+
+impl<'a> Container<'a> {
+    /// A structural byte `c` at `p`, outside strings. None: the value is unbalanced.
+    fn structural(&mut self, c: u8, p: usize) -> Option<Step> {
+        match c {
+            b'"' => self.string = Some((p, self.key_at_depth())),
+            b'{' | b'[' => {
+                self.depth += 1;
+                self.key_next = self.object && self.depth == 1;
+            }
+            b'}' | b']' => {
+                self.depth = self.depth.checked_sub(1)?;
+                if self.depth == 0 {
+                    return Some(Step::End(p + 1));
+                }
+            }
+            b',' if self.depth == 1 => self.key_next = self.object,
+            _ => {}
+        }
+        Some(Step::Next)
+    }
+
+    /// Whether a string opening now is a top-level key.
+    fn key_at_depth(&self) -> bool {
+        self.object && self.depth == 1 && self.key_next
+    }
+
+    /// The quote at `close` ends the string being read.
+    fn string_closed(&mut self, close: usize) -> Option<Step> {
+        match self.string.take() {
+            Some((open, true)) => self.key(open, close),
+            _ => Some(Step::Next),
+        }
+    }
+
+    /// The top-level key quoted at `open` and `close`: when it is `eventType`, its value is read.
+    fn key(&mut self, open: usize, close: usize) -> Option<Step> {
+        self.key_next = false;
+        let b = self.json.as_bytes();
+        let key = &b[open + 1..close];
+        if key.contains(&b'\\') {
+            self.unsure = true;
+            return Some(Step::Next);
+        }
+        // Both spellings `sniff` reads: either twice is refused there, unsure here.
+        if key != b"eventType" && key != b"eventtype" {
+            return Some(Step::Next);
+        }
+        let colon = skip_space(b, close + 1);
+        if b.get(colon) != Some(&b':') {
+            return None;
+        }
+        let v = skip_space(b, colon + 1);
+        if b.get(v) != Some(&b'"') {
+            // Not a string: the general way decides what it is.
+            self.unsure = true;
+            return Some(Step::Resume(v));
+        }
+        let v_end = string_end(b, v)?;
+        let value = self.json.get(v + 1..v_end)?;
+        if self.found.is_some() || value.contains('\\') {
+            self.unsure = true;
+        } else {
+            self.found = Some(value);
+        }
+        Some(Step::Resume(v_end + 1))
+    }
+}
+
+/// [`scan_value`] for an object or array, 64 bytes at a time. The quotes and `{ [ } ] ,` are
+/// found with [`masks`]; which bytes are inside strings follows from the quotes
+/// ([`prefix_xor`]), so only the brackets and commas outside strings, and a top-level key's
+/// opening quote, are visited one by one. A block holding a backslash (rare in Okta's events) is
+/// walked quote by quote instead, so that escapes are read exactly as JSON reads them.
+fn scan_container(json: &str, start: usize) -> Option<(usize, Option<&str>)> {
+    let b = json.as_bytes();
+    let mut c = Container {
+        json,
+        object: b.get(start) == Some(&b'{'),
+        depth: 0,
+        key_next: false,
+        found: None,
+        unsure: false,
+        string: None,
+    };
+    // A backslash ended the last block inside a string: the next byte is escaped.
+    let mut escaped = false;
     let mut i = start;
+    let mut tail = [b' '; 64];
+    while i < b.len() {
+        let n = (b.len() - i).min(64);
+        let block: &[u8; 64] = match b.get(i..i + 64).and_then(|s| s.try_into().ok()) {
+            Some(block) => block,
+            None => {
+                // The last bytes, padded with spaces (which mean nothing here).
+                tail.fill(b' ');
+                tail[..n].copy_from_slice(&b[i..]);
+                &tail
+            }
+        };
+        let m = masks(block);
+        let step = if m.backslash || escaped {
+            walk_escaped(&mut c, block, &m, i, &mut escaped)?
+        } else if let Some((open, true)) = c.string {
+            // A top-level key began in a block walked quote by quote: read it whole.
+            let close = string_end(b, open)?;
+            c.string = None;
+            match c.key(open, close)? {
+                Step::Next => Step::Resume(close + 1),
+                step => step,
+            }
+        } else {
+            walk(&mut c, block, &m, i)?
+        };
+        match step {
+            Step::Next => i += n,
+            Step::Resume(at) => {
+                // Every resumption point is outside strings.
+                escaped = false;
+                c.string = None;
+                i = at;
+            }
+            Step::End(end) => return Some((end, if c.unsure { None } else { c.found })),
+        }
+    }
+    None
+}
+
+/// One block without backslashes, starting at byte `i` of the value.
+fn walk(c: &mut Container<'_>, block: &[u8; 64], m: &Masks, i: usize) -> Option<Step> {
+    let inside = prefix_xor(m.quote) ^ if c.string.is_some() { !0 } else { 0 };
+    let opening = m.quote & inside;
+    let structural = m.structural & !inside;
+    let mut rest = !0u64;
     loop {
-        match *b.get(i)? {
-            b'"' => {
-                let end = string_end(b, i)?;
-                if depth == 0 {
-                    return Some((end + 1, None));
-                }
-                let is_key = object && depth == 1 && key_next;
-                let key = &b[i + 1..end];
-                i = end + 1;
-                if !is_key {
-                    continue;
-                }
-                key_next = false;
-                if key.contains(&b'\\') {
-                    unsure = true;
-                    continue;
-                }
-                // Both spellings `sniff` reads: either twice is refused there, unsure here.
-                if key == b"eventType" || key == b"eventtype" {
-                    let colon = skip_space(b, i);
-                    if b.get(colon) != Some(&b':') {
-                        return None;
-                    }
-                    let v = skip_space(b, colon + 1);
-                    if b.get(v) != Some(&b'"') {
-                        // Not a string: the general way decides what it is.
-                        unsure = true;
-                        i = v;
-                        continue;
-                    }
-                    let v_end = string_end(b, v)?;
-                    let value = json.get(v + 1..v_end)?;
-                    if found.is_some() || value.contains('\\') {
-                        unsure = true;
-                    } else {
-                        found = Some(value);
-                    }
-                    i = v_end + 1;
+        let keys = if c.key_at_depth() { opening } else { 0 };
+        let next = (structural | keys) & rest;
+        if next == 0 {
+            break;
+        }
+        let j = next.trailing_zeros() as usize;
+        let bit = 1u64 << j;
+        rest = !((bit << 1).wrapping_sub(1));
+        if keys & bit != 0 {
+            let close = string_end(c.json.as_bytes(), i + j)?;
+            match c.key(i + j, close)? {
+                // The key ends in a later block: go on from there.
+                Step::Next if close >= i + 64 => return Some(Step::Resume(close + 1)),
+                Step::Next => {}
+                step => return Some(step),
+            }
+        } else {
+            match c.structural(block[j], i + j)? {
+                Step::Next => {}
+                step => return Some(step),
+            }
+        }
+    }
+    c.string = (inside >> 63 == 1).then_some((usize::MAX, false));
+    Some(Step::Next)
+}
+
+/// One block holding a backslash (or whose first byte is escaped): its quotes, brackets, commas
+/// and backslashes in order, as [`string_end`] reads strings.
+fn walk_escaped(
+    c: &mut Container<'_>,
+    block: &[u8; 64],
+    m: &Masks,
+    i: usize,
+    escaped: &mut bool,
+) -> Option<Step> {
+    let mut backslashes = 0u64;
+    for (j, &byte) in block.iter().enumerate() {
+        backslashes |= u64::from(byte == b'\\') << j;
+    }
+    let mut bits = m.quote | m.structural | backslashes;
+    if *escaped {
+        // Byte 0 is escaped: it neither ends the string nor escapes anything.
+        bits &= !1;
+        *escaped = false;
+    }
+    while bits != 0 {
+        let j = bits.trailing_zeros() as usize;
+        let bit = 1u64 << j;
+        bits &= bits - 1;
+        let step = if c.string.is_some() {
+            if backslashes & bit != 0 {
+                // In a string, a backslash escapes the byte after it, even in the next block.
+                match j {
+                    63 => *escaped = true,
+                    _ => bits &= !(bit << 1),
                 }
                 continue;
             }
-            b'{' | b'[' => {
-                depth += 1;
-                key_next = object && depth == 1;
+            if m.quote & bit == 0 {
+                continue;
             }
-            b'}' | b']' => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    return Some((i + 1, if unsure { None } else { found }));
-                }
-            }
-            b',' if depth == 1 => key_next = object,
-            _ if depth == 0 => {
-                // A number, true, false or null: up to the next delimiter.
-                let len = b[i..]
-                    .iter()
-                    .position(|c| matches!(c, b',' | b']' | b'}') || c.is_ascii_whitespace())
-                    .unwrap_or(b.len() - i);
-                return Some((i + len, None));
-            }
-            _ => {}
+            c.string_closed(i + j)?
+        } else {
+            c.structural(block[j], i + j)?
+        };
+        if !matches!(step, Step::Next) {
+            return Some(step);
         }
-        i += 1;
     }
+    Some(Step::Next)
 }
 
 fn skip_space(b: &[u8], mut i: usize) -> usize {
@@ -300,6 +566,168 @@ pub fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, TimestampError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The scan as it was first written, a byte at a time: what [`scan_value`] must answer, on
+    /// any text.
+    fn byte_walk(json: &str, start: usize) -> Option<(usize, Option<&str>)> {
+        let b = json.as_bytes();
+        let object = b.get(start) == Some(&b'{');
+        let mut depth = 0usize;
+        let mut key_next = false;
+        let mut found: Option<&str> = None;
+        let mut unsure = false;
+        let mut i = start;
+        loop {
+            match *b.get(i)? {
+                b'"' => {
+                    let end = string_end(b, i)?;
+                    if depth == 0 {
+                        return Some((end + 1, None));
+                    }
+                    let is_key = object && depth == 1 && key_next;
+                    let key = &b[i + 1..end];
+                    i = end + 1;
+                    if !is_key {
+                        continue;
+                    }
+                    key_next = false;
+                    if key.contains(&b'\\') {
+                        unsure = true;
+                        continue;
+                    }
+                    // Both spellings `sniff` reads: either twice is refused there, unsure here.
+                    if key == b"eventType" || key == b"eventtype" {
+                        let colon = skip_space(b, i);
+                        if b.get(colon) != Some(&b':') {
+                            return None;
+                        }
+                        let v = skip_space(b, colon + 1);
+                        if b.get(v) != Some(&b'"') {
+                            // Not a string: the general way decides what it is.
+                            unsure = true;
+                            i = v;
+                            continue;
+                        }
+                        let v_end = string_end(b, v)?;
+                        let value = json.get(v + 1..v_end)?;
+                        if found.is_some() || value.contains('\\') {
+                            unsure = true;
+                        } else {
+                            found = Some(value);
+                        }
+                        i = v_end + 1;
+                    }
+                    continue;
+                }
+                b'{' | b'[' => {
+                    depth += 1;
+                    key_next = object && depth == 1;
+                }
+                b'}' | b']' => {
+                    depth = depth.checked_sub(1)?;
+                    if depth == 0 {
+                        return Some((i + 1, if unsure { None } else { found }));
+                    }
+                }
+                b',' if depth == 1 => key_next = object,
+                _ if depth == 0 => {
+                    // A number, true, false or null: up to the next delimiter.
+                    let len = b[i..]
+                        .iter()
+                        .position(|c| matches!(c, b',' | b']' | b'}') || c.is_ascii_whitespace())
+                        .unwrap_or(b.len() - i);
+                    return Some((i + len, None));
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+    }
+
+    /// Texts made of the bytes that steer the scan, with keys it looks for.
+    fn steering_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            Just("\"".to_owned()),
+            Just("\\".to_owned()),
+            Just("{".to_owned()),
+            Just("}".to_owned()),
+            Just("[".to_owned()),
+            Just("]".to_owned()),
+            Just(",".to_owned()),
+            Just(":".to_owned()),
+            Just(" ".to_owned()),
+            Just("\"eventType\"".to_owned()),
+            Just("\"eventtype\":".to_owned()),
+            Just("\"user.mfa.factor.activate\"".to_owned()),
+            "[a-z0-9 ]{1,70}",
+        ];
+        proptest::collection::vec(piece, 0..60).prop_map(|p| p.concat())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn the_block_scan_answers_what_a_byte_walk_answers(text in steering_text()) {
+            for start in 0..text.len() {
+                proptest::prop_assert_eq!(
+                    scan_value(&text, start),
+                    byte_walk(&text, start),
+                    "{:?} from {}", text, start
+                );
+            }
+        }
+
+        #[test]
+        fn the_block_scan_answers_what_a_byte_walk_answers_on_events(
+            text in "\\{\"a\":\\{\"b\":\"[a-z,\\\\{}\\[\\]\"]{0,90}\"\\},\"eventType\":\"x[a-z\\\\\"]{0,3}\",\"c\":\\[1,\"[a-z\\\\\"{}]{0,80}\"\\]\\}",
+            cut in 0usize..400,
+        ) {
+            let text = &text[..cut.min(text.len())];
+            proptest::prop_assert_eq!(scan_value(text, 0), byte_walk(text, 0), "{:?}", text);
+        }
+
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+        #[test]
+        fn the_sse2_masks_are_the_portable_masks(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::any::<u8>(),
+                    proptest::sample::select(b"\"\\{}[],|;=".to_vec()),
+                ],
+                64,
+            )
+        ) {
+            let mut block = [0u8; 64];
+            block.copy_from_slice(&bytes);
+            let (a, b) = (masks(&block), masks_swar(&block));
+            proptest::prop_assert_eq!((a.quote, a.structural, a.backslash), (b.quote, b.structural, b.backslash));
+            let expect = |set: &[u8]| block.iter().enumerate().fold(0u64, |m, (j, c)| m | (u64::from(set.contains(c)) << j));
+            proptest::prop_assert_eq!(a.quote, expect(b"\""));
+            proptest::prop_assert_eq!(a.structural, expect(b"{}[],"));
+            proptest::prop_assert_eq!(a.backslash, block.contains(&b'\\'));
+        }
+    }
+
+    #[test]
+    fn a_long_event_is_scanned_across_blocks_the_way_a_byte_walk_scans_it() {
+        // Strings, escapes and keys that straddle the 64-byte blocks at every offset.
+        let body = r#"{"actor":{"id":"00u1","displayName":"A \"quoted\" name \\ with a backslash"},"debugContext":{"debugData":{"url":"/api/v1/logs?filter=a%20eq%20\"b\"","x":[1,2,{"eventType":"nested"}]}},"eventType":"user.mfa.factor.activate","outcome":{"result":"SUCCESS"}}"#;
+        for pad in 0..130 {
+            let text = format!("{}{body}", " ".repeat(pad));
+            let start = pad;
+            assert_eq!(
+                scan_value(&text, start),
+                byte_walk(&text, start),
+                "pad {pad}"
+            );
+            assert_eq!(
+                scan_value(&text, start).and_then(|(_, t)| t),
+                Some("user.mfa.factor.activate")
+            );
+        }
+    }
 
     #[test]
     fn the_quick_scan_reads_the_top_level_event_type_or_says_it_cannot() {
