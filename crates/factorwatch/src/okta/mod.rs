@@ -124,8 +124,9 @@ fn scan_value(json: &str, start: usize) -> Option<(usize, Option<&str>)> {
 /// Where the bytes that matter to [`scan_container`] are in 64 bytes, one bit per byte.
 struct Masks {
     quote: u64,
-    /// `{ [ } ] ,`
-    structural: u64,
+    /// `{ [ } ]`
+    brackets: u64,
+    comma: u64,
     /// Whether any byte is a backslash.
     backslash: bool,
 }
@@ -141,21 +142,22 @@ fn masks(block: &[u8; 64]) -> Masks {
     let bits = |v: m128i| u64::from(move_mask_i8_m128i(v) as u16);
     let (quote_c, backslash_c, comma_c) = (splat(b'"'), splat(b'\\'), splat(b','));
     let (open_c, close_c, case) = (splat(b'{'), splat(b'}'), splat(0x20));
-    let (mut quote, mut structural, mut backslash) = (0, 0, 0);
+    let (mut quote, mut brackets, mut comma, mut backslash) = (0, 0, 0, 0);
     for (k, chunk) in block.chunks_exact(16).enumerate() {
         let mut bytes = [0u8; 16];
         bytes.copy_from_slice(chunk);
         let v = m128i::from(bytes);
         // `[` and `{` differ by one bit (0x5b, 0x7b), as do `]` and `}`: one compare each.
         let folded = bitor_m128i(v, case);
-        let brackets = bitor_m128i(eq(folded, open_c), eq(folded, close_c));
         quote |= bits(eq(v, quote_c)) << (16 * k);
-        structural |= bits(bitor_m128i(brackets, eq(v, comma_c))) << (16 * k);
+        brackets |= bits(bitor_m128i(eq(folded, open_c), eq(folded, close_c))) << (16 * k);
+        comma |= bits(eq(v, comma_c)) << (16 * k);
         backslash |= bits(eq(v, backslash_c));
     }
     Masks {
         quote,
-        structural,
+        brackets,
+        comma,
         backslash: backslash != 0,
     }
 }
@@ -163,20 +165,21 @@ fn masks(block: &[u8; 64]) -> Masks {
 /// [`masks`] where SSE2 is not there: eight bytes at a time in a `u64` (SWAR).
 #[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
 fn masks_swar(block: &[u8; 64]) -> Masks {
-    let (mut quote, mut structural, mut backslash) = (0, 0, 0);
+    let (mut quote, mut brackets, mut comma, mut backslash) = (0, 0, 0, 0);
     for (k, word) in block.chunks_exact(8).enumerate() {
         let mut bytes = [0u8; 8];
         bytes.copy_from_slice(word);
         let x = u64::from_le_bytes(bytes);
         quote |= packed(equal(x, b'"')) << (8 * k);
         let folded = x | (LOW * 0x20);
-        let brackets = equal(folded, b'{') | equal(folded, b'}');
-        structural |= packed(brackets | equal(x, b',')) << (8 * k);
+        brackets |= packed(equal(folded, b'{') | equal(folded, b'}')) << (8 * k);
+        comma |= packed(equal(x, b',')) << (8 * k);
         backslash |= equal(x, b'\\');
     }
     Masks {
         quote,
-        structural,
+        brackets,
+        comma,
         backslash: backslash != 0,
     }
 }
@@ -369,11 +372,14 @@ fn scan_container(json: &str, start: usize) -> Option<(usize, Option<&str>)> {
 fn walk(c: &mut Container<'_>, block: &[u8; 64], m: &Masks, i: usize) -> Option<Step> {
     let inside = prefix_xor(m.quote) ^ if c.string.is_some() { !0 } else { 0 };
     let opening = m.quote & inside;
-    let structural = m.structural & !inside;
+    let brackets = m.brackets & !inside;
+    // Commas only tell something at the top (a key comes next): deeper ones are not visited.
+    let commas = m.comma & !inside;
     let mut rest = !0u64;
     loop {
         let keys = if c.key_at_depth() { opening } else { 0 };
-        let next = (structural | keys) & rest;
+        let commas = if c.depth == 1 { commas } else { 0 };
+        let next = (brackets | commas | keys) & rest;
         if next == 0 {
             break;
         }
@@ -381,7 +387,11 @@ fn walk(c: &mut Container<'_>, block: &[u8; 64], m: &Masks, i: usize) -> Option<
         let bit = 1u64 << j;
         rest = !((bit << 1).wrapping_sub(1));
         if keys & bit != 0 {
-            let close = string_end(c.json.as_bytes(), i + j)?;
+            // No backslash here: the next quote closes the key, when it is in this block.
+            let close = match m.quote & rest {
+                0 => string_end(c.json.as_bytes(), i + j)?,
+                later => i + later.trailing_zeros() as usize,
+            };
             match c.key(i + j, close)? {
                 // The key ends in a later block: go on from there.
                 Step::Next if close >= i + 64 => return Some(Step::Resume(close + 1)),
@@ -412,7 +422,7 @@ fn walk_escaped(
     for (j, &byte) in block.iter().enumerate() {
         backslashes |= u64::from(byte == b'\\') << j;
     }
-    let mut bits = m.quote | m.structural | backslashes;
+    let mut bits = m.quote | m.brackets | m.comma | backslashes;
     if *escaped {
         // Byte 0 is escaped: it neither ends the string nor escapes anything.
         bits &= !1;
@@ -702,10 +712,11 @@ mod tests {
             let mut block = [0u8; 64];
             block.copy_from_slice(&bytes);
             let (a, b) = (masks(&block), masks_swar(&block));
-            proptest::prop_assert_eq!((a.quote, a.structural, a.backslash), (b.quote, b.structural, b.backslash));
+            proptest::prop_assert_eq!((a.quote, a.brackets, a.comma, a.backslash), (b.quote, b.brackets, b.comma, b.backslash));
             let expect = |set: &[u8]| block.iter().enumerate().fold(0u64, |m, (j, c)| m | (u64::from(set.contains(c)) << j));
             proptest::prop_assert_eq!(a.quote, expect(b"\""));
-            proptest::prop_assert_eq!(a.structural, expect(b"{}[],"));
+            proptest::prop_assert_eq!(a.brackets, expect(b"{}[]"));
+            proptest::prop_assert_eq!(a.comma, expect(b","));
             proptest::prop_assert_eq!(a.backslash, block.contains(&b'\\'));
         }
     }
