@@ -42,7 +42,7 @@ fn not_okta(detail: impl Into<String>) -> ShapeError {
 }
 
 /// The `eventType` of an event in a System Log page, found by a scan of its top-level keys
-/// (strings are skipped with `memchr`, nothing is built). None whenever the scan cannot be sure —
+/// (64 bytes at a time, strings never walked, nothing built). None whenever the scan cannot be sure —
 /// not an object, no `eventType` at the top, a top-level key or that value written with escapes,
 /// the key twice, a value that is not a string: the caller then goes the slow way ([`sniff`]),
 /// which refuses what must be refused. It runs on every event a poller reads.
@@ -67,7 +67,7 @@ pub struct PageEvent<'a> {
 }
 
 /// Splits an `/api/v1/logs` (or `/api/v1/events`) page into its elements and reads each one's
-/// type, in one pass over the page (strings are skipped with `memchr`; nothing is built). The
+/// type, in one pass over the page (64 bytes at a time, strings never walked; nothing is built). The
 /// page must be a complete array: one cut off (an unclosed string, object or array, no `]`) is
 /// refused whole, so that a poller never commits part of a page and moves past the rest. An
 /// element's own syntax is checked where it is read: every one the catalog names is parsed in
