@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::backoff::Backoff;
@@ -102,10 +103,17 @@ impl<S: Store> Poller<S> {
         let mut last_commit: Option<tokio::time::Instant> = None;
         // Whether this poller has taken its place in the interval (below).
         let mut phased = false;
+        // The commit of the last batch, under way while the next pages are read and classified
+        // (SQLite's thread and this one work at once). The next commit waits for it: batches,
+        // and the cursor with them, are still stored one after another, in order.
+        let mut committing: Option<JoinHandle<Result<(), Ended>>> = None;
         loop {
             let (page, held) = tokio::select! {
                 page = fetch.result() => page,
-                _ = shutdown.changed() => return Ended::Stopped,
+                _ = shutdown.changed() => {
+                    let _ = finish(&mut committing).await;
+                    return Ended::Stopped;
+                }
             };
             // A failure says why, and whether Okta refused (a person must act) or it may pass.
             let outcome = match page {
@@ -127,6 +135,9 @@ impl<S: Store> Poller<S> {
                     // Nothing of this page is kept: its place goes before the wait.
                     drop(held);
                     // What was read before the failure is kept before waiting.
+                    if let Err(ended) = finish(&mut committing).await {
+                        return ended;
+                    }
                     if let Some((batch, _)) = pending.take()
                         && let Err(ended) = self.commit(&batch, &mut shutdown).await
                     {
@@ -169,11 +180,28 @@ impl<S: Store> Poller<S> {
             }
             let nothing_new = caught_up && !moved && batch.rows() == 0 && batch.events_seen == 0;
             let recorded_lately = last_commit.is_some_and(|at| at.elapsed() < RECORD_IDLE_EVERY);
+            // One commit at a time, in order.
+            if let Err(ended) = finish(&mut committing).await {
+                return ended;
+            }
             if !(nothing_new && recorded_lately) {
                 // The pages are only done once committed: until then, retry the commit, never
-                // skip it.
-                if let Err(ended) = self.commit(&batch, &mut shutdown).await {
-                    return ended;
+                // skip it. Caught up, the commit is waited for here (a poller that waits next,
+                // or ends, has stored what it read); catching up, it goes on beside the next page.
+                if caught_up {
+                    if let Err(ended) = self.commit(&batch, &mut shutdown).await {
+                        return ended;
+                    }
+                } else {
+                    last_commit = Some(tokio::time::Instant::now());
+                    let (poller, mut shutdown) = (self.clone(), shutdown.clone());
+                    committing = Some(tokio::spawn(async move {
+                        let stored = poller.commit(&batch, &mut shutdown).await;
+                        // The page is stored: its place among the pages in memory is free.
+                        drop(held);
+                        stored
+                    }));
+                    continue;
                 }
                 last_commit = Some(tokio::time::Instant::now());
             }
@@ -289,6 +317,16 @@ impl Prefetch {
 impl Drop for Prefetch {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// Waits for the commit under way, if any: Err when the poller must stop.
+async fn finish(committing: &mut Option<JoinHandle<Result<(), Ended>>>) -> Result<(), Ended> {
+    match committing.take() {
+        None => Ok(()),
+        Some(task) => task
+            .await
+            .unwrap_or_else(|e| Err(Ended::Failed(format!("a commit ended abnormally: {e}")))),
     }
 }
 
