@@ -674,6 +674,102 @@ async fn failed_deliveries_are_retried_then_dead_lettered_visibly_and_can_be_re_
     assert_eq!(due[0].attempts, 0);
 }
 
+/// A destination that takes batches of 2 with 6 rows under way: each delivery waits until the
+/// others under way fill the 6 (or every row has come), so overlapping batches show.
+#[derive(Default)]
+struct UnderWay {
+    under_way: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    delivered: std::sync::Mutex<Vec<i64>>,
+}
+
+struct Overlapping(std::sync::Arc<UnderWay>);
+
+impl factorwatch::pipeline::worker::Destination for Overlapping {
+    fn name(&self) -> &str {
+        "siem:file"
+    }
+    fn batch_size(&self) -> u32 {
+        2
+    }
+    fn in_flight(&self) -> u32 {
+        6
+    }
+    async fn deliver(
+        &self,
+        rows: &[factorwatch::store::Due],
+    ) -> Vec<factorwatch::pipeline::worker::Outcome> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.0.under_way.fetch_add(rows.len(), SeqCst) + rows.len();
+        self.0.most.fetch_max(now, SeqCst);
+        self.0
+            .delivered
+            .lock()
+            .unwrap()
+            .extend(rows.iter().map(|r| r.id));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.0.under_way.load(SeqCst) < 6
+            && self.0.delivered.lock().unwrap().len() < 20
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        self.0.under_way.fetch_sub(rows.len(), SeqCst);
+        rows.iter()
+            .map(|_| factorwatch::pipeline::worker::Outcome::Delivered)
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_destination_s_batches_overlap_up_to_its_rows_in_flight_each_row_once() {
+    use factorwatch::pipeline::worker::{self, WorkerPolicy};
+
+    let dir = tempdir("overlap");
+    let store = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
+    let batch = Batch {
+        source: SourceKind::SystemLog,
+        changes: (0..20).map(|i| change(&format!("c{i}"), 10)).collect(),
+        rejects: vec![],
+        events_seen: 20,
+        newest_published: None,
+        cursor: None,
+        context: Vec::new(),
+        signals: Vec::new(),
+    };
+    store
+        .commit("acme", &batch, chrono::Utc::now())
+        .await
+        .unwrap();
+    let destination = std::sync::Arc::new(UnderWay::default());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(worker::run(
+        store.clone(),
+        std::sync::Arc::new(Overlapping(destination.clone())),
+        WorkerPolicy {
+            idle_poll: Duration::from_millis(10),
+            ..WorkerPolicy::default()
+        },
+        Default::default(),
+        stopped,
+    ));
+    common::eventually(10, "every row marked delivered", async || {
+        store.stats().await.unwrap().outbox == vec![("siem:file".to_owned(), 20, 0, 0)]
+    })
+    .await;
+    let _ = stop.send(true);
+    task.await.unwrap();
+    // Three batches of 2 were under way at once, never more rows than 6.
+    assert_eq!(
+        destination.most.load(std::sync::atomic::Ordering::SeqCst),
+        6
+    );
+    // Each row delivered once: a batch under way is not taken again by the next.
+    let delivered = destination.delivered.lock().unwrap().clone();
+    assert_eq!(delivered.len(), 20, "{delivered:?}");
+    assert_eq!(delivered.iter().collect::<HashSet<_>>().len(), 20);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn several_sinks_each_get_their_format_and_their_actions() {
     let sim = common::sim(RateLimits::default()).await;

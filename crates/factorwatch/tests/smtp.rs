@@ -247,3 +247,74 @@ async fn an_smtp_outage_dead_letters_nothing_and_every_notice_goes_once_it_ends(
     assert_eq!(received(&dir.join("received")).len(), 4);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn overlapping_batches_still_tell_each_user_once() {
+    if !available() {
+        assert!(
+            std::env::var_os("FACTORWATCH_REQUIRE_SMTP").is_none(),
+            "python3 with aiosmtpd is required here"
+        );
+        eprintln!(
+            "python3 -m aiosmtpd not available: skipping the real-SMTP test (pip install aiosmtpd)"
+        );
+        return;
+    }
+    // One connection, eight notices under way: batches of one row overlap, and each user's four
+    // changes fall due together (the coalescing window) in different batches. Only one batch may
+    // tell a user; the others' rows wait, then count as told.
+    const USERS: usize = 4;
+    let dir = std::env::temp_dir().join(format!("fw-smtp-overlap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _server = start(&dir, port, 0);
+    let mail = common::Mail::new("smtp-overlap", USERS).await;
+    let events: Vec<_> = (0..48)
+        .filter(|i| common::notifies(*i))
+        .map(|i| common::mfa_event(&format!("o{i:05}"), i, USERS))
+        .collect();
+    let changes = events.len() as u64;
+    mail.commit(events).await;
+    let transport = Transport::smtp(SmtpSettings {
+        host: "127.0.0.1".into(),
+        port,
+        security: Security::StartTls,
+        credentials: Some(("factorwatch".into(), Secret::new(PASSWORD))),
+        ca_pem: Some(std::fs::read(dir.join("ca.pem")).unwrap()),
+        timeout: Duration::from_secs(10),
+        pool_size: 1,
+        rate: 0.0,
+    })
+    .unwrap();
+    let settings = EmailSettings {
+        coalesce: Duration::from_millis(300),
+        concurrency: 8,
+        ..common::email_settings()
+    };
+    mail.drain(
+        mail.destination(settings, transport, Duration::from_secs(60)),
+        changes,
+    )
+    .await;
+    assert_eq!(
+        mail.outbox().await,
+        (changes, 0, 0),
+        "every change counts as told"
+    );
+    let got = received(&dir.join("received"));
+    for u in 0..USERS {
+        let to = format!("user{u}@mail.example.com");
+        assert_eq!(
+            got.iter().filter(|(_, rcpt)| rcpt.trim() == to).count(),
+            1,
+            "one notice to {to}"
+        );
+    }
+    assert_eq!(got.len(), USERS);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -45,8 +45,9 @@ pub struct EmailSettings {
     pub skip_when_okta_notified: bool,
     /// Changes to one user within this window become one notice (zero: one notice per change).
     pub coalesce: Duration,
-    /// Emails sent at once. 1 keeps the promise of at most one repeat per crash; N allows up to N
-    /// (each SMTP round trip waits on the network, so more in flight sends more per second).
+    /// Notices under way at once, over overlapping batches. 1 keeps the promise of at most one
+    /// repeat per crash; N allows up to N (the next batch is prepared while the last is sent, so
+    /// more under way sends more per second).
     pub concurrency: u32,
     /// The detections run: a notice waits (at most [`DETECTION_WAIT`]) for them to have read its
     /// changes, so that it can tell what they found.
@@ -72,7 +73,19 @@ pub struct EmailDestination<S: Store> {
     done: Mutex<std::collections::HashSet<String>>,
     /// The daemon's signals: a notice waiting for the detections wakes when they commit.
     signals: Option<Arc<crate::pipeline::worker::Signals>>,
+    /// Users with a notice under way, by (org, user id), with the row whose batch holds them:
+    /// batches overlap, and two at once for one user would each tell the other's changes.
+    busy: std::sync::Mutex<HashMap<(String, String), i64>>,
 }
+
+/// Whom a row's notice is for, as [`EmailDestination::busy`] keys them.
+fn user_key(row: &Due) -> Option<(String, String)> {
+    let user = row.change()?.user.as_ref()?.id.clone()?;
+    Some((row.org.clone(), user))
+}
+
+/// How long a row waits when another batch holds its user (that batch ends in milliseconds).
+const USER_BUSY_WAIT: chrono::TimeDelta = chrono::TimeDelta::milliseconds(250);
 
 /// `Auto-Submitted: auto-generated` (RFC 3834): no out-of-office replies to a security notice.
 #[derive(Clone)]
@@ -189,6 +202,7 @@ impl<S: Store> EmailDestination<S> {
             transport: transport.into(),
             done: Mutex::new(std::collections::HashSet::new()),
             signals: None,
+            busy: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -291,6 +305,13 @@ impl<S: Store> EmailDestination<S> {
                 .pending_for_user(&self.name, &row.org, user_id)
                 .await
             {
+                // No longer pending: an earlier notice to this user told this change (it was
+                // taken for this batch before that notice marked it).
+                Ok(rows) if !rows.iter().any(|d| d.id == row.id) => {
+                    return Err(Outcome::Skipped(
+                        "already told in an earlier notice to this user".into(),
+                    ));
+                }
                 Ok(rows) => siblings = rows.into_iter().filter(|d| d.id != row.id).collect(),
                 Err(e) => return Err(Outcome::Unavailable(e.to_string())),
             }
@@ -310,6 +331,11 @@ impl<S: Store> EmailDestination<S> {
             let wait = chrono::Duration::from_std(DETECTION_WAIT).unwrap_or_default();
             for id in &ids {
                 loop {
+                    // Past the wait, the notice goes with what was found, read or not: no need
+                    // to ask (after the coalescing window, the usual case).
+                    if chrono::Utc::now() >= row.received_at + wait {
+                        break;
+                    }
                     // Listening before looking: a commit in between still wakes us.
                     let detected = self.signals.as_ref().map(|s| s.detections.notified());
                     match self.store.detection_pending(&row.org, id).await {
@@ -517,17 +543,62 @@ impl<S: Store> Destination for EmailDestination<S> {
         &self.name
     }
 
-    /// As many rows as may be in flight, each batch marked as soon as it is sent: a crash can
-    /// repeat at most the emails in flight (one, by default).
+    /// A batch fills the SMTP connections once; the batches overlap up to `concurrency` notices
+    /// (the next is prepared while the last is sent and marked).
     fn batch_size(&self) -> u32 {
+        self.settings
+            .concurrency
+            .min(self.transport.connections())
+            .max(1)
+    }
+
+    /// Each batch is marked as soon as it is sent: a crash repeats at most the notices under way,
+    /// `concurrency`.
+    fn in_flight(&self) -> u32 {
         self.settings.concurrency.max(1)
+    }
+
+    fn settled(&self, rows: &[Due]) {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        for row in rows {
+            if let Some(key) = user_key(row)
+                && busy.get(&key) == Some(&row.id)
+            {
+                busy.remove(&key);
+            }
+        }
     }
 
     /// Prepares the round's notices together, remembers their recipients' addresses in one
     /// transaction, then sends them together.
     async fn deliver(&self, rows: &[Due]) -> Vec<Outcome> {
         use futures_util::future::join_all;
-        let mut prepared = join_all(rows.iter().map(|row| self.prepare(row))).await;
+        // A user another batch is telling waits for it (briefly): its notice may tell this
+        // row's change too.
+        let held: Vec<bool> = {
+            let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+            let mine: std::collections::HashSet<i64> = rows.iter().map(|r| r.id).collect();
+            rows.iter()
+                .map(|row| match user_key(row) {
+                    None => true,
+                    Some(key) => match busy.get(&key) {
+                        Some(owner) => mine.contains(owner),
+                        None => {
+                            busy.insert(key, row.id);
+                            true
+                        }
+                    },
+                })
+                .collect()
+        };
+        let mut prepared = join_all(rows.iter().zip(&held).map(|(row, held)| async move {
+            if *held {
+                self.prepare(row).await
+            } else {
+                Err(Outcome::Later(chrono::Utc::now() + USER_BUSY_WAIT))
+            }
+        }))
+        .await;
         // Two rows of one user in the round each found the other owed: the first tells both; the
         // other waits (its row is marked told with the first's notice, or taken again if that
         // notice fails) instead of sending the user a second notice.

@@ -50,6 +50,7 @@ pub struct Pool {
     idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
     /// One permit per connection in use or being opened.
     slots: Arc<Semaphore>,
+    size: u32,
 }
 
 impl Pool {
@@ -70,7 +71,13 @@ impl Pool {
             hello: ClientId::default(),
             idle: Mutex::new(Vec::new()),
             slots: Arc::new(Semaphore::new(size.max(1) as usize)),
+            size: size.max(1),
         }
+    }
+
+    /// Connections at most.
+    pub fn size(&self) -> u32 {
+        self.size
     }
 
     /// Sends one message on a pooled connection (opened if none is idle). A connection that

@@ -235,6 +235,14 @@ impl Transport {
         })
     }
 
+    /// Messages it can send at once: the SMTP pool's connections (the others have no limit).
+    pub fn connections(&self) -> u32 {
+        match self {
+            Transport::Smtp { relay, .. } => relay.size(),
+            Transport::Files(_) | Transport::DryRun => u32::MAX,
+        }
+    }
+
     pub fn files(dir: PathBuf) -> std::io::Result<Transport> {
         std::fs::create_dir_all(&dir)?;
         Ok(Transport::Files(dir))

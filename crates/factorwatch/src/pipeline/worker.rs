@@ -1,7 +1,10 @@
 //! One worker per destination: take the rows that are due from the outbox, deliver them, and
 //! mark each delivered, to retry (jittered backoff), or dead (after the configured attempts, or at
 //! once when the destination says retrying cannot help). A row is marked only after its
-//! delivery, so a crash in between re-delivers it once: at-least-once, never lost.
+//! delivery, so a crash in between re-delivers it once: at-least-once, never lost. A destination
+//! may have several batches under way at once ([`Destination::in_flight`]): the next is taken
+//! while the last is sent, so a slow step of one (its marks' sync, a lookup) leaves the
+//! destination busy with the others.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -107,6 +110,14 @@ pub trait Destination: Send + Sync + 'static {
     fn batch_size(&self) -> u32 {
         100
     }
+    /// Rows under way at once, over overlapping batches (claimed, not yet marked): what a crash
+    /// can deliver twice. By default one batch at a time.
+    fn in_flight(&self) -> u32 {
+        self.batch_size()
+    }
+    /// The worker has marked these rows (or failed to): a destination that keeps state about
+    /// the rows under way lets go of it here.
+    fn settled(&self, _rows: &[Due]) {}
     /// Delivers the rows; one outcome per row, in order.
     fn deliver(&self, rows: &[Due]) -> impl Future<Output = Vec<Outcome>> + Send;
 }
@@ -133,6 +144,15 @@ impl Default for WorkerPolicy {
     }
 }
 
+/// How a batch ended.
+enum Round {
+    /// Every row was delivered or given its outcome, and marked (or the marking failed: then
+    /// the worker backs off before taking more).
+    Done { recorded: bool },
+    /// The destination is down: the rows it had not delivered wait in the outbox.
+    Outage(String),
+}
+
 pub async fn run<S: Store, D: Destination>(
     store: S,
     destination: Arc<D>,
@@ -141,116 +161,216 @@ pub async fn run<S: Store, D: Destination>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let name = destination.name().to_owned();
+    let batch = destination.batch_size().max(1);
+    let cap = destination.in_flight().max(batch) as usize;
     let mut store_failures = 0u32;
     let mut outages = 0u32;
+    // The batches under way (tasks of their own: each holds a database connection or an SMTP
+    // one at times, and must make progress while this loop waits on the store), and their rows:
+    // the next claim skips those (they are still pending in the outbox until marked).
+    let mut rounds: tokio::task::JoinSet<Round> = tokio::task::JoinSet::new();
+    let mut rows_of: std::collections::HashMap<tokio::task::Id, Vec<i64>> =
+        std::collections::HashMap::new();
+    let mut holding: std::collections::HashSet<i64> = std::collections::HashSet::new();
+    // No new batch before this (an outage's or a failing store's backoff).
+    let mut paused_until: Option<tokio::time::Instant> = None;
     loop {
-        if *shutdown.borrow() {
+        let stopping = *shutdown.borrow();
+        if stopping && rounds.is_empty() {
             return;
         }
-        // Register interest before looking, so a change stored meanwhile still wakes us.
-        let woken = signals.stored.notified();
-        let due = match store.due(&name, destination.batch_size(), Utc::now()).await {
-            Ok(due) => {
-                store_failures = 0;
-                due
-            }
-            Err(e) => {
-                error!(destination = %name, error = %e, "cannot read the outbox");
-                store_failures = store_failures.saturating_add(1);
-                let wait = policy
-                    .backoff
-                    .delay(store_failures, &mut rand::thread_rng());
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.changed() => return,
+        let paused = paused_until.is_some_and(|t| t > tokio::time::Instant::now());
+        if !stopping && !paused && holding.len() + batch as usize <= cap {
+            // Register interest before looking, so a change stored meanwhile still wakes us.
+            let woken = signals.stored.notified();
+            let taken = holding.len() as u32;
+            let due = match store
+                .due(&name, batch.saturating_add(taken), Utc::now())
+                .await
+            {
+                Ok(due) => {
+                    store_failures = 0;
+                    due.into_iter()
+                        .filter(|d| !holding.contains(&d.id))
+                        .take(batch as usize)
+                        .collect::<Vec<Due>>()
                 }
+                Err(e) => {
+                    error!(destination = %name, error = %e, "cannot read the outbox");
+                    store_failures = store_failures.saturating_add(1);
+                    let wait = policy
+                        .backoff
+                        .delay(store_failures, &mut rand::thread_rng());
+                    paused_until = Some(tokio::time::Instant::now() + wait);
+                    continue;
+                }
+            };
+            if !due.is_empty() {
+                // On a shared store, what this replica still holds (it may have been paused past
+                // its claim while another replica took the rows over).
+                let due = match store
+                    .confirm_claims(&due.iter().map(|d| d.id).collect::<Vec<_>>(), Utc::now())
+                    .await
+                {
+                    Ok(held) if held.len() == due.len() => due,
+                    Ok(held) => {
+                        warn!(destination = %name, lost = due.len() - held.len(), "rows claimed by another replica meanwhile; not delivered here");
+                        due.into_iter().filter(|d| held.contains(&d.id)).collect()
+                    }
+                    Err(e) => {
+                        error!(destination = %name, error = %e, "cannot confirm the outbox claims");
+                        paused_until =
+                            Some(tokio::time::Instant::now() + Duration::from_millis(500));
+                        continue;
+                    }
+                };
+                if !due.is_empty() {
+                    let ids: Vec<i64> = due.iter().map(|d| d.id).collect();
+                    holding.extend(ids.iter().copied());
+                    let task = rounds.spawn(deliver_round(
+                        store.clone(),
+                        destination.clone(),
+                        policy,
+                        signals.clone(),
+                        due,
+                    ));
+                    rows_of.insert(task.id(), ids);
+                }
+                // Room for another batch is looked for at once.
                 continue;
             }
-        };
-        if due.is_empty() {
+            // Nothing more is due: wait for a batch to end, a new change, or the idle poll.
             tokio::select! {
+                Some(joined) = rounds.join_next_with_id(), if !rounds.is_empty() => {
+                    let round = finished(&name, joined, &mut rows_of, &mut holding);
+                    ended(&name, &policy, &mut outages, &mut paused_until, round);
+                }
                 _ = woken => {}
                 _ = tokio::time::sleep(policy.idle_poll) => {}
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => {}
             }
             continue;
         }
-        // On a shared store, what this replica still holds (it may have been paused past its
-        // claim while another replica took the rows over).
-        let due = match store
-            .confirm_claims(&due.iter().map(|d| d.id).collect::<Vec<_>>(), Utc::now())
-            .await
-        {
-            Ok(held) if held.len() == due.len() => due,
-            Ok(held) => {
-                warn!(destination = %name, lost = due.len() - held.len(), "rows claimed by another replica meanwhile; not delivered here");
-                due.into_iter().filter(|d| held.contains(&d.id)).collect()
+        // Full, paused or stopping: wait for a batch to end (or the pause to pass).
+        let resume = paused_until.filter(|_| !stopping);
+        tokio::select! {
+            Some(joined) = rounds.join_next_with_id(), if !rounds.is_empty() => {
+                let round = finished(&name, joined, &mut rows_of, &mut holding);
+                ended(&name, &policy, &mut outages, &mut paused_until, round);
             }
-            Err(e) => {
-                error!(destination = %name, error = %e, "cannot confirm the outbox claims");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    _ = shutdown.changed() => return,
+            _ = async {
+                match resume {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
                 }
-                continue;
-            }
-        };
-        if due.is_empty() {
-            continue;
+            }, if resume.is_some() => {}
+            _ = shutdown.changed(), if !stopping => {}
+            else => {}
         }
-        let outcomes = destination.deliver(&due).await;
-        if let Some(Outcome::Unavailable(why)) = outcomes
+    }
+}
+
+/// One batch: delivered, then its outcomes marked.
+async fn deliver_round<S: Store, D: Destination>(
+    store: S,
+    destination: Arc<D>,
+    policy: WorkerPolicy,
+    signals: Arc<Signals>,
+    due: Vec<Due>,
+) -> Round {
+    let name = destination.name();
+    let outcomes = destination.deliver(&due).await;
+    if let Some(Outcome::Unavailable(why)) = outcomes
+        .iter()
+        .find(|o| matches!(o, Outcome::Unavailable(_)))
+    {
+        let why = why.clone();
+        for _ in outcomes
             .iter()
-            .find(|o| matches!(o, Outcome::Unavailable(_)))
+            .filter(|o| matches!(o, Outcome::Unavailable(_)))
         {
-            outages = outages.saturating_add(1);
+            crate::telemetry::delivery(name, "unavailable");
+        }
+        // Rows delivered before the outage struck are recorded; the rest stay due, in order.
+        let (rows, outs): (Vec<Due>, Vec<Outcome>) = due
+            .iter()
+            .cloned()
+            .zip(outcomes.iter().cloned())
+            .filter(|(_, o)| !matches!(o, Outcome::Unavailable(_)))
+            .unzip();
+        match record(&store, name, &rows, &outs, &policy).await {
+            Ok(()) => settle(&signals, rows.len()),
+            Err(e) => {
+                error!(destination = %name, error = %e, "cannot record deliveries; they will be repeated")
+            }
+        }
+        destination.settled(&due);
+        return Round::Outage(why);
+    }
+    let recorded = record(&store, name, &due, &outcomes, &policy).await;
+    match &recorded {
+        Ok(()) => settle(&signals, due.len()),
+        // The deliveries happened but are not marked: they will be delivered again (at least
+        // once).
+        Err(e) => {
+            error!(destination = %name, error = %e, "cannot record deliveries; they will be repeated")
+        }
+    }
+    destination.settled(&due);
+    Round::Done {
+        recorded: recorded.is_ok(),
+    }
+}
+
+/// A batch's task ended: its rows may be taken again. A task that panicked counts as a batch
+/// whose marks were not stored (its rows stay due).
+fn finished(
+    name: &str,
+    joined: Result<(tokio::task::Id, Round), tokio::task::JoinError>,
+    rows_of: &mut std::collections::HashMap<tokio::task::Id, Vec<i64>>,
+    holding: &mut std::collections::HashSet<i64>,
+) -> Round {
+    let (id, round) = match joined {
+        Ok(joined) => joined,
+        Err(e) => {
+            error!(destination = %name, error = %e, "a delivery ended abnormally; its rows stay due");
+            (e.id(), Round::Done { recorded: false })
+        }
+    };
+    for row in rows_of.remove(&id).unwrap_or_default() {
+        holding.remove(&row);
+    }
+    round
+}
+
+/// A batch ended: an outage or a failing store pauses new batches.
+fn ended(
+    name: &str,
+    policy: &WorkerPolicy,
+    outages: &mut u32,
+    paused_until: &mut Option<tokio::time::Instant>,
+    round: Round,
+) {
+    let pause = match round {
+        Round::Done { recorded: true } => {
+            *outages = 0;
+            return;
+        }
+        // A broken database is not hammered.
+        Round::Done { recorded: false } => policy.backoff.cap.min(Duration::from_secs(5)),
+        Round::Outage(why) => {
+            *outages = outages.saturating_add(1);
             let outage = Backoff {
                 cap: policy.backoff.cap.min(Duration::from_secs(30)),
                 ..policy.backoff
             };
-            let wait = outage.delay(outages, &mut rand::thread_rng());
+            let wait = outage.delay(*outages, &mut rand::thread_rng());
             warn!(destination = %name, error = %why, retry_in_ms = wait.as_millis() as u64, "destination unavailable; deliveries wait in the outbox");
-            for _ in outcomes
-                .iter()
-                .filter(|o| matches!(o, Outcome::Unavailable(_)))
-            {
-                crate::telemetry::delivery(&name, "unavailable");
-            }
-            // Rows delivered before the outage struck are recorded; the rest stay due, in order.
-            let done: Vec<(Due, Outcome)> = due
-                .iter()
-                .cloned()
-                .zip(outcomes.iter().cloned())
-                .filter(|(_, o)| !matches!(o, Outcome::Unavailable(_)))
-                .collect();
-            let (rows, outs): (Vec<Due>, Vec<Outcome>) = done.into_iter().unzip();
-            match record(&store, &name, &rows, &outs, &policy).await {
-                Ok(()) => settle(&signals, rows.len()),
-                Err(e) => {
-                    error!(destination = %name, error = %e, "cannot record deliveries; they will be repeated")
-                }
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => return,
-            }
-            continue;
+            wait
         }
-        outages = 0;
-        let recorded = record(&store, &name, &due, &outcomes, &policy).await;
-        if recorded.is_ok() {
-            settle(&signals, due.len());
-        }
-        if let Err(e) = recorded {
-            // The deliveries happened but are not marked: they will be delivered again (at least
-            // once). Back off so a broken database is not hammered.
-            error!(destination = %name, error = %e, "cannot record deliveries; they will be repeated");
-            tokio::select! {
-                _ = tokio::time::sleep(policy.backoff.cap.min(Duration::from_secs(5))) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
-    }
+    };
+    let until = tokio::time::Instant::now() + pause;
+    *paused_until = Some(paused_until.map_or(until, |t| t.max(until)));
 }
 
 fn settle(signals: &Signals, n: usize) {

@@ -609,8 +609,7 @@ impl Store for SqliteStore {
     }
 
     async fn delivered(&self, ids: &[i64], now: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(write_error)?;
-        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+        let update = |chunk: &[i64]| {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, last_error = NULL, delivered_at = ",
             );
@@ -620,7 +619,26 @@ impl Store for SqliteStore {
                 list.push_bind(*id);
             }
             q.push(")");
-            q.build()
+            q
+        };
+        // One statement is atomic by itself: no BEGIN and COMMIT round trips (a worker marks a
+        // few rows at a time, often).
+        if ids.len() <= IDS_PER_STATEMENT {
+            if ids.is_empty() {
+                return Ok(());
+            }
+            update(ids)
+                .build()
+                .persistent(false)
+                .execute(&self.pool)
+                .await
+                .map_err(write_error)?;
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(write_error)?;
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            update(chunk)
+                .build()
                 .persistent(false)
                 .execute(&mut *tx)
                 .await
@@ -721,24 +739,45 @@ impl Store for SqliteStore {
         addresses: &[SeenAddress],
         seen: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        if addresses.is_empty() {
-            return Ok(());
+        // One statement per few hundred addresses, in one transaction: a batch of notices
+        // remembers its recipients in one round trip, not one per address.
+        let upsert = |chunk: &[SeenAddress]| {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO addresses (org, user_id, email, last_seen) ",
+            );
+            q.push_values(chunk, |mut row, a| {
+                row.push_bind(a.org.clone())
+                    .push_bind(a.user_id.clone())
+                    .push_bind(a.email.clone())
+                    .push_bind(ms(seen));
+            });
+            q.push(
+                " ON CONFLICT (org, user_id, email) DO UPDATE SET last_seen = MAX(last_seen, excluded.last_seen)",
+            );
+            q
+        };
+        match addresses.len() {
+            0 => Ok(()),
+            n if n <= CHANGES_PER_STATEMENT => upsert(addresses)
+                .build()
+                .persistent(false)
+                .execute(&self.pool)
+                .await
+                .map(|_| ())
+                .map_err(write_error),
+            _ => {
+                let mut tx = self.pool.begin().await.map_err(write_error)?;
+                for chunk in addresses.chunks(CHANGES_PER_STATEMENT) {
+                    upsert(chunk)
+                        .build()
+                        .persistent(false)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(write_error)?;
+                }
+                tx.commit().await.map_err(write_error)
+            }
         }
-        let mut tx = self.pool.begin().await.map_err(write_error)?;
-        for a in addresses {
-            sqlx::query(
-                "INSERT INTO addresses (org, user_id, email, last_seen) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (org, user_id, email) DO UPDATE SET last_seen = MAX(last_seen, ?4)",
-            )
-            .bind(&a.org)
-            .bind(&a.user_id)
-            .bind(&a.email)
-            .bind(ms(seen))
-            .execute(&mut *tx)
-            .await
-            .map_err(write_error)?;
-        }
-        tx.commit().await.map_err(write_error)
     }
 
     async fn previous_addresses(
