@@ -174,8 +174,10 @@ pub async fn run<S: Store, D: Destination>(
     let mut holding: std::collections::HashSet<i64> = std::collections::HashSet::new();
     // No new batch before this (an outage's or a failing store's backoff).
     let mut paused_until: Option<tokio::time::Instant> = None;
+    // The daemon is gone (its shutdown sender dropped): as good as told to stop.
+    let mut orphaned = false;
     loop {
-        let stopping = *shutdown.borrow();
+        let stopping = orphaned || *shutdown.borrow();
         if stopping && rounds.is_empty() {
             return;
         }
@@ -247,7 +249,7 @@ pub async fn run<S: Store, D: Destination>(
                 }
                 _ = woken => {}
                 _ = tokio::time::sleep(policy.idle_poll) => {}
-                _ = shutdown.changed() => {}
+                changed = shutdown.changed() => orphaned = changed.is_err(),
             }
             continue;
         }
@@ -264,7 +266,7 @@ pub async fn run<S: Store, D: Destination>(
                     None => std::future::pending().await,
                 }
             }, if resume.is_some() => {}
-            _ = shutdown.changed(), if !stopping => {}
+            changed = shutdown.changed(), if !stopping => orphaned = changed.is_err(),
             else => {}
         }
     }
