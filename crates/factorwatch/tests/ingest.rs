@@ -335,6 +335,20 @@ async fn bad_hook_requests_are_refused_clearly_and_store_nothing() {
     d.stop().await;
 }
 
+/// A polled page holding exactly these changes, without a cursor.
+fn polled(changes: Vec<NewChange>) -> Batch {
+    Batch {
+        source: SourceKind::SystemLog,
+        events_seen: changes.len() as u64,
+        changes,
+        rejects: vec![],
+        newest_published: None,
+        cursor: None,
+        context: Vec::new(),
+        signals: Vec::new(),
+    }
+}
+
 fn change(id: &str, raw_len: usize) -> NewChange {
     NewChange {
         event_id: id.into(),
@@ -615,16 +629,7 @@ async fn failed_deliveries_are_retried_then_dead_lettered_visibly_and_can_be_re_
 
     let dir = tempdir("dead");
     let store = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
-    let batch = Batch {
-        source: SourceKind::SystemLog,
-        changes: vec![change("c1", 10), change("c2", 10)],
-        rejects: vec![],
-        events_seen: 2,
-        newest_published: None,
-        cursor: None,
-        context: Vec::new(),
-        signals: Vec::new(),
-    };
+    let batch = polled(vec![change("c1", 10), change("c2", 10)]);
     store
         .commit("acme", &batch, chrono::Utc::now())
         .await
@@ -727,16 +732,7 @@ async fn a_destination_s_batches_overlap_up_to_its_rows_in_flight_each_row_once(
 
     let dir = tempdir("overlap");
     let store = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
-    let batch = Batch {
-        source: SourceKind::SystemLog,
-        changes: (0..20).map(|i| change(&format!("c{i}"), 10)).collect(),
-        rejects: vec![],
-        events_seen: 20,
-        newest_published: None,
-        cursor: None,
-        context: Vec::new(),
-        signals: Vec::new(),
-    };
+    let batch = polled((0..20).map(|i| change(&format!("c{i}"), 10)).collect());
     store
         .commit("acme", &batch, chrono::Utc::now())
         .await

@@ -70,6 +70,49 @@ fn start(dir: &Path, port: u16, fail_first: u32) -> Server {
     Server(child)
 }
 
+/// Without python3 and aiosmtpd: true (skip) with a message, or a failure where CI requires them.
+fn skip_without_aiosmtpd() -> bool {
+    if available() {
+        return false;
+    }
+    assert!(
+        std::env::var_os("FACTORWATCH_REQUIRE_SMTP").is_none(),
+        "python3 with aiosmtpd is required here"
+    );
+    eprintln!(
+        "python3 -m aiosmtpd not available: skipping the real-SMTP test (pip install aiosmtpd)"
+    );
+    true
+}
+
+/// A fresh folder for a test, and a free port on loopback.
+fn workspace(name: &str) -> (std::path::PathBuf, u16) {
+    let dir = std::env::temp_dir().join(format!("fw-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    (dir, port)
+}
+
+/// STARTTLS with AUTH to the test server on `port`, trusting the CA in `dir`.
+fn starttls(dir: &Path, port: u16, timeout: Duration, pool_size: u32) -> Transport {
+    Transport::smtp(SmtpSettings {
+        host: "127.0.0.1".into(),
+        port,
+        security: Security::StartTls,
+        credentials: Some(("factorwatch".into(), Secret::new(PASSWORD))),
+        ca_pem: Some(std::fs::read(dir.join("ca.pem")).unwrap()),
+        timeout,
+        pool_size,
+        rate: 0.0,
+    })
+    .unwrap()
+}
+
 fn received(dir: &Path) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap().filter_map(Result::ok) {
@@ -85,26 +128,12 @@ fn received(dir: &Path) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_email_arrives_once_over_starttls_with_auth_despite_4xx() {
-    if !available() {
-        assert!(
-            std::env::var_os("FACTORWATCH_REQUIRE_SMTP").is_none(),
-            "python3 with aiosmtpd is required here"
-        );
-        eprintln!(
-            "python3 -m aiosmtpd not available: skipping the real-SMTP test (pip install aiosmtpd)"
-        );
+    if skip_without_aiosmtpd() {
         return;
     }
     const USERS: usize = 4;
     const CHANGES: usize = 60;
-    let dir = std::env::temp_dir().join(format!("fw-smtp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (dir, port) = workspace("smtp");
     let _server = start(&dir, port, 3);
 
     // Okta knows the users' addresses; every change notifies (i % 3 == 0 events only).
@@ -113,17 +142,7 @@ async fn every_email_arrives_once_over_starttls_with_auth_despite_4xx() {
         .map(|i| common::mfa_event(&format!("s{i:05}"), i, USERS))
         .collect();
     mail.commit(events).await;
-    let transport = Transport::smtp(SmtpSettings {
-        host: "127.0.0.1".into(),
-        port,
-        security: Security::StartTls,
-        credentials: Some(("factorwatch".into(), Secret::new(PASSWORD))),
-        ca_pem: Some(std::fs::read(dir.join("ca.pem")).unwrap()),
-        timeout: Duration::from_secs(10),
-        pool_size: 2,
-        rate: 0.0,
-    })
-    .unwrap();
+    let transport = starttls(&dir, port, Duration::from_secs(10), 2);
     let settings = EmailSettings {
         second_email: true,
         ..common::email_settings()
@@ -180,33 +199,14 @@ async fn every_email_arrives_once_over_starttls_with_auth_despite_4xx() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_smtp_outage_dead_letters_nothing_and_every_notice_goes_once_it_ends() {
-    let dir = std::env::temp_dir().join(format!("fw-smtp-down-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
     // A port nobody listens on: every connection is refused.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (dir, port) = workspace("smtp-down");
     let mail = common::Mail::new("smtp-down", 2).await;
     let events = (0..4)
         .map(|i| common::mfa_event(&format!("sd{i:02}"), i * 3, 2))
         .collect();
     mail.commit(events).await;
-    let transport = || {
-        Transport::smtp(SmtpSettings {
-            host: "127.0.0.1".into(),
-            port,
-            security: Security::StartTls,
-            credentials: Some(("factorwatch".into(), Secret::new(PASSWORD))),
-            ca_pem: Some(std::fs::read(dir.join("ca.pem")).unwrap()),
-            timeout: Duration::from_secs(5),
-            pool_size: 2,
-            rate: 0.0,
-        })
-        .unwrap()
-    };
+    let transport = || starttls(&dir, port, Duration::from_secs(5), 2);
     common::certificates(&dir);
     let attempts = mail
         .run_for(
@@ -250,28 +250,14 @@ async fn an_smtp_outage_dead_letters_nothing_and_every_notice_goes_once_it_ends(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn overlapping_batches_still_tell_each_user_once() {
-    if !available() {
-        assert!(
-            std::env::var_os("FACTORWATCH_REQUIRE_SMTP").is_none(),
-            "python3 with aiosmtpd is required here"
-        );
-        eprintln!(
-            "python3 -m aiosmtpd not available: skipping the real-SMTP test (pip install aiosmtpd)"
-        );
+    if skip_without_aiosmtpd() {
         return;
     }
     // One connection, eight notices under way: batches of one row overlap, and each user's four
     // changes fall due together (the coalescing window) in different batches. Only one batch may
     // tell a user; the others' rows wait, then count as told.
     const USERS: usize = 4;
-    let dir = std::env::temp_dir().join(format!("fw-smtp-overlap-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (dir, port) = workspace("smtp-overlap");
     let _server = start(&dir, port, 0);
     let mail = common::Mail::new("smtp-overlap", USERS).await;
     let events: Vec<_> = (0..48)
@@ -280,17 +266,7 @@ async fn overlapping_batches_still_tell_each_user_once() {
         .collect();
     let changes = events.len() as u64;
     mail.commit(events).await;
-    let transport = Transport::smtp(SmtpSettings {
-        host: "127.0.0.1".into(),
-        port,
-        security: Security::StartTls,
-        credentials: Some(("factorwatch".into(), Secret::new(PASSWORD))),
-        ca_pem: Some(std::fs::read(dir.join("ca.pem")).unwrap()),
-        timeout: Duration::from_secs(10),
-        pool_size: 1,
-        rate: 0.0,
-    })
-    .unwrap();
+    let transport = starttls(&dir, port, Duration::from_secs(10), 1);
     let settings = EmailSettings {
         coalesce: Duration::from_millis(300),
         concurrency: 8,

@@ -213,6 +213,34 @@ async fn insert_finding(
 }
 
 impl SqliteStore {
+    /// Runs `statements` all or none: one alone (a statement is atomic by itself: no BEGIN and
+    /// COMMIT round trips to SQLite's thread, which a worker marking a few rows at a time pays
+    /// often), several in a transaction.
+    async fn atomically(&self, statements: Vec<QueryBuilder<Sqlite>>) -> Result<(), StoreError> {
+        match <[_; 1]>::try_from(statements) {
+            Ok([mut one]) => {
+                one.build()
+                    .persistent(false)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(write_error)?;
+                Ok(())
+            }
+            Err(statements) if statements.is_empty() => Ok(()),
+            Err(statements) => {
+                let mut tx = self.pool.begin().await.map_err(write_error)?;
+                for mut q in statements {
+                    q.build()
+                        .persistent(false)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(write_error)?;
+                }
+                tx.commit().await.map_err(write_error)
+            }
+        }
+    }
+
     async fn commit_inner(
         &self,
         org: &str,
@@ -621,30 +649,8 @@ impl Store for SqliteStore {
             q.push(")");
             q
         };
-        // One statement is atomic by itself: no BEGIN and COMMIT round trips (a worker marks a
-        // few rows at a time, often).
-        if ids.len() <= IDS_PER_STATEMENT {
-            if ids.is_empty() {
-                return Ok(());
-            }
-            update(ids)
-                .build()
-                .persistent(false)
-                .execute(&self.pool)
-                .await
-                .map_err(write_error)?;
-            return Ok(());
-        }
-        let mut tx = self.pool.begin().await.map_err(write_error)?;
-        for chunk in ids.chunks(IDS_PER_STATEMENT) {
-            update(chunk)
-                .build()
-                .persistent(false)
-                .execute(&mut *tx)
-                .await
-                .map_err(write_error)?;
-        }
-        tx.commit().await.map_err(write_error)
+        self.atomically(ids.chunks(IDS_PER_STATEMENT).map(update).collect())
+            .await
     }
 
     async fn retry(
@@ -739,8 +745,8 @@ impl Store for SqliteStore {
         addresses: &[SeenAddress],
         seen: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        // One statement per few hundred addresses, in one transaction: a batch of notices
-        // remembers its recipients in one round trip, not one per address.
+        // One statement per few hundred addresses: a batch of notices remembers its recipients
+        // in one round trip, not one per address.
         let upsert = |chunk: &[SeenAddress]| {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO addresses (org, user_id, email, last_seen) ",
@@ -756,28 +762,13 @@ impl Store for SqliteStore {
             );
             q
         };
-        match addresses.len() {
-            0 => Ok(()),
-            n if n <= CHANGES_PER_STATEMENT => upsert(addresses)
-                .build()
-                .persistent(false)
-                .execute(&self.pool)
-                .await
-                .map(|_| ())
-                .map_err(write_error),
-            _ => {
-                let mut tx = self.pool.begin().await.map_err(write_error)?;
-                for chunk in addresses.chunks(CHANGES_PER_STATEMENT) {
-                    upsert(chunk)
-                        .build()
-                        .persistent(false)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(write_error)?;
-                }
-                tx.commit().await.map_err(write_error)
-            }
-        }
+        self.atomically(
+            addresses
+                .chunks(CHANGES_PER_STATEMENT)
+                .map(upsert)
+                .collect(),
+        )
+        .await
     }
 
     async fn previous_addresses(
