@@ -305,12 +305,12 @@ impl<S: Store> EmailDestination<S> {
                 .pending_for_user(&self.name, &row.org, user_id)
                 .await
             {
-                // No longer pending: an earlier notice to this user told this change (it was
-                // taken for this batch before that notice marked it).
+                // No longer ours to tell: an earlier notice to this user told this change (it was
+                // taken for this batch before that notice marked it), or, on a shared store,
+                // another replica took it over. Not marked delivered here (that replica must
+                // still send it); put off, it is due again only if still pending.
                 Ok(rows) if !rows.iter().any(|d| d.id == row.id) => {
-                    return Err(Outcome::Skipped(
-                        "already told in an earlier notice to this user".into(),
-                    ));
+                    return Err(Outcome::Later(chrono::Utc::now() + USER_BUSY_WAIT));
                 }
                 Ok(rows) => siblings = rows.into_iter().filter(|d| d.id != row.id).collect(),
                 Err(e) => return Err(Outcome::Unavailable(e.to_string())),
