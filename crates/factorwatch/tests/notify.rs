@@ -355,6 +355,67 @@ async fn after_a_primary_email_change_the_previous_address_hears_too() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_notice_past_the_detections_wait_tells_what_they_found() {
+    use factorwatch::detect::finding::Draft;
+    use factorwatch::detect::{RuleId, Severity};
+    use factorwatch::store::NewFinding;
+    let mail = Mail::new("found", 2).await;
+    // Two users' changes stored a minute ago: their notices no longer wait for the detections,
+    // and go out together, the findings read once for both.
+    let a_minute_ago = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let batch = mail
+        .commit_at(
+            vec![mfa_event("f0", 0, 2), mfa_event("f1", 3, 2)],
+            a_minute_ago,
+        )
+        .await;
+    let flagged = batch.changes[0].event_id.clone();
+    let finding = Draft {
+        rule: RuleId::FactorDowngrade,
+        severity: Severity::High,
+        key: "user0".into(),
+        user: None,
+        actor: None,
+        events: vec![(a_minute_ago, flagged)],
+        summary: "lost its phishing-resistant factor".into(),
+        details: Default::default(),
+    }
+    .finish();
+    mail.store
+        .commit_findings(
+            "acme",
+            &[NewFinding {
+                finding,
+                destinations: vec![],
+            }],
+            &[],
+            0,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let s = EmailSettings {
+        detections: true,
+        concurrency: 2,
+        ..email_settings()
+    };
+    mail.drain(mail.destination(s, mail.files(), Duration::ZERO), 2)
+        .await;
+    let got: Vec<String> = mail.sent().iter().map(|m| unfold(m)).collect();
+    assert_eq!(got.len(), 2, "one notice per user");
+    let told: Vec<&String> = got
+        .iter()
+        .filter(|m| m.contains("your account lost its phishing-resistant sign-in method"))
+        .collect();
+    assert_eq!(told.len(), 1, "only the flagged change's notice tells it");
+    assert!(
+        told[0].contains("To: user0@mail.example.com"),
+        "{}",
+        told[0]
+    );
+}
+
 /// Quick retries: an outage is tried many times within a test's second.
 fn quick_okta() -> factorwatch::okta::client::RetryPolicy {
     factorwatch::okta::client::RetryPolicy {

@@ -87,6 +87,48 @@ fn user_key(row: &Due) -> Option<(String, String)> {
 /// How long a row waits when another batch holds its user (that batch ends in milliseconds).
 const USER_BUSY_WAIT: chrono::TimeDelta = chrono::TimeDelta::milliseconds(250);
 
+/// The context event that makes a notice also go to the addresses seen before.
+const PRIMARY_EMAIL_CHANGED: &str = "user.account.update_primary_email";
+
+/// What a batch's notices read from the store, asked once for the whole batch (a statement each,
+/// not one a notice: each is a round trip to the store's thread). A notice finds its answers
+/// here, or asks the store itself when they are missing (a lookup failed, or was not made).
+#[derive(Default)]
+struct Lookups {
+    /// Each asked user's pending rows (coalescing), by (org, user id): empty when none.
+    pending: HashMap<(String, String), Vec<Due>>,
+    /// The findings naming each asked event, by (org, event id), read at `findings_at`.
+    findings: HashMap<(String, String), Vec<crate::detect::Finding>>,
+    findings_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Whether each asked user's primary email changed within the window, by (org, user id).
+    email_changed: HashMap<(String, String), bool>,
+}
+
+impl Lookups {
+    /// The findings naming any of `ids` (each once, oldest first), if every one was asked after
+    /// `ready` (a notice still waiting for the detections must read them after its wait).
+    fn findings(
+        &self,
+        org: &str,
+        ids: &[String],
+        ready: chrono::DateTime<chrono::Utc>,
+    ) -> Option<Vec<crate::detect::Finding>> {
+        if self.findings_at.is_none_or(|at| at < ready) {
+            return None;
+        }
+        let mut out: Vec<crate::detect::Finding> = Vec::new();
+        for id in ids {
+            for f in self.findings.get(&(org.to_owned(), id.clone()))? {
+                if !out.iter().any(|o| o.id == f.id) {
+                    out.push(f.clone());
+                }
+            }
+        }
+        out.sort_by_key(|f| f.first_seen);
+        Some(out)
+    }
+}
+
 /// `Auto-Submitted: auto-generated` (RFC 3834): no out-of-office replies to a security notice.
 #[derive(Clone)]
 pub(crate) struct AutoSubmitted;
@@ -257,7 +299,7 @@ impl<S: Store> EmailDestination<S> {
     /// Everything before the sending: the user's other changes owed (coalescing), the
     /// detections' findings, Okta's profile, the recipients, the cap, the rendered notice. Err
     /// is the row's outcome when there is nothing to send.
-    async fn prepare(&self, row: &Due) -> Result<Ready, Outcome> {
+    async fn prepare(&self, row: &Due, lookups: &Lookups) -> Result<Ready, Outcome> {
         let change: MfaChange = match &row.item {
             Ok(crate::record::Item::Change(c)) => c.clone(),
             Ok(crate::record::Item::Finding(_)) => {
@@ -300,11 +342,15 @@ impl<S: Store> EmailDestination<S> {
             if now < row.received_at + window {
                 return Err(Outcome::Later(row.received_at + window));
             }
-            match self
-                .store
-                .pending_for_user(&self.name, &row.org, user_id)
-                .await
-            {
+            let pending = match lookups.pending.get(&(row.org.clone(), user_id.to_owned())) {
+                Some(rows) => Ok(rows.clone()),
+                None => {
+                    self.store
+                        .pending_for_user(&self.name, &row.org, user_id)
+                        .await
+                }
+            };
+            match pending {
                 // No longer ours to tell: an earlier notice to this user told this change (it was
                 // taken for this batch before that notice marked it), or, on a shared store,
                 // another replica took it over. Not marked delivered here (that replica must
@@ -354,9 +400,12 @@ impl<S: Store> EmailDestination<S> {
                     }
                 }
             }
-            match self.store.findings_for_events(&row.org, &ids).await {
-                Ok(f) => f,
-                Err(e) => return Err(Outcome::Unavailable(e.to_string())),
+            match lookups.findings(&row.org, &ids, row.received_at + wait) {
+                Some(f) => f,
+                None => match self.store.findings_for_events(&row.org, &ids).await {
+                    Ok(f) => f,
+                    Err(e) => return Err(Outcome::Unavailable(e.to_string())),
+                },
             }
         } else {
             Vec::new()
@@ -383,7 +432,7 @@ impl<S: Store> EmailDestination<S> {
                 user_id,
                 email,
             });
-        match self.previous_addresses(remember.as_ref()).await {
+        match self.previous_addresses(remember.as_ref(), lookups).await {
             Ok(previous) => {
                 for p in previous {
                     if !to.iter().any(|t| t.eq_ignore_ascii_case(&p)) {
@@ -478,6 +527,7 @@ impl<S: Store> EmailDestination<S> {
     async fn previous_addresses(
         &self,
         current: Option<&SeenAddress>,
+        lookups: &Lookups,
     ) -> Result<Vec<String>, crate::store::StoreError> {
         let Some(SeenAddress {
             org,
@@ -490,18 +540,18 @@ impl<S: Store> EmailDestination<S> {
         let now = chrono::Utc::now();
         let window =
             chrono::Duration::from_std(self.settings.previous_address_window).unwrap_or_default();
-        if window.is_zero()
-            || !self
-                .store
-                .context_exists(
-                    org,
-                    user,
-                    "user.account.update_primary_email",
-                    now - window,
-                    now,
-                )
-                .await?
-        {
+        if window.is_zero() {
+            return Ok(Vec::new());
+        }
+        let changed = match lookups.email_changed.get(&(org.clone(), user.clone())) {
+            Some(changed) => *changed,
+            None => {
+                self.store
+                    .context_exists(org, user, PRIMARY_EMAIL_CHANGED, now - window, now)
+                    .await?
+            }
+        };
+        if !changed {
             return Ok(Vec::new());
         }
         self.store.previous_addresses(org, user, email).await
@@ -535,6 +585,100 @@ impl<S: Store> EmailDestination<S> {
                 at + chrono::Duration::minutes(10),
             )
             .await
+    }
+}
+
+impl<S: Store> EmailDestination<S> {
+    /// Asks the store, once for the batch, what its notices would each ask: the users' pending
+    /// rows, the findings naming their changes, whether their primary email changed. A lookup
+    /// that fails is left out: each notice then asks for itself (and says why it cannot go).
+    async fn look_up(&self, rows: &[Due], held: &[bool]) -> Lookups {
+        let mut lookups = Lookups::default();
+        let now = chrono::Utc::now();
+        let window = chrono::Duration::from_std(self.settings.coalesce).unwrap_or_default();
+        // Per org: every user of the batch, and those whose coalescing window is over.
+        let mut users: HashMap<&str, (Vec<String>, Vec<String>)> = HashMap::new();
+        for (row, _) in rows.iter().zip(held).filter(|(_, held)| **held) {
+            let Some(user) = row.change().and_then(|c| c.user.as_ref()?.id.clone()) else {
+                continue;
+            };
+            let (all, due) = users.entry(row.org.as_str()).or_default();
+            if !window.is_zero() && now >= row.received_at + window && !due.contains(&user) {
+                due.push(user.clone());
+            }
+            if !all.contains(&user) {
+                all.push(user);
+            }
+        }
+        let previous_window =
+            chrono::Duration::from_std(self.settings.previous_address_window).unwrap_or_default();
+        for (org, (all, due)) in &users {
+            if !due.is_empty()
+                && let Ok(mut pending) = self.store.pending_for_users(&self.name, org, due).await
+            {
+                for user in due {
+                    let rows = pending.remove(user).unwrap_or_default();
+                    lookups
+                        .pending
+                        .insert((org.to_string(), user.clone()), rows);
+                }
+            }
+            if !previous_window.is_zero()
+                && let Ok(changed) = self
+                    .store
+                    .users_with_context(org, all, PRIMARY_EMAIL_CHANGED, now - previous_window, now)
+                    .await
+            {
+                for user in all {
+                    lookups
+                        .email_changed
+                        .insert((org.to_string(), user.clone()), changed.contains(user));
+                }
+            }
+        }
+        if self.settings.detections {
+            // The events each notice would tell: its own and its user's other pending changes.
+            let mut ids: HashMap<&str, Vec<String>> = HashMap::new();
+            for (row, _) in rows.iter().zip(held).filter(|(_, held)| **held) {
+                let Some(change) = row.change() else { continue };
+                let list = ids.entry(row.org.as_str()).or_default();
+                list.push(change.id.to_wire());
+                if let Some(user) = change.user.as_ref().and_then(|u| u.id.clone())
+                    && let Some(pending) = lookups.pending.get(&(row.org.clone(), user))
+                {
+                    list.extend(
+                        pending
+                            .iter()
+                            .filter_map(|d| Some(d.change()?.id.to_wire())),
+                    );
+                }
+            }
+            let at = chrono::Utc::now();
+            let mut complete = true;
+            for (org, mut list) in ids {
+                list.sort();
+                list.dedup();
+                match self.store.findings_by_event(org, &list).await {
+                    Ok(found) => {
+                        for id in list {
+                            lookups.findings.entry((org.to_owned(), id)).or_default();
+                        }
+                        for (id, f) in found {
+                            lookups
+                                .findings
+                                .entry((org.to_owned(), id))
+                                .or_default()
+                                .push(f);
+                        }
+                    }
+                    Err(_) => complete = false,
+                }
+            }
+            if complete {
+                lookups.findings_at = Some(at);
+            }
+        }
+        lookups
     }
 }
 
@@ -591,9 +735,11 @@ impl<S: Store> Destination for EmailDestination<S> {
                 })
                 .collect()
         };
+        let lookups = self.look_up(rows, &held).await;
+        let lookups = &lookups;
         let mut prepared = join_all(rows.iter().zip(&held).map(|(row, held)| async move {
             if *held {
-                self.prepare(row).await
+                self.prepare(row, lookups).await
             } else {
                 Err(Outcome::Later(chrono::Utc::now() + USER_BUSY_WAIT))
             }
@@ -630,5 +776,69 @@ impl<S: Store> Destination for EmailDestination<S> {
             self.finish(row, outcome).await
         }))
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::finding::Draft;
+    use crate::detect::{Finding, RuleId, Severity};
+    use chrono::TimeZone;
+
+    fn at(s: i64) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc
+            .timestamp_opt(1_800_000_000 + s, 0)
+            .single()
+            .unwrap_or_default()
+    }
+
+    fn finding(key: &str, first: i64, events: &[&str]) -> Finding {
+        Draft {
+            rule: RuleId::BypassBurst,
+            severity: Severity::High,
+            key: key.into(),
+            user: None,
+            actor: None,
+            events: events
+                .iter()
+                .map(|e| (at(first), (*e).to_owned()))
+                .collect(),
+            summary: "three attempts".into(),
+            details: Default::default(),
+        }
+        .finish()
+    }
+
+    #[test]
+    fn a_batch_s_findings_are_used_only_when_every_event_was_asked_after_the_wait() {
+        let (late, early) = (
+            finding("late", 5, &["e1", "e2"]),
+            finding("early", 1, &["e2"]),
+        );
+        let mut l = Lookups::default();
+        for (id, found) in [
+            ("e1", vec![late.clone()]),
+            ("e2", vec![late.clone(), early.clone()]),
+            ("e3", vec![]),
+        ] {
+            l.findings.insert(("acme".into(), id.into()), found);
+        }
+        let ids = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        // Not looked up at all: the notice asks for itself.
+        assert_eq!(l.findings("acme", &ids(&["e1"]), at(0)), None);
+        l.findings_at = Some(at(10));
+        // Each finding once, oldest first; an event with none adds none.
+        let got = l
+            .findings("acme", &ids(&["e1", "e2", "e3"]), at(10))
+            .unwrap_or_default();
+        assert_eq!(
+            got.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
+            [early.id.as_str(), late.id.as_str()]
+        );
+        // An event not asked, another org's, or a notice whose wait ends after the lookup: asked again.
+        assert_eq!(l.findings("acme", &ids(&["e1", "e4"]), at(10)), None);
+        assert_eq!(l.findings("beta", &ids(&["e1"]), at(10)), None);
+        assert_eq!(l.findings("acme", &ids(&["e1"]), at(11)), None);
     }
 }

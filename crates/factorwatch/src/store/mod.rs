@@ -20,6 +20,7 @@ pub mod postgres;
 mod sql;
 pub mod sqlite;
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
@@ -489,6 +490,26 @@ pub trait Store: Clone + Send + Sync + 'static {
         user_id: &str,
     ) -> impl Future<Output = Result<Vec<Due>, StoreError>> + Send;
 
+    /// [`Store::pending_for_user`] for several users of one org at once (a batch of notices asks
+    /// once, not once a notice): each user's rows, in the same order; a user with none is absent.
+    fn pending_for_users(
+        &self,
+        destination: &str,
+        org: &str,
+        user_ids: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, Vec<Due>>, StoreError>> + Send;
+
+    /// Of `user_ids`, those with a context event of `event_type` published in `[from, to]`
+    /// ([`Store::context_exists`] for a batch).
+    fn users_with_context(
+        &self,
+        org: &str,
+        user_ids: &[String],
+        event_type: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> impl Future<Output = Result<HashSet<String>, StoreError>> + Send;
+
     /// Whether a context event of `event_type` about `user_id` was published in `[from, to]`.
     fn context_exists(
         &self,
@@ -592,6 +613,14 @@ pub trait Store: Clone + Send + Sync + 'static {
         org: &str,
         event_ids: &[String],
     ) -> impl Future<Output = Result<Vec<Finding>, StoreError>> + Send;
+
+    /// The findings naming each of `event_ids`, as (event id, finding) pairs: a finding naming
+    /// several of them comes once for each ([`Store::findings_for_events`] for a batch).
+    fn findings_by_event(
+        &self,
+        org: &str,
+        event_ids: &[String],
+    ) -> impl Future<Output = Result<Vec<(String, Finding)>, StoreError>> + Send;
 
     /// Forgets sign-ins published before `before` (the baseline is over): returns how many.
     fn prune_signals(
@@ -851,6 +880,24 @@ impl Store for AnyStore {
     ) -> Result<bool, StoreError> {
         forward!(self, s => context_exists(org, user_id, event_type, from, to))
     }
+    async fn pending_for_users(
+        &self,
+        destination: &str,
+        org: &str,
+        user_ids: &[String],
+    ) -> Result<HashMap<String, Vec<Due>>, StoreError> {
+        forward!(self, s => pending_for_users(destination, org, user_ids))
+    }
+    async fn users_with_context(
+        &self,
+        org: &str,
+        user_ids: &[String],
+        event_type: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<HashSet<String>, StoreError> {
+        forward!(self, s => users_with_context(org, user_ids, event_type, from, to))
+    }
     async fn remember_addresses(
         &self,
         addresses: &[SeenAddress],
@@ -923,6 +970,13 @@ impl Store for AnyStore {
         event_ids: &[String],
     ) -> Result<Vec<Finding>, StoreError> {
         forward!(self, s => findings_for_events(org, event_ids))
+    }
+    async fn findings_by_event(
+        &self,
+        org: &str,
+        event_ids: &[String],
+    ) -> Result<Vec<(String, Finding)>, StoreError> {
+        forward!(self, s => findings_by_event(org, event_ids))
     }
     async fn prune_signals(&self, org: &str, before: DateTime<Utc>) -> Result<u64, StoreError> {
         forward!(self, s => prune_signals(org, before))

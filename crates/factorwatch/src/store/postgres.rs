@@ -5,7 +5,7 @@
 //! replicas commit at once (a reader after position N never misses a row committed later with a
 //! smaller id).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -796,6 +796,88 @@ impl Store for PgStore {
         Ok(rows.into_iter().map(due_row).collect())
     }
 
+    async fn pending_for_users(
+        &self,
+        destination: &str,
+        org: &str,
+        user_ids: &[String],
+    ) -> Result<HashMap<String, Vec<Due>>, StoreError> {
+        let mut out: HashMap<String, Vec<Due>> = HashMap::new();
+        for chunk in user_ids.chunks(IDS_PER_STATEMENT) {
+            // As in `pending_for_user`: from the users' changes to their rows.
+            let mut q = QueryBuilder::<Postgres>::new(
+                "SELECT o.id, o.org, o.event_id, o.destination, o.attempts, o.kind, c.record, c.raw, c.received_at, c.user_id
+                 FROM changes c
+                 JOIN outbox o ON o.org = c.org AND o.kind = 'change' AND o.event_id = c.event_id
+                 WHERE c.org = ",
+            );
+            q.push_bind(org)
+                .push(" AND o.destination = ")
+                .push_bind(destination)
+                .push(" AND o.state = 'pending'");
+            // Rows another replica has claimed are its to tell.
+            q.push(" AND (o.claim_until IS NULL OR o.claim_until < ")
+                .push_bind(ms(Utc::now()))
+                .push(" OR o.claimed_by = ")
+                .push_bind(&self.replica)
+                .push(")");
+            q.push(" AND c.user_id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(id);
+            }
+            q.push(") ORDER BY c.received_at, o.id");
+            let rows = q
+                .build()
+                .persistent(false)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(other)?;
+            for r in rows {
+                let user: String = r.get(9);
+                out.entry(user).or_default().push(due_row(r));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn users_with_context(
+        &self,
+        org: &str,
+        user_ids: &[String],
+        event_type: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<HashSet<String>, StoreError> {
+        let mut out = HashSet::new();
+        for chunk in user_ids.chunks(IDS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Postgres>::new(
+                "SELECT DISTINCT user_id FROM context_events WHERE org = ",
+            );
+            q.push_bind(org)
+                .push(" AND event_type = ")
+                .push_bind(event_type)
+                .push(" AND published BETWEEN ")
+                .push_bind(ms(from))
+                .push(" AND ")
+                .push_bind(ms(to))
+                .push(" AND user_id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(id);
+            }
+            q.push(")");
+            let rows = q
+                .build()
+                .persistent(false)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(other)?;
+            out.extend(rows.into_iter().map(|r| r.get::<String, _>(0)));
+        }
+        Ok(out)
+    }
+
     async fn context_exists(
         &self,
         org: &str,
@@ -1049,6 +1131,38 @@ impl Store for PgStore {
         .await
         .map_err(other)?;
         Ok(row.is_some())
+    }
+
+    async fn findings_by_event(
+        &self,
+        org: &str,
+        event_ids: &[String],
+    ) -> Result<Vec<(String, Finding)>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in event_ids.chunks(IDS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Postgres>::new(
+                "SELECT e.event_id, f.record FROM finding_events e JOIN findings f ON f.org = e.org AND f.id = e.finding_id WHERE e.org = ",
+            );
+            q.push_bind(org).push(" AND e.event_id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(id);
+            }
+            q.push(")");
+            let rows = q
+                .build()
+                .persistent(false)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(other)?;
+            for r in rows {
+                let text: String = r.get(1);
+                let f: Finding = serde_json::from_str(&text)
+                    .map_err(|e| StoreError::Other(format!("stored finding unreadable: {e}")))?;
+                out.push((r.get::<String, _>(0), f));
+            }
+        }
+        Ok(out)
     }
 
     async fn findings_for_events(

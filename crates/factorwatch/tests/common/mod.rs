@@ -320,7 +320,16 @@ impl Mail {
 
     /// Classifies and stores `events` (changes routed to email).
     pub async fn commit(&self, events: Vec<Value>) -> factorwatch::store::Batch {
-        self.commit_routed(events, vec![]).await
+        self.commit_routed(events, vec![], chrono::Utc::now()).await
+    }
+
+    /// [`Mail::commit`], as if received `at`.
+    pub async fn commit_at(
+        &self,
+        events: Vec<Value>,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> factorwatch::store::Batch {
+        self.commit_routed(events, vec![], at).await
     }
 
     /// [`Mail::commit`], with the security team's destinations too.
@@ -328,6 +337,7 @@ impl Mail {
         self.commit_routed(
             events,
             vec!["security:email".into(), "security:chat".into()],
+            chrono::Utc::now(),
         )
         .await
     }
@@ -336,6 +346,7 @@ impl Mail {
         &self,
         events: Vec<Value>,
         security: Vec<String>,
+        at: chrono::DateTime<chrono::Utc>,
     ) -> factorwatch::store::Batch {
         use factorwatch::store::Store;
         let ingest = factorwatch::pipeline::ingest::Ingest {
@@ -355,10 +366,7 @@ impl Mail {
             &Value::Array(events).to_string(),
             None,
         );
-        self.store
-            .commit("acme", &batch, chrono::Utc::now())
-            .await
-            .unwrap();
+        self.store.commit("acme", &batch, at).await.unwrap();
         batch
     }
 

@@ -446,6 +446,28 @@ pub async fn findings_are_stored_once_with_their_outbox_rows_and_the_cursor<S: S
         journal[1].position
     );
     assert!(!s.detection_pending("acme", "e1").await.unwrap());
+    // A batch's events: the finding once for each event it names, none for the others.
+    let mut by_event: Vec<(String, String)> = s
+        .findings_by_event("acme", &["e1".into(), "e2".into(), "e9".into()])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(e, found)| (e, found.id))
+        .collect();
+    by_event.sort();
+    assert_eq!(
+        by_event,
+        [
+            ("e1".to_owned(), f.id.clone()),
+            ("e2".to_owned(), f.id.clone())
+        ]
+    );
+    assert!(
+        s.findings_by_event("beta", &["e1".into()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // The cursor never moves back.
     s.commit_findings("acme", &[], &[], 0, t(4)).await.unwrap();
     assert_eq!(
@@ -649,6 +671,39 @@ pub async fn a_user_s_pending_rows_context_and_addresses_are_found<S: Store>(s: 
             .unwrap()
             .is_empty()
     );
+    // The same for a batch of users at once: each user's rows in the same order, one with none
+    // absent, another org's none.
+    let users = ["u1".to_owned(), "u2".to_owned(), "u9".to_owned()];
+    let batch_rows = s.pending_for_users("email", "acme", &users).await.unwrap();
+    let ids = |u: &str| -> Vec<String> {
+        batch_rows
+            .get(u)
+            .map(|rows| rows.iter().map(|d| d.event_id.clone()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(ids("u1"), ["e1", "e3"]);
+    assert_eq!(ids("u2"), ["e2"]);
+    assert!(!batch_rows.contains_key("u9"));
+    assert!(
+        s.pending_for_users("email", "beta", &users)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let changed = |from, to| {
+        s.users_with_context(
+            "acme",
+            &users,
+            "user.account.update_primary_email",
+            t(from),
+            t(to),
+        )
+    };
+    assert_eq!(
+        changed(0, 20).await.unwrap(),
+        std::collections::HashSet::from(["u1".to_owned()])
+    );
+    assert!(changed(11, 20).await.unwrap().is_empty());
     let ctx = |from, to| {
         s.context_exists(
             "acme",
