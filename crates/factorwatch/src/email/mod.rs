@@ -637,9 +637,14 @@ impl<S: Store> EmailDestination<S> {
             }
         }
         if self.settings.detections {
-            // The events each notice would tell: its own and its user's other pending changes.
+            // The events each notice would tell: its own and its user's other pending changes;
+            // not for a notice still waiting for the detections (it reads them after its wait).
+            let wait = chrono::Duration::from_std(DETECTION_WAIT).unwrap_or_default();
             let mut ids: HashMap<&str, Vec<String>> = HashMap::new();
             for (row, _) in rows.iter().zip(held).filter(|(_, held)| **held) {
+                if now < row.received_at + wait {
+                    continue;
+                }
                 let Some(change) = row.change() else { continue };
                 let list = ids.entry(row.org.as_str()).or_default();
                 list.push(change.id.to_wire());
