@@ -594,6 +594,11 @@ impl<S: Store> EmailDestination<S> {
     /// that fails is left out: each notice then asks for itself (and says why it cannot go).
     async fn look_up(&self, rows: &[Due], held: &[bool]) -> Lookups {
         let mut lookups = Lookups::default();
+        // One notice asks as it would alone: nothing to share, and no statement added before its
+        // wait for the detections (a hook's change, told in milliseconds).
+        if rows.len() < 2 {
+            return lookups;
+        }
         let now = chrono::Utc::now();
         let window = chrono::Duration::from_std(self.settings.coalesce).unwrap_or_default();
         // Per org: every user of the batch, and those whose coalescing window is over.
