@@ -116,16 +116,16 @@ impl Lookups {
         if self.findings_at.is_none_or(|at| at < ready) {
             return None;
         }
-        let mut out: Vec<crate::detect::Finding> = Vec::new();
+        let mut found: Vec<crate::detect::Finding> = Vec::new();
         for id in ids {
-            for f in self.findings.get(&(org.to_owned(), id.clone()))? {
-                if !out.iter().any(|o| o.id == f.id) {
-                    out.push(f.clone());
-                }
-            }
+            found.extend(
+                self.findings
+                    .get(&(org.to_owned(), id.clone()))?
+                    .iter()
+                    .cloned(),
+            );
         }
-        out.sort_by_key(|f| f.first_seen);
-        Some(out)
+        Some(crate::store::each_once_oldest_first(found))
     }
 }
 

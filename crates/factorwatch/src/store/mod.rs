@@ -211,6 +211,18 @@ pub struct Committed {
     pub duplicates: usize,
 }
 
+/// Findings each once (by id), oldest first: what a notice tells of them.
+pub fn each_once_oldest_first(found: impl IntoIterator<Item = Finding>) -> Vec<Finding> {
+    let mut out: Vec<Finding> = Vec::new();
+    for f in found {
+        if !out.iter().any(|o| o.id == f.id) {
+            out.push(f);
+        }
+    }
+    out.sort_by_key(|f| f.first_seen);
+    out
+}
+
 /// One outbox row due for delivery, with its change or finding, read once by the store: every
 /// destination gets the typed record, none parses it again.
 #[derive(Debug, Clone)]

@@ -699,22 +699,11 @@ impl Store for SqliteStore {
         org: &str,
         user_id: &str,
     ) -> Result<Vec<Due>, StoreError> {
-        // From the user's changes to their rows (CROSS JOIN keeps that order): SQLite otherwise
-        // walks every pending row of the destination for each notice, quadratic in a mass reset.
-        let rows = sqlx::query(
-            "SELECT o.id, o.org, o.event_id, o.destination, o.attempts, o.kind, c.record, c.raw, c.received_at
-             FROM changes c
-             CROSS JOIN outbox o ON o.org = c.org AND o.kind = 'change' AND o.event_id = c.event_id
-             WHERE c.org = ? AND c.user_id = ? AND o.destination = ? AND o.state = 'pending'
-             ORDER BY c.received_at, o.id",
-        )
-        .bind(org)
-        .bind(user_id)
-        .bind(destination)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(other)?;
-        Ok(rows.into_iter().map(due_row).collect())
+        // One user is a batch of one: the same statement.
+        let mut rows = self
+            .pending_for_users(destination, org, &[user_id.to_owned()])
+            .await?;
+        Ok(rows.remove(user_id).unwrap_or_default())
     }
 
     async fn pending_for_users(
@@ -725,7 +714,8 @@ impl Store for SqliteStore {
     ) -> Result<HashMap<String, Vec<Due>>, StoreError> {
         let mut out: HashMap<String, Vec<Due>> = HashMap::new();
         for chunk in user_ids.chunks(IDS_PER_STATEMENT) {
-            // As in `pending_for_user`: from the users' changes to their rows.
+            // From the users' changes to their rows (CROSS JOIN keeps that order): SQLite otherwise
+            // walks every pending row of the destination for each notice, quadratic in a mass reset.
             let mut q = QueryBuilder::<Sqlite>::new(
                 "SELECT o.id, o.org, o.event_id, o.destination, o.attempts, o.kind, c.record, c.raw, c.received_at, c.user_id
                  FROM changes c
@@ -801,19 +791,10 @@ impl Store for SqliteStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let row = sqlx::query(
-            "SELECT 1 FROM context_events
-             WHERE org = ? AND user_id = ? AND event_type = ? AND published BETWEEN ? AND ? LIMIT 1",
-        )
-        .bind(org)
-        .bind(user_id)
-        .bind(event_type)
-        .bind(ms(from))
-        .bind(ms(to))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(other)?;
-        Ok(row.is_some())
+        let found = self
+            .users_with_context(org, &[user_id.to_owned()], event_type, from, to)
+            .await?;
+        Ok(!found.is_empty())
     }
 
     async fn remember_addresses(
@@ -1089,34 +1070,10 @@ impl Store for SqliteStore {
         org: &str,
         event_ids: &[String],
     ) -> Result<Vec<Finding>, StoreError> {
-        let mut out: Vec<Finding> = Vec::new();
-        for chunk in event_ids.chunks(IDS_PER_STATEMENT) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "SELECT DISTINCT f.record, f.first_seen FROM finding_events e JOIN findings f ON f.org = e.org AND f.id = e.finding_id WHERE e.org = ",
-            );
-            q.push_bind(org).push(" AND e.event_id IN (");
-            let mut list = q.separated(", ");
-            for id in chunk {
-                list.push_bind(id);
-            }
-            q.push(") ORDER BY f.first_seen");
-            let rows = q
-                .build()
-                .persistent(false)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(other)?;
-            for r in rows {
-                let text: String = r.get(0);
-                let f: Finding = serde_json::from_str(&text)
-                    .map_err(|e| StoreError::Other(format!("stored finding unreadable: {e}")))?;
-                if !out.iter().any(|o| o.id == f.id) {
-                    out.push(f);
-                }
-            }
-        }
-        out.sort_by_key(|f| f.first_seen);
-        Ok(out)
+        let found = self.findings_by_event(org, event_ids).await?;
+        Ok(super::each_once_oldest_first(
+            found.into_iter().map(|(_, f)| f),
+        ))
     }
 
     async fn prune_signals(&self, org: &str, before: DateTime<Utc>) -> Result<u64, StoreError> {
