@@ -224,6 +224,14 @@ impl Daemon {
         let key = phone_key(config, &d.store, env).await?;
         let ingest = Arc::new(ingest_for(config, key));
         let (hooks, enrichers, clients) = d.start_orgs(config, env, &ingest, once).await?;
+        if !once {
+            d.tasks.push(tokio::spawn(crate::sources::idle::record(
+                d.signals.idle_polls.clone(),
+                d.store.clone(),
+                crate::sources::idle::RECORD_EVERY,
+                d.shutdown.subscribe(),
+            )));
+        }
         let policy = WorkerPolicy {
             max_attempts: config.delivery.max_attempts,
             ..WorkerPolicy::default()

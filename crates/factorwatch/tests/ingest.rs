@@ -1332,3 +1332,71 @@ async fn waiting_poller_holds_no_page(faults: Option<serde_json::Value>) {
     stop.send(true).unwrap();
     task.await.unwrap();
 }
+
+/// A poller caught up with an idle org does not commit "polled, nothing new" itself: the record
+/// waits with the other orgs' and is written with them, moving only the source's last poll.
+#[tokio::test]
+async fn an_idle_poll_is_recorded_with_the_others_not_committed_alone() {
+    use factorwatch::okta::client::auth::Credentials;
+    use factorwatch::okta::client::{OktaClient, RetryPolicy};
+    use factorwatch::pipeline::worker::Signals;
+    use factorwatch::sources::poller::{Ended, Poller, system_log_start};
+    use std::sync::Arc;
+
+    let sim = common::sim(RateLimits::default()).await;
+    let dir = tempdir("idle-poll");
+    let config = common::config(&dir, &sim.base, false);
+    let store = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
+    let client = Arc::new(
+        OktaClient::new(
+            &sim.base,
+            Credentials::Ssws(factorwatch::secret::Secret::new(common::TOKEN)),
+            RetryPolicy::default(),
+        )
+        .unwrap(),
+    );
+    let signals = Arc::new(Signals::default());
+    let since = chrono::Utc::now() - chrono::Duration::hours(1);
+    let poller = Poller {
+        org: "acme".into(),
+        source: SourceKind::SystemLog,
+        client,
+        store: store.clone(),
+        ingest: Arc::new(factorwatch::daemon::ingest_for(&config, None)),
+        start: system_log_start(&factorwatch::record::format_published(&since), &[]),
+        interval: Duration::from_millis(20),
+        signals: signals.clone(),
+        once: true,
+        fence: None,
+    };
+    // Caught up once: the cursor is Okta's `next`, committed.
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    assert_eq!(poller.clone().run(shutdown.clone()).await, Ended::CaughtUp);
+    let source = async || store.stats().await.unwrap().sources.remove(0);
+    let committed = source().await;
+    assert!(committed.position.is_some());
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Running on: the same `next` answers nothing new.
+    let polls_before = sim.polls().await.len();
+    let task = tokio::spawn(
+        Poller {
+            once: false,
+            ..poller
+        }
+        .run(shutdown),
+    );
+    common::eventually(10, "an idle poll held for the others", async || {
+        signals.idle_polls.pending() == 1 && sim.polls().await.len() > polls_before
+    })
+    .await;
+    task.abort();
+    assert_eq!(source().await, committed, "nothing written by the poller");
+    signals.idle_polls.write(&store).await;
+    let recorded = source().await;
+    assert!(recorded.updated_at > committed.updated_at, "{recorded:?}");
+    assert_eq!(
+        (recorded.position, recorded.events_seen),
+        (committed.position, committed.events_seen)
+    );
+    assert_eq!(signals.idle_polls.pending(), 0);
+}

@@ -56,6 +56,8 @@ pub struct Signals {
     /// hold a pending query (and, once read, a page of entries) at the same moment, a peak of
     /// memory the allocator then keeps.
     pub journal_reads: tokio::sync::Semaphore,
+    /// Polls that found nothing new, written together (see [`crate::sources::idle`]).
+    pub idle_polls: Arc<crate::sources::idle::IdlePolls>,
 }
 
 impl Default for Signals {
@@ -68,6 +70,7 @@ impl Default for Signals {
             journals: Default::default(),
             pages: Arc::new(tokio::sync::Semaphore::new(PAGES_IN_MEMORY)),
             journal_reads: tokio::sync::Semaphore::new(JOURNAL_READS),
+            idle_polls: Arc::default(),
         }
     }
 }

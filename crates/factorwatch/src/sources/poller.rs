@@ -188,7 +188,17 @@ impl<S: Store> Poller<S> {
                 // The pages are only done once committed: until then, retry the commit, never
                 // skip it. Caught up, the commit is waited for here (a poller that waits next,
                 // or ends, has stored what it read); catching up, it goes on beside the next page.
-                if caught_up {
+                if nothing_new && self.fence.is_none() && !self.once {
+                    // Only "polled, nothing new": written with the other orgs' (see
+                    // `sources::idle`). A fenced poller commits it itself, which proves its
+                    // lease still holds; `once` ends with everything stored.
+                    self.signals.idle_polls.polled(
+                        &self.org,
+                        self.source,
+                        &url,
+                        chrono::Utc::now(),
+                    );
+                } else if caught_up {
                     if let Err(ended) = self.commit(&batch, &mut shutdown).await {
                         return ended;
                     }

@@ -29,6 +29,16 @@ use crate::detect::Finding;
 use crate::record::{Item, MfaChange};
 use crate::report::{Report, Step, StepState};
 
+/// A poll that found nothing new (see [`Store::record_polls`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Polled {
+    pub org: String,
+    pub source: SourceKind,
+    /// Where the source stood (and resumes): its cursor, unchanged by the poll.
+    pub position: String,
+    pub at: DateTime<Utc>,
+}
+
 /// Where events come from, as cursors and counters name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SourceKind {
@@ -390,6 +400,13 @@ pub trait Store: Clone + Send + Sync + 'static {
         batch: &Batch,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Committed, StoreError>> + Send;
+
+    /// Records that each source in `polls` was polled and found nothing new: its "last poll"
+    /// moves to the time given (never back). A source with no row yet gets one at the position
+    /// given; an existing row keeps its own position, counters and who wrote it (a record taken
+    /// before a later commit or a cursor reset must not undo them). One transaction for all.
+    fn record_polls(&self, polls: &[Polled])
+    -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// [`Store::commit`] for a replica holding `org`'s lease: refused with
     /// [`StoreError::Fenced`] (nothing stored) unless the lease is still `fence`'s and unexpired.
@@ -792,6 +809,9 @@ impl Store for AnyStore {
         now: DateTime<Utc>,
     ) -> Result<Committed, StoreError> {
         forward!(self, s => commit(org, batch, now))
+    }
+    async fn record_polls(&self, polls: &[Polled]) -> Result<(), StoreError> {
+        forward!(self, s => record_polls(polls))
     }
     async fn commit_fenced(
         &self,

@@ -18,7 +18,7 @@ use super::sql::{
 };
 use super::{
     Batch, Committed, DeadLetter, Delivery, Due, Fence, ItemKind, JournalEntry, LeaseState,
-    NewFinding, Owed, Recent, Replica, SeenAddress, SourceKind, SourceState, Stats, Store,
+    NewFinding, Owed, Polled, Recent, Replica, SeenAddress, SourceKind, SourceState, Stats, Store,
     StoreError,
 };
 use crate::detect::Finding;
@@ -468,6 +468,34 @@ impl Store for PgStore {
         fence: &Fence,
     ) -> Result<Committed, StoreError> {
         self.commit_inner(org, batch, now, Some(fence)).await
+    }
+
+    async fn record_polls(&self, polls: &[Polled]) -> Result<(), StoreError> {
+        if polls.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(write_error)?;
+        for chunk in polls.chunks(CHANGES_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Postgres>::new(
+                "INSERT INTO sources (org, source, position, events_seen, updated_at) ",
+            );
+            q.push_values(chunk, |mut row, p| {
+                row.push_bind(&p.org)
+                    .push_bind(p.source.as_str())
+                    .push_bind(&p.position)
+                    .push_bind(0_i64)
+                    .push_bind(ms(p.at));
+            });
+            q.push(
+                " ON CONFLICT (org, source) DO UPDATE SET updated_at = GREATEST(sources.updated_at, EXCLUDED.updated_at)",
+            );
+            q.build()
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(write_error)?;
+        }
+        tx.commit().await.map_err(write_error)
     }
 
     async fn count_notice(

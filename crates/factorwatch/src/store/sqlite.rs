@@ -16,7 +16,7 @@ use super::sql::{
 };
 use super::{
     Batch, Committed, DeadLetter, Delivery, Due, Fence, ItemKind, JournalEntry, LeaseState,
-    NewFinding, Owed, Recent, Replica, SeenAddress, SourceKind, SourceState, Stats, Store,
+    NewFinding, Owed, Polled, Recent, Replica, SeenAddress, SourceKind, SourceState, Stats, Store,
     StoreError,
 };
 use crate::detect::Finding;
@@ -439,6 +439,29 @@ impl Store for SqliteStore {
         fence: &Fence,
     ) -> Result<Committed, StoreError> {
         self.commit_inner(org, batch, now, Some(fence)).await
+    }
+
+    async fn record_polls(&self, polls: &[Polled]) -> Result<(), StoreError> {
+        let statements = polls
+            .chunks(CHANGES_PER_STATEMENT)
+            .map(|chunk| {
+                let mut q = QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO sources (org, source, position, events_seen, updated_at) ",
+                );
+                q.push_values(chunk, |mut row, p| {
+                    row.push_bind(&p.org)
+                        .push_bind(p.source.as_str())
+                        .push_bind(&p.position)
+                        .push_bind(0_i64)
+                        .push_bind(ms(p.at));
+                });
+                q.push(
+                    " ON CONFLICT (org, source) DO UPDATE SET updated_at = MAX(updated_at, excluded.updated_at)",
+                );
+                q
+            })
+            .collect();
+        self.atomically(statements).await
     }
 
     async fn count_notice(

@@ -7,7 +7,7 @@
 use std::future::Future;
 
 use chrono::{Duration, TimeZone, Utc};
-use factorwatch::store::{Batch, ContextEvent, NewChange, Reject, SourceKind, Store};
+use factorwatch::store::{Batch, ContextEvent, NewChange, Polled, Reject, SourceKind, Store};
 
 fn t(s: i64) -> chrono::DateTime<Utc> {
     Utc.timestamp_opt(1_790_000_000 + s, 0).unwrap()
@@ -66,6 +66,7 @@ pub async fn run_all<S: Store, F: Future<Output = S>>(mut fresh: impl FnMut() ->
     a_user_s_pending_rows_context_and_addresses_are_found(fresh().await).await;
     stats_count_what_is_stored_and_owed(fresh().await).await;
     cursors_reset(fresh().await).await;
+    an_idle_poll_moves_only_the_last_poll(fresh().await).await;
     the_journal_is_kept_once_in_order_and_pruned_of_old_sign_ins_only(fresh().await).await;
     the_journal_tells_which_orgs_it_grew_for_since_a_look(fresh().await).await;
     findings_are_stored_once_with_their_outbox_rows_and_the_cursor(fresh().await).await;
@@ -784,4 +785,63 @@ pub async fn cursors_reset<S: Store>(s: S) {
     assert!(s.reset_cursor("acme", SourceKind::SystemLog).await.unwrap());
     assert_eq!(s.cursor("acme", SourceKind::SystemLog).await.unwrap(), None);
     assert!(!s.reset_cursor("acme", SourceKind::SystemLog).await.unwrap());
+}
+
+pub async fn an_idle_poll_moves_only_the_last_poll<S: Store>(s: S) {
+    let polled = |org: &str, position: &str, at| Polled {
+        org: org.into(),
+        source: SourceKind::SystemLog,
+        position: position.into(),
+        at,
+    };
+    let source = |stats: &factorwatch::store::Stats, org: &str| {
+        stats
+            .sources
+            .iter()
+            .find(|x| x.org == org)
+            .cloned()
+            .unwrap()
+    };
+    s.record_polls(&[]).await.unwrap();
+    // A source with no row yet gets one, at the position it polled.
+    s.record_polls(&[polled("new", "https://o/start", t(5))])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.cursor("new", SourceKind::SystemLog)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("https://o/start")
+    );
+    // A row already there: only its last poll moves, and only forward; a record taken before
+    // a later commit does not take its cursor or counters back.
+    s.commit(
+        "acme",
+        &batch(
+            vec![change("e1", "u1", &["siem:a"])],
+            Some("https://o/next2"),
+        ),
+        t(10),
+    )
+    .await
+    .unwrap();
+    s.record_polls(&[
+        polled("acme", "https://o/before", t(20)),
+        polled("new", "https://o/start", t(3)),
+    ])
+    .await
+    .unwrap();
+    let stats = s.stats().await.unwrap();
+    let acme = source(&stats, "acme");
+    assert_eq!(acme.position.as_deref(), Some("https://o/next2"));
+    assert_eq!(acme.events_seen, 1);
+    assert_eq!(acme.updated_at, Some(t(20)));
+    assert_eq!(source(&stats, "new").updated_at, Some(t(5)));
+    // A cursor reset stays reset.
+    assert!(s.reset_cursor("acme", SourceKind::SystemLog).await.unwrap());
+    s.record_polls(&[polled("acme", "https://o/next2", t(30))])
+        .await
+        .unwrap();
+    assert_eq!(s.cursor("acme", SourceKind::SystemLog).await.unwrap(), None);
 }
