@@ -5,7 +5,9 @@
 # server: Postfix from Debian (delivering into Maildir files) and aiosmtpd (which discards).
 # Timed from the moment the first notice falls due (its change's coalescing window ended) to the
 # moment factorwatch recorded the last one accepted by the server (250 after DATA); for Postfix
-# also until the last message file was written.
+# also until the last message file was written. Then Postfix's own load generator sends as many
+# messages to the same servers: what each server itself accepts here, against which factorwatch's
+# figure is read.
 #
 #   scripts/bench/mass-reset.sh [N]        (root: installs and configures Debian's postfix;
 #                                           python3 with aiosmtpd)
@@ -32,6 +34,14 @@ newaliases
 postfix stop >/dev/null 2>&1 || true
 postfix start >/dev/null 2>&1
 maildir=/home/fwbench/Maildir
+
+# Postfix's own load generator (C) sends N messages of $size bytes over 4 connections (factorwatch's
+# default pool), each kept open (-d), each message to a recipient of its own (-N); prints seconds.
+source_pace() { # port
+  /usr/bin/time -f %e -o "$work/source.time" /usr/sbin/smtp-source -d -s 4 -m "$N" -l "$size" -N \
+    -f security@example.com -t user@mail.example.com "127.0.0.1:$1"
+  cat "$work/source.time"
+}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -116,6 +126,14 @@ p=$(run postfix 25)
 read -r p_secs p_sent p_dead p_due <<< "$p"
 until [ "$(find "$maildir/new" -type f 2>/dev/null | wc -l)" -ge "$N" ]; do sleep 0.5; done
 p_files=$(python3 -c "import os,sys; d='$maildir/new'; print(f'{max(os.stat(os.path.join(d,f)).st_mtime for f in os.listdir(d)) - $p_due / 1000:.2f}')")
+# The receiver's own pace: a plain client sending as many messages, of a notice's size, over as
+# many connections as factorwatch's default pool (4), to the same server.
+size=$(python3 -c "import os; d='$maildir/new'; f=os.listdir(d); print(sum(os.stat(os.path.join(d, x)).st_size for x in f) // len(f))")
+rm -rf "$maildir"
+pc_start=$(date +%s.%N)
+pc_secs=$(source_pace 25)
+until [ "$(find "$maildir/new" -type f 2>/dev/null | wc -l)" -ge "$N" ]; do sleep 0.5; done
+pc_files=$(python3 -c "import os; d='$maildir/new'; print(f'{max(os.stat(os.path.join(d,f)).st_mtime for f in os.listdir(d)) - $pc_start:.2f}')")
 postfix stop >/dev/null 2>&1 || true
 
 port=$(free_port)
@@ -123,14 +141,20 @@ python3 -m aiosmtpd -n -l "127.0.0.1:$port" -c aiosmtpd.handlers.Sink > /dev/nul
 sleep 1
 a=$(run aiosmtpd "$port")
 read -r a_secs a_sent a_dead _ <<< "$a"
+ac_secs=$(source_pace "$port")
 
-python3 - "$N" "$p_secs" "$p_sent" "$p_dead" "$p_files" "$a_secs" "$a_sent" "$a_dead" <<'PY'
+python3 - "$N" "$p_secs" "$p_sent" "$p_dead" "$p_files" "$a_secs" "$a_sent" "$a_dead" "$size" "$pc_secs" "$pc_files" "$ac_secs" <<'PY'
 import sys
 n = int(sys.argv[1])
-p_secs, p_sent, p_dead, p_files, a_secs, a_sent, a_dead = sys.argv[2:]
+p_secs, p_sent, p_dead, p_files, a_secs, a_sent, a_dead, size, pc_secs, pc_files, ac_secs = sys.argv[2:]
 print(f"mass reset: {n:,} users' factors reset at once, one notice each; factorwatch run, default [email] settings, this machine\n")
 print("| SMTP server | notices accepted | dead | first due → last accepted | notices/s | last message file written |")
 print("|---|---|---|---|---|---|")
 print(f"| Postfix (Debian), Maildir | {int(p_sent):,} | {p_dead} | {float(p_secs):.1f} s | {int(p_sent) / float(p_secs):,.0f} | {float(p_files):.1f} s after the first was due |")
 print(f"| aiosmtpd (Sink) | {int(a_sent):,} | {a_dead} | {float(a_secs):.1f} s | {int(a_sent) / float(a_secs):,.0f} | — |")
+print(f"\nThe servers' own pace: Postfix's load generator `smtp-source` (C; 4 connections kept open, as factorwatch's default pool) sending {n:,} messages of {int(size):,} bytes (a notice's mean size in the Maildir) to the same server\n")
+print("| SMTP server | messages | smtp-source's run | messages/s | last message file written |")
+print("|---|---|---|---|---|")
+print(f"| Postfix (Debian), Maildir | {n:,} | {float(pc_secs):.1f} s | {n / float(pc_secs):,.0f} | {float(pc_files):.1f} s after it started |")
+print(f"| aiosmtpd (Sink) | {n:,} | {float(ac_secs):.1f} s | {n / float(ac_secs):,.0f} | — |")
 PY
