@@ -1,8 +1,8 @@
 //! Polls that found nothing new, recorded together. A poller caught up with an idle org records
 //! once a minute that it polled (the status page's "last poll"). Each record alone was a
-//! transaction and a sync: an MSSP's 2,000 idle orgs made 33 a second, a sixth of the process's
-//! idle CPU (8.4–9.4% of a core against 7.3–7.6% gathered, in alternating runs). They are
-//! gathered here and written in one transaction every few seconds.
+//! transaction and a sync: an MSSP's 2,000 idle orgs made 33 a second, a sixth to a quarter of
+//! the process's idle CPU (`scripts/bench/many-orgs.sh`). They are gathered here and written in
+//! one transaction every few seconds.
 //! Such a record moves no cursor and stores no change: one lost in a crash leaves only an older
 //! "last poll".
 
