@@ -1282,43 +1282,18 @@ async fn a_poller_waiting_after_a_failure_holds_no_page_in_memory() {
 }
 
 async fn waiting_poller_holds_no_page(faults: Option<serde_json::Value>) {
-    use factorwatch::okta::client::auth::Credentials;
-    use factorwatch::okta::client::{OktaClient, RetryPolicy};
-    use factorwatch::pipeline::worker::{PAGES_IN_MEMORY, Signals};
-    use factorwatch::sources::poller::{Poller, system_log_start};
-    use std::sync::Arc;
+    use factorwatch::pipeline::worker::PAGES_IN_MEMORY;
 
     let sim = common::sim(RateLimits::default()).await;
     if let Some(f) = faults {
         sim.control("/sim/faults", f).await;
     }
     let dir = tempdir("waiting-poller");
-    let config = common::config(&dir, &sim.base, false);
     let store = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
-    let client = OktaClient::new(
-        &sim.base,
-        Credentials::Ssws(factorwatch::secret::Secret::new(common::TOKEN)),
-        RetryPolicy {
-            attempts: 1,
-            ..RetryPolicy::default()
-        },
-    )
-    .unwrap();
-    let signals = Arc::new(Signals::default());
-    let since = chrono::Utc::now() - chrono::Duration::hours(1);
-    let poller = Poller {
-        org: "acme".into(),
-        source: SourceKind::SystemLog,
-        client: Arc::new(client),
-        store,
-        ingest: Arc::new(factorwatch::daemon::ingest_for(&config, None)),
-        start: system_log_start(&factorwatch::record::format_published(&since), &[]),
-        // Far longer than the test: once caught up, the poller is asleep.
-        interval: Duration::from_secs(3600),
-        signals: signals.clone(),
-        once: false,
-        fence: None,
-    };
+    // One attempt per request, and an interval far longer than the test: once caught up, the
+    // poller is asleep.
+    let poller = sim_poller(&sim, &dir, store, 1, Duration::from_secs(3600), false);
+    let signals = poller.signals.clone();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(poller.run(shutdown));
     common::eventually(
@@ -1337,38 +1312,21 @@ async fn waiting_poller_holds_no_page(faults: Option<serde_json::Value>) {
 /// waits with the other orgs' and is written with them, moving only the source's last poll.
 #[tokio::test]
 async fn an_idle_poll_is_recorded_with_the_others_not_committed_alone() {
-    use factorwatch::okta::client::auth::Credentials;
-    use factorwatch::okta::client::{OktaClient, RetryPolicy};
-    use factorwatch::pipeline::worker::Signals;
-    use factorwatch::sources::poller::{Ended, Poller, system_log_start};
-    use std::sync::Arc;
+    use factorwatch::sources::poller::{Ended, Poller};
 
     let sim = common::sim(RateLimits::default()).await;
     let dir = tempdir("idle-poll");
-    let config = common::config(&dir, &sim.base, false);
     let store = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
-    let client = Arc::new(
-        OktaClient::new(
-            &sim.base,
-            Credentials::Ssws(factorwatch::secret::Secret::new(common::TOKEN)),
-            RetryPolicy::default(),
-        )
-        .unwrap(),
+    let attempts = factorwatch::okta::client::RetryPolicy::default().attempts;
+    let poller = sim_poller(
+        &sim,
+        &dir,
+        store.clone(),
+        attempts,
+        Duration::from_millis(20),
+        true,
     );
-    let signals = Arc::new(Signals::default());
-    let since = chrono::Utc::now() - chrono::Duration::hours(1);
-    let poller = Poller {
-        org: "acme".into(),
-        source: SourceKind::SystemLog,
-        client,
-        store: store.clone(),
-        ingest: Arc::new(factorwatch::daemon::ingest_for(&config, None)),
-        start: system_log_start(&factorwatch::record::format_published(&since), &[]),
-        interval: Duration::from_millis(20),
-        signals: signals.clone(),
-        once: true,
-        fence: None,
-    };
+    let signals = poller.signals.clone();
     // Caught up once: the cursor is Okta's `next`, committed.
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
     assert_eq!(poller.clone().run(shutdown.clone()).await, Ended::CaughtUp);
@@ -1399,4 +1357,43 @@ async fn an_idle_poll_is_recorded_with_the_others_not_committed_alone() {
         (committed.position, committed.events_seen)
     );
     assert_eq!(signals.idle_polls.pending(), 0);
+}
+
+/// A System Log poller of org "acme" on okta-sim, starting an hour back, with fresh signals.
+fn sim_poller(
+    sim: &common::Sim,
+    dir: &std::path::Path,
+    store: SqliteStore,
+    attempts: u32,
+    interval: Duration,
+    once: bool,
+) -> factorwatch::sources::poller::Poller<SqliteStore> {
+    use factorwatch::okta::client::auth::Credentials;
+    use factorwatch::okta::client::{OktaClient, RetryPolicy};
+    use factorwatch::sources::poller::{Poller, system_log_start};
+    use std::sync::Arc;
+
+    let config = common::config(dir, &sim.base, false);
+    let client = OktaClient::new(
+        &sim.base,
+        Credentials::Ssws(factorwatch::secret::Secret::new(common::TOKEN)),
+        RetryPolicy {
+            attempts,
+            ..RetryPolicy::default()
+        },
+    )
+    .unwrap();
+    let since = chrono::Utc::now() - chrono::Duration::hours(1);
+    Poller {
+        org: "acme".into(),
+        source: SourceKind::SystemLog,
+        client: Arc::new(client),
+        store,
+        ingest: Arc::new(factorwatch::daemon::ingest_for(&config, None)),
+        start: system_log_start(&factorwatch::record::format_published(&since), &[]),
+        interval,
+        signals: Arc::default(),
+        once,
+        fence: None,
+    }
 }

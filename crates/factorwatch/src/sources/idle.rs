@@ -7,6 +7,7 @@
 //! "last poll".
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,11 +36,13 @@ impl IdlePolls {
             position: position.to_owned(),
             at,
         };
-        match pending.get_mut(&(org.to_owned(), source)) {
-            Some(held) if held.at > at => {}
-            Some(held) => *held = record,
-            None => {
-                pending.insert((org.to_owned(), source), record);
+        match pending.entry((record.org.clone(), source)) {
+            Entry::Occupied(mut held) if held.get().at <= at => {
+                held.insert(record);
+            }
+            Entry::Occupied(_) => {}
+            Entry::Vacant(place) => {
+                place.insert(record);
             }
         }
     }
