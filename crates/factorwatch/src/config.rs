@@ -765,9 +765,10 @@ pub struct EmailConfig {
     #[serde(default)]
     pub hourly_cap: Option<u32>,
     /// Notices under way at once (claimed, being prepared, sent or marked): a crash repeats at
-    /// most this many. They go in batches of `email.smtp.pool_size` (the connections relays accept
-    /// from one client; Microsoft 365: 3 per mailbox), overlapping: the next batch is prepared
-    /// while the last is sent. 16 by default; 1 makes a crash repeat at most one notice.
+    /// most this many. They go in two overlapping batches of half as many (at least
+    /// `email.smtp.pool_size`, the connections relays accept from one client; Microsoft 365: 3
+    /// per mailbox): one is prepared and marked while the other is sent. 16 by default; 1 makes a
+    /// crash repeat at most one notice.
     #[serde(default = "default_concurrency")]
     pub concurrency: u32,
     /// Also tell the security team (by email to this address) of changes someone other than the

@@ -253,7 +253,7 @@ async fn overlapping_batches_still_tell_each_user_once() {
     if skip_without_aiosmtpd() {
         return;
     }
-    // One connection, eight notices under way: batches of one row overlap, and each user's four
+    // One connection, eight notices under way: two batches of four rows overlap, and each user's
     // changes fall due together (the coalescing window) in different batches. Only one batch may
     // tell a user; the others' rows wait, then count as told.
     const USERS: usize = 4;
