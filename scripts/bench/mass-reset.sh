@@ -7,16 +7,19 @@
 # moment factorwatch recorded the last one accepted by the server (250 after DATA); for Postfix
 # also until the last message file was written. Then Postfix's own load generator sends as many
 # messages to the same servers: what each server itself accepts here, against which factorwatch's
-# figure is read.
+# figure is read. Last, a relay across a network: FAR notices (and as many smtp-source messages) to
+# the same Postfix through a proxy that delays each direction 10 ms (a 20 ms round trip, a relay in
+# another data centre), where the round trips per message, not the machine, set the pace.
 #
-#   scripts/bench/mass-reset.sh [N]        (root: installs and configures Debian's postfix;
-#                                           python3 with aiosmtpd)
+#   scripts/bench/mass-reset.sh [N] [FAR]  (N 10,000, FAR 1,000; root: installs and configures
+#                                           Debian's postfix; python3 with aiosmtpd)
 #
 # okta-sim's Users API limit is lifted: at Okta's 2,000 user lookups a minute, 10,000 users take
 # five minutes of Okta's time whatever the sender does (README, Speed).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N="${1:-10000}"
+FAR="${2:-1000}"
 work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 cargo build -q --release -p factorwatch -p okta-sim
@@ -134,6 +137,17 @@ pc_start=$(date +%s.%N)
 pc_secs=$(source_pace 25)
 until [ "$(find "$maildir/new" -type f 2>/dev/null | wc -l)" -ge "$N" ]; do sleep 0.5; done
 pc_files=$(python3 -c "import os; d='$maildir/new'; print(f'{max(os.stat(os.path.join(d,f)).st_mtime for f in os.listdir(d)) - $pc_start:.2f}')")
+
+# The same Postfix 20 ms away (round trip), FAR notices and messages.
+far_port=$(free_port)
+python3 scripts/bench/delay_proxy.py "$far_port" 25 10 > "$work/proxy.out" &
+until grep -q ready "$work/proxy.out" 2>/dev/null; do sleep 0.2; done
+all=$N
+N=$FAR
+f=$(run far "$far_port")
+read -r f_secs f_sent f_dead _ <<< "$f"
+fc_secs=$(source_pace "$far_port")
+N=$all
 postfix stop >/dev/null 2>&1 || true
 
 port=$(free_port)
@@ -143,10 +157,10 @@ a=$(run aiosmtpd "$port")
 read -r a_secs a_sent a_dead _ <<< "$a"
 ac_secs=$(source_pace "$port")
 
-python3 - "$N" "$p_secs" "$p_sent" "$p_dead" "$p_files" "$a_secs" "$a_sent" "$a_dead" "$size" "$pc_secs" "$pc_files" "$ac_secs" <<'PY'
+python3 - "$N" "$p_secs" "$p_sent" "$p_dead" "$p_files" "$a_secs" "$a_sent" "$a_dead" "$size" "$pc_secs" "$pc_files" "$ac_secs" "$FAR" "$f_secs" "$f_sent" "$f_dead" "$fc_secs" <<'PY'
 import sys
 n = int(sys.argv[1])
-p_secs, p_sent, p_dead, p_files, a_secs, a_sent, a_dead, size, pc_secs, pc_files, ac_secs = sys.argv[2:]
+p_secs, p_sent, p_dead, p_files, a_secs, a_sent, a_dead, size, pc_secs, pc_files, ac_secs, far, f_secs, f_sent, f_dead, fc_secs = sys.argv[2:]
 print(f"mass reset: {n:,} users' factors reset at once, one notice each; factorwatch run, default [email] settings, this machine\n")
 print("| SMTP server | notices accepted | dead | first due → last accepted | notices/s | last message file written |")
 print("|---|---|---|---|---|---|")
@@ -157,4 +171,10 @@ print("| SMTP server | messages | smtp-source's run | messages/s | last message 
 print("|---|---|---|---|---|")
 print(f"| Postfix (Debian), Maildir | {n:,} | {float(pc_secs):.1f} s | {n / float(pc_secs):,.0f} | {float(pc_files):.1f} s after it started |")
 print(f"| aiosmtpd (Sink) | {n:,} | {float(ac_secs):.1f} s | {n / float(ac_secs):,.0f} | — |")
+far = int(far)
+print(f"\nA relay 20 ms away (round trip: a proxy delays each direction 10 ms), the same Postfix behind it: {far:,} notices (factorwatch, timed as above; it pipelines MAIL, RCPT and DATA where the relay offers PIPELINING, as Postfix does) and {far:,} messages of {int(size):,} bytes (smtp-source, 4 connections; it does not pipeline)\n")
+print("| sender | accepted | dead | time | per second |")
+print("|---|---|---|---|---|")
+print(f"| factorwatch | {int(f_sent):,} | {f_dead} | {float(f_secs):.1f} s (first due → last accepted) | {int(f_sent) / float(f_secs):,.0f} |")
+print(f"| smtp-source | {far:,} | — | {float(fc_secs):.1f} s (its run) | {far / float(fc_secs):,.0f} |")
 PY
