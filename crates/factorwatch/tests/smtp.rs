@@ -38,7 +38,8 @@ fn available() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-fn start(dir: &Path, port: u16, fail_first: u32) -> Server {
+/// aiosmtpd on `port`; `pipelining`: it offers PIPELINING, and factorwatch pipelines.
+fn start(dir: &Path, port: u16, fail_first: u32, pipelining: bool) -> Server {
     common::certificates(dir);
     let mail = dir.join("received");
     std::fs::create_dir_all(&mail).unwrap();
@@ -58,6 +59,7 @@ fn start(dir: &Path, port: u16, fail_first: u32) -> Server {
         .arg(dir.join("server.key"))
         .arg("--dir")
         .arg(&mail)
+        .args(pipelining.then_some("--pipelining"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -134,7 +136,8 @@ async fn every_email_arrives_once_over_starttls_with_auth_despite_4xx() {
     const USERS: usize = 4;
     const CHANGES: usize = 60;
     let (dir, port) = workspace("smtp");
-    let _server = start(&dir, port, 3);
+    // Pipelined (the envelope in one write) over STARTTLS and AUTH, 4xx answers included.
+    let _server = start(&dir, port, 3, true);
 
     // Okta knows the users' addresses; every change notifies (i % 3 == 0 events only).
     let mail = common::Mail::new("smtp", USERS).await;
@@ -233,7 +236,7 @@ async fn an_smtp_outage_dead_letters_nothing_and_every_notice_goes_once_it_ends(
         eprintln!("python3 -m aiosmtpd not available: not checking the delivery after the outage");
         return;
     }
-    let _server = start(&dir, port, 0);
+    let _server = start(&dir, port, 0, false);
     mail.drain(
         mail.destination(
             common::email_settings(),
@@ -258,7 +261,7 @@ async fn overlapping_batches_still_tell_each_user_once() {
     // tell a user; the others' rows wait, then count as told.
     const USERS: usize = 4;
     let (dir, port) = workspace("smtp-overlap");
-    let _server = start(&dir, port, 0);
+    let _server = start(&dir, port, 0, false);
     let mail = common::Mail::new("smtp-overlap", USERS).await;
     let events: Vec<_> = (0..48)
         .filter(|i| common::notifies(*i))

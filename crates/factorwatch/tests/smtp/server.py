@@ -1,7 +1,9 @@
 """A real SMTP server for factorwatch's end-to-end email test: aiosmtpd with STARTTLS required
 and AUTH (user "factorwatch", password from --password). Each accepted message is written to
 --dir as <n>.eml, its envelope recipients to <n>.rcpt. --fail-first N answers the first N
-messages "451 4.3.0" (a relay in trouble). Prints "ready" once listening; stops when stdin closes.
+messages "451 4.3.0" (a relay in trouble). --pipelining offers PIPELINING (RFC 2920) in its EHLO
+answer, as Postfix does (aiosmtpd reads commands in order either way). Prints "ready" once listening;
+stops when stdin closes.
 """
 import argparse
 import itertools
@@ -33,6 +35,12 @@ class Handler:
         return "250 2.0.0 OK"
 
 
+class PipeliningHandler(Handler):
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        return responses[:-1] + ["250-PIPELINING"] + responses[-1:]
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
@@ -41,6 +49,7 @@ def main():
     p.add_argument("--dir", required=True)
     p.add_argument("--password", required=True)
     p.add_argument("--fail-first", type=int, default=0)
+    p.add_argument("--pipelining", action="store_true")
     a = p.parse_args()
 
     def authenticator(server, session, envelope, mechanism, auth_data):
@@ -53,8 +62,9 @@ def main():
 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(a.cert, a.key)
+    handler = (PipeliningHandler if a.pipelining else Handler)(a.dir, a.fail_first)
     controller = Controller(
-        Handler(a.dir, a.fail_first),
+        handler,
         hostname="127.0.0.1",
         port=a.port,
         tls_context=context,
