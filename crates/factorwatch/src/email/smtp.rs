@@ -351,6 +351,29 @@ mod tests {
         }
     }
 
+    /// A relay's side of one pipelined message: the envelope's three lines (nothing answered
+    /// until all are in), then the body once MAIL, RCPT and DATA are accepted.
+    async fn pipelined(lines: &mut Lines, write: &mut OwnedWriteHalf) -> (Vec<String>, String) {
+        let mut envelope = Vec::new();
+        for _ in 0..3 {
+            envelope.push(lines.next_line().await.unwrap().unwrap_or_default());
+        }
+        write
+            .write_all(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with .\r\n")
+            .await
+            .unwrap();
+        let b = body(lines).await;
+        write.write_all(b"250 2.0.0 queued\r\n").await.unwrap();
+        (envelope, b)
+    }
+
+    /// A relay's listening socket and its port.
+    async fn listen() -> (TcpListener, u16) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        (listener, port)
+    }
+
     fn pool(port: u16) -> Pool {
         Pool::new(
             "127.0.0.1".into(),
@@ -373,18 +396,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_relay_offering_pipelining_gets_each_envelope_in_one_write() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let (listener, port) = listen().await;
         let relay = tokio::spawn(async move {
             let (mut lines, mut write) = greeted(&listener, true).await;
             let mut bodies = Vec::new();
             for _ in 0..2 {
                 // Nothing is answered until the whole envelope is in: a client that waited for
                 // MAIL's answer would time out here.
-                let mut envelope = Vec::new();
-                for _ in 0..3 {
-                    envelope.push(lines.next_line().await.unwrap().unwrap_or_default());
-                }
+                let (envelope, body) = pipelined(&mut lines, &mut write).await;
                 assert_eq!(
                     envelope,
                     [
@@ -393,12 +412,7 @@ mod tests {
                         "DATA"
                     ]
                 );
-                write
-                    .write_all(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with .\r\n")
-                    .await
-                    .unwrap();
-                bodies.push(body(&mut lines).await);
-                write.write_all(b"250 2.0.0 queued\r\n").await.unwrap();
+                bodies.push(body);
             }
             bodies
         });
@@ -417,8 +431,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_relay_without_pipelining_gets_one_command_at_a_time() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let (listener, port) = listen().await;
         let relay = tokio::spawn(async move {
             let (mut lines, mut write) = greeted(&listener, false).await;
             for (command, answer) in [
@@ -452,8 +465,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_recipient_sends_no_body_and_its_connection_is_not_reused() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let (listener, port) = listen().await;
         let relay = tokio::spawn(async move {
             let (mut lines, mut write) = greeted(&listener, true).await;
             for _ in 0..3 {
@@ -472,16 +484,7 @@ mod tests {
             }
             // The next message comes on a new connection.
             let (mut lines, mut write) = greeted(&listener, true).await;
-            for _ in 0..3 {
-                lines.next_line().await.unwrap();
-            }
-            write
-                .write_all(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with .\r\n")
-                .await
-                .unwrap();
-            let b = body(&mut lines).await;
-            write.write_all(b"250 2.0.0 queued\r\n").await.unwrap();
-            b
+            pipelined(&mut lines, &mut write).await.1
         });
         let pool = pool(port);
         let refused = pool.send(&notice("gone@example.com")).await;
