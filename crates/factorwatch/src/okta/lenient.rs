@@ -24,12 +24,20 @@ pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Erro
 /// `T` when the value has `T`'s shape; absent otherwise.
 pub fn object<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
     let raw = <&RawValue>::deserialize(d)?;
+    // Okta's usual "absent" is an explicit null: known without asking `T`, whose refusal would
+    // cost an error message formatted and thrown away.
+    if is_null(raw) {
+        return Ok(None);
+    }
     Ok(serde_json::from_str(raw.get()).ok())
 }
 
 /// The elements that have `T`'s shape; a non-array as empty.
 pub fn list<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Vec<T>, D::Error> {
     let raw = <&RawValue>::deserialize(d)?;
+    if is_null(raw) {
+        return Ok(Vec::new());
+    }
     Ok(match serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
         Ok(items) => items
             .into_iter()
@@ -37,6 +45,11 @@ pub fn list<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Vec<
             .collect(),
         Err(_) => Vec::new(),
     })
+}
+
+/// A `RawValue` holds its value's text without surrounding whitespace.
+fn is_null(raw: &RawValue) -> bool {
+    raw.get() == "null"
 }
 
 /// Reads a scalar as text, as `serde_json::Value`'s `Display` would write it.
@@ -171,6 +184,16 @@ mod tests {
             })
         );
         assert!(o.l.is_empty());
+    }
+
+    #[test]
+    fn null_side_fields_are_absent() {
+        let o = outer(r#"{"o": null, "l" :  null , "s": null}"#);
+        assert_eq!(o, outer("{}"));
+        assert_eq!(o.o, None);
+        assert!(o.l.is_empty());
+        // A null element of a list is not an element of `T`'s shape.
+        assert_eq!(outer(r#"{"l": [null, {"name": "a"}]}"#).l.len(), 1);
     }
 
     #[test]

@@ -11,8 +11,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::sql::{
-    CHANGES_PER_STATEMENT, IDS_PER_STATEMENT, OUTBOX_ROWS_PER_STATEMENT, REPORT_COLUMNS, due_row,
-    due_select, from_ms, ms, other, parse_time, report_row, write_error,
+    CHANGES_PER_STATEMENT, IDS_PER_STATEMENT, OUTBOX_ROWS_PER_STATEMENT, REPORT_COLUMNS,
+    STATEMENT_CACHE, due_row, due_select, from_ms, ms, other, padded, parse_time, report_row,
+    shaped, write_error,
 };
 use super::{
     Batch, Committed, DeadLetter, Delivery, Due, Fence, ItemKind, JournalEntry, LeaseState,
@@ -79,7 +80,8 @@ impl SqliteStore {
             // A change row (record and Okta's event, ~4 KB) overflowed 4 KiB pages; 8 KiB pages
             // cut the cost of storing a page of 1,000 changes by a third. New databases only: a
             // database in WAL mode keeps the page size it was created with.
-            .page_size(8192);
+            .page_size(8192)
+            .statement_cache_capacity(STATEMENT_CACHE);
         let options = match max_pages {
             Some(n) => options.pragma("max_page_count", n.to_string()),
             None => options,
@@ -219,22 +221,14 @@ impl SqliteStore {
     async fn atomically(&self, statements: Vec<QueryBuilder<Sqlite>>) -> Result<(), StoreError> {
         match <[_; 1]>::try_from(statements) {
             Ok([mut one]) => {
-                one.build()
-                    .persistent(false)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(write_error)?;
+                one.build().execute(&self.pool).await.map_err(write_error)?;
                 Ok(())
             }
             Err(statements) if statements.is_empty() => Ok(()),
             Err(statements) => {
                 let mut tx = self.pool.begin().await.map_err(write_error)?;
                 for mut q in statements {
-                    q.build()
-                        .persistent(false)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(write_error)?;
+                    q.build().execute(&mut *tx).await.map_err(write_error)?;
                 }
                 tx.commit().await.map_err(write_error)
             }
@@ -271,7 +265,7 @@ impl SqliteStore {
         // Multi-row statements: one round trip to SQLite's thread per few hundred changes, not
         // one per row (that hand-off, not SQLite, was the cost).
         let mut inserted: HashSet<String> = HashSet::new();
-        for chunk in batch.changes.chunks(CHANGES_PER_STATEMENT) {
+        for chunk in shaped(&batch.changes, CHANGES_PER_STATEMENT) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO changes (org, event_id, event_type, action, published, received_at, record, raw, user_id) ",
             );
@@ -287,12 +281,7 @@ impl SqliteStore {
                     .push_bind(c.user_id.as_deref());
             });
             q.push(" ON CONFLICT (org, event_id) DO NOTHING RETURNING event_id");
-            let rows = q
-                .build()
-                .persistent(false)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(write_error)?;
+            let rows = q.build().fetch_all(&mut *tx).await.map_err(write_error)?;
             for r in rows {
                 inserted.insert(r.try_get::<String, _>(0).map_err(write_error)?);
             }
@@ -307,7 +296,7 @@ impl SqliteStore {
                 committed.duplicates += 1;
             }
         }
-        for chunk in outbox.chunks(OUTBOX_ROWS_PER_STATEMENT) {
+        for chunk in shaped(&outbox, OUTBOX_ROWS_PER_STATEMENT) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO outbox (org, event_id, destination, state, next_attempt_at, created_at) ",
             );
@@ -320,11 +309,7 @@ impl SqliteStore {
                     .push_bind(now_ms);
             });
             q.push(" ON CONFLICT DO NOTHING");
-            q.build()
-                .persistent(false)
-                .execute(&mut *tx)
-                .await
-                .map_err(write_error)?;
+            q.build().execute(&mut *tx).await.map_err(write_error)?;
         }
         for c in &batch.context {
             sqlx::query(
@@ -340,7 +325,7 @@ impl SqliteStore {
             .await
             .map_err(write_error)?;
         }
-        for chunk in batch.signals.chunks(CHANGES_PER_STATEMENT) {
+        for chunk in shaped(&batch.signals, CHANGES_PER_STATEMENT) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO signals (org, uuid, kind, published, body) ",
             );
@@ -352,11 +337,7 @@ impl SqliteStore {
                     .push_bind(&s.body);
             });
             q.push(" ON CONFLICT (org, uuid) DO NOTHING");
-            q.build()
-                .persistent(false)
-                .execute(&mut *tx)
-                .await
-                .map_err(write_error)?;
+            q.build().execute(&mut *tx).await.map_err(write_error)?;
         }
         for r in &batch.rejects {
             sqlx::query(
@@ -442,8 +423,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_polls(&self, polls: &[Polled]) -> Result<(), StoreError> {
-        let statements = polls
-            .chunks(CHANGES_PER_STATEMENT)
+        let statements = shaped(polls, CHANGES_PER_STATEMENT)
             .map(|chunk| {
                 let mut q = QueryBuilder::<Sqlite>::new(
                     "INSERT INTO sources (org, source, position, events_seen, updated_at) ",
@@ -666,7 +646,7 @@ impl Store for SqliteStore {
             );
             q.push_bind(ms(now)).push(" WHERE id IN (");
             let mut list = q.separated(", ");
-            for id in chunk {
+            for id in padded(chunk) {
                 list.push_bind(*id);
             }
             q.push(")");
@@ -751,16 +731,11 @@ impl Store for SqliteStore {
                 .push(" AND o.state = 'pending'");
             q.push(" AND c.user_id IN (");
             let mut list = q.separated(", ");
-            for id in chunk {
+            for id in padded(chunk) {
                 list.push_bind(id);
             }
             q.push(") ORDER BY c.received_at, o.id");
-            let rows = q
-                .build()
-                .persistent(false)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(other)?;
+            let rows = q.build().fetch_all(&self.pool).await.map_err(other)?;
             for r in rows {
                 let user: String = r.get(9);
                 out.entry(user).or_default().push(due_row(r));
@@ -791,16 +766,11 @@ impl Store for SqliteStore {
                 .push_bind(ms(to))
                 .push(" AND user_id IN (");
             let mut list = q.separated(", ");
-            for id in chunk {
+            for id in padded(chunk) {
                 list.push_bind(id);
             }
             q.push(")");
-            let rows = q
-                .build()
-                .persistent(false)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(other)?;
+            let rows = q.build().fetch_all(&self.pool).await.map_err(other)?;
             out.extend(rows.into_iter().map(|r| r.get::<String, _>(0)));
         }
         Ok(out)
@@ -843,8 +813,7 @@ impl Store for SqliteStore {
             q
         };
         self.atomically(
-            addresses
-                .chunks(CHANGES_PER_STATEMENT)
+            shaped(addresses, CHANGES_PER_STATEMENT)
                 .map(upsert)
                 .collect(),
         )
@@ -1013,15 +982,11 @@ impl Store for SqliteStore {
             let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM signals WHERE org = ");
             q.push_bind(org).push(" AND id IN (");
             let mut list = q.separated(", ");
-            for id in chunk {
+            for id in padded(chunk) {
                 list.push_bind(*id);
             }
             q.push(")");
-            q.build()
-                .persistent(false)
-                .execute(&mut *tx)
-                .await
-                .map_err(write_error)?;
+            q.build().execute(&mut *tx).await.map_err(write_error)?;
         }
         let mut new = 0;
         for n in findings {
@@ -1068,16 +1033,11 @@ impl Store for SqliteStore {
             );
             q.push_bind(org).push(" AND e.event_id IN (");
             let mut list = q.separated(", ");
-            for id in chunk {
+            for id in padded(chunk) {
                 list.push_bind(id);
             }
             q.push(")");
-            let rows = q
-                .build()
-                .persistent(false)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(other)?;
+            let rows = q.build().fetch_all(&self.pool).await.map_err(other)?;
             for r in rows {
                 let text: String = r.get(1);
                 let f: Finding = serde_json::from_str(&text)
