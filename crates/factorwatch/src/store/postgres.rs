@@ -13,8 +13,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::sql::{
-    CHANGES_PER_STATEMENT, IDS_PER_STATEMENT, OUTBOX_ROWS_PER_STATEMENT, REPORT_COLUMNS, due_row,
-    due_select, from_ms, ms, other, parse_time, report_row, write_error,
+    CHANGES_PER_STATEMENT, IDS_PER_STATEMENT, OUTBOX_ROWS_PER_STATEMENT, REPORT_COLUMNS,
+    STATEMENT_CACHE, due_row, due_select, from_ms, ms, other, padded, parse_time, report_row,
+    shaped, write_error,
 };
 use super::{
     Batch, Committed, DeadLetter, Delivery, Due, Fence, ItemKind, JournalEntry, LeaseState,
@@ -113,8 +114,10 @@ impl PgStore {
         };
         let mut options: PgConnectOptions = c
             .url
-            .parse()
-            .map_err(|e: sqlx::Error| open_error(e.to_string()))?;
+            .parse::<PgConnectOptions>()
+            .map_err(|e: sqlx::Error| open_error(e.to_string()))?
+            // Every shape of the multi-row statements (`sql::shaped`) stays prepared.
+            .statement_cache_capacity(STATEMENT_CACHE);
         if let Some(p) = &c.password {
             options = options.password(p.expose());
         }
@@ -300,7 +303,7 @@ impl PgStore {
         // Multi-row statements: one round trip to SQLite's thread per few hundred changes, not
         // one per row (that hand-off, not SQLite, was the cost).
         let mut inserted: HashSet<String> = HashSet::new();
-        for chunk in batch.changes.chunks(CHANGES_PER_STATEMENT) {
+        for chunk in shaped(&batch.changes, CHANGES_PER_STATEMENT) {
             let mut q = QueryBuilder::<Postgres>::new(
                 "INSERT INTO changes (org, event_id, event_type, action, published, received_at, record, raw, user_id) ",
             );
@@ -316,12 +319,7 @@ impl PgStore {
                     .push_bind(c.user_id.as_deref());
             });
             q.push(" ON CONFLICT (org, event_id) DO NOTHING RETURNING event_id");
-            let rows = q
-                .build()
-                .persistent(false)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(write_error)?;
+            let rows = q.build().fetch_all(&mut *tx).await.map_err(write_error)?;
             for r in rows {
                 inserted.insert(r.try_get::<String, _>(0).map_err(write_error)?);
             }
@@ -336,7 +334,7 @@ impl PgStore {
                 committed.duplicates += 1;
             }
         }
-        for chunk in outbox.chunks(OUTBOX_ROWS_PER_STATEMENT) {
+        for chunk in shaped(&outbox, OUTBOX_ROWS_PER_STATEMENT) {
             let mut q = QueryBuilder::<Postgres>::new(
                 "INSERT INTO outbox (org, event_id, destination, state, next_attempt_at, created_at) ",
             );
@@ -349,11 +347,7 @@ impl PgStore {
                     .push_bind(now_ms);
             });
             q.push(" ON CONFLICT DO NOTHING");
-            q.build()
-                .persistent(false)
-                .execute(&mut *tx)
-                .await
-                .map_err(write_error)?;
+            q.build().execute(&mut *tx).await.map_err(write_error)?;
         }
         for c in &batch.context {
             sqlx::query(
@@ -369,7 +363,7 @@ impl PgStore {
             .await
             .map_err(write_error)?;
         }
-        for chunk in batch.signals.chunks(CHANGES_PER_STATEMENT) {
+        for chunk in shaped(&batch.signals, CHANGES_PER_STATEMENT) {
             let mut q = QueryBuilder::<Postgres>::new(
                 "INSERT INTO signals (org, uuid, kind, published, body) ",
             );
@@ -381,11 +375,7 @@ impl PgStore {
                     .push_bind(&s.body);
             });
             q.push(" ON CONFLICT (org, uuid) DO NOTHING");
-            q.build()
-                .persistent(false)
-                .execute(&mut *tx)
-                .await
-                .map_err(write_error)?;
+            q.build().execute(&mut *tx).await.map_err(write_error)?;
         }
         for r in &batch.rejects {
             sqlx::query(
@@ -475,7 +465,7 @@ impl Store for PgStore {
             return Ok(());
         }
         let mut tx = self.pool.begin().await.map_err(write_error)?;
-        for chunk in polls.chunks(CHANGES_PER_STATEMENT) {
+        for chunk in shaped(polls, CHANGES_PER_STATEMENT) {
             let mut q = QueryBuilder::<Postgres>::new(
                 "INSERT INTO sources (org, source, position, events_seen, updated_at) ",
             );
@@ -489,11 +479,7 @@ impl Store for PgStore {
             q.push(
                 " ON CONFLICT (org, source) DO UPDATE SET updated_at = GREATEST(sources.updated_at, EXCLUDED.updated_at)",
             );
-            q.build()
-                .persistent(false)
-                .execute(&mut *tx)
-                .await
-                .map_err(write_error)?;
+            q.build().execute(&mut *tx).await.map_err(write_error)?;
         }
         tx.commit().await.map_err(write_error)
     }
@@ -745,15 +731,11 @@ impl Store for PgStore {
             );
             q.push_bind(ms(now)).push(" WHERE id IN (");
             let mut list = q.separated(", ");
-            for id in chunk {
+            for id in padded(chunk) {
                 list.push_bind(*id);
             }
             q.push(")");
-            q.build()
-                .persistent(false)
-                .execute(&mut *tx)
-                .await
-                .map_err(write_error)?;
+            q.build().execute(&mut *tx).await.map_err(write_error)?;
         }
         tx.commit().await.map_err(write_error)
     }
@@ -838,16 +820,11 @@ impl Store for PgStore {
                 .push(")");
             q.push(" AND c.user_id IN (");
             let mut list = q.separated(", ");
-            for id in chunk {
+            for id in padded(chunk) {
                 list.push_bind(id);
             }
             q.push(") ORDER BY c.received_at, o.id");
-            let rows = q
-                .build()
-                .persistent(false)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(other)?;
+            let rows = q.build().fetch_all(&self.pool).await.map_err(other)?;
             for r in rows {
                 let user: String = r.get(9);
                 out.entry(user).or_default().push(due_row(r));
@@ -878,16 +855,11 @@ impl Store for PgStore {
                 .push_bind(ms(to))
                 .push(" AND user_id IN (");
             let mut list = q.separated(", ");
-            for id in chunk {
+            for id in padded(chunk) {
                 list.push_bind(id);
             }
             q.push(")");
-            let rows = q
-                .build()
-                .persistent(false)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(other)?;
+            let rows = q.build().fetch_all(&self.pool).await.map_err(other)?;
             out.extend(rows.into_iter().map(|r| r.get::<String, _>(0)));
         }
         Ok(out)
@@ -1096,15 +1068,11 @@ impl Store for PgStore {
             let mut q = QueryBuilder::<Postgres>::new("DELETE FROM signals WHERE org = ");
             q.push_bind(org).push(" AND id IN (");
             let mut list = q.separated(", ");
-            for id in chunk {
+            for id in padded(chunk) {
                 list.push_bind(*id);
             }
             q.push(")");
-            q.build()
-                .persistent(false)
-                .execute(&mut *tx)
-                .await
-                .map_err(write_error)?;
+            q.build().execute(&mut *tx).await.map_err(write_error)?;
         }
         let mut new = 0;
         for n in findings {
@@ -1151,16 +1119,11 @@ impl Store for PgStore {
             );
             q.push_bind(org).push(" AND e.event_id IN (");
             let mut list = q.separated(", ");
-            for id in chunk {
+            for id in padded(chunk) {
                 list.push_bind(id);
             }
             q.push(")");
-            let rows = q
-                .build()
-                .persistent(false)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(other)?;
+            let rows = q.build().fetch_all(&self.pool).await.map_err(other)?;
             for r in rows {
                 let text: String = r.get(1);
                 let f: Finding = serde_json::from_str(&text)

@@ -47,7 +47,7 @@ pub(super) fn padded<T>(items: &[T]) -> impl Iterator<Item = &T> {
         .chain(std::iter::repeat_n(items.last(), pad).flatten())
 }
 
-/// Statements kept prepared per SQLite connection: every shape of every multi-row statement
+/// Statements kept prepared per connection: every shape of every multi-row statement
 /// ([`shaped`]: 11 per statement) and the fixed ones, with room.
 pub(super) const STATEMENT_CACHE: usize = 256;
 
