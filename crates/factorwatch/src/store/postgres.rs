@@ -300,8 +300,8 @@ impl PgStore {
             }
         }
         let mut committed = Committed::default();
-        // Multi-row statements: one round trip to SQLite's thread per few hundred changes, not
-        // one per row (that hand-off, not SQLite, was the cost).
+        // Multi-row statements: one round trip to the server per few hundred changes, not one
+        // per row.
         let mut inserted: HashSet<String> = HashSet::new();
         for chunk in shaped(&batch.changes, CHANGES_PER_STATEMENT) {
             let mut q = QueryBuilder::<Postgres>::new(
