@@ -1397,3 +1397,91 @@ fn sim_poller(
         fence: None,
     }
 }
+
+/// The System Log polls okta-sim answered, in order: (connection's client address, body bytes).
+async fn log_polls(sim: &common::Sim) -> Vec<(String, u64)> {
+    sim.polls()
+        .await
+        .iter()
+        .filter(|p| p["path"] == "/api/v1/logs")
+        .map(|p| {
+            (
+                p["peer"].as_str().unwrap_or_default().to_owned(),
+                p["bytes"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// A caught-up org polled every 700 ms: far past the 250 ms a paging connection stays open.
+async fn caught_up_daemon(sim: &common::Sim, dir: &std::path::Path) -> Daemon {
+    sim.users(2).await;
+    let events: Vec<_> = (0..3)
+        .map(|i| common::mfa_event(&format!("k{i}"), i, 2))
+        .collect();
+    sim.control("/sim/events", json!(events)).await;
+    let mut config = common::config(dir, &sim.base, false);
+    config.orgs[0].system_log.interval = Duration::from_millis(700);
+    let d = Daemon::start(&config, &common::env).await.unwrap();
+    delivered(&d, 3).await;
+    d
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn caught_up_polls_go_on_one_connection_kept_between_them() {
+    let sim = common::sim(RateLimits::default()).await;
+    let dir = tempdir("kept");
+    let d = caught_up_daemon(&sim, &dir).await;
+    let before = log_polls(&sim).await.len();
+    common::eventually(30, "four more polls", async || {
+        log_polls(&sim).await.len() >= before + 4
+    })
+    .await;
+    let polls = log_polls(&sim).await;
+    let last: HashSet<_> = polls[polls.len() - 3..].iter().map(|p| &p.0).collect();
+    assert_eq!(last.len(), 1, "one connection for the polls: {polls:?}");
+    assert!(
+        polls[before..].iter().all(|p| p.1 < 100),
+        "nothing new: {polls:?}"
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_answer_moves_the_polls_off_the_kept_connection() {
+    let sim = common::sim(RateLimits::default()).await;
+    let dir = tempdir("unkept");
+    let d = caught_up_daemon(&sim, &dir).await;
+    let settled = log_polls(&sim).await.len() + 2;
+    common::eventually(30, "two more polls", async || {
+        log_polls(&sim).await.len() >= settled
+    })
+    .await;
+    // A burst: the next poll after the wait answers it all (well over KEPT_ANSWER).
+    let burst: Vec<_> = (3..43)
+        .map(|i| common::mfa_event(&format!("k{i}"), i, 2))
+        .collect();
+    sim.control("/sim/events", json!(burst)).await;
+    delivered(&d, 43).await;
+    let large = log_polls(&sim)
+        .await
+        .iter()
+        .position(|p| p.1 as usize > factorwatch::okta::client::KEPT_ANSWER)
+        .expect("one answer carried the burst");
+    common::eventually(30, "four polls after the burst", async || {
+        log_polls(&sim).await.len() >= large + 5
+    })
+    .await;
+    let polls = log_polls(&sim).await;
+    let kept = &polls[large].0;
+    assert_eq!(
+        &polls[large - 1].0,
+        kept,
+        "the burst came on the kept connection: {polls:?}"
+    );
+    assert!(
+        polls[large + 1..].iter().all(|p| &p.0 != kept),
+        "no poll goes on the connection that carried the burst: {polls:?}"
+    );
+    d.stop().await;
+}

@@ -91,7 +91,13 @@ impl<S: Store> Poller<S> {
         // The next page is fetched while this one is classified and committed, so Okta's answer
         // time and factorwatch's work overlap instead of adding up. Each page is still fetched
         // once, in order, and committed only after the one before it.
-        let mut fetch = Prefetch::start(&self.client, &url, &self.signals.pages);
+        let mut fetch = Prefetch::start(&self.client, &url, &self.signals.pages, false);
+        // Whether the page being fetched is a poll after a wait, and until when such polls stay
+        // off the connections kept between polls: a connection keeps the buffers its largest
+        // answer grew, so after an answer larger than KEPT_ANSWER the polls go on short-lived
+        // connections until the kept one has closed unused (then a fresh one is kept).
+        let mut waited = false;
+        let mut unkept_until: Option<tokio::time::Instant> = None;
         // Pages read but not yet committed, merged into one batch with the last page's cursor,
         // and when the first was read: a page holding a few rows costs a transaction (and a
         // sync) as dear as a full one, so catching up with an org whose MFA changes are sparse
@@ -119,6 +125,13 @@ impl<S: Store> Poller<S> {
             let outcome = match page {
                 Err(e) => Err((e.to_string(), !e.is_transient())),
                 Ok(page) => {
+                    if std::mem::take(&mut waited)
+                        && page.body.len() > crate::okta::client::KEPT_ANSWER
+                    {
+                        unkept_until = Some(
+                            tokio::time::Instant::now() + crate::okta::client::OKTA_POLL_CONNECTION,
+                        );
+                    }
                     let next = page.next.unwrap_or_else(|| url.clone());
                     match self
                         .ingest
@@ -156,14 +169,15 @@ impl<S: Store> Poller<S> {
                     if pause(&mut shutdown, wait).await {
                         return Ended::Stopped;
                     }
-                    fetch = Prefetch::start(&self.client, &url, &self.signals.pages);
+                    waited = false;
+                    fetch = Prefetch::start(&self.client, &url, &self.signals.pages, false);
                     continue;
                 }
             };
             failures = 0;
             let caught_up = batch.events_seen == 0;
             if !caught_up {
-                fetch = Prefetch::start(&self.client, &next, &self.signals.pages);
+                fetch = Prefetch::start(&self.client, &next, &self.signals.pages, false);
             }
             let (batch, first_read) = match pending.take() {
                 Some((mut merged, at)) => {
@@ -237,7 +251,9 @@ impl<S: Store> Poller<S> {
                 if pause(&mut shutdown, wait).await {
                     return Ended::Stopped;
                 }
-                fetch = Prefetch::start(&self.client, &url, &self.signals.pages);
+                waited = true;
+                let kept = unkept_until.is_none_or(|t| tokio::time::Instant::now() >= t);
+                fetch = Prefetch::start(&self.client, &url, &self.signals.pages, kept);
             }
         }
     }
@@ -301,12 +317,18 @@ const COMMIT_WITHIN: Duration = Duration::from_millis(500);
 struct Prefetch(tokio::task::JoinHandle<(Result<Page, ClientError>, Option<OwnedSemaphorePermit>)>);
 
 impl Prefetch {
-    fn start(client: &Arc<OktaClient>, url: &str, pages: &Arc<Semaphore>) -> Prefetch {
+    /// `kept`: on a connection kept between polls.
+    fn start(client: &Arc<OktaClient>, url: &str, pages: &Arc<Semaphore>, kept: bool) -> Prefetch {
         let (client, url, pages) = (client.clone(), url.to_owned(), pages.clone());
         Prefetch(tokio::spawn(async move {
             // The semaphore is never closed; were it, the page is fetched all the same.
             let held = pages.acquire_owned().await.ok();
-            (client.get_page(&url).await, held)
+            let page = if kept {
+                client.poll_page(&url).await
+            } else {
+                client.get_page(&url).await
+            };
+            (page, held)
         }))
     }
 

@@ -284,7 +284,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let sender = tokio::spawn(hook_sender::run(org.clone()));
-    let result = axum::serve(listener, router(org))
+    let app = router(org).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     sender.abort();

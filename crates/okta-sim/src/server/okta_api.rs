@@ -117,6 +117,11 @@ async fn gate(State(org): State<Arc<Org>>, mut request: Request, next: Next) -> 
     };
 
     let asked_at = org.now();
+    // The client's address: which connection carried the request (kept or new).
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.to_string());
     let agent = request
         .headers()
         .get(header::USER_AGENT)
@@ -180,6 +185,8 @@ async fn gate(State(org): State<Arc<Org>>, mut request: Request, next: Next) -> 
             "path": path,
             "query": query.trim_start_matches('?'),
             "user_agent": agent,
+            "peer": peer,
+            "bytes": axum::body::HttpBody::size_hint(response.body()).exact(),
             "start_ms": asked_at.timestamp_millis(),
             "end_ms": org.now().timestamp_millis(),
             "status": response.status().as_u16(),

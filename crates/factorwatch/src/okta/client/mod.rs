@@ -113,11 +113,13 @@ pub const MAX_BODY: usize = 32 << 20;
 
 pub struct OktaClient {
     http: reqwest::Client,
+    /// For a poller's polls after a wait (see [`OKTA_POLL_CONNECTION`]).
+    polls: reqwest::Client,
     base: String,
     /// The org's origin: the only place requests go.
     origin: reqwest::Url,
-    /// The org's name in metrics (its configured name; the URL if none).
-    name: String,
+    /// The org's metrics, under its configured name (the URL if none).
+    metrics: crate::telemetry::OktaMetrics,
     credentials: Credentials,
     policy: RetryPolicy,
     /// The last rate-limit reading per bucket.
@@ -147,8 +149,22 @@ struct ErrorBody {
 /// has carried a page holds a few tens of KiB (its buffers grown to the page): an MSSP's
 /// thousands of orgs catching up together kept one per org for all its idle time (with 2 s, the
 /// catch-up peak of 2,000 orgs was twice today's). The cost is a new connection (TCP, and a TLS
-/// handshake) per org per poll.
+/// handshake) per org per poll — unless the poll follows a wait: see [`OKTA_POLL_CONNECTION`].
 const OKTA_IDLE_CONNECTION: Duration = Duration::from_millis(250);
+
+/// How long a connection used for the polls that follow a wait is kept open unused: longer than
+/// the default 15 s between polls, so a caught-up poller sends its next poll on the same
+/// connection. A new connection per poll was a fifth of an MSSP's idle CPU with 2,000 orgs on
+/// loopback (`connect`, `socket`, `shutdown`; `scripts/bench/many-orgs.sh`), and against Okta
+/// it is a TLS handshake per org per poll. Such a connection carries only answers up to
+/// [`KEPT_ANSWER`] (a poller goes back to the short-lived connections after a larger one), so it
+/// holds little: its buffers grow to the largest answer it carried.
+pub const OKTA_POLL_CONNECTION: Duration = Duration::from_secs(90);
+
+/// The largest answer a kept connection goes on carrying (see [`OKTA_POLL_CONNECTION`]): an idle
+/// org answers `[]`, a quiet one a few events. After a larger one the poller leaves kept
+/// connections alone until that one has closed.
+pub const KEPT_ANSWER: usize = 16 << 10;
 
 /// Okta's client: no redirects, each request sets its own timeout, idle connections closed.
 fn builder() -> reqwest::ClientBuilder {
@@ -156,22 +172,44 @@ fn builder() -> reqwest::ClientBuilder {
         .pool_idle_timeout(OKTA_IDLE_CONNECTION)
 }
 
-/// The HTTP client Okta requests go through: no redirects; each request sets its own timeout.
-pub fn http_client() -> reqwest::Client {
-    builder().build().unwrap_or_default()
+/// The HTTP clients Okta requests go through: one whose connections close soon after use, and
+/// one whose connections are kept between a caught-up poller's polls.
+#[derive(Clone, Debug)]
+pub struct Http {
+    pub requests: reqwest::Client,
+    pub polls: reqwest::Client,
+}
+
+impl Http {
+    fn build(user_agent: Option<String>) -> Http {
+        let make = |b: reqwest::ClientBuilder| {
+            match &user_agent {
+                Some(ua) => b.user_agent(ua),
+                None => b,
+            }
+            .build()
+            .unwrap_or_default()
+        };
+        Http {
+            requests: make(builder()),
+            polls: make(builder().pool_idle_timeout(OKTA_POLL_CONNECTION)),
+        }
+    }
+}
+
+/// The HTTP clients Okta requests go through: no redirects; each request sets its own timeout.
+pub fn http_client() -> Http {
+    Http::build(None)
 }
 
 /// [`http_client`] for one of several replicas: its name rides in the `User-Agent`, so Okta's
 /// System Log (`client.userAgent`) and the simulator say which replica asked.
-pub fn http_client_for(replica: &str) -> reqwest::Client {
-    builder()
-        .user_agent(format!(
-            "factorwatch/{} replica/{}",
-            env!("CARGO_PKG_VERSION"),
-            crate::untrusted::identifier(replica, 80)
-        ))
-        .build()
-        .unwrap_or_default()
+pub fn http_client_for(replica: &str) -> Http {
+    Http::build(Some(format!(
+        "factorwatch/{} replica/{}",
+        env!("CARGO_PKG_VERSION"),
+        crate::untrusted::identifier(replica, 80)
+    )))
 }
 
 /// Which rate-limit bucket a path falls in (Okta's table, API-NOTES §7).
@@ -192,7 +230,7 @@ impl OktaClient {
     /// configuration names (an API token — `OKTA_API_TOKEN` unless it says otherwise — or an
     /// OAuth service app).
     pub fn for_org(
-        http: reqwest::Client,
+        http: Http,
         org: &crate::config::OrgConfig,
         env: &(dyn Fn(&str) -> Option<String> + Sync),
         policy: RetryPolicy,
@@ -254,7 +292,7 @@ impl OktaClient {
     /// A client on a shared HTTP client (its connection pool and TLS setup): one process
     /// watching many orgs keeps one of those, not one per org.
     pub fn with_http(
-        http: reqwest::Client,
+        http: Http,
         base: &str,
         credentials: Credentials,
         policy: RetryPolicy,
@@ -264,8 +302,9 @@ impl OktaClient {
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
             .ok_or_else(|| ClientError::BadBase(base.to_owned()))?;
         Ok(OktaClient {
-            http,
-            name: base.trim_end_matches('/').to_owned(),
+            http: http.requests,
+            polls: http.polls,
+            metrics: crate::telemetry::OktaMetrics::new(base.trim_end_matches('/')),
             base: base.trim_end_matches('/').to_owned(),
             origin,
             credentials,
@@ -276,7 +315,7 @@ impl OktaClient {
 
     /// Names the org in metrics.
     pub fn named(mut self, name: &str) -> OktaClient {
-        name.clone_into(&mut self.name);
+        self.metrics = crate::telemetry::OktaMetrics::new(name);
         self
     }
 
@@ -347,6 +386,12 @@ impl OktaClient {
         self.send(Req::Get, url, false).await
     }
 
+    /// [`OktaClient::get_page`] for a caught-up poller's poll after its wait: on a connection
+    /// kept open between polls (see [`OKTA_POLL_CONNECTION`]).
+    pub async fn poll_page(&self, url: &str) -> Result<Page, ClientError> {
+        self.send(Req::Poll, url, false).await
+    }
+
     /// POSTs a JSON `body`: 429s are waited out like any request, but a failure is not retried
     /// (a repeated POST could create a second object).
     pub async fn post(&self, url: &str, body: &str) -> Result<Page, ClientError> {
@@ -366,7 +411,7 @@ impl OktaClient {
 
     /// `check` refuses a 2xx body that is not complete JSON (an empty 204 is fine).
     async fn send(&self, req: Req<'_>, url: &str, check: bool) -> Result<Page, ClientError> {
-        let attempts = if matches!(req, Req::Get) {
+        let attempts = if matches!(req, Req::Get | Req::Poll) {
             self.policy.attempts
         } else {
             1
@@ -425,13 +470,8 @@ impl OktaClient {
                     next,
                 }) => {
                     last_request_id = request_id;
-                    crate::telemetry::okta_response(
-                        &self.name,
-                        bucket,
-                        status,
-                        reading.remaining,
-                        reading.limit,
-                    );
+                    self.metrics
+                        .response(bucket, status, reading.remaining, reading.limit);
                     self.readings.lock().await.insert(bucket, reading);
                     match status {
                         200..=299 => {
@@ -506,7 +546,7 @@ impl OktaClient {
         retry_for: Option<&str>,
     ) -> Result<Attempt, ClientError> {
         let method = match req {
-            Req::Get => "GET",
+            Req::Get | Req::Poll => "GET",
             Req::Post(_) => "POST",
             Req::Put(_) => "PUT",
             Req::Delete => "DELETE",
@@ -528,6 +568,7 @@ impl OktaClient {
                 .body(b.to_owned()),
             Req::Delete => self.http.delete(url.clone()),
             Req::Get => self.http.get(url.clone()),
+            Req::Poll => self.polls.get(url.clone()),
         };
         let mut request = request
             .header("Accept", "application/json")
@@ -619,6 +660,8 @@ impl OktaClient {
 #[derive(Debug, Clone, Copy)]
 enum Req<'a> {
     Get,
+    /// A GET on a connection kept between polls.
+    Poll,
     Post(&'a str),
     Put(&'a str),
     Delete,
