@@ -19,7 +19,7 @@ cargo build -q --release -p factorwatch -p okta-sim
 echo "generating $ORGS orgs × $EVENTS events in okta-sim…" >&2
 ./target/release/okta-sim --token bench --orgs "$ORGS" --scenario steady --events "$EVENTS" \
   --rate "$RATE" --backlog-hours 24 --seed 7 > "$work/sim.out" &
-until [ "$(grep -c listening "$work/sim.out" 2>/dev/null)" -ge "$ORGS" ]; do sleep 0.5; done
+until [ "$(cat "$work/sim.out" 2>/dev/null | grep -c listening)" -ge "$ORGS" ]; do sleep 0.5; done
 
 {
   echo "[store]"
