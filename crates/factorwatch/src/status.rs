@@ -37,12 +37,29 @@ fn age(d: Option<Duration>) -> String {
     }
 }
 
-/// One line for a person: what was read, found and delivered, and the lag.
+/// One line for a person: what was read (per source, summed over the orgs: an MSSP's line
+/// listed one unnamed figure per org), found and delivered, and the lag.
 pub fn summary(stats: &Stats, now: DateTime<Utc>) -> String {
-    let read: Vec<String> = stats
-        .sources
+    let mut sources: Vec<(&str, u64, usize)> = Vec::new();
+    for s in &stats.sources {
+        match sources.iter_mut().find(|(name, ..)| *name == s.source) {
+            Some((_, seen, orgs)) => {
+                *seen += s.events_seen;
+                *orgs += 1;
+            }
+            None => sources.push((&s.source, s.events_seen, 1)),
+        }
+    }
+    let read: Vec<String> = sources
         .iter()
-        .map(|s| format!("{} {}", s.source.replace('_', " "), s.events_seen))
+        .map(|(source, seen, orgs)| {
+            let source = source.replace('_', " ");
+            if *orgs > 1 {
+                format!("{source} {seen} ({orgs} orgs)")
+            } else {
+                format!("{source} {seen}")
+            }
+        })
         .collect();
     let outbox: Vec<String> = stats
         .outbox
@@ -276,6 +293,17 @@ mod tests {
             "{line}"
         );
         assert!(summary(&Stats::default(), now).contains("newest event none"));
+        let mut many = stats.clone();
+        many.sources.push(SourceState {
+            org: "p".into(),
+            events_seen: 5,
+            ..stats.sources[0].clone()
+        });
+        let line = summary(&many, now);
+        assert!(
+            line.contains("events read: system log 15 (2 orgs), event hook 4 |"),
+            "summed per source over the orgs: {line}"
+        );
         let text = prometheus(&stats, now, Some(Duration::seconds(1)));
         assert!(text.contains("factorwatch_changes 3\n"));
         assert!(text.contains("factorwatch_findings 1\n"));
