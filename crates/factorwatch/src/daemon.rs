@@ -44,6 +44,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Org(#[from] OrgClientError),
+    #[error(transparent)]
+    Okta(#[from] crate::okta::client::ClientError),
     #[error("cannot listen on {addr}: {detail}")]
     Listen { addr: SocketAddr, detail: String },
     #[error("sink {name}: {source}")]
@@ -336,9 +338,9 @@ impl Daemon {
         once: bool,
     ) -> Result<OrgParts, StartError> {
         let http = if self.store.shared() {
-            crate::okta::client::http_client_for(self.store.replica())
+            crate::okta::client::http_client_for(self.store.replica())?
         } else {
-            crate::okta::client::http_client()
+            crate::okta::client::http_client()?
         };
         let mut enrichers = HashMap::new();
         let mut clients = HashMap::new();

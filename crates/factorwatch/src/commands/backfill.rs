@@ -119,7 +119,7 @@ pub async fn run<S: Store>(
     }
     let org = crate::commands::okta::org(config, &options.org)?;
     let client = OktaClient::for_org(
-        crate::okta::client::http_client(),
+        crate::okta::client::http_client()?,
         org,
         env,
         RetryPolicy::default(),

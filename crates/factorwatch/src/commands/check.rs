@@ -55,9 +55,13 @@ pub async fn run(config: &Config, env: &(dyn Fn(&str) -> Option<String> + Sync))
             attempts: 2,
             ..RetryPolicy::default()
         };
-        let client = OktaClient::for_org(crate::okta::client::http_client(), org, env, policy);
+        let client = crate::okta::client::http_client()
+            .map_err(|e| Unhealthy(e.to_string()))
+            .and_then(|http| {
+                OktaClient::for_org(http, org, env, policy).map_err(|e| Unhealthy(e.to_string()))
+            });
         let result = match client {
-            Err(e) => Err(Unhealthy(e.to_string())),
+            Err(e) => Err(e),
             Ok(client) => {
                 // One cheap request of the kind the poller makes.
                 let filter = format!("eventType eq \"{}\"", crate::okta::catalog::CATALOG[0].name);

@@ -103,7 +103,10 @@ pub async fn run(
         }
     };
     // Registered as an admin would: Okta verifies it, then delivers.
-    let registered = reqwest::Client::new()
+    let http = crate::http::client::builder(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| CommandError::Answer(format!("cannot build an HTTP client: {e}")))?;
+    let registered = http
         .post(format!("{base}/sim/hooks"))
         .header("Content-Type", "application/json")
         .body(serde_json::json!({ "url": hook_url, "auth_header": { "name": "Authorization", "value": hook_secret },

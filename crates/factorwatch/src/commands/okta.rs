@@ -60,7 +60,7 @@ fn client(
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<OktaClient, CommandError> {
     Ok(OktaClient::for_org(
-        crate::okta::client::http_client(),
+        crate::okta::client::http_client()?,
         org,
         env,
         RetryPolicy::default(),

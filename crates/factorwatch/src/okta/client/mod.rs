@@ -58,6 +58,10 @@ pub enum ClientError {
     TooLarge { limit: usize },
     #[error("the org's url {0:?} is not an absolute http(s) URL")]
     BadBase(String),
+    /// The HTTP client could not be built (its TLS backend, its `User-Agent`): nothing is sent
+    /// rather than through a client without the timeouts and the no-redirect policy.
+    #[error("cannot build the HTTP client for Okta: {0}")]
+    Setup(String),
 }
 
 impl ClientError {
@@ -70,7 +74,8 @@ impl ClientError {
             | ClientError::ForeignUrl { .. }
             | ClientError::Redirect { .. }
             | ClientError::TooLarge { .. }
-            | ClientError::BadBase(_) => false,
+            | ClientError::BadBase(_)
+            | ClientError::Setup(_) => false,
         }
     }
 }
@@ -181,30 +186,32 @@ pub struct Http {
 }
 
 impl Http {
-    fn build(user_agent: Option<String>) -> Http {
+    fn build(user_agent: Option<String>) -> Result<Http, ClientError> {
+        // A failed build is an error, never a fallback: `reqwest::Client::default()` would
+        // follow redirects, wait on Okta for ever, and panic on the same TLS failure.
         let make = |b: reqwest::ClientBuilder| {
             match &user_agent {
                 Some(ua) => b.user_agent(ua),
                 None => b,
             }
             .build()
-            .unwrap_or_default()
+            .map_err(|e| ClientError::Setup(e.to_string()))
         };
-        Http {
-            requests: make(builder()),
-            polls: make(builder().pool_idle_timeout(OKTA_POLL_CONNECTION)),
-        }
+        Ok(Http {
+            requests: make(builder())?,
+            polls: make(builder().pool_idle_timeout(OKTA_POLL_CONNECTION))?,
+        })
     }
 }
 
 /// The HTTP clients Okta requests go through: no redirects; each request sets its own timeout.
-pub fn http_client() -> Http {
+pub fn http_client() -> Result<Http, ClientError> {
     Http::build(None)
 }
 
 /// [`http_client`] for one of several replicas: its name rides in the `User-Agent`, so Okta's
 /// System Log (`client.userAgent`) and the simulator say which replica asked.
-pub fn http_client_for(replica: &str) -> Http {
+pub fn http_client_for(replica: &str) -> Result<Http, ClientError> {
     Http::build(Some(format!(
         "factorwatch/{} replica/{}",
         env!("CARGO_PKG_VERSION"),
@@ -286,7 +293,7 @@ impl OktaClient {
         credentials: Credentials,
         policy: RetryPolicy,
     ) -> Result<OktaClient, ClientError> {
-        OktaClient::with_http(http_client(), base, credentials, policy)
+        OktaClient::with_http(http_client()?, base, credentials, policy)
     }
 
     /// A client on a shared HTTP client (its connection pool and TLS setup): one process
@@ -698,4 +705,34 @@ fn okta_summary(body: &str) -> String {
     serde_json::from_str::<ErrorBody>(body)
         .map(|e| crate::http::client::excerpt(&format!("{} {}", e.code, e.summary), 300))
         .unwrap_or_else(|_| crate::http::client::excerpt(body, 200))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_that_cannot_be_built_is_an_error_not_a_default_client() {
+        // A `User-Agent` no header can carry makes reqwest's build fail, as a TLS backend
+        // that cannot start would.
+        let built = Http::build(Some("factorwatch\r\nX-Injected: 1".into()));
+        let Err(e) = built else {
+            panic!("a client was built with an invalid User-Agent");
+        };
+        assert!(matches!(e, ClientError::Setup(_)), "{e:?}");
+        assert!(!e.is_transient());
+        assert!(
+            e.to_string()
+                .starts_with("cannot build the HTTP client for Okta")
+        );
+    }
+
+    #[test]
+    fn a_replica_name_never_breaks_the_client() {
+        // The replica's name rides in the User-Agent: whatever an operator writes there, the
+        // client is built (the name is cut down to a safe identifier).
+        for name in ["replica-1", "a\r\nb", "é ü \u{0} \u{7f}", &"x".repeat(500)] {
+            assert!(http_client_for(name).is_ok(), "{name:?}");
+        }
+    }
 }
