@@ -117,3 +117,74 @@ async fn a_database_newer_than_this_build_is_refused() {
     let e = SqliteStore::open(&path).await.unwrap_err().to_string();
     assert!(e.contains("newer than this factorwatch"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_the_database_passes_over_fails_the_commit_and_moves_no_cursor() {
+    use factorwatch::store::{SourceKind, StoreError};
+    use store_contract::{batch, change};
+    let path = dir("refused").join("fw.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    // A rule the database applies that factorwatch does not know of: the insert of one change is
+    // silently skipped, as `INSERT OR IGNORE` skips a row that breaks a constraint.
+    {
+        use sqlx::ConnectOptions;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "CREATE TRIGGER refuse BEFORE INSERT ON changes WHEN NEW.event_id = 'refused'
+             BEGIN SELECT RAISE(IGNORE); END",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let now = chrono::Utc::now();
+    let refused = store
+        .commit(
+            "acme",
+            &batch(
+                vec![
+                    change("kept", "00u1", &["file"]),
+                    change("refused", "00u2", &["file"]),
+                ],
+                Some("https://acme.okta.com/api/v1/logs?after=2"),
+            ),
+            now,
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::Write { detail }) if detail.contains("1 change(s)")),
+        "{refused:?}"
+    );
+    // Nothing of the batch is stored: the poller fetches the page again.
+    assert_eq!(
+        store.cursor("acme", SourceKind::SystemLog).await.unwrap(),
+        None
+    );
+    assert!(store.due("file", 10, now).await.unwrap().is_empty());
+
+    // A duplicate is not a refusal: stored once, counted as a duplicate the second time.
+    let first = batch(vec![change("kept", "00u1", &["file"])], Some("c1"));
+    assert_eq!(store.commit("acme", &first, now).await.unwrap().new, 1);
+    let again = store
+        .commit(
+            "acme",
+            &batch(vec![change("kept", "00u1", &["file"])], Some("c2")),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!((again.new, again.duplicates), (0, 1));
+    assert_eq!(
+        store
+            .cursor("acme", SourceKind::SystemLog)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("c2")
+    );
+    assert_eq!(store.due("file", 10, now).await.unwrap().len(), 1);
+}

@@ -155,6 +155,42 @@ async fn migrate(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// The changes of a batch that were not inserted must be stored already (duplicates): any other
+/// row `INSERT OR IGNORE` passed over (a constraint it broke) fails the commit, so that no change
+/// is dropped while its batch is reported stored.
+async fn stored_before(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    org: &str,
+    event_ids: Vec<&str>,
+) -> Result<(), StoreError> {
+    let wanted: HashSet<&str> = event_ids.into_iter().collect();
+    let wanted: Vec<&str> = wanted.into_iter().collect();
+    let mut found = 0;
+    for chunk in wanted.chunks(IDS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT count(*) FROM changes WHERE org = ");
+        q.push_bind(org).push(" AND event_id IN (");
+        let mut list = q.separated(", ");
+        for id in padded(chunk) {
+            list.push_bind(*id);
+        }
+        q.push(")");
+        let n: i64 = q
+            .build()
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(write_error)?
+            .try_get(0)
+            .map_err(write_error)?;
+        found += usize::try_from(n).unwrap_or(0);
+    }
+    match wanted.len() - found.min(wanted.len()) {
+        0 => Ok(()),
+        n => Err(StoreError::Write {
+            detail: format!("{n} change(s) of the batch were refused by the database"),
+        }),
+    }
+}
+
 /// Stores a finding with its events and outbox rows, unless it is already stored (false then).
 async fn insert_finding(
     tx: &mut sqlx::Transaction<'_, Sqlite>,
@@ -263,11 +299,16 @@ impl SqliteStore {
         }
         let mut committed = Committed::default();
         // Multi-row statements: one round trip to SQLite's thread per few hundred changes, not
-        // one per row (that hand-off, not SQLite, was the cost).
+        // one per row (that hand-off, not SQLite, was the cost). `OR IGNORE`, not `ON CONFLICT
+        // DO NOTHING`: with the latter a NOT NULL column may still abort the statement halfway,
+        // so SQLite copies every page it touches to a statement journal (a temporary file)
+        // first: twice the writes of the rows themselves. Every NOT NULL column is bound from a
+        // value that cannot be NULL, and a change ignored for any other reason than its
+        // duplicate is caught below.
         let mut inserted: HashSet<String> = HashSet::new();
         for chunk in shaped(&batch.changes, CHANGES_PER_STATEMENT) {
             let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO changes (org, event_id, event_type, action, published, received_at, record, raw, user_id) ",
+                "INSERT OR IGNORE INTO changes (org, event_id, event_type, action, published, received_at, record, raw, user_id) ",
             );
             q.push_values(chunk, |mut row, c| {
                 row.push_bind(org)
@@ -280,7 +321,7 @@ impl SqliteStore {
                     .push_bind(&c.raw)
                     .push_bind(c.user_id.as_deref());
             });
-            q.push(" ON CONFLICT (org, event_id) DO NOTHING RETURNING event_id");
+            q.push(" RETURNING event_id");
             let rows = q.build().fetch_all(&mut *tx).await.map_err(write_error)?;
             for r in rows {
                 inserted.insert(r.try_get::<String, _>(0).map_err(write_error)?);
@@ -288,17 +329,20 @@ impl SqliteStore {
         }
         // Each new change once, even if the batch holds its event twice.
         let mut outbox: Vec<(&str, &Owed)> = Vec::new();
+        let mut not_new: Vec<&str> = Vec::new();
         for c in &batch.changes {
             if inserted.remove(&c.event_id) {
                 committed.new += 1;
                 outbox.extend(c.destinations.iter().map(|d| (c.event_id.as_str(), d)));
             } else {
                 committed.duplicates += 1;
+                not_new.push(&c.event_id);
             }
         }
+        stored_before(&mut tx, org, not_new).await?;
         for chunk in shaped(&outbox, OUTBOX_ROWS_PER_STATEMENT) {
             let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO outbox (org, event_id, destination, state, next_attempt_at, created_at) ",
+                "INSERT OR IGNORE INTO outbox (org, event_id, destination, state, next_attempt_at, created_at) ",
             );
             q.push_values(chunk, |mut row, (event_id, owed)| {
                 row.push_bind(org)
@@ -308,7 +352,6 @@ impl SqliteStore {
                     .push_bind(now_ms.saturating_add(owed.after_ms()))
                     .push_bind(now_ms);
             });
-            q.push(" ON CONFLICT DO NOTHING");
             q.build().execute(&mut *tx).await.map_err(write_error)?;
         }
         for c in &batch.context {
@@ -327,7 +370,7 @@ impl SqliteStore {
         }
         for chunk in shaped(&batch.signals, CHANGES_PER_STATEMENT) {
             let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO signals (org, uuid, kind, published, body) ",
+                "INSERT OR IGNORE INTO signals (org, uuid, kind, published, body) ",
             );
             q.push_values(chunk, |mut row, s| {
                 row.push_bind(org)
@@ -336,7 +379,6 @@ impl SqliteStore {
                     .push_bind(ms(s.published))
                     .push_bind(&s.body);
             });
-            q.push(" ON CONFLICT (org, uuid) DO NOTHING");
             q.build().execute(&mut *tx).await.map_err(write_error)?;
         }
         for r in &batch.rejects {

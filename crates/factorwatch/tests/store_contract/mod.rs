@@ -13,7 +13,7 @@ fn t(s: i64) -> chrono::DateTime<Utc> {
     Utc.timestamp_opt(1_790_000_000 + s, 0).unwrap()
 }
 
-fn change(id: &str, user: &str, destinations: &[&str]) -> NewChange {
+pub fn change(id: &str, user: &str, destinations: &[&str]) -> NewChange {
     let record = serde_json::json!({
         "id": id, "source": "system_log", "published": "2026-11-25T10:00:00.000Z",
         "event_type": "user.mfa.factor.activate", "legacy_event_type": null, "action": "enrolled",
@@ -44,7 +44,7 @@ fn seen(org: &str, user_id: &str, email: &str) -> factorwatch::store::SeenAddres
     }
 }
 
-fn batch(changes: Vec<NewChange>, cursor: Option<&str>) -> Batch {
+pub fn batch(changes: Vec<NewChange>, cursor: Option<&str>) -> Batch {
     Batch {
         source: SourceKind::SystemLog,
         events_seen: changes.len() as u64,
