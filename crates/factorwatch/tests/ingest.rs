@@ -1485,3 +1485,48 @@ async fn a_large_answer_moves_the_polls_off_the_kept_connection() {
     );
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_orgs_poll_and_the_request_after_it_share_the_kept_connection() {
+    let sim = common::sim(RateLimits::default()).await;
+    let dir = tempdir("kept-live");
+    let d = caught_up_daemon(&sim, &dir).await;
+    let settled = log_polls(&sim).await.len() + 2;
+    common::eventually(30, "two more polls", async || {
+        log_polls(&sim).await.len() >= settled
+    })
+    .await;
+    // A few new events (well under KEPT_ANSWER): the poll after the wait finds them, and Okta's
+    // loop asks again at once, until a page is empty.
+    let few: Vec<_> = (3..5)
+        .map(|i| common::mfa_event(&format!("k{i}"), i, 2))
+        .collect();
+    sim.control("/sim/events", json!(few)).await;
+    delivered(&d, 5).await;
+    let found = log_polls(&sim)
+        .await
+        .iter()
+        .rposition(|p| p.1 > 100)
+        .expect("one answer carried the new events");
+    common::eventually(30, "the request after it", async || {
+        log_polls(&sim).await.len() > found + 1
+    })
+    .await;
+    let polls = log_polls(&sim).await;
+    assert!(
+        polls[found].1 as usize <= factorwatch::okta::client::KEPT_ANSWER,
+        "a small answer: {polls:?}"
+    );
+    assert_eq!(
+        polls[found - 1].0,
+        polls[found].0,
+        "the poll came on the kept connection: {polls:?}"
+    );
+    assert_eq!(
+        polls[found + 1].0,
+        polls[found].0,
+        "the request right after it (an empty page) too: {polls:?}"
+    );
+    assert!(polls[found + 1].1 < 100, "then nothing new: {polls:?}");
+    d.stop().await;
+}

@@ -98,6 +98,11 @@ impl<S: Store> Poller<S> {
         // connections until the kept one has closed unused (then a fresh one is kept).
         let mut waited = false;
         let mut unkept_until: Option<tokio::time::Instant> = None;
+        // Whether the page being fetched goes over a kept connection. The page after a small one
+        // that did goes the same way: a live org's poll finds a few events, and the request
+        // that follows (Okta's loop reads on until a page is empty) would otherwise open a
+        // connection (a TLS handshake, against Okta) only to hear `[]`.
+        let mut on_kept = false;
         // Pages read but not yet committed, merged into one batch with the last page's cursor,
         // and when the first was read: a page holding a few rows costs a transaction (and a
         // sync) as dear as a full one, so catching up with an org whose MFA changes are sparse
@@ -121,17 +126,20 @@ impl<S: Store> Poller<S> {
                     return Ended::Stopped;
                 }
             };
+            // Whether the next page, if any, is fetched over the kept connection (see `on_kept`).
+            let mut follow_kept = false;
             // A failure says why, and whether Okta refused (a person must act) or it may pass.
             let outcome = match page {
                 Err(e) => Err((e.to_string(), !e.is_transient())),
                 Ok(page) => {
-                    if std::mem::take(&mut waited)
-                        && page.body.len() > crate::okta::client::KEPT_ANSWER
-                    {
+                    let came_kept = std::mem::take(&mut on_kept);
+                    let large = page.body.len() > crate::okta::client::KEPT_ANSWER;
+                    if (std::mem::take(&mut waited) || came_kept) && large {
                         unkept_until = Some(
                             tokio::time::Instant::now() + crate::okta::client::OKTA_POLL_CONNECTION,
                         );
                     }
+                    follow_kept = came_kept && !large;
                     let next = page.next.unwrap_or_else(|| url.clone());
                     match self
                         .ingest
@@ -170,6 +178,7 @@ impl<S: Store> Poller<S> {
                         return Ended::Stopped;
                     }
                     waited = false;
+                    on_kept = false;
                     fetch = Prefetch::start(&self.client, &url, &self.signals.pages, false);
                     continue;
                 }
@@ -177,7 +186,8 @@ impl<S: Store> Poller<S> {
             failures = 0;
             let caught_up = batch.events_seen == 0;
             if !caught_up {
-                fetch = Prefetch::start(&self.client, &next, &self.signals.pages, false);
+                fetch = Prefetch::start(&self.client, &next, &self.signals.pages, follow_kept);
+                on_kept = follow_kept;
             }
             let (batch, first_read) = match pending.take() {
                 Some((mut merged, at)) => {
@@ -198,7 +208,19 @@ impl<S: Store> Poller<S> {
             if let Err(ended) = finish(&mut committing).await {
                 return ended;
             }
-            if !(nothing_new && recorded_lately) {
+            // Pages that moved the cursor but hold nothing to store (a live org's sign-ins and
+            // other events no detection keeps): their commit would be a sync for a cursor alone
+            // (a third of an MSSP's commits). They wait in memory for the next poll's pages, and
+            // are committed at least every RECORD_IDLE_EVERY; a crash before that reads those
+            // events again, which store nothing.
+            let only_cursor = caught_up
+                && !nothing_new
+                && batch.rows() == 0
+                && self.fence.is_none()
+                && !self.once;
+            if only_cursor && recorded_lately {
+                pending = Some((batch, first_read));
+            } else if !(nothing_new && recorded_lately) {
                 // The pages are only done once committed: until then, retry the commit, never
                 // skip it. Caught up, the commit is waited for here (a poller that waits next,
                 // or ends, has stored what it read); catching up, it goes on beside the next page.
@@ -254,6 +276,7 @@ impl<S: Store> Poller<S> {
                 waited = true;
                 let kept = unkept_until.is_none_or(|t| tokio::time::Instant::now() >= t);
                 fetch = Prefetch::start(&self.client, &url, &self.signals.pages, kept);
+                on_kept = kept;
             }
         }
     }
