@@ -1427,6 +1427,15 @@ async fn caught_up_daemon(sim: &common::Sim, dir: &std::path::Path) -> Daemon {
     d
 }
 
+/// Waits for two more polls of the caught-up org: its polls have settled on the kept connection.
+async fn two_more_polls(sim: &common::Sim) {
+    let settled = log_polls(sim).await.len() + 2;
+    common::eventually(30, "two more polls", async || {
+        log_polls(sim).await.len() >= settled
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn caught_up_polls_go_on_one_connection_kept_between_them() {
     let sim = common::sim(RateLimits::default()).await;
@@ -1452,11 +1461,7 @@ async fn a_large_answer_moves_the_polls_off_the_kept_connection() {
     let sim = common::sim(RateLimits::default()).await;
     let dir = tempdir("unkept");
     let d = caught_up_daemon(&sim, &dir).await;
-    let settled = log_polls(&sim).await.len() + 2;
-    common::eventually(30, "two more polls", async || {
-        log_polls(&sim).await.len() >= settled
-    })
-    .await;
+    two_more_polls(&sim).await;
     // A burst: the next poll after the wait answers it all (well over KEPT_ANSWER).
     let burst: Vec<_> = (3..43)
         .map(|i| common::mfa_event(&format!("k{i}"), i, 2))
@@ -1491,11 +1496,7 @@ async fn a_live_orgs_poll_and_the_request_after_it_share_the_kept_connection() {
     let sim = common::sim(RateLimits::default()).await;
     let dir = tempdir("kept-live");
     let d = caught_up_daemon(&sim, &dir).await;
-    let settled = log_polls(&sim).await.len() + 2;
-    common::eventually(30, "two more polls", async || {
-        log_polls(&sim).await.len() >= settled
-    })
-    .await;
+    two_more_polls(&sim).await;
     // A few new events (well under KEPT_ANSWER): the poll after the wait finds them, and Okta's
     // loop asks again at once, until a page is empty.
     let few: Vec<_> = (3..5)
