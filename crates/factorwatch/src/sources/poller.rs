@@ -92,17 +92,15 @@ impl<S: Store> Poller<S> {
         // time and factorwatch's work overlap instead of adding up. Each page is still fetched
         // once, in order, and committed only after the one before it.
         let mut fetch = Prefetch::start(&self.client, &url, &self.signals.pages, false);
-        // Whether the page being fetched is a poll after a wait, and until when such polls stay
-        // off the connections kept between polls: a connection keeps the buffers its largest
-        // answer grew, so after an answer larger than KEPT_ANSWER the polls go on short-lived
-        // connections until the kept one has closed unused (then a fresh one is kept).
-        let mut waited = false;
-        let mut unkept_until: Option<tokio::time::Instant> = None;
-        // Whether the page being fetched goes over a kept connection. The page after a small one
-        // that did goes the same way: a live org's poll finds a few events, and the request
-        // that follows (Okta's loop reads on until a page is empty) would otherwise open a
-        // connection (a TLS handshake, against Okta) only to hear `[]`.
+        // Whether the page being fetched goes over a connection kept between polls (a poll after
+        // a wait, and the page after a small one that did: a live org's poll finds a few events,
+        // and the request that follows, Okta's loop reading on until a page is empty, would
+        // otherwise open a connection, against Okta a TLS handshake, only to hear `[]`); and
+        // until when polls stay off that connection: it keeps the buffers its largest answer
+        // grew, so after an answer larger than KEPT_ANSWER on it the polls go on short-lived
+        // connections until it has closed unused (then a fresh one is kept).
         let mut on_kept = false;
+        let mut unkept_until: Option<tokio::time::Instant> = None;
         // Pages read but not yet committed, merged into one batch with the last page's cursor,
         // and when the first was read: a page holding a few rows costs a transaction (and a
         // sync) as dear as a full one, so catching up with an org whose MFA changes are sparse
@@ -134,7 +132,7 @@ impl<S: Store> Poller<S> {
                 Ok(page) => {
                     let came_kept = std::mem::take(&mut on_kept);
                     let large = page.body.len() > crate::okta::client::KEPT_ANSWER;
-                    if (std::mem::take(&mut waited) || came_kept) && large {
+                    if came_kept && large {
                         unkept_until = Some(
                             tokio::time::Instant::now() + crate::okta::client::OKTA_POLL_CONNECTION,
                         );
@@ -177,7 +175,6 @@ impl<S: Store> Poller<S> {
                     if pause(&mut shutdown, wait).await {
                         return Ended::Stopped;
                     }
-                    waited = false;
                     on_kept = false;
                     fetch = Prefetch::start(&self.client, &url, &self.signals.pages, false);
                     continue;
@@ -273,7 +270,6 @@ impl<S: Store> Poller<S> {
                 if pause(&mut shutdown, wait).await {
                     return Ended::Stopped;
                 }
-                waited = true;
                 let kept = unkept_until.is_none_or(|t| tokio::time::Instant::now() >= t);
                 fetch = Prefetch::start(&self.client, &url, &self.signals.pages, kept);
                 on_kept = kept;
