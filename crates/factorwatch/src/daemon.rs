@@ -279,7 +279,7 @@ impl Daemon {
             d.start_email(config, env, enrichers, policy)?;
         }
         if config.detections.enabled {
-            d.start_detections(config);
+            d.start_detections(config, once);
         }
         if d.leased {
             // Every org, even one with nothing to poll, is leased: its detections need an owner.
@@ -496,7 +496,7 @@ impl Daemon {
     }
 
     /// Per org, the detections' worker.
-    fn start_detections(&mut self, config: &Config) {
+    fn start_detections(&mut self, config: &Config, once: bool) {
         let settings = config.detections.settings();
         let destinations = finding_destinations(config);
         for org in &config.orgs {
@@ -509,6 +509,8 @@ impl Daemon {
                 idle: self
                     .leased
                     .then_some(crate::pipeline::detection::IDLE_SHARED),
+                // `once` ends with every position stored (it waits on them).
+                hold: (!once).then_some(crate::pipeline::detection::HOLD_AT_MOST),
             };
             self.detecting.push(org.name.clone());
             if self.leased {

@@ -571,3 +571,147 @@ async fn entries_another_process_writes_wake_the_detections_of_their_org_only() 
     watcher.await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A live org's sign-ins that make no finding: their position waits in memory (no commit per
+/// poll), and is stored with the next entry that is not a sign-in (a factor change a notice waits
+/// on is never held), when the hold ends, or at shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ins_wait_in_memory_a_change_does_not_and_their_position_is_stored_in_time() {
+    use factorwatch::detect::{Party, Place, Signal, What};
+    use factorwatch::pipeline::detection::DetectionWorker;
+    use factorwatch::pipeline::worker::Signals;
+    use factorwatch::store::sqlite::SqliteStore;
+    use factorwatch::store::{Batch, NewSignal, SourceKind, Store};
+    use std::sync::Arc;
+    use std::time::Duration as StdDuration;
+
+    let dir = std::env::temp_dir().join(format!("fw-hold-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
+    let signals = Arc::new(Signals::default());
+    let t0 = Utc::now() - Duration::hours(1);
+    let mut n = 0;
+    // Appends one entry to `org`'s journal, as a poller's commit does, and says so; its position.
+    let mut append = async |org: &str, what: What| -> i64 {
+        n += 1;
+        let signal = Signal {
+            id: format!("{org}-{n}"),
+            published: t0 + Duration::seconds(n),
+            event_type: "user.session.start".into(),
+            what,
+            user: Some(Party {
+                id: Some("00u1".into()),
+                login: Some("ann@example.com".into()),
+                display_name: None,
+                kind: Some("User".into()),
+            }),
+            actor: None,
+            by_user: true,
+            place: Place {
+                ip: Some("192.0.2.1".into()),
+                ..Place::default()
+            },
+            session: None,
+        };
+        let b = Batch {
+            source: SourceKind::SystemLog,
+            changes: vec![],
+            rejects: vec![],
+            events_seen: 1,
+            newest_published: None,
+            cursor: None,
+            context: vec![],
+            signals: vec![NewSignal {
+                uuid: signal.id.clone(),
+                kind: if what_is_sign_in(&signal.what) {
+                    "sign_in"
+                } else {
+                    "event"
+                },
+                published: signal.published,
+                body: serde_json::to_string(&signal).unwrap(),
+            }],
+        };
+        store.commit(org, &b, Utc::now()).await.unwrap();
+        signals.appended(org);
+        store
+            .signals_after(org, 0, 10_000)
+            .await
+            .unwrap()
+            .last()
+            .unwrap()
+            .position
+    };
+    fn what_is_sign_in(w: &What) -> bool {
+        *w == What::SignIn
+    }
+    let worker = |org: &str, hold: StdDuration| DetectionWorker {
+        org: org.into(),
+        store: store.clone(),
+        settings: Settings::default(),
+        destinations: vec!["file".into()],
+        signals: signals.clone(),
+        idle: None,
+        hold: Some(hold),
+    };
+    // Polls the stored position until it is `at` (20 s at most).
+    let stored_at = async |org: &str, at: i64| {
+        let deadline = std::time::Instant::now() + StdDuration::from_secs(20);
+        while store.detection_cursor(org).await.unwrap() != at {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{org}'s detections never stored position {at}"
+            );
+            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        }
+    };
+
+    // Polls until the detections have read `n` entries (20 s at most).
+    let read_at_least = async |n: u64| {
+        let deadline = std::time::Instant::now() + StdDuration::from_secs(20);
+        while signals.detected.load(std::sync::atomic::Ordering::Relaxed) < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the detections never read {n} entries"
+            );
+            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        }
+    };
+
+    // A hold far longer than the test: only a change or shutdown stores the position.
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let acme = tokio::spawn(worker("acme", StdDuration::from_secs(600)).run(shutdown));
+    for _ in 0..3 {
+        append("acme", What::SignIn).await;
+    }
+    read_at_least(3).await;
+    assert_eq!(
+        store.detection_cursor("acme").await.unwrap(),
+        0,
+        "sign-ins alone were stored at once"
+    );
+    let reset = append("acme", What::ResetAll).await;
+    stored_at("acme", reset).await;
+    let last = append("acme", What::SignIn).await;
+    // Observed (all five entries read), not stored.
+    read_at_least(5).await;
+    assert_eq!(store.detection_cursor("acme").await.unwrap(), reset);
+    stop.send(true).unwrap();
+    acme.await.unwrap();
+    assert_eq!(
+        store.detection_cursor("acme").await.unwrap(),
+        last,
+        "the held position was not stored at shutdown"
+    );
+
+    // A short hold: the position is stored when it ends, with nothing more in the journal.
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let beta = tokio::spawn(worker("beta", StdDuration::from_millis(500)).run(shutdown));
+    append("beta", What::SignIn).await;
+    let last = append("beta", What::SignIn).await;
+    stored_at("beta", last).await;
+    stop.send(true).unwrap();
+    beta.await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

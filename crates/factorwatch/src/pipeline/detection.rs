@@ -27,6 +27,11 @@ pub const IDLE: Duration = Duration::from_secs(60);
 /// How often each worker looks at its org's journal on a store shared by replicas, whose hook
 /// receivers commit without waking this one.
 pub const IDLE_SHARED: Duration = Duration::from_millis(500);
+/// How long a position that sign-ins alone moved may wait in memory before it is stored (see
+/// [`DetectionWorker::hold`]).
+pub const HOLD_AT_MOST: Duration = Duration::from_secs(60);
+/// Sign-ins to forget that a held position may gather: past it, it is stored.
+const HOLD_FORGET_MAX: usize = 10_000;
 /// How often sign-ins past the baseline are pruned from the journal (the sign-ins that taught the
 /// detections nothing are forgotten as soon as they are read).
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -42,6 +47,30 @@ pub struct DetectionWorker<S: Store> {
     /// How often it looks at the journal unasked ([`IDLE_SHARED`]): after half to all of it, at
     /// random. None: only when woken (by a commit in this process, or by [`watch_journals`]).
     pub idle: Option<Duration>,
+    /// How long pages of sign-ins that made no finding may wait in memory before their position
+    /// is stored ([`HOLD_AT_MOST`]); None (`run --once`): every page is stored at once.
+    pub hold: Option<Duration>,
+}
+
+/// Journal pages read and observed, to be committed in one transaction: their findings, the
+/// sign-ins to forget, and the position after them.
+struct Pages {
+    made: Vec<NewFinding>,
+    forget: Vec<i64>,
+    last: i64,
+}
+
+impl Pages {
+    /// `self`, then `later`.
+    fn then(mut self, later: Pages) -> Pages {
+        self.made.extend(later.made);
+        self.forget.extend(later.forget);
+        Pages {
+            made: self.made,
+            forget: self.forget,
+            last: later.last,
+        }
+    }
 }
 
 /// Parses a journal entry; an entry that cannot be read is skipped with a warning (it was written
@@ -115,7 +144,16 @@ impl<S: Store> DetectionWorker<S> {
         let mut pruned = tokio::time::Instant::now() - PRUNE_EVERY;
         // Findings made but not yet committed (the store failed), with the entries to forget:
         // committed before reading on.
-        let mut owed: Option<(Vec<NewFinding>, Vec<i64>, i64, u64)> = None;
+        let mut owed: Option<Pages> = None;
+        // Pages of sign-ins that made no finding, observed but not stored, and since when: a
+        // live org's commit would otherwise be a sync for a position alone, after every poll
+        // that brought a sign-in (half of an MSSP's commits). Nothing waits on them: a notice
+        // waits only for its change's entry, which is never held. Stored within `hold`, with
+        // the next page that is not held, or at shutdown; a crash before that observes them
+        // again at the next start (the same events give the same state and no finding).
+        let mut held: Option<(Pages, tokio::time::Instant)> = None;
+        // Whether the last page read was shorter than PAGE (the journal's end).
+        let mut short = false;
         let journal = self.signals.journal(&self.org);
         // A page shorter than [`PAGE`] was the journal's end: the worker waits to be woken rather
         // than read again to find nothing (that second read was a fifth of an MSSP's statements).
@@ -123,17 +161,34 @@ impl<S: Store> DetectionWorker<S> {
         let mut at_end = false;
         loop {
             if *shutdown.borrow() {
+                self.store_held(held.take()).await;
                 return;
             }
             if at_end {
                 at_end = false;
+                let due = held
+                    .as_ref()
+                    .zip(self.hold)
+                    .map(|((_, since), hold)| *since + hold);
                 if self
-                    .wait(&detector, &mut pruned, woken, &mut shutdown)
+                    .wait(&detector, &mut pruned, woken, due, &mut shutdown)
                     .await
                 {
+                    self.store_held(held.take()).await;
                     return;
                 }
                 woken = journal.notified();
+            }
+            let hold = self.hold.unwrap_or_default();
+            if owed.is_none()
+                && held
+                    .as_ref()
+                    .is_some_and(|(_, since)| since.elapsed() >= hold)
+            {
+                owed = held.take().map(|(pages, _)| pages);
+                // The journal is read again after: the wake-up that ended the wait with this
+                // due time may have been for new entries.
+                short = false;
             }
             if owed.is_none() {
                 let entries = match self.read_journal(position).await {
@@ -153,9 +208,11 @@ impl<S: Store> DetectionWorker<S> {
                     at_end = true;
                     continue;
                 }
+                short = entries.len() < PAGE as usize;
                 let mut findings: Vec<Finding> = Vec::new();
                 let mut forget: Vec<i64> = Vec::new();
                 let mut last = position;
+                let mut sign_ins_only = true;
                 for e in &entries {
                     if let Some(s) = read(&self.org, &e.body) {
                         let (found, keep) = detector.observe_journal(&s);
@@ -163,6 +220,7 @@ impl<S: Store> DetectionWorker<S> {
                         if !keep {
                             forget.push(e.position);
                         }
+                        sign_ins_only &= s.what == crate::detect::What::SignIn;
                     }
                     last = e.position;
                 }
@@ -173,11 +231,30 @@ impl<S: Store> DetectionWorker<S> {
                         destinations: self.destinations.clone(),
                     })
                     .collect();
-                owed = Some((made, forget, last, entries.len() as u64));
+                self.signals
+                    .detected
+                    .fetch_add(entries.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                let page = Pages { made, forget, last };
+                let (pages, since) = match held.take() {
+                    Some((before, since)) => (before.then(page), since),
+                    None => (page, tokio::time::Instant::now()),
+                };
+                if self.hold.is_some_and(|hold| since.elapsed() < hold)
+                    && sign_ins_only
+                    && pages.made.is_empty()
+                    && pages.forget.len() < HOLD_FORGET_MAX
+                {
+                    position = pages.last;
+                    held = Some((pages, since));
+                    at_end = short;
+                    continue;
+                }
+                owed = Some(pages);
             }
-            let Some((made, forget, last, read_n)) = owed.take() else {
+            let Some(pages) = owed.take() else {
                 continue;
             };
+            let Pages { made, forget, last } = pages;
             match self
                 .store
                 .commit_findings(&self.org, &made, &forget, last, Utc::now())
@@ -190,18 +267,15 @@ impl<S: Store> DetectionWorker<S> {
                         info!(org = %self.org, rule = n.finding.rule.as_str(), severity = n.finding.severity.as_str(), finding = %n.finding.id, "finding");
                     }
                     crate::telemetry::findings(&self.org, new as u64);
-                    self.signals
-                        .detected
-                        .fetch_add(read_n, std::sync::atomic::Ordering::Relaxed);
                     self.signals.detections.notify_waiters();
                     if new > 0 {
                         self.signals.stored();
                     }
-                    at_end = read_n < u64::from(PAGE);
+                    at_end = short;
                 }
                 Err(e) => {
                     error!(org = %self.org, error = %e, "cannot store findings; retrying (nothing is lost)");
-                    owed = Some((made, forget, last, read_n));
+                    owed = Some(Pages { made, forget, last });
                     failures = failures.saturating_add(1);
                     let wait = backoff.delay(failures, &mut rand::thread_rng());
                     tokio::select! {
@@ -213,13 +287,30 @@ impl<S: Store> DetectionWorker<S> {
         }
     }
 
+    /// Stores held pages at shutdown, once: what it cannot store is observed again at the next
+    /// start.
+    async fn store_held(&self, held: Option<(Pages, tokio::time::Instant)>) {
+        let Some((pages, _)) = held else {
+            return;
+        };
+        let stored = self
+            .store
+            .commit_findings(&self.org, &[], &pages.forget, pages.last, Utc::now())
+            .await;
+        if let Err(e) = stored {
+            warn!(org = %self.org, error = %e, "cannot store the detections' position at shutdown; it is read again at the next start");
+        }
+    }
+
     /// Waits, at the journal's end, to be `woken` (a commit appended to it), for the idle look
-    /// if there is one, or for shutdown (true). Prunes first when it is time.
+    /// if there is one, for `due` (held pages to store), or for shutdown (true). Prunes first
+    /// when it is time.
     async fn wait(
         &self,
         detector: &Detector,
         pruned: &mut tokio::time::Instant,
         woken: tokio::sync::futures::Notified<'_>,
+        due: Option<tokio::time::Instant>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> bool {
         if pruned.elapsed() >= PRUNE_EVERY {
@@ -238,9 +329,16 @@ impl<S: Store> DetectionWorker<S> {
                 None => std::future::pending().await,
             }
         };
+        let due = async {
+            match due {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = woken => false,
             _ = idle => false,
+            _ = due => false,
             _ = shutdown.changed() => true,
         }
     }

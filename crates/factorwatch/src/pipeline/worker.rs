@@ -41,7 +41,7 @@ pub enum Outcome {
 pub struct Signals {
     pub stored: Notify,
     pub settled: std::sync::atomic::AtomicU64,
-    /// Journal entries the detections have read.
+    /// Journal entries the detections have read and observed (stored or not yet).
     pub detected: std::sync::atomic::AtomicU64,
     /// Told each time the detections commit what they read.
     pub detections: Notify,
