@@ -45,6 +45,12 @@ until [ "$(cat "$work/sim.out" 2>/dev/null | grep -c listening)" -ge "$ORGS" ]; 
 cpu_s() { # user+system CPU seconds of a process so far
   awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
 }
+switches() { # context switches of a process's threads so far (each a wake-up: a commit hands its statements to SQLite's threads)
+  cat /proc/"$1"/task/*/status | awk '/ctxt_switches/{n += $2} END {print n}'
+}
+disk_bytes() { # bytes the process has caused to be written to storage so far (each commit appends to SQLite's WAL)
+  awk '/^write_bytes/{print $2}' "/proc/$1/io"
+}
 
 # Catch-up: `run --once` exits when every org's poller has read to the end and the SIEM file has it all.
 TK=bench /usr/bin/time -o "$work/once.time" -f "%e %M %U %S" \
@@ -55,16 +61,16 @@ cpu_caught=$(python3 -c "print($once_user + $once_sys)")
 TK=bench ./target/release/factorwatch run --config "$work/fw.toml" 2> "$work/log" &
 pid=$!
 sleep 20 # past start-up: every org polls at once, then waits a random part of the 15 s interval
-cpu_start=$(cpu_s "$pid")
+cpu_start=$(cpu_s "$pid"); sw_start=$(switches "$pid"); disk_start=$(disk_bytes "$pid")
 sleep "$STEADY"
-cpu_end=$(cpu_s "$pid")
+cpu_end=$(cpu_s "$pid"); sw_end=$(switches "$pid"); disk_end=$(disk_bytes "$pid")
 hwm=$(awk '/VmHWM/{print $2}' "/proc/$pid/status")
 rss=$(awk '/VmRSS/{print $2}' "/proc/$pid/status")
 threads=$(awk '/Threads/{print $2}' "/proc/$pid/status")
 kill -TERM "$pid"; wait "$pid" || true
-python3 - "$RATE" "$ORGS" "$((ORGS * EVENTS))" "$caught" "$cpu_caught" "$once_rss" "$cpu_start" "$cpu_end" "$STEADY" "$hwm" "$rss" "$threads" "$(wc -l < "$work/siem.ndjson")" <<'PY'
+python3 - "$RATE" "$ORGS" "$((ORGS * EVENTS))" "$caught" "$cpu_caught" "$once_rss" "$cpu_start" "$cpu_end" "$STEADY" "$hwm" "$rss" "$threads" "$(wc -l < "$work/siem.ndjson")" "$((sw_end - sw_start))" "$((disk_end - disk_start))" <<'PY'
 import sys
-rate, orgs, backlog, caught, cpu_caught, once_rss, cpu0, cpu1, steady, hwm, rss, threads, lines = sys.argv[1:]
+rate, orgs, backlog, caught, cpu_caught, once_rss, cpu0, cpu1, steady, hwm, rss, threads, lines, switches, disk = sys.argv[1:]
 cpu0, cpu1, steady = float(cpu0), float(cpu1), float(steady)
 print(f"one factorwatch process, {orgs} orgs (okta-sim, one port each), default settings (polled every 15 s, detections on), same machine\n")
 print("| measure | value |")
@@ -72,5 +78,6 @@ print("|---|---|")
 print(f"| catch-up (`run --once`): {int(backlog):,} backlog events across the orgs | {caught} s wall, {float(cpu_caught):.1f} CPU s, peak RSS {int(once_rss) / 1024:.0f} MiB |")
 what = "idle orgs (no new events)" if float(rate) == 0 else f"live events ({orgs} × {rate}/s)"
 print(f"| then `run`, {steady:.0f} s of {what} | {cpu1 - cpu0:.1f} CPU s ({100 * (cpu1 - cpu0) / steady:.1f}% of one core), RSS {int(rss) / 1024:.0f} MiB at the end (peak {int(hwm) / 1024:.0f} MiB), {threads} threads |")
+print(f"| during those {steady:.0f} s: context switches, bytes written to storage | {int(switches) / steady:,.0f} a second, {int(disk) / steady / 1024:,.0f} KiB a second |")
 print(f"| MFA changes written to the SIEM file | {int(lines):,} |")
 PY
