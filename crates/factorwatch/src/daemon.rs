@@ -346,6 +346,16 @@ impl Daemon {
         let mut clients = HashMap::new();
         let mut hooks: Option<axum::Router> = None;
         let now = chrono::Utc::now();
+        // Caught-up pollers' small commits are stored together (one sync for several orgs);
+        // not under leases (each commit proves its own) nor with `once`.
+        let group = (!once && !self.store.shared() && !config.orgs.is_empty()).then(|| {
+            let (group, task) = crate::sources::group::GroupCommit::start(
+                self.store.clone(),
+                crate::sources::group::GATHER,
+            );
+            self.tasks.push(task);
+            group
+        });
         for org in &config.orgs {
             let client = Arc::new(OktaClient::for_org(
                 http.clone(),
@@ -398,6 +408,7 @@ impl Daemon {
                     signals: self.signals.clone(),
                     once,
                     fence: None,
+                    group: group.clone(),
                 };
                 if self.leased {
                     self.work_for(&org.name).pollers.push(p);

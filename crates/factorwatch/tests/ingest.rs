@@ -1395,6 +1395,7 @@ fn sim_poller(
         signals: Arc::default(),
         once,
         fence: None,
+        group: None,
     }
 }
 

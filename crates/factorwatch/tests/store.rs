@@ -188,3 +188,120 @@ async fn a_change_the_database_passes_over_fails_the_commit_and_moves_no_cursor(
     );
     assert_eq!(store.due("file", 10, now).await.unwrap().len(), 1);
 }
+
+/// A change of `org` whose raw event is `pad` bytes long.
+fn padded_change(id: &str, pad: usize) -> factorwatch::store::NewChange {
+    let mut c = store_contract::change(id, "u1", &["siem:a"]);
+    c.raw = format!("{{\"uuid\":\"{id}\",\"pad\":\"{}\"}}", "x".repeat(pad));
+    c
+}
+
+/// Pollers' small commits handed over within the gathering window are stored together (one
+/// time for all, which committing each alone would not give), each poller answered once stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn batches_handed_over_together_are_stored_together() {
+    use factorwatch::sources::group::GroupCommit;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let store = SqliteStore::open(&dir("group").join("fw.db"))
+        .await
+        .unwrap();
+    let (group, task) = GroupCommit::start(store.clone(), Duration::from_millis(500));
+    let acme = store_contract::batch(vec![padded_change("e1", 10)], Some("https://o/a1"));
+    let beta = store_contract::batch(vec![padded_change("e2", 10)], Some("https://o/b1"));
+    let later_beta = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        group.commit("beta", Arc::new(beta)).await
+    };
+    let (a, b) = tokio::join!(group.commit("acme", Arc::new(acme)), later_beta);
+    assert_eq!(a.unwrap().unwrap().new, 1);
+    assert_eq!(b.unwrap().unwrap().new, 1);
+    let sources = store.stats().await.unwrap().sources;
+    assert_eq!(sources.len(), 2, "{sources:?}");
+    assert_eq!(
+        sources[0].updated_at, sources[1].updated_at,
+        "not one transaction: {sources:?}"
+    );
+    // The task ends with its last handle.
+    drop(group);
+    tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("the group's task did not end with its handles")
+        .unwrap();
+}
+
+/// A batch the store refuses (here the disk is full) fails alone: the others gathered with it
+/// are stored and told so, and it is told its error (its poller retries it; nothing of it is
+/// stored).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_batch_fails_alone_and_the_rest_of_its_group_is_stored() {
+    use factorwatch::sources::group::GroupCommit;
+    use factorwatch::store::SourceKind;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let path = dir("group-full").join("fw.db");
+    let pages: i64 = {
+        let s = SqliteStore::open(&path).await.unwrap();
+        s.commit(
+            "warm",
+            &store_contract::batch(vec![padded_change("w", 10)], None),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+        drop(s);
+        use sqlx::ConnectOptions;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    };
+    // Room for small rows, not for 300 changes of 8 KB.
+    let store = SqliteStore::open_with(&path, Some(u32::try_from(pages).unwrap() + 8))
+        .await
+        .unwrap();
+    let (group, _task) = GroupCommit::start(store.clone(), Duration::from_millis(500));
+    let acme = store_contract::batch(vec![padded_change("e1", 10)], Some("https://o/a1"));
+    let huge = store_contract::batch(
+        (0..300)
+            .map(|i| padded_change(&format!("h{i}"), 8000))
+            .collect(),
+        Some("https://o/g1"),
+    );
+    let beta = store_contract::batch(vec![padded_change("e2", 10)], Some("https://o/b1"));
+    let (a, g, b) = tokio::join!(
+        group.commit("acme", Arc::new(acme)),
+        group.commit("gamma", Arc::new(huge)),
+        group.commit("beta", Arc::new(beta)),
+    );
+    assert_eq!(a.unwrap().unwrap().new, 1);
+    assert_eq!(b.unwrap().unwrap().new, 1);
+    assert!(
+        matches!(g, Some(Err(factorwatch::store::StoreError::Write { .. }))),
+        "{g:?}"
+    );
+    assert_eq!(
+        store
+            .cursor("acme", SourceKind::SystemLog)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("https://o/a1")
+    );
+    assert_eq!(
+        store.cursor("gamma", SourceKind::SystemLog).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.stats().await.unwrap().changes,
+        3,
+        "warm, e1 and e2 only"
+    );
+}

@@ -35,6 +35,9 @@ pub struct Poller<S: Store> {
     /// On a shared store: the org's lease this poller runs under; its commits are refused once
     /// another replica holds the org, and it stops.
     pub fence: Option<crate::store::Fence>,
+    /// Where small commits are stored together with other orgs' (see `sources::group`); None:
+    /// each alone.
+    pub group: Option<crate::sources::group::GroupCommit>,
 }
 
 /// How long to wait before trying again after a failure that only time can fix.
@@ -285,11 +288,23 @@ impl<S: Store> Poller<S> {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), Ended> {
         let mut store_failures = 0u32;
+        // A fenced commit proves its own lease: never grouped.
+        let grouped = self
+            .group
+            .as_ref()
+            .filter(|_| self.fence.is_none() && batch.rows() <= crate::sources::group::SMALL)
+            .map(|g| (g, Arc::new(batch.clone())));
         loop {
             let now = chrono::Utc::now();
-            let committed = match &self.fence {
-                Some(fence) => self.store.commit_fenced(&self.org, batch, now, fence).await,
-                None => self.store.commit(&self.org, batch, now).await,
+            let committed = match (&self.fence, &grouped) {
+                (Some(fence), _) => self.store.commit_fenced(&self.org, batch, now, fence).await,
+                (None, Some((group, shared))) => {
+                    match group.commit(&self.org, shared.clone()).await {
+                        Some(stored) => stored,
+                        None => self.store.commit(&self.org, batch, now).await,
+                    }
+                }
+                (None, None) => self.store.commit(&self.org, batch, now).await,
             };
             match committed {
                 Ok(c) => {

@@ -401,6 +401,16 @@ pub trait Store: Clone + Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Committed, StoreError>> + Send;
 
+    /// [`Store::commit`] for several orgs' batches at the cost of one sync: on SQLite one
+    /// transaction, all stored or none (on an error, the caller commits each alone, so that only
+    /// the batch at fault sees it). On PostgreSQL, whose pollers commit under their lease, each in
+    /// its own transaction.
+    fn commit_many(
+        &self,
+        batches: &[(&str, &Batch)],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<Committed>, StoreError>> + Send;
+
     /// Records that each source in `polls` was polled and found nothing new: its "last poll"
     /// moves to the time given (never back). A source with no row yet gets one at the position
     /// given; an existing row keeps its own position, counters and who wrote it (a record taken
@@ -809,6 +819,13 @@ impl Store for AnyStore {
         now: DateTime<Utc>,
     ) -> Result<Committed, StoreError> {
         forward!(self, s => commit(org, batch, now))
+    }
+    async fn commit_many(
+        &self,
+        batches: &[(&str, &Batch)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Committed>, StoreError> {
+        forward!(self, s => commit_many(batches, now))
     }
     async fn record_polls(&self, polls: &[Polled]) -> Result<(), StoreError> {
         forward!(self, s => record_polls(polls))

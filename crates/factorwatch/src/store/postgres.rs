@@ -460,6 +460,20 @@ impl Store for PgStore {
         self.commit_inner(org, batch, now, Some(fence)).await
     }
 
+    async fn commit_many(
+        &self,
+        batches: &[(&str, &Batch)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Committed>, StoreError> {
+        // One transaction per org: each takes its org's lock, and several orgs' locks in one
+        // transaction could deadlock against another replica's.
+        let mut committed = Vec::with_capacity(batches.len());
+        for (org, batch) in batches {
+            committed.push(self.commit_inner(org, batch, now, None).await?);
+        }
+        Ok(committed)
+    }
+
     async fn record_polls(&self, polls: &[Polled]) -> Result<(), StoreError> {
         if polls.is_empty() {
             return Ok(());

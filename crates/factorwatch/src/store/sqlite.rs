@@ -297,129 +297,141 @@ impl SqliteStore {
                 });
             }
         }
-        let mut committed = Committed::default();
-        // Multi-row statements: one round trip to SQLite's thread per few hundred changes, not
-        // one per row (that hand-off, not SQLite, was the cost). `OR IGNORE`, not `ON CONFLICT
-        // DO NOTHING`: with the latter a NOT NULL column may still abort the statement halfway,
-        // so SQLite copies every page it touches to a statement journal (a temporary file)
-        // first: twice the writes of the rows themselves. Every NOT NULL column is bound from a
-        // value that cannot be NULL, and a change ignored for any other reason than its
-        // duplicate is caught below.
-        let mut inserted: HashSet<String> = HashSet::new();
-        for chunk in shaped(&batch.changes, CHANGES_PER_STATEMENT) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT OR IGNORE INTO changes (org, event_id, event_type, action, published, received_at, record, raw, user_id) ",
-            );
-            q.push_values(chunk, |mut row, c| {
-                row.push_bind(org)
-                    .push_bind(&c.event_id)
-                    .push_bind(&c.event_type)
-                    .push_bind(&c.action)
-                    .push_bind(c.published.as_ref().map(format_published))
-                    .push_bind(now_ms)
-                    .push_bind(&c.record)
-                    .push_bind(&c.raw)
-                    .push_bind(c.user_id.as_deref());
-            });
-            q.push(" RETURNING event_id");
-            let rows = q.build().fetch_all(&mut *tx).await.map_err(write_error)?;
-            for r in rows {
-                inserted.insert(r.try_get::<String, _>(0).map_err(write_error)?);
-            }
-        }
-        // Each new change once, even if the batch holds its event twice.
-        let mut outbox: Vec<(&str, &Owed)> = Vec::new();
-        let mut not_new: Vec<&str> = Vec::new();
-        for c in &batch.changes {
-            if inserted.remove(&c.event_id) {
-                committed.new += 1;
-                outbox.extend(c.destinations.iter().map(|d| (c.event_id.as_str(), d)));
-            } else {
-                committed.duplicates += 1;
-                not_new.push(&c.event_id);
-            }
-        }
-        stored_before(&mut tx, org, not_new).await?;
-        for chunk in shaped(&outbox, OUTBOX_ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT OR IGNORE INTO outbox (org, event_id, destination, state, next_attempt_at, created_at) ",
-            );
-            q.push_values(chunk, |mut row, (event_id, owed)| {
-                row.push_bind(org)
-                    .push_bind(*event_id)
-                    .push_bind(&owed.destination)
-                    .push_bind("pending")
-                    .push_bind(now_ms.saturating_add(owed.after_ms()))
-                    .push_bind(now_ms);
-            });
-            q.build().execute(&mut *tx).await.map_err(write_error)?;
-        }
-        for c in &batch.context {
-            sqlx::query(
-                "INSERT INTO context_events (org, uuid, event_type, user_id, published) VALUES (?, ?, ?, ?, ?)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(org)
-            .bind(&c.uuid)
-            .bind(&c.event_type)
-            .bind(&c.user_id)
-            .bind(ms(c.published))
-            .execute(&mut *tx)
-            .await
-            .map_err(write_error)?;
-        }
-        for chunk in shaped(&batch.signals, CHANGES_PER_STATEMENT) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT OR IGNORE INTO signals (org, uuid, kind, published, body) ",
-            );
-            q.push_values(chunk, |mut row, s| {
-                row.push_bind(org)
-                    .push_bind(&s.uuid)
-                    .push_bind(s.kind)
-                    .push_bind(ms(s.published))
-                    .push_bind(&s.body);
-            });
-            q.build().execute(&mut *tx).await.map_err(write_error)?;
-        }
-        for r in &batch.rejects {
-            sqlx::query(
-                "INSERT INTO rejects (org, source, received_at, error, raw) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(org)
-            .bind(batch.source.as_str())
-            .bind(now_ms)
-            .bind(&r.error)
-            .bind(&r.raw)
-            .execute(&mut *tx)
-            .await
-            .map_err(write_error)?;
-        }
-        // The newest published only moves forward; the position only when the batch has one.
-        sqlx::query(
-            "INSERT INTO sources (org, source, position, newest_published, events_seen, updated_at, updated_by)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (org, source) DO UPDATE SET
-                 position = COALESCE(?3, position),
-                 newest_published = CASE
-                     WHEN newest_published IS NULL OR ?4 > newest_published THEN COALESCE(?4, newest_published)
-                     ELSE newest_published END,
-                 events_seen = events_seen + ?5,
-                 updated_at = ?6,
-                 updated_by = ?7",
-        )
-        .bind(org)
-        .bind(batch.source.as_str())
-        .bind(batch.cursor.as_deref())
-        .bind(batch.newest_published.as_ref().map(format_published))
-        .bind(batch.events_seen as i64)
-        .bind(now_ms)
-        .bind(fence.map(|f| format!("{}#{}", f.replica, f.token)))
-        .execute(&mut *tx)
-        .await
-        .map_err(write_error)?;
+        let committed = write_batch(&mut tx, org, batch, now_ms, fence).await?;
         tx.commit().await.map_err(write_error)?;
         Ok(committed)
     }
+}
+
+/// Writes a batch in `tx` (see [`Store::commit`]).
+async fn write_batch(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    org: &str,
+    batch: &Batch,
+    now_ms: i64,
+    fence: Option<&Fence>,
+) -> Result<Committed, StoreError> {
+    let mut committed = Committed::default();
+    // Multi-row statements: one round trip to SQLite's thread per few hundred changes, not
+    // one per row (that hand-off, not SQLite, was the cost). `OR IGNORE`, not `ON CONFLICT
+    // DO NOTHING`: with the latter a NOT NULL column may still abort the statement halfway,
+    // so SQLite copies every page it touches to a statement journal (a temporary file)
+    // first: twice the writes of the rows themselves. Every NOT NULL column is bound from a
+    // value that cannot be NULL, and a change ignored for any other reason than its
+    // duplicate is caught below.
+    let mut inserted: HashSet<String> = HashSet::new();
+    for chunk in shaped(&batch.changes, CHANGES_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT OR IGNORE INTO changes (org, event_id, event_type, action, published, received_at, record, raw, user_id) ",
+        );
+        q.push_values(chunk, |mut row, c| {
+            row.push_bind(org)
+                .push_bind(&c.event_id)
+                .push_bind(&c.event_type)
+                .push_bind(&c.action)
+                .push_bind(c.published.as_ref().map(format_published))
+                .push_bind(now_ms)
+                .push_bind(&c.record)
+                .push_bind(&c.raw)
+                .push_bind(c.user_id.as_deref());
+        });
+        q.push(" RETURNING event_id");
+        let rows = q.build().fetch_all(&mut **tx).await.map_err(write_error)?;
+        for r in rows {
+            inserted.insert(r.try_get::<String, _>(0).map_err(write_error)?);
+        }
+    }
+    // Each new change once, even if the batch holds its event twice.
+    let mut outbox: Vec<(&str, &Owed)> = Vec::new();
+    let mut not_new: Vec<&str> = Vec::new();
+    for c in &batch.changes {
+        if inserted.remove(&c.event_id) {
+            committed.new += 1;
+            outbox.extend(c.destinations.iter().map(|d| (c.event_id.as_str(), d)));
+        } else {
+            committed.duplicates += 1;
+            not_new.push(&c.event_id);
+        }
+    }
+    stored_before(tx, org, not_new).await?;
+    for chunk in shaped(&outbox, OUTBOX_ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT OR IGNORE INTO outbox (org, event_id, destination, state, next_attempt_at, created_at) ",
+        );
+        q.push_values(chunk, |mut row, (event_id, owed)| {
+            row.push_bind(org)
+                .push_bind(*event_id)
+                .push_bind(&owed.destination)
+                .push_bind("pending")
+                .push_bind(now_ms.saturating_add(owed.after_ms()))
+                .push_bind(now_ms);
+        });
+        q.build().execute(&mut **tx).await.map_err(write_error)?;
+    }
+    for c in &batch.context {
+        sqlx::query(
+            "INSERT INTO context_events (org, uuid, event_type, user_id, published) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(org)
+        .bind(&c.uuid)
+        .bind(&c.event_type)
+        .bind(&c.user_id)
+        .bind(ms(c.published))
+        .execute(&mut **tx)
+        .await
+        .map_err(write_error)?;
+    }
+    for chunk in shaped(&batch.signals, CHANGES_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT OR IGNORE INTO signals (org, uuid, kind, published, body) ",
+        );
+        q.push_values(chunk, |mut row, s| {
+            row.push_bind(org)
+                .push_bind(&s.uuid)
+                .push_bind(s.kind)
+                .push_bind(ms(s.published))
+                .push_bind(&s.body);
+        });
+        q.build().execute(&mut **tx).await.map_err(write_error)?;
+    }
+    for r in &batch.rejects {
+        sqlx::query(
+            "INSERT INTO rejects (org, source, received_at, error, raw) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(org)
+        .bind(batch.source.as_str())
+        .bind(now_ms)
+        .bind(&r.error)
+        .bind(&r.raw)
+        .execute(&mut **tx)
+        .await
+        .map_err(write_error)?;
+    }
+    // The newest published only moves forward; the position only when the batch has one.
+    sqlx::query(
+        "INSERT INTO sources (org, source, position, newest_published, events_seen, updated_at, updated_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (org, source) DO UPDATE SET
+             position = COALESCE(?3, position),
+             newest_published = CASE
+                 WHEN newest_published IS NULL OR ?4 > newest_published THEN COALESCE(?4, newest_published)
+                 ELSE newest_published END,
+             events_seen = events_seen + ?5,
+             updated_at = ?6,
+             updated_by = ?7",
+    )
+    .bind(org)
+    .bind(batch.source.as_str())
+    .bind(batch.cursor.as_deref())
+    .bind(batch.newest_published.as_ref().map(format_published))
+    .bind(batch.events_seen as i64)
+    .bind(now_ms)
+    .bind(fence.map(|f| format!("{}#{}", f.replica, f.token)))
+    .execute(&mut **tx)
+    .await
+    .map_err(write_error)?;
+    Ok(committed)
 }
 
 impl Store for SqliteStore {
@@ -462,6 +474,21 @@ impl Store for SqliteStore {
         fence: &Fence,
     ) -> Result<Committed, StoreError> {
         self.commit_inner(org, batch, now, Some(fence)).await
+    }
+
+    async fn commit_many(
+        &self,
+        batches: &[(&str, &Batch)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Committed>, StoreError> {
+        let now_ms = ms(now);
+        let mut tx = self.pool.begin().await.map_err(write_error)?;
+        let mut committed = Vec::with_capacity(batches.len());
+        for (org, batch) in batches {
+            committed.push(write_batch(&mut tx, org, batch, now_ms, None).await?);
+        }
+        tx.commit().await.map_err(write_error)?;
+        Ok(committed)
     }
 
     async fn record_polls(&self, polls: &[Polled]) -> Result<(), StoreError> {

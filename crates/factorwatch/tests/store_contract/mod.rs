@@ -60,6 +60,7 @@ pub fn batch(changes: Vec<NewChange>, cursor: Option<&str>) -> Batch {
 /// Every check of the contract, each on a fresh store.
 pub async fn run_all<S: Store, F: Future<Output = S>>(mut fresh: impl FnMut() -> F) {
     a_batch_is_stored_whole_with_its_cursor(fresh().await).await;
+    several_orgs_batches_are_stored_at_once_each_as_alone(fresh().await).await;
     each_change_is_stored_once_per_org_whatever_the_repeats(fresh().await).await;
     due_rows_come_oldest_first_and_record_each_outcome(fresh().await).await;
     dead_letters_are_listed_redriven_and_dropped(fresh().await).await;
@@ -550,6 +551,36 @@ pub async fn a_batch_is_stored_whole_with_its_cursor<S: Store>(s: S) {
     );
     let stats = s.stats().await.unwrap();
     assert_eq!((stats.changes, stats.rejects), (1, 1));
+}
+
+pub async fn several_orgs_batches_are_stored_at_once_each_as_alone<S: Store>(s: S) {
+    let acme = batch(vec![change("e1", "u1", &["siem:a"])], Some("https://o/a1"));
+    let beta = batch(
+        vec![
+            change("e1", "u1", &["siem:a"]),
+            change("e2", "u2", &["siem:a"]),
+        ],
+        Some("https://o/b1"),
+    );
+    // acme's e1 again, after its first in the same call: a duplicate, as if committed later.
+    let again = batch(vec![change("e1", "u1", &["siem:a"])], None);
+    let c = s
+        .commit_many(&[("acme", &acme), ("beta", &beta), ("acme", &again)], t(1))
+        .await
+        .unwrap();
+    let counts: Vec<(usize, usize)> = c.iter().map(|c| (c.new, c.duplicates)).collect();
+    assert_eq!(counts, [(1, 0), (2, 0), (0, 1)]);
+    for (org, next) in [("acme", "https://o/a1"), ("beta", "https://o/b1")] {
+        assert_eq!(
+            s.cursor(org, SourceKind::SystemLog)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(next)
+        );
+    }
+    assert_eq!(s.stats().await.unwrap().changes, 3);
+    assert_eq!(s.due("siem:a", 10, t(10)).await.unwrap().len(), 3);
 }
 
 pub async fn each_change_is_stored_once_per_org_whatever_the_repeats<S: Store>(s: S) {
