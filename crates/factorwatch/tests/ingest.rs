@@ -88,6 +88,66 @@ async fn polls_every_change_once_including_late_ones() {
     d.stop().await;
 }
 
+/// Several orgs live at once, their changes arriving together: their pollers' small commits
+/// are stored together (one transaction for the batches handed over within the gathering
+/// window), and every change of every org is stored under its own org and reaches the SIEM once.
+#[tokio::test(flavor = "multi_thread")]
+async fn several_live_orgs_store_every_change_once_under_its_own_org() {
+    const ORGS: usize = 3;
+    const ROUNDS: usize = 5;
+    const PER_ROUND: usize = 4;
+    let mut sims = Vec::new();
+    for _ in 0..ORGS {
+        let sim = common::sim(RateLimits::default()).await;
+        sim.users(PER_ROUND).await;
+        sims.push(sim);
+    }
+    let dir = tempdir("several-orgs");
+    let mut config = common::config(&dir, &sims[0].base, false);
+    let first = config.orgs[0].clone();
+    config.orgs = sims
+        .iter()
+        .enumerate()
+        .map(|(i, sim)| factorwatch::config::OrgConfig {
+            name: format!("org{i}"),
+            url: sim.base.clone(),
+            ..first.clone()
+        })
+        .collect();
+    let d = Daemon::start(&config, &common::env).await.unwrap();
+    let id = |org: usize, round: usize, k: usize| format!("o{org}-r{round}-{k}");
+    for round in 0..ROUNDS {
+        for (org, sim) in sims.iter().enumerate() {
+            let events: Vec<_> = (0..PER_ROUND)
+                .map(|k| common::mfa_event(&id(org, round, k), k, PER_ROUND))
+                .collect();
+            sim.control("/sim/events", json!(events)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let all = ORGS * ROUNDS * PER_ROUND;
+    delivered(&d, all).await;
+    let ids = common::siem_ids(d.siem_file.as_ref().unwrap());
+    assert_eq!(ids.len(), all, "each change once");
+    for org in 0..ORGS {
+        for round in 0..ROUNDS {
+            for k in 0..PER_ROUND {
+                let event = id(org, round, k);
+                assert!(ids.contains(&event), "{event} never reached the SIEM");
+                for other in 0..ORGS {
+                    let stored = d
+                        .store
+                        .change(&format!("org{other}"), &event)
+                        .await
+                        .unwrap();
+                    assert_eq!(stored.is_some(), other == org, "{event} under org{other}");
+                }
+            }
+        }
+    }
+    d.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn duplicates_across_pages_and_across_poll_and_hook_are_handled_once() {
     let sim = common::sim(RateLimits::default()).await;
