@@ -161,7 +161,7 @@ impl<S: Store> Poller<S> {
                         return ended;
                     }
                     if let Some((batch, _)) = pending.take()
-                        && let Err(ended) = self.commit(&batch, &mut shutdown).await
+                        && let Err(ended) = self.commit(batch, &mut shutdown).await
                     {
                         return ended;
                     }
@@ -235,14 +235,14 @@ impl<S: Store> Poller<S> {
                         chrono::Utc::now(),
                     );
                 } else if caught_up {
-                    if let Err(ended) = self.commit(&batch, &mut shutdown).await {
+                    if let Err(ended) = self.commit(batch, &mut shutdown).await {
                         return ended;
                     }
                 } else {
                     last_commit = Some(tokio::time::Instant::now());
                     let (poller, mut shutdown) = (self.clone(), shutdown.clone());
                     committing = Some(tokio::spawn(async move {
-                        let stored = poller.commit(&batch, &mut shutdown).await;
+                        let stored = poller.commit(batch, &mut shutdown).await;
                         // The page is stored: its place among the pages in memory is free.
                         drop(held);
                         stored
@@ -284,27 +284,30 @@ impl<S: Store> Poller<S> {
     /// Err when the poller must stop (shutdown, or another replica holds the org now).
     async fn commit(
         &self,
-        batch: &Batch,
+        batch: Batch,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), Ended> {
         let mut store_failures = 0u32;
+        // Shared with the group's task, which stores it with other orgs' batches.
+        let batch = Arc::new(batch);
         // A fenced commit proves its own lease: never grouped.
-        let grouped = self
+        let group = self
             .group
             .as_ref()
-            .filter(|_| self.fence.is_none() && batch.rows() <= crate::sources::group::SMALL)
-            .map(|g| (g, Arc::new(batch.clone())));
+            .filter(|_| self.fence.is_none() && batch.rows() <= crate::sources::group::SMALL);
         loop {
             let now = chrono::Utc::now();
-            let committed = match (&self.fence, &grouped) {
-                (Some(fence), _) => self.store.commit_fenced(&self.org, batch, now, fence).await,
-                (None, Some((group, shared))) => {
-                    match group.commit(&self.org, shared.clone()).await {
-                        Some(stored) => stored,
-                        None => self.store.commit(&self.org, batch, now).await,
-                    }
+            let committed = match (&self.fence, group) {
+                (Some(fence), _) => {
+                    self.store
+                        .commit_fenced(&self.org, &batch, now, fence)
+                        .await
                 }
-                (None, None) => self.store.commit(&self.org, batch, now).await,
+                (None, Some(group)) => match group.commit(&self.org, batch.clone()).await {
+                    Some(stored) => stored,
+                    None => self.store.commit(&self.org, &batch, now).await,
+                },
+                (None, None) => self.store.commit(&self.org, &batch, now).await,
             };
             match committed {
                 Ok(c) => {
