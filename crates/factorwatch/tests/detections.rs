@@ -494,6 +494,28 @@ fn detect_hunts_over_what_the_store_holds_for_an_org() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// An empty directory of this test process's own.
+fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("fw-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A batch that only appends `entry` to an org's journal, as a poller's commit of one event does.
+fn journal_batch(entry: factorwatch::store::NewSignal) -> factorwatch::store::Batch {
+    factorwatch::store::Batch {
+        source: factorwatch::store::SourceKind::SystemLog,
+        changes: vec![],
+        rejects: vec![],
+        events_seen: 1,
+        newest_published: None,
+        cursor: None,
+        context: vec![],
+        signals: vec![entry],
+    }
+}
+
 /// A second handle on the SQLite file stands for a `replay` run beside the daemon: its commits
 /// wake no detections of this process, and one look at the whole journal must.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -501,12 +523,10 @@ async fn entries_another_process_writes_wake_the_detections_of_their_org_only() 
     use factorwatch::pipeline::detection::watch_journals;
     use factorwatch::pipeline::worker::Signals;
     use factorwatch::store::sqlite::SqliteStore;
-    use factorwatch::store::{Batch, NewSignal, SourceKind, Store};
+    use factorwatch::store::{NewSignal, Store};
     use std::sync::Arc;
 
-    let dir = std::env::temp_dir().join(format!("fw-watch-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("watch");
     let daemon_store = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
     let beside = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
     let signals = Arc::new(Signals::default());
@@ -522,21 +542,12 @@ async fn entries_another_process_writes_wake_the_detections_of_their_org_only() 
     let commit = |org: &'static str, n: u32| {
         let beside = beside.clone();
         async move {
-            let b = Batch {
-                source: SourceKind::SystemLog,
-                changes: vec![],
-                rejects: vec![],
-                events_seen: 1,
-                newest_published: None,
-                cursor: None,
-                context: vec![],
-                signals: vec![NewSignal {
-                    uuid: format!("{org}-{n}"),
-                    kind: "event",
-                    published: Utc::now(),
-                    body: "{}".into(),
-                }],
-            };
+            let b = journal_batch(NewSignal {
+                uuid: format!("{org}-{n}"),
+                kind: "event",
+                published: Utc::now(),
+                body: "{}".into(),
+            });
             beside.commit(org, &b, Utc::now()).await.unwrap();
         }
     };
@@ -581,13 +592,11 @@ async fn sign_ins_wait_in_memory_a_change_does_not_and_their_position_is_stored_
     use factorwatch::pipeline::detection::DetectionWorker;
     use factorwatch::pipeline::worker::Signals;
     use factorwatch::store::sqlite::SqliteStore;
-    use factorwatch::store::{Batch, NewSignal, SourceKind, Store};
+    use factorwatch::store::{NewSignal, Store};
     use std::sync::Arc;
     use std::time::Duration as StdDuration;
 
-    let dir = std::env::temp_dir().join(format!("fw-hold-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("hold");
     let store = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
     let signals = Arc::new(Signals::default());
     let t0 = Utc::now() - Duration::hours(1);
@@ -614,25 +623,16 @@ async fn sign_ins_wait_in_memory_a_change_does_not_and_their_position_is_stored_
             },
             session: None,
         };
-        let b = Batch {
-            source: SourceKind::SystemLog,
-            changes: vec![],
-            rejects: vec![],
-            events_seen: 1,
-            newest_published: None,
-            cursor: None,
-            context: vec![],
-            signals: vec![NewSignal {
-                uuid: signal.id.clone(),
-                kind: if what_is_sign_in(&signal.what) {
-                    "sign_in"
-                } else {
-                    "event"
-                },
-                published: signal.published,
-                body: serde_json::to_string(&signal).unwrap(),
-            }],
-        };
+        let b = journal_batch(NewSignal {
+            uuid: signal.id.clone(),
+            kind: if signal.what == What::SignIn {
+                "sign_in"
+            } else {
+                "event"
+            },
+            published: signal.published,
+            body: serde_json::to_string(&signal).unwrap(),
+        });
         store.commit(org, &b, Utc::now()).await.unwrap();
         signals.appended(org);
         store
@@ -643,9 +643,6 @@ async fn sign_ins_wait_in_memory_a_change_does_not_and_their_position_is_stored_
             .unwrap()
             .position
     };
-    fn what_is_sign_in(w: &What) -> bool {
-        *w == What::SignIn
-    }
     let worker = |org: &str, hold: StdDuration| DetectionWorker {
         org: org.into(),
         store: store.clone(),

@@ -18,6 +18,17 @@ fn dir(name: &str) -> std::path::PathBuf {
     d
 }
 
+/// A plain connection to the database file (created if missing), beside any store on it.
+async fn raw(path: &std::path::Path) -> sqlx::SqliteConnection {
+    use sqlx::ConnectOptions;
+    sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .connect()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sqlite_keeps_the_store_contract() {
     let base = dir("contract");
@@ -35,13 +46,7 @@ async fn a_database_from_before_migrations_is_migrated_and_keeps_everything() {
     // The file as factorwatch 0.1 left it: its schema (migration 1, verbatim), no version table,
     // and rows written the way it wrote them (no user_id column).
     {
-        use sqlx::ConnectOptions;
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true)
-            .connect()
-            .await
-            .unwrap();
+        let mut conn = raw(&path).await;
         sqlx::raw_sql(include_str!(
             "../src/store/migrations/sqlite/0001_initial.sql"
         ))
@@ -103,14 +108,8 @@ async fn a_database_newer_than_this_build_is_refused() {
     let store = SqliteStore::open(&path).await.unwrap();
     store.close().await;
     {
-        use sqlx::ConnectOptions;
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&path)
-            .connect()
-            .await
-            .unwrap();
         sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (99, 0)")
-            .execute(&mut conn)
+            .execute(&mut raw(&path).await)
             .await
             .unwrap();
     }
@@ -127,12 +126,7 @@ async fn a_change_the_database_passes_over_fails_the_commit_and_moves_no_cursor(
     // A rule the database applies that factorwatch does not know of: the insert of one change is
     // silently skipped, as `INSERT OR IGNORE` skips a row that breaks a constraint.
     {
-        use sqlx::ConnectOptions;
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&path)
-            .connect()
-            .await
-            .unwrap();
+        let mut conn = raw(&path).await;
         sqlx::raw_sql(
             "CREATE TRIGGER refuse BEFORE INSERT ON changes WHEN NEW.event_id = 'refused'
              BEGIN SELECT RAISE(IGNORE); END",
@@ -252,14 +246,8 @@ async fn a_refused_batch_fails_alone_and_the_rest_of_its_group_is_stored() {
         .await
         .unwrap();
         drop(s);
-        use sqlx::ConnectOptions;
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&path)
-            .connect()
-            .await
-            .unwrap();
         sqlx::query_scalar("PRAGMA page_count")
-            .fetch_one(&mut conn)
+            .fetch_one(&mut raw(&path).await)
             .await
             .unwrap()
     };
