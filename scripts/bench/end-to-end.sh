@@ -35,7 +35,7 @@ print(dict(urllib.parse.parse_qsl(polls[-1]["query"])).get("filter", ""))'
 }
 
 # factorwatch `run --once`: polls until caught up, delivers every change to the file sink, exits.
-# Prints: name wall_s rss_kib cpu_s events_fetched changes_written
+# Prints: name wall_s rss_kib cpu_s events_fetched changes_written context_switches
 run_factorwatch() { # name, extra configuration
   local dir="$work/$1"; rm -rf "$dir"; mkdir -p "$dir"
   cat > "$dir/fw.toml" <<TOML
@@ -56,19 +56,19 @@ token_env = "TK"
 since = "$since"
 $3
 TOML
-  TK=bench /usr/bin/time -o "$dir/time" -f "%e %M %U %S" \
+  TK=bench /usr/bin/time -o "$dir/time" -f "%e %M %U %S %w %c" \
     ./target/release/factorwatch run --once --config "$dir/fw.toml" 2>"$dir/log"
-  read -r secs rss user sys < "$dir/time"
+  read -r secs rss user sys vol invol < "$dir/time"
   local seen
   seen=$(python3 -c "import sqlite3; print(sqlite3.connect('$dir/fw.db').execute(\"SELECT sum(events_seen) FROM sources\").fetchone()[0])")
-  echo "$1 $secs $rss $(python3 -c "print($user + $sys)") $seen $(wc -l < "$dir/siem.ndjson")"
+  echo "$1 $secs $rss $(python3 -c "print($user + $sys)") $seen $(wc -l < "$dir/siem.ndjson") $((vol + invol))"
 }
 
 run_python() { # name, filter
-  /usr/bin/time -o "$work/$1.time" -f "%e %M %U %S" \
+  /usr/bin/time -o "$work/$1.time" -f "%e %M %U %S %w %c" \
     python3 scripts/bench/python_poller.py "$base" bench "$work/$1.ndjson" "$since" "$2" 2>"$work/$1.err"
-  read -r secs rss user sys < "$work/$1.time"
-  echo "$1 $secs $rss $(python3 -c "print($user + $sys)") $(awk '{print $1}' "$work/$1.err" | tail -1) $(wc -l < "$work/$1.ndjson")"
+  read -r secs rss user sys vol invol < "$work/$1.time"
+  echo "$1 $secs $rss $(python3 -c "print($user + $sys)") $(awk '{print $1}' "$work/$1.err" | tail -1) $(wc -l < "$work/$1.ndjson") $((vol + invol))"
 }
 
 # Each pair runs R times (default 3), one program after the other; the table gives each one's
@@ -106,19 +106,20 @@ def written(rs):
     lo, hi = min(int(r[4]) for r in rs), max(int(r[4]) for r in rs)
     return f"{lo:,}" if lo == hi else f"{lo:,}–{hi:,}"
 
-# Times are medians, RSS the largest.
+# Times and context switches are medians, RSS the largest.
 rows = {name: [statistics.median(float(r[0]) for r in rs), max(int(r[1]) for r in rs),
-               statistics.median(float(r[2]) for r in rs), rs[0][3], written(rs)]
+               statistics.median(float(r[2]) for r in rs), rs[0][3], written(rs),
+               statistics.median(int(r[5]) for r in rs)]
         for name, rs in runs.items()}
-print(f"{n:,} System Log events in okta-sim (2% MFA changes), this machine (2 cores; okta-sim on the same machine); each program run {reps} times, one after the other: median wall and CPU time, largest peak RSS\n")
-print("| what both fetch | program | events fetched | MFA changes written | wall s | CPU s | peak RSS MiB | events fetched/s | factorwatch faster: wall, CPU |")
-print("|---|---|---|---|---|---|---|---|---|")
+print(f"{n:,} System Log events in okta-sim (2% MFA changes), this machine (2 cores; okta-sim on the same machine); each program run {reps} times, one after the other: median wall and CPU time and context switches (voluntary and involuntary), largest peak RSS\n")
+print("| what both fetch | program | events fetched | MFA changes written | wall s | CPU s | peak RSS MiB | events fetched/s | context switches | factorwatch faster: wall, CPU |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 labels = {"mfa": "the MFA change types (server-side filter)", "all": "every event (no filter)",
           "default": "factorwatch's default filter (changes + detection evidence)"}
 for key in ("mfa", "all", "default"):
     fw, py = rows[f"fw_{key}"], rows[f"py_{key}"]
     for name, r, vs in (("factorwatch `run --once`", fw, py), ("Python poller", py, None)):
-        secs, rss, cpu, seen, lines = float(r[0]), int(r[1]), float(r[2]), int(r[3]), r[4]
+        secs, rss, cpu, seen, lines, switches = float(r[0]), int(r[1]), float(r[2]), int(r[3]), r[4], r[5]
         ratio = f"{float(vs[0]) / secs:.1f}×, {float(vs[2]) / cpu:.1f}×" if vs else ""
-        print(f"| {labels[key]} | {name} | {seen:,} | {lines} | {secs:.2f} | {cpu:.2f} | {rss / 1024:.0f} | {seen / secs:,.0f} | {ratio} |")
+        print(f"| {labels[key]} | {name} | {seen:,} | {lines} | {secs:.2f} | {cpu:.2f} | {rss / 1024:.0f} | {seen / secs:,.0f} | {switches:,.0f} | {ratio} |")
 PY
