@@ -1419,6 +1419,76 @@ async fn an_idle_poll_is_recorded_with_the_others_not_committed_alone() {
     assert_eq!(signals.idle_polls.pending(), 0);
 }
 
+/// A caught-up poller's batch waiting for the group commit has given its place among the pages in
+/// memory back: more live orgs than places all reach the same group. (Were the places kept, the
+/// first two batches would hold both for the whole gathering window, every other org's poll
+/// waiting behind them, and the orgs would be stored in several groups, one window apart.)
+#[tokio::test(flavor = "multi_thread")]
+async fn batches_waiting_for_the_group_commit_hold_no_page_place() {
+    use factorwatch::sources::group::GroupCommit;
+    use factorwatch::sources::poller::Poller;
+    use std::sync::Arc;
+
+    const PLACES: usize = 2;
+    const ORGS: usize = 5;
+    let sim = common::sim(RateLimits::default()).await;
+    sim.users(3).await;
+    sim.control("/sim/events", json!([common::mfa_event("g0", 0, 3)]))
+        .await;
+    let dir = tempdir("group-places");
+    let store = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
+    // Far longer than every org's two requests take, even on a busy machine.
+    let (group, _task) = GroupCommit::start(store.clone(), Duration::from_secs(5));
+    let mut signals = factorwatch::pipeline::worker::Signals::default();
+    signals.pages = Arc::new(tokio::sync::Semaphore::new(PLACES));
+    let signals = Arc::new(signals);
+    let attempts = factorwatch::okta::client::RetryPolicy::default().attempts;
+    let poller = sim_poller(
+        &sim,
+        &dir,
+        store.clone(),
+        attempts,
+        Duration::from_secs(3600),
+        false,
+    );
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    // Each org here is the same okta-sim org under another name: one page with the event, then
+    // an empty page (caught up), then a batch of one row for the group.
+    let pollers: Vec<_> = (0..ORGS)
+        .map(|i| {
+            tokio::spawn(
+                Poller {
+                    org: format!("org{i}"),
+                    signals: signals.clone(),
+                    group: Some(group.clone()),
+                    ..poller.clone()
+                }
+                .run(shutdown.clone()),
+            )
+        })
+        .collect();
+    common::eventually(60, "every org's batch stored", async || {
+        store.stats().await.unwrap().sources.len() == ORGS
+    })
+    .await;
+    let sources = store.stats().await.unwrap().sources;
+    assert!(
+        sources
+            .iter()
+            .all(|s| s.updated_at == sources[0].updated_at),
+        "stored in more than one group: {sources:?}"
+    );
+    assert_eq!(
+        store.stats().await.unwrap().changes,
+        ORGS as u64,
+        "each org's change"
+    );
+    assert_eq!(signals.pages.available_permits(), PLACES);
+    for p in pollers {
+        p.abort();
+    }
+}
+
 /// A System Log poller of org "acme" on okta-sim, starting an hour back, with fresh signals.
 fn sim_poller(
     sim: &common::Sim,
