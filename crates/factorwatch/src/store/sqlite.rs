@@ -85,10 +85,10 @@ impl SqliteStore {
             // database in WAL mode keeps the page size it was created with.
             .page_size(8192)
             .statement_cache_capacity(STATEMENT_CACHE)
-            // sqlx's default read-ahead is 50 rows: with it, a page's 1,000 `RETURNING` rows and a delivery round's
-            // outbox rows stopped that thread every 50 rows until the task woke to drain them
-            // (the same-filter run of scripts/bench/end-to-end.sh: 18,000 context switches,
-            // 10,000 with 1,024).
+            // sqlx's default read-ahead is 50 rows: with it, a page's 1,000 `RETURNING` rows and a
+            // delivery round's outbox rows stopped that thread every 50 rows until the task woke to
+            // drain them (the same-filter run of scripts/bench/end-to-end.sh: 18,000 context
+            // switches, 10,000 with 1,024).
             .row_buffer_size(ROW_BUFFER);
         let options = match max_pages {
             Some(n) => options.pragma("max_page_count", n.to_string()),
