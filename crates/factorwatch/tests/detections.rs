@@ -609,12 +609,15 @@ async fn sign_ins_wait_in_memory_a_change_does_not_and_their_position_is_stored_
             published: t0 + Duration::seconds(n),
             event_type: "user.session.start".into(),
             what,
-            user: Some(Party {
-                id: Some("00u1".into()),
-                login: Some("ann@example.com".into()),
-                display_name: None,
-                kind: Some("User".into()),
-            }),
+            user: Some(
+                Party {
+                    id: Some("00u1".into()),
+                    login: Some("ann@example.com".into()),
+                    display_name: None,
+                    kind: Some("User".into()),
+                }
+                .into(),
+            ),
             actor: None,
             by_user: true,
             place: Place {

@@ -71,8 +71,8 @@ pub struct Draft {
     /// What the sequence is about (a user, an actor, a phone's hash): with the first event, it
     /// names the sequence.
     pub key: String,
-    pub user: Option<Party>,
-    pub actor: Option<Party>,
+    pub user: Option<std::sync::Arc<Party>>,
+    pub actor: Option<std::sync::Arc<Party>>,
     /// (published, Okta event id) of every event in the sequence.
     pub events: Vec<(DateTime<Utc>, String)>,
     pub summary: String,
@@ -99,8 +99,8 @@ impl Draft {
             rule: self.rule,
             severity: self.severity,
             title: self.rule.title().to_owned(),
-            user: self.user,
-            actor: self.actor,
+            user: self.user.map(std::sync::Arc::unwrap_or_clone),
+            actor: self.actor.map(std::sync::Arc::unwrap_or_clone),
             first_seen,
             last_seen,
             event_ids: self.events.into_iter().map(|(_, id)| id).collect(),

@@ -382,12 +382,15 @@ mod tests {
             published: at(h),
             event_type: "user.session.start".into(),
             what: What::SignIn,
-            user: Some(Party {
-                id: Some("u".into()),
-                login: None,
-                display_name: None,
-                kind: None,
-            }),
+            user: Some(
+                Party {
+                    id: Some("u".into()),
+                    login: None,
+                    display_name: None,
+                    kind: None,
+                }
+                .into(),
+            ),
             actor: None,
             place: Place {
                 ip: Some(ip.into()),

@@ -3,6 +3,8 @@
 //! It is what the store's journal keeps, so it holds nothing the journal must not: a phone number
 //! only as a keyed hash ([`PhoneKey`]). Pure.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -22,12 +24,14 @@ pub struct Signal {
     pub published: DateTime<Utc>,
     pub event_type: String,
     pub what: What,
-    /// The user the event is about.
+    /// The user the event is about. Shared: the rules that remember the user from this signal
+    /// hold this one copy, not one each (an MSSP's process holds rule state for hundreds of
+    /// thousands of users).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<Party>,
+    pub user: Option<Arc<Party>>,
     /// Who did it, when someone other than the user (see `by_user`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actor: Option<Party>,
+    pub actor: Option<Arc<Party>>,
     /// The user did it themself (the actor is the user, not written twice in the journal).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub by_user: bool,
@@ -175,11 +179,11 @@ impl Place {
 impl Signal {
     /// The user's key (id, else login).
     pub fn user_key(&self) -> Option<&str> {
-        self.user.as_ref().and_then(Party::key)
+        self.user.as_deref().and_then(Party::key)
     }
 
     /// Who did it: the actor, or the user when they acted themself.
-    pub fn actor(&self) -> Option<&Party> {
+    pub fn actor(&self) -> Option<&Arc<Party>> {
         if self.by_user {
             self.user.as_ref()
         } else {
@@ -189,7 +193,7 @@ impl Signal {
 
     /// The actor's key (id, else login).
     pub fn actor_key(&self) -> Option<&str> {
-        self.actor().and_then(Party::key)
+        self.actor().and_then(|a| a.key())
     }
 
     /// Whether the user acted on their own account.
@@ -205,11 +209,12 @@ impl Signal {
     fn compact(mut self) -> Signal {
         if !self.by_user
             && self.user_key().is_some()
-            && self.user_key() == self.actor.as_ref().and_then(Party::key)
+            && self.user_key() == self.actor.as_deref().and_then(Party::key)
         {
             self.by_user = true;
             if let (Some(u), Some(a)) = (self.user.as_mut(), self.actor.take()) {
-                u.display_name = u.display_name.take().or(a.display_name);
+                let u = Arc::make_mut(u);
+                u.display_name = u.display_name.take().or_else(|| a.display_name.clone());
             }
         }
         self
@@ -310,17 +315,21 @@ pub fn from_change(
             published,
             event_type: change.event_type.clone(),
             what,
-            user: change.user.as_ref().map(|u| Party {
-                id: u.id.clone(),
-                login: u.login.clone(),
-                display_name: u.display_name.clone(),
-                kind: Some("User".into()),
+            user: change.user.as_ref().map(|u| {
+                Arc::new(Party {
+                    id: u.id.clone(),
+                    login: u.login.clone(),
+                    display_name: u.display_name.clone(),
+                    kind: Some("User".into()),
+                })
             }),
-            actor: change.actor.as_ref().map(|a| Party {
-                id: a.id.clone(),
-                login: a.login.clone(),
-                display_name: a.display_name.clone(),
-                kind: a.actor_type.clone(),
+            actor: change.actor.as_ref().map(|a| {
+                Arc::new(Party {
+                    id: a.id.clone(),
+                    login: a.login.clone(),
+                    display_name: a.display_name.clone(),
+                    kind: a.actor_type.clone(),
+                })
             }),
             place: Place {
                 ip: c.ip.clone(),
@@ -452,8 +461,8 @@ fn evidence_signal(
             id: crate::classify::event_id(event.uuid.as_deref(), raw).to_wire(),
             published,
             event_type: event.event_type.clone(),
-            user,
-            actor,
+            user: user.map(Arc::new),
+            actor: actor.map(Arc::new),
             place: Place {
                 ip,
                 country: geo.and_then(|g| g.country.clone()),

@@ -4,6 +4,7 @@
 //! own factors; the finding names the actor.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -16,7 +17,7 @@ use crate::detect::{RuleId, RuleSettings};
 
 #[derive(Debug, Clone, Default)]
 struct ActorState {
-    actor: Option<Party>,
+    actor: Option<Arc<Party>>,
     /// (published, event id, target user).
     marks: Vec<Mark>,
     logins: HashMap<String, String>,
@@ -88,7 +89,7 @@ impl Rule for BulkAdminReset {
         d.events = marks.iter().map(|m| (m.0, m.1.clone())).collect();
         d.summary = format!(
             "{} reset or removed the MFA factors of {} users within {} (from {}): {}{}. A mass reset is how the 2023 help-desk attacks began (Okta advisory, 31 August 2023), and what a stolen admin session or API token does: confirm with the actor that this was planned; if not, suspend the actor's sessions and tokens and check each user's new enrollments.",
-            who(state.actor.as_ref()),
+            who(state.actor.as_deref()),
             users.len(),
             span(last - first),
             at(&first),

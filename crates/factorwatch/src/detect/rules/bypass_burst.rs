@@ -4,6 +4,7 @@
 //! trying.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -16,7 +17,7 @@ use crate::detect::{RuleId, RuleSettings};
 
 #[derive(Debug, Clone, Default)]
 struct UserState {
-    user: Option<Party>,
+    user: Option<Arc<Party>>,
     marks: Vec<Mark>,
     reported: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
@@ -76,7 +77,7 @@ impl Rule for BypassBurst {
         d.summary = format!(
             "{} attempts to bypass MFA on {}'s account within {} (from {}){}. Someone who has the password is looking for a way around the second factor: reset the password, clear the user's sessions and check their factors.",
             marks.len(),
-            who(state.user.as_ref()),
+            who(state.user.as_deref()),
             span(last - first),
             at(&first),
             ips.first()

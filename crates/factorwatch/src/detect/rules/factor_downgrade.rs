@@ -8,6 +8,8 @@
 //! "Known to have" is what factorwatch has seen enrolled and not removed: a factor enrolled before
 //! its history began is unknown to it (`docs/detections.md`).
 
+use std::sync::Arc;
+
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
@@ -25,8 +27,8 @@ struct Loss {
     t: DateTime<Utc>,
     events: Vec<(DateTime<Utc>, String)>,
     lost: Vec<&'static str>,
-    user: Option<Party>,
-    actor: Option<Party>,
+    user: Option<Arc<Party>>,
+    actor: Option<Arc<Party>>,
     deadline: DateTime<Utc>,
     /// A phishing-resistant factor was enrolled again: no downgrade.
     replaced: bool,
@@ -68,10 +70,10 @@ impl FactorDowngrade {
         };
         d.summary = format!(
             "{} lost every phishing-resistant factor ({}) at {} (removed by {}), {}. Whoever can phish or intercept that factor can now sign in as the user. Check with the user that they meant to do this; if not, treat the account as taken over.",
-            who(loss.user.as_ref()),
+            who(loss.user.as_deref()),
             loss.lost.join(", "),
             at(&loss.t),
-            who(loss.actor.as_ref()),
+            who(loss.actor.as_deref()),
             how,
         );
         d.details.insert("lost".into(), json!(loss.lost));

@@ -6,6 +6,8 @@
 //! It fires when the events' clock passes the deadline: over an export that ends before it, not
 //! yet.
 
+use std::sync::Arc;
+
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
@@ -21,8 +23,8 @@ use crate::detect::{RuleId, RuleSettings};
 struct Open {
     t: DateTime<Utc>,
     events: Vec<(DateTime<Utc>, String)>,
-    user: Option<Party>,
-    actor: Option<Party>,
+    user: Option<Arc<Party>>,
+    actor: Option<Arc<Party>>,
     deadline: DateTime<Utc>,
 }
 
@@ -124,9 +126,9 @@ impl Rule for MfaLeftOff {
             d.events = o.events.clone();
             d.summary = format!(
                 "{}'s last MFA factor was removed at {} by {}, and nothing was enrolled in the {} after. The account now signs in with its password alone, or enrolls the factor of whoever signs in next with it. Ask the user to enroll now, or suspend the account until they can.",
-                who(o.user.as_ref()),
+                who(o.user.as_deref()),
                 at(&o.t),
-                who(o.actor.as_ref()),
+                who(o.actor.as_deref()),
                 span(self.settings.window),
             );
             d.details.insert(

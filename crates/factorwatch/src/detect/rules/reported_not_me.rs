@@ -4,6 +4,7 @@
 //! it most likely refers to.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -33,7 +34,7 @@ struct Report {
 
 #[derive(Debug, Clone, Default)]
 struct UserState {
-    user: Option<Party>,
+    user: Option<Arc<Party>>,
     changes: Vec<Change>,
     reports: Vec<Report>,
 }
@@ -91,7 +92,7 @@ impl ReportedNotMe {
             .collect();
         d.summary = format!(
             "{} reported suspicious activity to Okta at {}, after these MFA changes to their account: {}. The user's word is the strongest signal there is: treat the changes as an attacker's until shown otherwise — clear the user's sessions, reset their factors with them on the phone, and review what the account did.",
-            who(state.user.as_ref()),
+            who(state.user.as_deref()),
             at(&r.t),
             list.join("; "),
         );

@@ -8,6 +8,7 @@
 //! history in the baseline is not judged (nothing is new to someone never seen).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -25,7 +26,7 @@ pub const BASELINE: chrono::Duration = chrono::Duration::days(30);
 struct Reset {
     t: DateTime<Utc>,
     id: String,
-    actor: Option<Party>,
+    actor: Option<Arc<Party>>,
     by_self: bool,
     okta: bool,
     all: bool,
@@ -42,7 +43,7 @@ struct Enrollment {
 
 #[derive(Debug, Clone, Default)]
 struct UserState {
-    user: Option<Party>,
+    user: Option<Arc<Party>>,
     resets: Vec<Reset>,
     enrollments: Vec<Enrollment>,
     passwords: Vec<(DateTime<Utc>, String)>,
@@ -111,7 +112,7 @@ impl ResetThenEnrollNewPlace {
         } else if reset.okta {
             "by Okta's system account".to_owned()
         } else {
-            format!("by {}", who(reset.actor.as_ref()))
+            format!("by {}", who(reset.actor.as_deref()))
         };
         let described: Vec<String> = new
             .iter()
@@ -131,7 +132,7 @@ impl ResetThenEnrollNewPlace {
         let gap = e.t - reset.t;
         d.summary = format!(
             "{user_s}'s {what} reset {by} at {when}; {gap} later a new factor ({factor}) was enrolled on the account from a {new} not seen for this user in the 30 days before the reset{pw}. This is the shape of help-desk social engineering (Okta advisory, 31 August 2023; CISA AA23-320A): confirm with the user through a channel you already trust; if it was not them, clear their sessions, reset their factors and review what the account did since {when}.",
-            user_s = who(state.user.as_ref()),
+            user_s = who(state.user.as_deref()),
             what = if resets.iter().any(|r| r.all) {
                 "MFA factors were all"
             } else {
@@ -196,7 +197,7 @@ impl Rule for ResetThenEnrollNewPlace {
                         id: s.id.clone(),
                         actor: s.actor().cloned(),
                         by_self: s.by_self(),
-                        okta: s.actor().is_some_and(Party::is_okta_system),
+                        okta: s.actor().is_some_and(|a| a.is_okta_system()),
                         all: s.what == What::ResetAll,
                         fired: false,
                     },

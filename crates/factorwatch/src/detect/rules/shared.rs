@@ -2,6 +2,7 @@
 //! hash, a device id) bound to `threshold` or more distinct users within the window.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -17,7 +18,7 @@ struct Binding {
     t: DateTime<Utc>,
     id: String,
     user: String,
-    party: Option<Party>,
+    party: Option<Arc<Party>>,
 }
 
 /// The rule, for one kind of value.
@@ -108,7 +109,7 @@ impl Rule for Shared {
         let names: Vec<String> = firsts
             .iter()
             .take(10)
-            .map(|b| who(b.party.as_ref()))
+            .map(|b| who(b.party.as_deref()))
             .collect();
         let mut d = draft(self.rule, &self.settings, &value);
         d.user = s.user.clone();

@@ -5,6 +5,7 @@
 //! contractor. A single event; several resets of one user within an hour are one finding.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -30,9 +31,9 @@ struct Impersonation {
 struct ResetSeen {
     t: DateTime<Utc>,
     id: String,
-    actor: Option<Party>,
+    actor: Option<Arc<Party>>,
     actor_key: Option<String>,
-    user: Option<Party>,
+    user: Option<Arc<Party>>,
     user_key: String,
     session: Option<String>,
 }
@@ -95,7 +96,7 @@ impl SupportInitiatedReset {
                 d.details.insert("through".into(), json!("impersonation"));
                 format!(
                     "by {} while their session was being impersonated (since {})",
-                    who(r.actor.as_ref()),
+                    who(r.actor.as_deref()),
                     at(&i.start)
                 )
             }
@@ -106,7 +107,7 @@ impl SupportInitiatedReset {
         };
         d.summary = format!(
             "{}'s MFA factors were reset at {} {how}. Okta Support rarely resets end users' factors; check for an open support case that asked for it, and if there is none, treat it as an intrusion through the support channel (the 2022 LAPSUS$ path) and reset the user's factors and sessions yourself.",
-            who(r.user.as_ref()),
+            who(r.user.as_deref()),
             at(&r.t),
         );
         out.push(d.finish());
@@ -169,7 +170,7 @@ impl Rule for SupportInitiatedReset {
                     user_key: user.to_owned(),
                     session: s.session.clone(),
                 };
-                if s.actor().is_some_and(Party::is_okta_system) {
+                if s.actor().is_some_and(|a| a.is_okta_system()) {
                     self.fire(&r, None, out);
                 } else if let Some(imp) = self.under(&r).cloned() {
                     self.fire(&r, Some(imp), out);
@@ -217,9 +218,9 @@ mod tests {
     #[test]
     fn a_reset_by_okta_s_system_account_fires_once_per_user() {
         let mut a = signal("r1", 0, What::ResetAll, "u", "x", home());
-        a.actor = Some(okta());
+        a.actor = Some(okta().into());
         let mut b = signal("r2", 1, removed(Kind::Sms), "u", "x", home());
-        b.actor = Some(okta());
+        b.actor = Some(okta().into());
         let f = of(&run(&[a, b]), RULE);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].details["through"], "okta_system");
