@@ -362,14 +362,18 @@ const COMMIT_ROWS: usize = 1000;
 const COMMIT_WITHIN: Duration = Duration::from_millis(500);
 
 /// A page being fetched in the background, with its place among the pages in memory (held until
-/// the page is committed); dropped, it stops.
-struct Prefetch(tokio::task::JoinHandle<(Result<Page, ClientError>, Option<OwnedSemaphorePermit>)>);
+/// the page is committed); dropped, it stops. None once its page was taken: a finished task's
+/// handle keeps the task's memory (~2 KiB), which thousands of caught-up orgs would hold through
+/// every wait.
+struct Prefetch(
+    Option<tokio::task::JoinHandle<(Result<Page, ClientError>, Option<OwnedSemaphorePermit>)>>,
+);
 
 impl Prefetch {
     /// `kept`: on a connection kept between polls.
     fn start(client: &Arc<OktaClient>, url: &str, pages: &Arc<Semaphore>, kept: bool) -> Prefetch {
         let (client, url, pages) = (client.clone(), url.to_owned(), pages.clone());
-        Prefetch(tokio::spawn(async move {
+        Prefetch(Some(tokio::spawn(async move {
             // The semaphore is never closed; were it, the page is fetched all the same.
             let held = pages.acquire_owned().await.ok();
             let page = if kept {
@@ -378,26 +382,27 @@ impl Prefetch {
                 client.get_page(&url).await
             };
             (page, held)
-        }))
+        })))
     }
 
+    /// The page; asked again, an error (the poller never does).
     async fn result(&mut self) -> (Result<Page, ClientError>, Option<OwnedSemaphorePermit>) {
-        match (&mut self.0).await {
-            Ok(done) => done,
-            Err(e) => (
-                Err(ClientError::Unavailable {
-                    attempts: 0,
-                    last: format!("the request task ended: {e}"),
-                }),
-                None,
-            ),
-        }
+        let ended = |last: String| (Err(ClientError::Unavailable { attempts: 0, last }), None);
+        let Some(task) = self.0.as_mut() else {
+            return ended("the page was already taken".into());
+        };
+        // Awaited by reference: cancelled (shutdown), the handle stays and `drop` stops the task.
+        let done = task.await;
+        self.0 = None;
+        done.unwrap_or_else(|e| ended(format!("the request task ended: {e}")))
     }
 }
 
 impl Drop for Prefetch {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
     }
 }
 
