@@ -365,9 +365,10 @@ const COMMIT_WITHIN: Duration = Duration::from_millis(500);
 /// the page is committed); dropped, it stops. None once its page was taken: a finished task's
 /// handle keeps the task's memory (~2 KiB), which thousands of caught-up orgs would hold through
 /// every wait.
-struct Prefetch(
-    Option<tokio::task::JoinHandle<(Result<Page, ClientError>, Option<OwnedSemaphorePermit>)>>,
-);
+struct Prefetch(Option<JoinHandle<Fetched>>);
+
+/// A fetched page (or why not) and its place among the pages in memory.
+type Fetched = (Result<Page, ClientError>, Option<OwnedSemaphorePermit>);
 
 impl Prefetch {
     /// `kept`: on a connection kept between polls.
@@ -386,7 +387,7 @@ impl Prefetch {
     }
 
     /// The page; asked again, an error (the poller never does).
-    async fn result(&mut self) -> (Result<Page, ClientError>, Option<OwnedSemaphorePermit>) {
+    async fn result(&mut self) -> Fetched {
         let ended = |last: String| (Err(ClientError::Unavailable { attempts: 0, last }), None);
         let Some(task) = self.0.as_mut() else {
             return ended("the page was already taken".into());
