@@ -122,7 +122,7 @@ impl<S: Store> DetectionWorker<S> {
         let mut position = loop {
             let rebuilt = async {
                 let position = self.store.detection_cursor(&self.org).await?;
-                self.rebuild(&mut detector, position).await?;
+                Box::pin(self.rebuild(&mut detector, position)).await?;
                 Ok::<i64, StoreError>(position)
             }
             .await;
@@ -161,7 +161,7 @@ impl<S: Store> DetectionWorker<S> {
         let mut at_end = false;
         loop {
             if *shutdown.borrow() {
-                self.store_held(held.take()).await;
+                Box::pin(self.store_held(held.take())).await;
                 return;
             }
             if at_end {
@@ -174,7 +174,7 @@ impl<S: Store> DetectionWorker<S> {
                     .wait(&detector, &mut pruned, woken, due, &mut shutdown)
                     .await
                 {
-                    self.store_held(held.take()).await;
+                    Box::pin(self.store_held(held.take())).await;
                     return;
                 }
                 woken = journal.notified();
@@ -191,7 +191,9 @@ impl<S: Store> DetectionWorker<S> {
                 short = false;
             }
             if owed.is_none() {
-                let entries = match self.read_journal(position).await {
+                // The store's futures are boxed: inline, they made every org's task (an MSSP
+                // runs thousands, mostly waiting) some 1 KiB larger.
+                let entries = match Box::pin(self.read_journal(position)).await {
                     Ok(e) => e,
                     Err(e) => {
                         error!(org = %self.org, error = %e, "detections cannot read their journal");
@@ -255,11 +257,13 @@ impl<S: Store> DetectionWorker<S> {
                 continue;
             };
             let Pages { made, forget, last } = pages;
-            match self
-                .store
-                .commit_findings(&self.org, &made, &forget, last, Utc::now())
-                .await
-            {
+            let committed =
+                Box::pin(
+                    self.store
+                        .commit_findings(&self.org, &made, &forget, last, Utc::now()),
+                )
+                .await;
+            match committed {
                 Ok(new) => {
                     failures = 0;
                     position = last;

@@ -161,7 +161,7 @@ impl<S: Store> Poller<S> {
                         return ended;
                     }
                     if let Some((batch, _)) = pending.take()
-                        && let Err(ended) = self.commit(batch, &mut shutdown).await
+                        && let Err(ended) = Box::pin(self.commit(batch, &mut shutdown)).await
                     {
                         return ended;
                     }
@@ -238,7 +238,9 @@ impl<S: Store> Poller<S> {
                     if self.grouped(&batch) {
                         drop(held.take());
                     }
-                    if let Err(ended) = self.commit(batch, &mut shutdown).await {
+                    // Boxed, here and above: a commit's future (the store's, the group's) would
+                    // double the size of every org's poller task, carried through all its waits.
+                    if let Err(ended) = Box::pin(self.commit(batch, &mut shutdown)).await {
                         return ended;
                     }
                 } else {
