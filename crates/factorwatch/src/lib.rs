@@ -32,5 +32,6 @@ pub mod sources;
 pub mod status;
 pub mod store;
 pub mod telemetry;
+pub mod ticks;
 pub mod untrusted;
 pub mod web;

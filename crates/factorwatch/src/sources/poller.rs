@@ -278,7 +278,9 @@ impl<S: Store> Poller<S> {
                     self.interval
                         .mul_f64(rand::Rng::gen_range(&mut rand::thread_rng(), 0.0..=1.0))
                 };
-                let until = on_tick(tokio::time::Instant::now() + wait, self.interval);
+                // On a tick shared with the other pollers (see `ticks`).
+                let until =
+                    crate::ticks::on_tick(tokio::time::Instant::now() + wait, self.interval);
                 if pause_until(&mut shutdown, until).await {
                     return Ended::Stopped;
                 }
@@ -436,31 +438,6 @@ async fn pause_until(shutdown: &mut watch::Receiver<bool>, until: tokio::time::I
     }
 }
 
-/// The longest a caught-up poll is put off to share its wake-up with others (see [`on_tick`]).
-const POLL_TICK: Duration = Duration::from_millis(500);
-
-/// `deadline` put off to the next tick every poller shares: a tick of [`POLL_TICK`], or a
-/// 30th of `interval` if shorter. 2,000 orgs each waking at its own millisecond woke a thread
-/// 133 times a second, each time for one request; on shared ticks the polls due together go
-/// out in one wake-up, and their answers and commits come back together (a sixth less CPU
-/// with 2,000 live orgs, `scripts/bench/many-orgs.sh`). A poll is late by less than a tick:
-/// under 4% of the interval.
-fn on_tick(deadline: tokio::time::Instant, interval: Duration) -> tokio::time::Instant {
-    // Ticks count from one instant of the process, so every poller's fall together.
-    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    let origin = tokio::time::Instant::from_std(*ORIGIN.get_or_init(std::time::Instant::now));
-    let tick = POLL_TICK.min(interval / 30).as_nanos();
-    let since = deadline.saturating_duration_since(origin).as_nanos();
-    if tick == 0 || since == 0 {
-        return deadline;
-    }
-    let ticks = since.div_ceil(tick);
-    let aligned = u64::try_from(ticks.saturating_mul(tick))
-        .map(|n| origin + Duration::from_nanos(n))
-        .unwrap_or(deadline);
-    aligned.max(deadline)
-}
-
 /// The first System Log URL: polling (no `until`), MFA event types filtered server-side.
 pub fn system_log_start(since: &str, event_types: &[String]) -> String {
     let mut q = form_urlencoded::Serializer::new(String::new());
@@ -499,34 +476,6 @@ pub fn events_api_start(since: &str, object_types: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn polls_due_within_a_tick_wake_together_and_never_early() {
-        let interval = Duration::from_secs(15);
-        let now = tokio::time::Instant::now();
-        let mut woken = std::collections::BTreeSet::new();
-        // 2,000 deadlines a millisecond apart (two seconds' worth of an MSSP's polls).
-        for ms in 0..2_000u64 {
-            let due = now + Duration::from_millis(ms) + Duration::from_micros(ms * 7 % 1_000);
-            let at = on_tick(due, interval);
-            assert!(at >= due, "woken before it was due");
-            assert!(
-                at - due < POLL_TICK,
-                "put off by a tick or more: {:?}",
-                at - due
-            );
-            woken.insert(at);
-        }
-        // Two seconds of deadlines fall on at most five half-second ticks, not 2,000 wake-ups.
-        assert!(woken.len() <= 5, "{} distinct wake-ups", woken.len());
-        // A short interval (tests, a fast-polling org) is put off by a 30th of it at most.
-        let short = Duration::from_millis(300);
-        for ms in 0..100u64 {
-            let due = now + Duration::from_micros(ms * 1_013);
-            let at = on_tick(due, short);
-            assert!(at >= due && at - due < short / 30);
-        }
-    }
 
     #[test]
     fn start_urls_poll_with_server_side_filters() {
