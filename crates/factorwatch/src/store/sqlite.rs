@@ -17,8 +17,8 @@ use super::sql::{
 };
 use super::{
     Batch, Committed, DeadLetter, Delivery, Due, Fence, ItemKind, JournalEntry, LeaseState,
-    NewFinding, Owed, Polled, Recent, Replica, SeenAddress, SourceKind, SourceState, Stats, Store,
-    StoreError,
+    NewFinding, NewSignal, Owed, Polled, Recent, Replica, SeenAddress, SourceKind, SourceState,
+    Stats, Store, StoreError,
 };
 use crate::detect::Finding;
 use crate::record::{Item, MfaChange, format_published};
@@ -327,6 +327,20 @@ async fn write_batch(
     now_ms: i64,
     fence: Option<&Fence>,
 ) -> Result<Committed, StoreError> {
+    let committed = write_rows(tx, org, batch, now_ms).await?;
+    write_journal(tx, &[(org, batch)]).await?;
+    write_positions(tx, &[(org, batch)], now_ms, fence).await?;
+    Ok(committed)
+}
+
+/// Writes a batch's changes, their outbox rows, its context and rejects in `tx`: all of it but
+/// its journal entries and its position, which several batches write together.
+async fn write_rows(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    org: &str,
+    batch: &Batch,
+    now_ms: i64,
+) -> Result<Committed, StoreError> {
     let mut committed = Committed::default();
     // Multi-row statements: one round trip to SQLite's thread per few hundred changes, not
     // one per row (that hand-off, not SQLite, was the cost). `OR IGNORE`, not `ON CONFLICT
@@ -398,19 +412,6 @@ async fn write_batch(
         .await
         .map_err(write_error)?;
     }
-    for chunk in shaped(&batch.signals, CHANGES_PER_STATEMENT) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT OR IGNORE INTO signals (org, uuid, kind, published, body) ",
-        );
-        q.push_values(chunk, |mut row, s| {
-            row.push_bind(org)
-                .push_bind(&s.uuid)
-                .push_bind(s.kind)
-                .push_bind(ms(s.published))
-                .push_bind(&s.body);
-        });
-        q.build().execute(&mut **tx).await.map_err(write_error)?;
-    }
     for r in &batch.rejects {
         sqlx::query(
             "INSERT INTO rejects (org, source, received_at, error, raw) VALUES (?, ?, ?, ?, ?)",
@@ -424,30 +425,72 @@ async fn write_batch(
         .await
         .map_err(write_error)?;
     }
-    // The newest published only moves forward; the position only when the batch has one.
-    sqlx::query(
-        "INSERT INTO sources (org, source, position, newest_published, events_seen, updated_at, updated_by)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT (org, source) DO UPDATE SET
-             position = COALESCE(?3, position),
-             newest_published = CASE
-                 WHEN newest_published IS NULL OR ?4 > newest_published THEN COALESCE(?4, newest_published)
-                 ELSE newest_published END,
-             events_seen = events_seen + ?5,
-             updated_at = ?6,
-             updated_by = ?7",
-    )
-    .bind(org)
-    .bind(batch.source.as_str())
-    .bind(batch.cursor.as_deref())
-    .bind(batch.newest_published.as_ref().map(format_published))
-    .bind(batch.events_seen as i64)
-    .bind(now_ms)
-    .bind(fence.map(|f| format!("{}#{}", f.replica, f.token)))
-    .execute(&mut **tx)
-    .await
-    .map_err(write_error)?;
     Ok(committed)
+}
+
+/// Writes the journal entries of `batches` in `tx`, every org's in the same statements: a group
+/// of live orgs' small batches (a sign-in or two each) costs a few statements, not one each,
+/// and each statement is a round trip to SQLite's thread (two context switches).
+async fn write_journal(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    batches: &[(&str, &Batch)],
+) -> Result<(), StoreError> {
+    let rows: Vec<(&str, &NewSignal)> = batches
+        .iter()
+        .flat_map(|(org, b)| b.signals.iter().map(move |s| (*org, s)))
+        .collect();
+    for chunk in shaped(&rows, CHANGES_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT OR IGNORE INTO signals (org, uuid, kind, published, body) ",
+        );
+        q.push_values(chunk, |mut row, (org, s)| {
+            row.push_bind(*org)
+                .push_bind(&s.uuid)
+                .push_bind(s.kind)
+                .push_bind(ms(s.published))
+                .push_bind(&s.body);
+        });
+        q.build().execute(&mut **tx).await.map_err(write_error)?;
+    }
+    Ok(())
+}
+
+/// Moves the position of each of `batches`' sources in `tx`, together (see [`write_journal`]).
+/// The newest published only moves forward; the position only when the batch has one.
+async fn write_positions(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    batches: &[(&str, &Batch)],
+    now_ms: i64,
+    fence: Option<&Fence>,
+) -> Result<(), StoreError> {
+    let by = fence.map(|f| format!("{}#{}", f.replica, f.token));
+    for chunk in shaped(batches, CHANGES_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO sources (org, source, position, newest_published, events_seen, updated_at, updated_by) ",
+        );
+        q.push_values(chunk, |mut row, (org, batch)| {
+            row.push_bind(*org)
+                .push_bind(batch.source.as_str())
+                .push_bind(batch.cursor.as_deref())
+                .push_bind(batch.newest_published.as_ref().map(format_published))
+                .push_bind(batch.events_seen as i64)
+                .push_bind(now_ms)
+                .push_bind(by.as_deref());
+        });
+        q.push(
+            " ON CONFLICT (org, source) DO UPDATE SET
+                 position = COALESCE(excluded.position, position),
+                 newest_published = CASE
+                     WHEN newest_published IS NULL OR excluded.newest_published > newest_published
+                         THEN COALESCE(excluded.newest_published, newest_published)
+                     ELSE newest_published END,
+                 events_seen = events_seen + excluded.events_seen,
+                 updated_at = excluded.updated_at,
+                 updated_by = excluded.updated_by",
+        );
+        q.build().execute(&mut **tx).await.map_err(write_error)?;
+    }
+    Ok(())
 }
 
 impl Store for SqliteStore {
@@ -501,8 +544,11 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await.map_err(write_error)?;
         let mut committed = Vec::with_capacity(batches.len());
         for (org, batch) in batches {
-            committed.push(write_batch(&mut tx, org, batch, now_ms, None).await?);
+            committed.push(write_rows(&mut tx, org, batch, now_ms).await?);
         }
+        // The journal entries and positions of every batch together (see `write_journal`).
+        write_journal(&mut tx, batches).await?;
+        write_positions(&mut tx, batches, now_ms, None).await?;
         tx.commit().await.map_err(write_error)?;
         Ok(committed)
     }

@@ -563,7 +563,13 @@ pub async fn several_orgs_batches_are_stored_at_once_each_as_alone<S: Store>(s: 
         Some("https://o/b1"),
     );
     // acme's e1 again, after its first in the same call: a duplicate, as if committed later.
-    let again = batch(vec![change("e1", "u1", &["siem:a"])], None);
+    let mut again = batch(vec![change("e1", "u1", &["siem:a"])], None);
+    // Journal entries in each batch, and a later event in the second of acme's.
+    let (mut acme, mut beta) = (acme, beta);
+    acme.signals = vec![signal("a1", "sign_in", 0), signal("a2", "event", 1)];
+    beta.signals = vec![signal("b1", "sign_in", 0)];
+    again.signals = vec![signal("a3", "sign_in", 5)];
+    again.newest_published = Some(t(5));
     let c = s
         .commit_many(&[("acme", &acme), ("beta", &beta), ("acme", &again)], t(1))
         .await
@@ -581,6 +587,33 @@ pub async fn several_orgs_batches_are_stored_at_once_each_as_alone<S: Store>(s: 
     }
     assert_eq!(s.stats().await.unwrap().changes, 3);
     assert_eq!(s.due("siem:a", 10, t(10)).await.unwrap().len(), 3);
+    // Every batch's journal entries are kept, each org's in the order of its batches.
+    for (org, want) in [
+        (
+            "acme",
+            vec![r#"{"id":"a1"}"#, r#"{"id":"a2"}"#, r#"{"id":"a3"}"#],
+        ),
+        ("beta", vec![r#"{"id":"b1"}"#]),
+    ] {
+        let journal = s.signals_after(org, 0, 100).await.unwrap();
+        let bodies: Vec<&str> = journal.iter().map(|e| e.body.as_str()).collect();
+        assert_eq!(bodies, want, "{org}'s journal");
+    }
+    // Each source's position, as if its batches were committed one after the other: events
+    // counted from both of acme's, its newest event the later batch's, its cursor the first's
+    // (the second has none).
+    let sources = s.stats().await.unwrap().sources;
+    let acme = sources.iter().find(|x| x.org == "acme").unwrap();
+    assert_eq!(
+        (
+            acme.events_seen,
+            acme.newest_published,
+            acme.position.as_deref()
+        ),
+        (2, Some(t(5)), Some("https://o/a1"))
+    );
+    let beta = sources.iter().find(|x| x.org == "beta").unwrap();
+    assert_eq!((beta.events_seen, beta.newest_published), (2, Some(t(0))));
 }
 
 pub async fn each_change_is_stored_once_per_org_whatever_the_repeats<S: Store>(s: S) {
