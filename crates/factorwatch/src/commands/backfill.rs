@@ -174,7 +174,10 @@ pub async fn run<S: Store>(
     let mut pages = 0;
     loop {
         let page = client.get(&url).await?;
-        let cursor = page.next.clone().unwrap_or_else(|| DONE.to_owned());
+        let cursor = page
+            .next
+            .as_ref()
+            .map_or_else(|| DONE.to_owned(), |u| u.as_str().to_owned());
         let batch = ingest.batch(SourceKind::Backfill, &page.body, Some(cursor.clone()));
         let reached = batch.newest_published;
         summary.events += batch.events_seen;

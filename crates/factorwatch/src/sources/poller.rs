@@ -71,11 +71,16 @@ impl<S: Store> Poller<S> {
         let start = std::mem::take(&mut self.start);
         let mut url = loop {
             match self.store.cursor(&self.org, self.source).await {
-                Ok(Some(cursor)) => {
-                    info!(org = %self.org, source = self.source.as_str(), "resuming from the stored cursor");
-                    break cursor;
-                }
-                Ok(None) => match self.client.url(&start) {
+                // Parsed here, once: each page's `next` comes parsed (see `Page::next`). The
+                // daemon refuses to start on a stored cursor off the org's origin.
+                Ok(Some(cursor)) => match self.client.page_url(&cursor) {
+                    Ok(url) => {
+                        info!(org = %self.org, source = self.source.as_str(), "resuming from the stored cursor");
+                        break url;
+                    }
+                    Err(e) => return Ended::Failed(e.to_string()),
+                },
+                Ok(None) => match self.client.page_url(&start) {
                     Ok(url) => break url,
                     Err(e) => return Ended::Failed(e.to_string()),
                 },
@@ -144,7 +149,7 @@ impl<S: Store> Poller<S> {
                     let next = page.next.unwrap_or_else(|| url.clone());
                     match self
                         .ingest
-                        .page(self.source, &page.body, Some(next.clone()))
+                        .page(self.source, &page.body, Some(next.as_str().to_owned()))
                     {
                         Err(e) => Err((e.to_string(), false)),
                         Ok(batch) => Ok((batch, next)),
@@ -231,7 +236,7 @@ impl<S: Store> Poller<S> {
                     self.signals.idle_polls.polled(
                         &self.org,
                         self.source,
-                        &url,
+                        url.as_str(),
                         chrono::Utc::now(),
                     );
                 } else if caught_up {
@@ -377,16 +382,17 @@ type Fetched = (Result<Page, ClientError>, Option<OwnedSemaphorePermit>);
 
 impl Prefetch {
     /// `kept`: on a connection kept between polls.
-    fn start(client: &Arc<OktaClient>, url: &str, pages: &Arc<Semaphore>, kept: bool) -> Prefetch {
-        let (client, url, pages) = (client.clone(), url.to_owned(), pages.clone());
+    fn start(
+        client: &Arc<OktaClient>,
+        url: &reqwest::Url,
+        pages: &Arc<Semaphore>,
+        kept: bool,
+    ) -> Prefetch {
+        let (client, url, pages) = (client.clone(), url.clone(), pages.clone());
         Prefetch(Some(tokio::spawn(async move {
             // The semaphore is never closed; were it, the page is fetched all the same.
             let held = pages.acquire_owned().await.ok();
-            let page = if kept {
-                client.poll_page(&url).await
-            } else {
-                client.get_page(&url).await
-            };
+            let page = client.fetch_page(&url, kept).await;
             (page, held)
         })))
     }

@@ -26,8 +26,9 @@ use rate::Reading;
 pub struct Page {
     /// The body: checked to be complete JSON, except from [`OktaClient::get_page`].
     pub body: String,
-    /// The `rel="next"` link, if Okta sent one.
-    pub next: Option<String>,
+    /// The `rel="next"` link, if Okta sent one: on the org's origin, and parsed, so that a
+    /// poller following it does not parse its KiB or two of filter again.
+    pub next: Option<reqwest::Url>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -393,10 +394,18 @@ impl OktaClient {
         self.send(Req::Get, url, false).await
     }
 
-    /// [`OktaClient::get_page`] for a caught-up poller's poll after its wait: on a connection
-    /// kept open between polls (see [`OKTA_POLL_CONNECTION`]).
-    pub async fn poll_page(&self, url: &str) -> Result<Page, ClientError> {
-        self.send(Req::Poll, url, false).await
+    /// [`OktaClient::get_page`] of a URL already parsed (a poller's start, or a page's `next`);
+    /// `kept`: a caught-up poller's poll after its wait, on a connection kept open between polls
+    /// (see [`OKTA_POLL_CONNECTION`]).
+    pub async fn fetch_page(&self, url: &reqwest::Url, kept: bool) -> Result<Page, ClientError> {
+        let url = self.on_origin(url.clone())?;
+        let req = if kept { Req::Poll } else { Req::Get };
+        self.send_to(req, url, false).await
+    }
+
+    /// A path on the org, or a URL, parsed, if it is on the org's origin.
+    pub fn page_url(&self, path_or_url: &str) -> Result<reqwest::Url, ClientError> {
+        self.parse_on_origin(&self.absolute(path_or_url))
     }
 
     /// POSTs a JSON `body`: 429s are waited out like any request, but a failure is not retried
@@ -418,14 +427,24 @@ impl OktaClient {
 
     /// `check` refuses a 2xx body that is not complete JSON (an empty 204 is fine).
     async fn send(&self, req: Req<'_>, url: &str, check: bool) -> Result<Page, ClientError> {
+        // Parsed once: a poller's URL carries a filter of a KiB or two, and an MSSP sends a
+        // hundred of them a second.
+        let url = self.page_url(url)?;
+        self.send_to(req, url, check).await
+    }
+
+    /// [`OktaClient::send`] to a URL parsed and on the org's origin.
+    async fn send_to(
+        &self,
+        req: Req<'_>,
+        url: reqwest::Url,
+        check: bool,
+    ) -> Result<Page, ClientError> {
         let attempts = if matches!(req, Req::Get | Req::Poll) {
             self.policy.attempts
         } else {
             1
         };
-        // Parsed once: a poller's URL carries a filter of a KiB or two, and an MSSP sends a
-        // hundred of them a second.
-        let url = self.parse_on_origin(&self.absolute(url))?;
         let bucket = bucket(url.path());
         let mut failures = 0u32;
         let mut throttled = 0u32;
@@ -645,7 +664,7 @@ impl OktaClient {
                     Ok(joined) => self.on_origin(joined)?,
                     Err(_) => self.parse_on_origin(&link)?,
                 };
-                Some(String::from(absolute))
+                Some(absolute)
             }
         };
         use crate::http::client::{BodyError, read_limited};
@@ -680,7 +699,7 @@ struct Attempt {
     reading: Reading,
     request_id: Option<String>,
     body: String,
-    next: Option<String>,
+    next: Option<reqwest::Url>,
 }
 
 impl Attempt {
