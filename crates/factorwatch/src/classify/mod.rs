@@ -127,7 +127,7 @@ impl Classifier {
         source: Source,
     ) -> Option<Result<Classified<'a>, ClassifyError>> {
         let action = catalog::action(event_type)?;
-        let event: LogEvent = match serde_json::from_str(json) {
+        let event = match LogEvent::parse(json) {
             Ok(event) => event,
             Err(e) => return Some(Err(malformed(event_type, e))),
         };

@@ -191,3 +191,109 @@ pub struct Request {
     #[serde(rename = "ipChain", default, deserialize_with = "lenient::list")]
     pub ip_chain: Vec<IpChainEntry>,
 }
+
+impl LogEvent {
+    /// Reads one System Log event: in one pass when every side object has its shape, else again
+    /// with the misshapen ones absent (see [`super::lenient::parse`]).
+    pub fn parse(text: &str) -> serde_json::Result<LogEvent> {
+        lenient::parse(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every value at every path of `v` (objects' members and arrays' elements), replaced in
+    /// turn by each of `with`: the event texts to read.
+    fn mutations(v: &Value, with: &[Value]) -> Vec<String> {
+        fn walk(
+            root: &Value,
+            path: &mut Vec<Value>,
+            at: &Value,
+            with: &[Value],
+            out: &mut Vec<String>,
+        ) {
+            let children: Vec<(Value, &Value)> = match at {
+                Value::Object(m) => m
+                    .iter()
+                    .map(|(k, c)| (Value::from(k.as_str()), c))
+                    .collect(),
+                Value::Array(a) => a
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (Value::from(i), c))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            for (key, child) in children {
+                path.push(key);
+                for w in with {
+                    let mut copy = root.clone();
+                    let mut slot = &mut copy;
+                    for k in path.iter() {
+                        slot = match k {
+                            Value::String(s) => &mut slot[s.as_str()],
+                            _ => &mut slot[k.as_u64().unwrap_or(0) as usize],
+                        };
+                    }
+                    *slot = w.clone();
+                    out.push(copy.to_string());
+                }
+                walk(root, path, child, with, out);
+                path.pop();
+            }
+        }
+        let mut out = vec![v.to_string()];
+        walk(v, &mut Vec::new(), v, with, &mut out);
+        out
+    }
+
+    /// The one-pass read gives what reading each side object from its text gives, for real
+    /// events and for every way of putting a wrong shape anywhere in them.
+    #[test]
+    fn one_pass_reads_every_event_as_reading_side_objects_from_their_text() {
+        let with = [
+            Value::Null,
+            Value::from("text"),
+            Value::from(7),
+            Value::from(true),
+            serde_json::json!([]),
+            serde_json::json!([null, {"a": 1}, "x"]),
+            serde_json::json!({}),
+            serde_json::json!({"nested": {"deep": [1, {"x": null}]}}),
+        ];
+        let mut read = 0;
+        let mut refused = 0;
+        for file in [
+            "cribl-okta-rest-sample.ndjson",
+            "sekoia-intake-formats-okta-tests.ndjson",
+            "ocsf-examples-okta-raw.ndjson",
+        ] {
+            let path = format!("{}/tests/samples/{file}", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(!text.is_empty(), "{path}");
+            for line in text.lines().filter(|l| l.contains("eventType")).step_by(7) {
+                let Ok(v) = serde_json::from_str::<Value>(line) else {
+                    continue;
+                };
+                for event in mutations(&v, &with) {
+                    let slow = serde_json::from_str::<LogEvent>(&event);
+                    let one_pass = LogEvent::parse(&event);
+                    match (&slow, &one_pass) {
+                        (Ok(a), Ok(b)) => {
+                            read += 1;
+                            assert_eq!(format!("{a:?}"), format!("{b:?}"), "{event}");
+                        }
+                        (Err(_), Err(_)) => refused += 1,
+                        _ => panic!("{event}: {slow:?} against {one_pass:?}"),
+                    }
+                }
+            }
+        }
+        assert!(
+            read > 1_000 && refused > 0,
+            "{read} read, {refused} refused"
+        );
+    }
+}

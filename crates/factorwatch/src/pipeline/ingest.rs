@@ -129,7 +129,7 @@ impl Ingest {
         if self.detections.is_some()
             && let Some(evidence) = crate::okta::catalog::evidence_of(event_type)
         {
-            let signal = match serde_json::from_str::<LogEvent>(event) {
+            let signal = match LogEvent::parse(event) {
                 Ok(parsed) => signal::from_evidence(&parsed, evidence, event),
                 Err(_) => Ok(None),
             };
@@ -170,7 +170,7 @@ impl Ingest {
                 };
                 if let Some(key) = &self.detections {
                     let event = (c.change.source != crate::record::Source::EventsApi)
-                        .then(|| serde_json::from_str::<LogEvent>(c.raw).ok())
+                        .then(|| LogEvent::parse(c.raw).ok())
                         .flatten();
                     if let Some(s) = signal::from_change(&c.change, event.as_ref(), key) {
                         push_signal(batch, &s);
@@ -312,7 +312,7 @@ fn evidence_signal(text: &str) -> Result<Option<Signal>, signal::EvidenceError> 
     else {
         return Ok(None);
     };
-    match serde_json::from_str::<LogEvent>(text) {
+    match LogEvent::parse(text) {
         Ok(event) => signal::from_evidence(&event, evidence, text),
         Err(_) => Ok(None),
     }
