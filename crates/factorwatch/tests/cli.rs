@@ -328,7 +328,7 @@ async fn outbox_lists_re_drives_and_drops_dead_letters() {
         .await
         .unwrap();
     for d in store
-        .due("siem:file", 10, chrono::Utc::now())
+        .due("siem:file", 10, chrono::Utc::now(), true)
         .await
         .unwrap()
     {

@@ -177,6 +177,28 @@ proptest! {
         let ocsf = formats::ocsf::encode(&c, &ctx(&org), &Default::default());
         prop_assert_eq!(ocsf["type_uid"].as_u64().unwrap(), 300_100 + ocsf["activity_id"].as_u64().unwrap());
     }
+
+    /// A format that says it does not read the Okta event is delivered without it (the outbox
+    /// read leaves it out): its lines must be the same with and without it, and one that says
+    /// it does must show it.
+    #[test]
+    fn a_format_that_does_not_read_the_okta_event_encodes_alike_without_it(c in change(), org in text()) {
+        // A change without a time is stamped with the clock's: give it one, so that the two
+        // encodings can be compared.
+        let mut c = c;
+        c.published = c.published.or(chrono::DateTime::from_timestamp_millis(1_700_000_000_000));
+        let raw = r#"{"uuid":"only-in-the-okta-event","eventType":"user.mfa.factor.activate"}"#;
+        for name in ["record", "ocsf", "ocsf-user-management", "ecs", "cef", "leef", "raw"] {
+            let f = Format::parse(name).unwrap();
+            let with = f.encode(&c, raw, &ctx(&org));
+            let without = f.encode(&c, "", &ctx(&org));
+            if f.reads_okta_event() {
+                prop_assert!(with.contains("only-in-the-okta-event"), "{}: {}", name, with);
+            } else {
+                prop_assert_eq!(with, without, "{}", name);
+            }
+        }
+    }
 }
 
 fn finding() -> impl Strategy<Value = factorwatch::detect::Finding> {

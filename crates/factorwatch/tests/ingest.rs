@@ -732,7 +732,7 @@ async fn failed_deliveries_are_retried_then_dead_lettered_visibly_and_can_be_re_
         2
     );
     let due = store
-        .due("siem:file", 10, chrono::Utc::now())
+        .due("siem:file", 10, chrono::Utc::now(), true)
         .await
         .unwrap();
     assert_eq!(due.len(), 2);

@@ -127,7 +127,7 @@ async fn changes_reach_the_stream_once_acknowledged_and_repeats_are_dropped() {
     const N: usize = 30;
     let store = common::store_with("nats", common::changes("n", N, &["siem:lake"])).await;
     let rows = store
-        .due("siem:lake", 100, chrono::Utc::now())
+        .due("siem:lake", 100, chrono::Utc::now(), true)
         .await
         .unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);

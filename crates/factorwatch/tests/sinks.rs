@@ -578,7 +578,10 @@ async fn udp_syslog_sends_one_strict_rfc_5424_datagram_per_change_within_2048_oc
         10,
         sinks::syslog::SyslogSink::new(address, sinks::syslog::Transport::Udp, Default::default()),
     );
-    let rows = store.due("siem:udp", 10, chrono::Utc::now()).await.unwrap();
+    let rows = store
+        .due("siem:udp", 10, chrono::Utc::now(), true)
+        .await
+        .unwrap();
     let outcomes = sink.deliver(&rows).await;
     assert!(
         outcomes
@@ -652,7 +655,10 @@ async fn no_http_sink_follows_a_redirect_or_counts_it_delivered() {
     use factorwatch::pipeline::worker::{Destination, Outcome};
     let (url, reached) = redirecting().await;
     let store = common::store_with("redirect", common::changes("r", 3, &["siem:x"])).await;
-    let rows = store.due("siem:x", 10, chrono::Utc::now()).await.unwrap();
+    let rows = store
+        .due("siem:x", 10, chrono::Utc::now(), true)
+        .await
+        .unwrap();
     for kind in ["webhook", "splunk_hec", "elasticsearch"] {
         let sink = sinks::build(&sink_config("x", kind, &url), &sink_env).unwrap();
         let outcomes = sink.deliver(&rows).await;
@@ -683,7 +689,10 @@ async fn a_hec_200_that_is_not_hec_s_answer_is_not_a_delivery() {
     let url =
         serve(axum::Router::new().fallback(|| async { "<html>Welcome to the proxy</html>" })).await;
     let store = common::store_with("hec-html", common::changes("p", 2, &["siem:x"])).await;
-    let rows = store.due("siem:x", 10, chrono::Utc::now()).await.unwrap();
+    let rows = store
+        .due("siem:x", 10, chrono::Utc::now(), true)
+        .await
+        .unwrap();
     let sink = sinks::build(&sink_config("x", "splunk_hec", &url), &sink_env).unwrap();
     for o in sink.deliver(&rows).await {
         assert!(
@@ -737,7 +746,10 @@ async fn a_collector_that_closes_each_connection_loses_nothing() {
         sinks::syslog::SyslogSink::new(address, sinks::syslog::Transport::Tcp, Default::default()),
     );
     // A, B and C sent some time apart, each its own batch, each counted delivered.
-    let rows = store.due("siem:s", 10, chrono::Utc::now()).await.unwrap();
+    let rows = store
+        .due("siem:s", 10, chrono::Utc::now(), true)
+        .await
+        .unwrap();
     for (i, row) in rows.iter().enumerate() {
         assert_eq!(
             sink.deliver(std::slice::from_ref(row)).await,

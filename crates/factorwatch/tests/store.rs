@@ -158,7 +158,7 @@ async fn a_change_the_database_passes_over_fails_the_commit_and_moves_no_cursor(
         store.cursor("acme", SourceKind::SystemLog).await.unwrap(),
         None
     );
-    assert!(store.due("file", 10, now).await.unwrap().is_empty());
+    assert!(store.due("file", 10, now, true).await.unwrap().is_empty());
 
     // A duplicate is not a refusal: stored once, counted as a duplicate the second time.
     let first = batch(vec![change("kept", "00u1", &["file"])], Some("c1"));
@@ -180,7 +180,7 @@ async fn a_change_the_database_passes_over_fails_the_commit_and_moves_no_cursor(
             .as_deref(),
         Some("c2")
     );
-    assert_eq!(store.due("file", 10, now).await.unwrap().len(), 1);
+    assert_eq!(store.due("file", 10, now, true).await.unwrap().len(), 1);
 }
 
 /// A change of `org` whose raw event is `pad` bytes long.

@@ -213,7 +213,10 @@ async fn replicas_claim_disjoint_rows_and_take_over_a_dead_ones() {
         .await
         .unwrap();
     // Two replicas asking at once get disjoint rows, all of them between them.
-    let (a, b) = tokio::join!(first.due("siem", 6, now), second.due("siem", 6, now));
+    let (a, b) = tokio::join!(
+        first.due("siem", 6, now, true),
+        second.due("siem", 6, now, true)
+    );
     let (a, b) = (a.unwrap(), b.unwrap());
     let mut all: Vec<i64> = a.iter().chain(&b).map(|d| d.id).collect();
     all.sort();
@@ -221,7 +224,7 @@ async fn replicas_claim_disjoint_rows_and_take_over_a_dead_ones() {
     assert_eq!(all.len(), a.len() + b.len(), "no row claimed twice");
     assert_eq!(all.len(), 10);
     assert!(
-        second.due("siem", 10, now).await.unwrap().is_empty(),
+        second.due("siem", 10, now, true).await.unwrap().is_empty(),
         "all claimed"
     );
     // The second settles its rows; the first dies with its rows claimed: once the claim runs
@@ -232,11 +235,15 @@ async fn replicas_claim_disjoint_rows_and_take_over_a_dead_ones() {
         .unwrap();
     let before = now + chrono::Duration::seconds(30);
     assert!(
-        second.due("siem", 10, before).await.unwrap().is_empty(),
+        second
+            .due("siem", 10, before, true)
+            .await
+            .unwrap()
+            .is_empty(),
         "still claimed"
     );
     let later = now + chrono::Duration::seconds(61);
-    let taken = second.due("siem", 10, later).await.unwrap();
+    let taken = second.due("siem", 10, later, true).await.unwrap();
     let mut ids: Vec<i64> = taken.iter().map(|d| d.id).collect();
     let mut expected: Vec<i64> = a.iter().map(|d| d.id).collect();
     ids.sort();
@@ -257,7 +264,7 @@ async fn replicas_claim_disjoint_rows_and_take_over_a_dead_ones() {
     second.delivered(&ids, later).await.unwrap();
     assert!(
         first
-            .due("siem", 10, later + chrono::Duration::seconds(500))
+            .due("siem", 10, later + chrono::Duration::seconds(500), true)
             .await
             .unwrap()
             .is_empty()

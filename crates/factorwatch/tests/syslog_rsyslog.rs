@@ -274,7 +274,7 @@ async fn rsyslog_receives_every_change_once_over_tcp_and_tls() {
     let outcomes = sink
         .deliver(
             &store
-                .due("siem:rsyslog", 10, chrono::Utc::now())
+                .due("siem:rsyslog", 10, chrono::Utc::now(), true)
                 .await
                 .unwrap(),
         )

@@ -62,6 +62,12 @@ impl Format {
         })
     }
 
+    /// Whether [`Format::encode`] reads `raw` (the Okta event's text): ECS keeps it as
+    /// `event.original`, `raw` is made of it.
+    pub fn reads_okta_event(&self) -> bool {
+        matches!(self, Format::Ecs | Format::Raw)
+    }
+
     /// Encodes one change; `raw` is the Okta event's text. One line: never a newline inside.
     pub fn encode(&self, change: &MfaChange, raw: &str, ctx: &Context) -> String {
         match self {

@@ -121,6 +121,11 @@ pub trait Destination: Send + Sync + 'static {
     /// The worker has marked these rows (or failed to): a destination that keeps state about
     /// the rows under way lets go of it here.
     fn settled(&self, _rows: &[Due]) {}
+    /// Whether [`Destination::deliver`] reads each change's Okta event (`Due::raw`); if not, the
+    /// outbox is read without it (most of a row's bytes).
+    fn reads_okta_event(&self) -> bool {
+        true
+    }
     /// Delivers the rows; one outcome per row, in order.
     fn deliver(&self, rows: &[Due]) -> impl Future<Output = Vec<Outcome>> + Send;
 }
@@ -190,7 +195,12 @@ pub async fn run<S: Store, D: Destination>(
             let woken = signals.stored.notified();
             let taken = holding.len() as u32;
             let due = match store
-                .due(&name, batch.saturating_add(taken), Utc::now())
+                .due(
+                    &name,
+                    batch.saturating_add(taken),
+                    Utc::now(),
+                    destination.reads_okta_event(),
+                )
                 .await
             {
                 Ok(due) => {

@@ -342,6 +342,10 @@ impl<S: Sink> Destination for SinkDestination<S> {
         self.batch_size
     }
 
+    fn reads_okta_event(&self) -> bool {
+        self.format.reads_okta_event()
+    }
+
     async fn deliver(&self, rows: &[Due]) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; rows.len()];
         let mut index = Vec::with_capacity(rows.len());

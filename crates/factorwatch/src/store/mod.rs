@@ -247,7 +247,8 @@ pub struct Due {
     /// The change or finding; why not, if its stored record cannot be read (a permanent
     /// failure).
     pub item: Result<Item, String>,
-    /// The Okta event a change came from (empty for a finding).
+    /// The Okta event a change came from (empty for a finding, and when not asked for: see
+    /// [`Store::due`]).
     pub raw: String,
     /// When the change or finding was stored.
     pub received_at: DateTime<Utc>,
@@ -478,12 +479,15 @@ pub trait Store: Clone + Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Up to `limit` rows for `destination` that are due, oldest first.
+    /// Up to `limit` rows for `destination` that are due, oldest first; each change's Okta
+    /// event (`Due::raw`) only `with_event` (it is most of a row's bytes, and few destinations
+    /// read it).
     fn due(
         &self,
         destination: &str,
         limit: u32,
         now: DateTime<Utc>,
+        with_event: bool,
     ) -> impl Future<Output = Result<Vec<Due>, StoreError>> + Send;
 
     /// Of rows this replica took with [`Store::due`], those it still holds at `now` (their claim
@@ -884,8 +888,9 @@ impl Store for AnyStore {
         destination: &str,
         limit: u32,
         now: DateTime<Utc>,
+        with_event: bool,
     ) -> Result<Vec<Due>, StoreError> {
-        forward!(self, s => due(destination, limit, now))
+        forward!(self, s => due(destination, limit, now, with_event))
     }
     async fn confirm_claims(
         &self,

@@ -675,6 +675,7 @@ impl Store for PgStore {
         destination: &str,
         limit: u32,
         now: DateTime<Utc>,
+        with_event: bool,
     ) -> Result<Vec<Due>, StoreError> {
         // Claimed for this replica: the others skip these rows (SKIP LOCKED while claiming, the
         // claim after) until they are settled or the claim runs out (this replica died).
@@ -703,14 +704,21 @@ impl Store for PgStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(concat!(
-            due_select!(),
-            " WHERE o.id = ANY($1) ORDER BY o.next_attempt_at, o.id"
-        ))
-        .bind(&ids)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(other)?;
+        macro_rules! due_where {
+            () => {
+                " WHERE o.id = ANY($1) ORDER BY o.next_attempt_at, o.id"
+            };
+        }
+        let sql = if with_event {
+            concat!(due_select!(with_event), due_where!())
+        } else {
+            concat!(due_select!(without_event), due_where!())
+        };
+        let rows = sqlx::query(sql)
+            .bind(&ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(other)?;
         Ok(rows.into_iter().map(due_row).collect())
     }
 

@@ -74,14 +74,26 @@ pub(super) fn parse_time(s: Option<String>) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// An outbox row with its change or finding, as [`due_row`] reads it.
+/// An outbox row with its change or finding, as [`due_row`] reads it: `with_event` with each
+/// change's Okta event, `without_event` with `''` in its place (SQLite then never reads the
+/// event's overflow pages, nor the driver copies it).
 macro_rules! due_select {
-    () => {
-        "SELECT o.id, o.org, o.event_id, o.destination, o.attempts, o.kind,
-                COALESCE(c.record, f.record), COALESCE(c.raw, ''), COALESCE(c.received_at, f.created_at)
+    (with_event) => {
+        due_select!(@ "COALESCE(c.raw, '')")
+    };
+    (without_event) => {
+        due_select!(@ "''")
+    };
+    (@ $raw:literal) => {
+        concat!(
+            "SELECT o.id, o.org, o.event_id, o.destination, o.attempts, o.kind,
+                COALESCE(c.record, f.record), ",
+            $raw,
+            ", COALESCE(c.received_at, f.created_at)
          FROM outbox o
          LEFT JOIN changes c ON o.kind = 'change' AND c.org = o.org AND c.event_id = o.event_id
          LEFT JOIN findings f ON o.kind = 'finding' AND f.org = o.org AND f.id = o.event_id"
+        )
     };
 }
 pub(super) use due_select;

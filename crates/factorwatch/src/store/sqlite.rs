@@ -747,18 +747,26 @@ impl Store for SqliteStore {
         destination: &str,
         limit: u32,
         now: DateTime<Utc>,
+        with_event: bool,
     ) -> Result<Vec<Due>, StoreError> {
-        let rows = sqlx::query(concat!(
-            due_select!(),
-            " WHERE o.destination = ? AND o.state = 'pending' AND o.next_attempt_at <= ?
+        macro_rules! due_where {
+            () => {
+                " WHERE o.destination = ? AND o.state = 'pending' AND o.next_attempt_at <= ?
                   ORDER BY o.next_attempt_at, o.id LIMIT ?"
-        ))
-        .bind(destination)
-        .bind(ms(now))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(other)?;
+            };
+        }
+        let sql = if with_event {
+            concat!(due_select!(with_event), due_where!())
+        } else {
+            concat!(due_select!(without_event), due_where!())
+        };
+        let rows = sqlx::query(sql)
+            .bind(destination)
+            .bind(ms(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(other)?;
         Ok(rows.into_iter().map(due_row).collect())
     }
 

@@ -491,6 +491,7 @@ impl Mail {
                 "email",
                 1000,
                 chrono::Utc::now() + chrono::Duration::days(1),
+                true,
             )
             .await
             .unwrap()

@@ -85,10 +85,10 @@ pub async fn a_row_owed_later_falls_due_then<S: Store>(s: S) {
         after: std::time::Duration::from_secs(120),
     });
     s.commit("acme", &batch(vec![c], None), t(0)).await.unwrap();
-    assert_eq!(s.due("siem:a", 10, t(0)).await.unwrap().len(), 1);
-    assert!(s.due("email", 10, t(119)).await.unwrap().is_empty());
+    assert_eq!(s.due("siem:a", 10, t(0), true).await.unwrap().len(), 1);
+    assert!(s.due("email", 10, t(119), true).await.unwrap().is_empty());
     assert!(!s.any_due(&["email".into()], t(119)).await.unwrap());
-    let due = s.due("email", 10, t(120)).await.unwrap();
+    let due = s.due("email", 10, t(120), true).await.unwrap();
     assert_eq!(due.len(), 1, "due when its wait is over");
     assert_eq!(due[0].received_at, t(0), "received when committed");
 }
@@ -278,10 +278,10 @@ pub async fn a_report_is_stored_once_with_its_finding_and_steps<S: Store>(s: S) 
         Some(report.clone())
     );
     assert!(s.report("acme", "e1", "u2").await.unwrap().is_none());
-    let due = s.due("okta:response", 10, t(20)).await.unwrap();
+    let due = s.due("okta:response", 10, t(20), true).await.unwrap();
     assert_eq!(due.len(), 1);
     assert!(matches!(&due[0].item, Ok(Item::Finding(x)) if x.id == f.id));
-    assert_eq!(s.due("siem", 10, t(20)).await.unwrap().len(), 1);
+    assert_eq!(s.due("siem", 10, t(20), true).await.unwrap().len(), 1);
     let mut done = report.steps.clone();
     done[0].1 = StepState::Done;
     done[1].1 = StepState::Failed("403".into());
@@ -488,7 +488,7 @@ pub async fn findings_are_stored_once_with_their_outbox_rows_and_the_cursor<S: S
     .await
     .unwrap();
     assert_eq!(s.signals_after("acme", 0, 10).await.unwrap(), journal[1..]);
-    let due = s.due("security:email", 10, t(5)).await.unwrap();
+    let due = s.due("security:email", 10, t(5), true).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].event_id, f.id);
     match &due[0].item {
@@ -496,7 +496,7 @@ pub async fn findings_are_stored_once_with_their_outbox_rows_and_the_cursor<S: S
         other => panic!("{other:?}"),
     }
     // The change's row and the finding's row for the same sink are both owed.
-    assert_eq!(s.due("siem:a", 10, t(5)).await.unwrap().len(), 2);
+    assert_eq!(s.due("siem:a", 10, t(5), true).await.unwrap().len(), 2);
     let about = s
         .findings_for_events("acme", &["e2".into(), "nothing".into()])
         .await
@@ -586,7 +586,7 @@ pub async fn several_orgs_batches_are_stored_at_once_each_as_alone<S: Store>(s: 
         );
     }
     assert_eq!(s.stats().await.unwrap().changes, 3);
-    assert_eq!(s.due("siem:a", 10, t(10)).await.unwrap().len(), 3);
+    assert_eq!(s.due("siem:a", 10, t(10), true).await.unwrap().len(), 3);
     // Every batch's journal entries are kept, each org's in the order of its batches.
     for (org, want) in [
         (
@@ -644,7 +644,7 @@ pub async fn each_change_is_stored_once_per_org_whatever_the_repeats<S: Store>(s
         .await
         .unwrap();
     assert_eq!(c.new, 1, "the same id in another org is another change");
-    assert_eq!(s.due("siem:a", 10, t(10)).await.unwrap().len(), 2);
+    assert_eq!(s.due("siem:a", 10, t(10), true).await.unwrap().len(), 2);
 }
 
 pub async fn due_rows_come_oldest_first_and_record_each_outcome<S: Store>(s: S) {
@@ -654,17 +654,22 @@ pub async fn due_rows_come_oldest_first_and_record_each_outcome<S: Store>(s: S) 
     s.commit("acme", &batch(changes, None), t(0)).await.unwrap();
     assert!(s.any_due(&["siem:a".into()], t(1)).await.unwrap());
     assert!(!s.any_due(&["siem:b".into()], t(1)).await.unwrap());
-    let due = s.due("siem:a", 3, t(1)).await.unwrap();
+    // Read without the Okta events (a destination that does not read them).
+    let due = s.due("siem:a", 3, t(1), false).await.unwrap();
     let ids: Vec<&str> = due.iter().map(|d| d.event_id.as_str()).collect();
     assert_eq!(ids, ["e0", "e1", "e2"]);
     let change = due[0].change().unwrap();
     assert_eq!(change.id.to_wire(), "e0", "the record comes back typed");
+    assert!(
+        due.iter().all(|d| d.raw.is_empty()),
+        "no Okta event unless asked for"
+    );
     assert_eq!(due[0].attempts, 0);
     s.delivered(&[due[0].id], t(2)).await.unwrap();
     s.retry(due[1].id, "try later", t(100)).await.unwrap();
     s.postpone(due[2].id, t(50)).await.unwrap();
     let now: Vec<String> = s
-        .due("siem:a", 10, t(3))
+        .due("siem:a", 10, t(3), true)
         .await
         .unwrap()
         .into_iter()
@@ -675,9 +680,10 @@ pub async fn due_rows_come_oldest_first_and_record_each_outcome<S: Store>(s: S) 
         ["e3", "e4"],
         "delivered gone, retried and postponed not yet due"
     );
-    let later = s.due("siem:a", 10, t(200)).await.unwrap();
+    let later = s.due("siem:a", 10, t(200), true).await.unwrap();
     let e1 = later.iter().find(|d| d.event_id == "e1").unwrap();
     assert_eq!(e1.attempts, 1, "a retry counts an attempt");
+    assert_eq!(e1.raw, r#"{"uuid":"e1"}"#, "the Okta event when asked for");
     let e2 = later.iter().find(|d| d.event_id == "e2").unwrap();
     assert_eq!(e2.attempts, 0, "a postponement does not");
 }
@@ -687,7 +693,7 @@ pub async fn dead_letters_are_listed_redriven_and_dropped<S: Store>(s: S) {
         .map(|i| change(&format!("e{i}"), "u1", &["siem:a", "siem:b"]))
         .collect();
     s.commit("acme", &batch(changes, None), t(0)).await.unwrap();
-    let due = s.due("siem:a", 10, t(1)).await.unwrap();
+    let due = s.due("siem:a", 10, t(1), true).await.unwrap();
     for d in &due {
         s.dead(d.id, "refused").await.unwrap();
     }
@@ -697,7 +703,7 @@ pub async fn dead_letters_are_listed_redriven_and_dropped<S: Store>(s: S) {
     assert_eq!(dead[0].last_error.as_deref(), Some("refused"));
     assert!(s.dead_letters(Some("siem:b")).await.unwrap().is_empty());
     assert_eq!(s.redrive(&[dead[0].id], t(2)).await.unwrap(), 1);
-    assert_eq!(s.due("siem:a", 10, t(3)).await.unwrap().len(), 1);
+    assert_eq!(s.due("siem:a", 10, t(3), true).await.unwrap().len(), 1);
     assert_eq!(
         s.drop_dead(&[dead[1].id, dead[0].id]).await.unwrap(),
         1,
@@ -829,7 +835,7 @@ pub async fn stats_count_what_is_stored_and_owed<S: Store>(s: S) {
     s.commit("acme", &batch(changes, Some("https://o/n")), t(0))
         .await
         .unwrap();
-    let due = s.due("siem:a", 10, t(1)).await.unwrap();
+    let due = s.due("siem:a", 10, t(1), true).await.unwrap();
     s.delivered(&[due[0].id, due[1].id], t(2)).await.unwrap();
     s.dead(due[2].id, "x").await.unwrap();
     let stats = s.stats().await.unwrap();
