@@ -50,6 +50,9 @@ pub enum ClassifyError {
 pub struct Classified<'a> {
     pub change: MfaChange,
     pub raw: &'a str,
+    /// The System Log event it was read from (none from the Events API): the detections read
+    /// it again otherwise.
+    pub event: Option<Box<LogEvent>>,
 }
 
 /// Where within one JSON value a verdict belongs: the value itself, or event `i` of the Event Hook
@@ -133,7 +136,11 @@ impl Classifier {
         };
         Some(
             self.log_change(&event, action, source, json)
-                .map(|change| Classified { change, raw: json }),
+                .map(|change| Classified {
+                    change,
+                    raw: json,
+                    event: Some(Box::new(event)),
+                }),
         )
     }
 
@@ -148,7 +155,11 @@ impl Classifier {
             serde_json::from_str(json)
                 .map_err(|e| malformed(event_type, e))
                 .and_then(|event| self.legacy_change(&event, event_type, action, json))
-                .map(|change| Classified { change, raw: json }),
+                .map(|change| Classified {
+                    change,
+                    raw: json,
+                    event: None,
+                }),
         )
     }
 

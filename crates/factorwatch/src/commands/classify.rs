@@ -216,7 +216,7 @@ impl<O: Write, E: Write> Run<'_, O, E> {
         verdict: Result<Classified<'_>, ClassifyError>,
     ) -> io::Result<()> {
         match verdict {
-            Ok(Classified { change, raw }) => {
+            Ok(Classified { change, raw, .. }) => {
                 self.summary.changes += 1;
                 if let Some(e) = &self.options.encoding {
                     let payload = e.format.encode(&change, raw, &e.context);

@@ -169,10 +169,8 @@ impl Ingest {
                     }
                 };
                 if let Some(key) = &self.detections {
-                    let event = (c.change.source != crate::record::Source::EventsApi)
-                        .then(|| LogEvent::parse(c.raw).ok())
-                        .flatten();
-                    if let Some(s) = signal::from_change(&c.change, event.as_ref(), key) {
+                    // The event the classifier read (none from the Events API), not read again.
+                    if let Some(s) = signal::from_change(&c.change, c.event.as_deref(), key) {
                         push_signal(batch, &s);
                     }
                 }
