@@ -47,9 +47,9 @@ fn direct() -> bool {
 /// misshapen one; only then again with each side object taken as its text and parsed from there
 /// (absent if misshapen). An event that the first attempt reads is read exactly as the second
 /// would read it (the same parser on the same text, no side object refused), so the second runs
-/// only for events with a misshapen side field: taking each side object's text first scanned
-/// every nested byte once more per level (a fifth of the CPU of storing a filtered page of
-/// changes, scripts/bench/end-to-end.sh).
+/// only for events with a misshapen side field. Taking each side object's text first scanned
+/// every nested byte once more per level: a tenth of the instructions of the same-filter run of
+/// scripts/bench/end-to-end.sh (callgrind).
 pub fn parse<T: DeserializeOwned>(text: &str) -> serde_json::Result<T> {
     let first = {
         let _direct = Direct::begin();
