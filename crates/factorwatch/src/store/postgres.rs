@@ -14,8 +14,8 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::sql::{
     CHANGES_PER_STATEMENT, IDS_PER_STATEMENT, OUTBOX_ROWS_PER_STATEMENT, REPORT_COLUMNS,
-    STATEMENT_CACHE, due_row, due_select, from_ms, ms, other, padded, parse_time, report_row,
-    shaped, write_error,
+    STATEMENT_CACHE, due_query, due_row, due_select, from_ms, ms, other, padded, parse_time,
+    report_row, shaped, write_error,
 };
 use super::{
     Batch, Committed, DeadLetter, Delivery, Due, Fence, ItemKind, JournalEntry, LeaseState,
@@ -704,21 +704,14 @@ impl Store for PgStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        macro_rules! due_where {
-            () => {
-                " WHERE o.id = ANY($1) ORDER BY o.next_attempt_at, o.id"
-            };
-        }
-        let sql = if with_event {
-            concat!(due_select!(with_event), due_where!())
-        } else {
-            concat!(due_select!(without_event), due_where!())
-        };
-        let rows = sqlx::query(sql)
-            .bind(&ids)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(other)?;
+        let rows = sqlx::query(due_query!(
+            with_event,
+            " WHERE o.id = ANY($1) ORDER BY o.next_attempt_at, o.id"
+        ))
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(other)?;
         Ok(rows.into_iter().map(due_row).collect())
     }
 

@@ -98,6 +98,18 @@ macro_rules! due_select {
 }
 pub(super) use due_select;
 
+/// [`due_select`] followed by `tail` (a literal), with each change's Okta event if `with_event`.
+macro_rules! due_query {
+    ($with_event:expr, $tail:literal) => {
+        if $with_event {
+            concat!(due_select!(with_event), $tail)
+        } else {
+            concat!(due_select!(without_event), $tail)
+        }
+    };
+}
+pub(super) use due_query;
+
 pub(super) const REPORT_COLUMNS: &str = "org, change_id, user_id, finding_id, reported_at, steps";
 
 /// A row of [`due_select`].

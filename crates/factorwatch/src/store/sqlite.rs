@@ -12,8 +12,8 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::sql::{
     CHANGES_PER_STATEMENT, IDS_PER_STATEMENT, OUTBOX_ROWS_PER_STATEMENT, REPORT_COLUMNS,
-    STATEMENT_CACHE, due_row, due_select, from_ms, ms, other, padded, parse_time, report_row,
-    shaped, write_error,
+    STATEMENT_CACHE, due_query, due_row, due_select, from_ms, ms, other, padded, parse_time,
+    report_row, shaped, write_error,
 };
 use super::{
     Batch, Committed, DeadLetter, Delivery, Due, Fence, ItemKind, JournalEntry, LeaseState,
@@ -749,24 +749,17 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         with_event: bool,
     ) -> Result<Vec<Due>, StoreError> {
-        macro_rules! due_where {
-            () => {
-                " WHERE o.destination = ? AND o.state = 'pending' AND o.next_attempt_at <= ?
-                  ORDER BY o.next_attempt_at, o.id LIMIT ?"
-            };
-        }
-        let sql = if with_event {
-            concat!(due_select!(with_event), due_where!())
-        } else {
-            concat!(due_select!(without_event), due_where!())
-        };
-        let rows = sqlx::query(sql)
-            .bind(destination)
-            .bind(ms(now))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(other)?;
+        let rows = sqlx::query(due_query!(
+            with_event,
+            " WHERE o.destination = ? AND o.state = 'pending' AND o.next_attempt_at <= ?
+              ORDER BY o.next_attempt_at, o.id LIMIT ?"
+        ))
+        .bind(destination)
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(other)?;
         Ok(rows.into_iter().map(due_row).collect())
     }
 
