@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use factorwatch::backoff::Backoff;
 use factorwatch::daemon::Daemon;
 use factorwatch::okta::client::auth::Credentials;
-use factorwatch::okta::client::{ClientError, OktaClient, RetryPolicy};
+use factorwatch::okta::client::{ClientError, OktaClient, Page, RetryPolicy};
 use factorwatch::secret::Secret;
 use factorwatch::store::{Batch, SourceKind, Store};
 use okta_sim::server::RateLimits;
@@ -72,6 +72,14 @@ fn client(sim: &common::Sim, timeout_ms: u64) -> OktaClient {
         quick(timeout_ms),
     )
     .unwrap()
+}
+
+/// GETs the System Log as any request, or as a caught-up poller's poll (on the connection kept
+/// between polls): both must stand the same attacks.
+async fn poll(client: &OktaClient, kept: bool) -> Result<Page, ClientError> {
+    client
+        .fetch_page(&client.page_url("/api/v1/logs")?, kept)
+        .await
 }
 
 async fn some_events(sim: &common::Sim) {
@@ -208,12 +216,14 @@ async fn a_redirect_is_never_followed_with_the_credentials() {
         json!({ "endpoints": { "*": { "redirect_to": elsewhere.origin } } }),
     )
     .await;
-    let e = client(&sim, 2000).get("/api/v1/logs").await.unwrap_err();
-    assert!(
-        matches!(e, ClientError::Redirect { status: 302, .. }),
-        "{e}"
-    );
-    assert!(e.to_string().contains(&elsewhere.origin), "{e}");
+    for kept in [false, true] {
+        let e = poll(&client(&sim, 2000), kept).await.unwrap_err();
+        assert!(
+            matches!(e, ClientError::Redirect { status: 302, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains(&elsewhere.origin), "{e}");
+    }
     let e = client(&sim, 2000)
         .get("/api/v1/users/00u1")
         .await
@@ -230,14 +240,13 @@ async fn an_answer_larger_than_the_cap_is_an_error_not_a_growing_buffer() {
         json!({ "endpoints": { "/api/v1/logs": { "oversize_bytes": 40u64 << 20 } } }),
     )
     .await;
-    let e = client(&sim, 20_000)
-        .get_page("/api/v1/logs")
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(e, ClientError::TooLarge { limit } if limit == factorwatch::okta::client::MAX_BODY),
-        "{e}"
-    );
+    for kept in [false, true] {
+        let e = poll(&client(&sim, 20_000), kept).await.unwrap_err();
+        assert!(
+            matches!(e, ClientError::TooLarge { limit } if limit == factorwatch::okta::client::MAX_BODY),
+            "{e}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -249,22 +258,21 @@ async fn an_answer_that_drips_is_cut_off_by_the_timeout() {
         json!({ "endpoints": { "/api/v1/logs": { "drip_ms": 200 } } }),
     )
     .await;
-    let started = Instant::now();
-    let e = client(&sim, 600)
-        .get_page("/api/v1/logs")
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(e, ClientError::Unavailable { attempts: 2, .. }),
-        "{e}"
-    );
-    // Two attempts of at most 600 ms each, and a short backoff: seconds, not the page's length
-    // times 200 ms.
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "{:?}",
-        started.elapsed()
-    );
+    for kept in [false, true] {
+        let started = Instant::now();
+        let e = poll(&client(&sim, 600), kept).await.unwrap_err();
+        assert!(
+            matches!(e, ClientError::Unavailable { attempts: 2, .. }),
+            "{e}"
+        );
+        // Two attempts of at most 600 ms each, and a short backoff: seconds, not the page's
+        // length times 200 ms.
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use factorwatch::backoff::Backoff;
 use factorwatch::okta::client::auth::{Credentials, ServiceApp};
-use factorwatch::okta::client::{ClientError, OktaClient, RetryPolicy};
+use factorwatch::okta::client::{ClientError, OktaClient, Page, RetryPolicy};
 use factorwatch::secret::Secret;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey};
@@ -30,8 +30,23 @@ fn quick(timeout_ms: u64) -> RetryPolicy {
     }
 }
 
+/// GETs a page of the System Log: as any request, or as a caught-up poller's poll, on the
+/// connection kept between polls.
+async fn page(client: &OktaClient, path: &str, kept: bool) -> Result<Page, ClientError> {
+    client.fetch_page(&client.page_url(path)?, kept).await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_that_times_out_is_retried_and_says_so() {
+    timed_out_then_retried(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poll_on_the_kept_connection_that_times_out_is_retried_and_says_so() {
+    timed_out_then_retried(true).await;
+}
+
+async fn timed_out_then_retried(kept: bool) {
     let calls = Arc::new(AtomicUsize::new(0));
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let app = {
@@ -67,7 +82,7 @@ async fn a_request_that_times_out_is_retried_and_says_so() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     let client = OktaClient::new(&base, Credentials::Ssws(Secret::new("t")), quick(300)).unwrap();
-    let page = client.get("/api/v1/logs").await.unwrap();
+    let page = page(&client, "/api/v1/logs", kept).await.unwrap();
     assert_eq!(page.body, "[]");
     assert_eq!(
         page.next.as_ref().map(|u| u.as_str()),
@@ -159,18 +174,93 @@ async fn a_service_app_gets_dpop_tokens_and_renews_a_refused_one() {
             quick(2000),
         )
         .unwrap();
-        assert!(client.get("/api/v1/logs").await.is_ok(), "{id}");
-        // Okta refuses the token (revoked): the client gets a new one and carries on.
-        let revoked = sim.control("/sim/apps/revoke-tokens", json!({})).await;
-        assert!(revoked["revoked"].as_u64().unwrap() >= 1);
-        assert!(
-            client.get("/api/v1/logs").await.is_ok(),
-            "{id} after revocation"
-        );
+        for kept in [false, true] {
+            assert!(page(&client, "/api/v1/logs", kept).await.is_ok(), "{id}");
+            // Okta refuses the token (revoked): the client gets a new one and carries on.
+            let revoked = sim.control("/sim/apps/revoke-tokens", json!({})).await;
+            assert!(revoked["revoked"].as_u64().unwrap() >= 1);
+            assert!(
+                page(&client, "/api/v1/logs", kept).await.is_ok(),
+                "{id} after revocation (kept: {kept})"
+            );
+        }
     }
     let bad = Credentials::oauth(app("0oaNOBODY", EC, "ec1"), token_url).unwrap();
     let client = OktaClient::new(&sim.base, bad, quick(2000)).unwrap();
     let e = client.get("/api/v1/logs").await.unwrap_err();
     assert!(e.to_string().contains("invalid_client"), "{e}");
     assert!(!format!("{e:?}").contains("PRIVATE KEY"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn polls_over_tls_keep_one_session_between_them() {
+    use factorwatch::okta::client::kept::{Connector, Slot};
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = std::env::temp_dir().join(format!("fw-kept-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    common::certificates(&dir);
+    let certs: Vec<_> = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let config = tokio_rustls::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().route("/api/v1/logs", axum::routing::get(async || "[]"));
+    {
+        let accepted = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+    }
+    let ca = std::fs::read(dir.join("ca.pem")).unwrap();
+    let connector = Connector::trusting("factorwatch/test", &ca).unwrap();
+    let slot = Slot::default();
+    let url = reqwest::Url::parse(&format!("https://localhost:{port}/api/v1/logs")).unwrap();
+    for _ in 0..3 {
+        let answer = connector
+            .get(&slot, &url, &[], 1 << 20, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!((answer.status, answer.body.unwrap().as_str()), (200, "[]"));
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one TLS session for the polls"
+    );
+    // A server whose certificate the client does not trust is refused.
+    let strangers = Connector::new("factorwatch/test").unwrap();
+    let e = strangers
+        .get(
+            &Slot::default(),
+            &url,
+            &[],
+            1 << 20,
+            Duration::from_secs(10),
+        )
+        .await
+        .err()
+        .unwrap();
+    assert!(e.contains("TLS"), "{e}");
 }

@@ -4,11 +4,14 @@
 
 use std::time::Duration;
 
+/// What every outgoing request says it is.
+pub const USER_AGENT: &str = concat!("factorwatch/", env!("CARGO_PKG_VERSION"));
+
 /// The client every outgoing request uses (Okta, SIEM sinks, chat webhooks): no redirects, a
 /// timeout, factorwatch's user agent; trusting the system's roots, or only `ca_pem` when given.
 pub fn builder(timeout: Duration) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
-        .user_agent(concat!("factorwatch/", env!("CARGO_PKG_VERSION")))
+        .user_agent(USER_AGENT)
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .timeout(timeout)
@@ -40,25 +43,51 @@ pub async fn read_limited(
     mut response: reqwest::Response,
     limit: usize,
 ) -> Result<String, BodyError> {
-    let announced = response.content_length().unwrap_or(0);
-    if announced > limit as u64 {
-        return Err(BodyError::TooLarge { limit });
-    }
-    let mut body = Vec::with_capacity(announced as usize);
+    let mut body = Capped::new(response.content_length(), limit)?;
     while let Some(chunk) = response
         .chunk()
         .await
         .map_err(|e| BodyError::Read(e.without_url().to_string()))?
     {
-        if body.len() + chunk.len() > limit {
+        body.push(&chunk)?;
+    }
+    Ok(body.text())
+}
+
+/// A body read under a limit (see [`read_limited`]), from any HTTP client.
+pub struct Capped {
+    body: Vec<u8>,
+    limit: usize,
+}
+
+impl Capped {
+    /// `announced`: the answer's `Content-Length`, refused at once if over `limit`.
+    pub fn new(announced: Option<u64>, limit: usize) -> Result<Capped, BodyError> {
+        let announced = announced.unwrap_or(0);
+        if announced > limit as u64 {
             return Err(BodyError::TooLarge { limit });
         }
-        body.extend_from_slice(&chunk);
+        Ok(Capped {
+            body: Vec::with_capacity(announced as usize),
+            limit,
+        })
     }
-    Ok(match String::from_utf8(body) {
-        Ok(text) => text,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    })
+
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), BodyError> {
+        if self.body.len() + chunk.len() > self.limit {
+            return Err(BodyError::TooLarge { limit: self.limit });
+        }
+        self.body.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    /// The body as text; not UTF-8, decoded lossily.
+    pub fn text(self) -> String {
+        match String::from_utf8(self.body) {
+            Ok(text) => text,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }
+    }
 }
 
 /// A short, single-line excerpt of a remote answer for an error message or a log line: at most
@@ -78,11 +107,15 @@ pub fn excerpt(text: &str, max: usize) -> String {
 /// What a redirect answer says, for the error: where it pointed (scheme, host, port only: a
 /// URL's path and query can carry tokens).
 pub fn redirect_target(response: &reqwest::Response) -> String {
-    response
-        .headers()
+    redirect_target_of(response.url(), response.headers())
+}
+
+/// [`redirect_target`] of an answer's headers to a request for `url`.
+pub fn redirect_target_of(url: &reqwest::Url, headers: &reqwest::header::HeaderMap) -> String {
+    headers
         .get(reqwest::header::LOCATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|l| response.url().join(l).ok())
+        .and_then(|l| url.join(l).ok())
         .map(|u| origin_text(&u))
         .unwrap_or_else(|| "an unnamed place".into())
 }

@@ -103,12 +103,10 @@ impl<S: Store> Poller<S> {
         // Whether the page being fetched goes over a connection kept between polls (a poll after
         // a wait, and the page after a small one that did: a live org's poll finds a few events,
         // and the request that follows, Okta's loop reading on until a page is empty, would
-        // otherwise open a connection, against Okta a TLS handshake, only to hear `[]`); and
-        // until when polls stay off that connection: it keeps the buffers its largest answer
-        // grew, so after an answer larger than KEPT_ANSWER on it the polls go on short-lived
-        // connections until it has closed unused (then a fresh one is kept).
+        // otherwise open a connection, against Okta a TLS handshake, only to hear `[]`). After
+        // an answer larger than KEPT_ANSWER, the org is catching up: its next pages go on
+        // short-lived connections, and that connection is not kept (see `OKTA_POLL_CONNECTION`).
         let mut on_kept = false;
-        let mut unkept_until: Option<tokio::time::Instant> = None;
         // Pages read but not yet committed, merged into one batch with the last page's cursor,
         // and when the first was read: a page holding a few rows costs a transaction (and a
         // sync) as dear as a full one, so catching up with an org whose MFA changes are sparse
@@ -139,13 +137,7 @@ impl<S: Store> Poller<S> {
                 Err(e) => Err((e.to_string(), !e.is_transient())),
                 Ok(page) => {
                     let came_kept = std::mem::take(&mut on_kept);
-                    let large = page.body.len() > crate::okta::client::KEPT_ANSWER;
-                    if came_kept && large {
-                        unkept_until = Some(
-                            tokio::time::Instant::now() + crate::okta::client::OKTA_POLL_CONNECTION,
-                        );
-                    }
-                    follow_kept = came_kept && !large;
+                    follow_kept = came_kept && page.body.len() <= crate::okta::client::KEPT_ANSWER;
                     let next = page.next.unwrap_or_else(|| url.clone());
                     match self
                         .ingest
@@ -289,9 +281,8 @@ impl<S: Store> Poller<S> {
                 if pause_until(&mut shutdown, until).await {
                     return Ended::Stopped;
                 }
-                let kept = unkept_until.is_none_or(|t| tokio::time::Instant::now() >= t);
-                fetch = Prefetch::start(&self.client, &url, &self.signals.pages, kept);
-                on_kept = kept;
+                fetch = Prefetch::start(&self.client, &url, &self.signals.pages, true);
+                on_kept = true;
             }
         }
     }

@@ -7,6 +7,7 @@
 //! redirects are never followed, and an answer larger than [`MAX_BODY`] is an error.
 
 pub mod auth;
+pub mod kept;
 pub mod links;
 pub mod rate;
 
@@ -119,8 +120,10 @@ pub const MAX_BODY: usize = 32 << 20;
 
 pub struct OktaClient {
     http: reqwest::Client,
-    /// For a poller's polls after a wait (see [`OKTA_POLL_CONNECTION`]).
-    polls: reqwest::Client,
+    /// For a poller's polls after a wait (see [`OKTA_POLL_CONNECTION`]); none through a proxy.
+    kept: Option<kept::Connector>,
+    /// The stream kept between those polls.
+    slot: kept::Slot,
     base: String,
     /// The org's origin: the only place requests go.
     origin: reqwest::Url,
@@ -162,14 +165,13 @@ const OKTA_IDLE_CONNECTION: Duration = Duration::from_millis(250);
 /// the default 15 s between polls, so a caught-up poller sends its next poll on the same
 /// connection. A new connection per poll was a fifth of an MSSP's idle CPU with 2,000 orgs on
 /// loopback (`connect`, `socket`, `shutdown`; `scripts/bench/many-orgs.sh`), and against Okta
-/// it is a TLS handshake per org per poll. Such a connection carries only answers up to
-/// [`KEPT_ANSWER`] (a poller goes back to the short-lived connections after a larger one), so it
-/// holds little: its buffers grow to the largest answer it carried.
+/// it is a TLS handshake per org per poll. Between polls only its socket (and TLS session) is
+/// held, not an HTTP connection with its buffers (see [`kept`]); and it is kept only after
+/// answers up to [`KEPT_ANSWER`] (a TLS session's buffers grow to what it carried).
 pub const OKTA_POLL_CONNECTION: Duration = Duration::from_secs(90);
 
-/// The largest answer a kept connection goes on carrying (see [`OKTA_POLL_CONNECTION`]): an idle
-/// org answers `[]`, a quiet one a few events. After a larger one the poller leaves kept
-/// connections alone until that one has closed.
+/// The largest answer after which the connection that carried it is kept for the next poll (see
+/// [`OKTA_POLL_CONNECTION`]): an idle org answers `[]`, a quiet one a few events.
 pub const KEPT_ANSWER: usize = 16 << 10;
 
 /// Okta's client: no redirects, each request sets its own timeout, idle connections closed.
@@ -178,30 +180,50 @@ fn builder() -> reqwest::ClientBuilder {
         .pool_idle_timeout(OKTA_IDLE_CONNECTION)
 }
 
-/// The HTTP clients Okta requests go through: one whose connections close soon after use, and
-/// one whose connections are kept between a caught-up poller's polls.
+/// How Okta requests go out: a client whose connections close soon after use, and the
+/// connections a caught-up poller keeps between its polls (none when a proxy is configured:
+/// those go straight to Okta, so the polls then go through the proxy on the client).
 #[derive(Clone, Debug)]
 pub struct Http {
     pub requests: reqwest::Client,
-    pub polls: reqwest::Client,
+    kept: Option<kept::Connector>,
 }
+
+/// The variables reqwest takes a proxy from.
+const PROXY_VARIABLES: [&str; 6] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
 
 impl Http {
     fn build(user_agent: Option<String>) -> Result<Http, ClientError> {
         // A failed build is an error, never a fallback: `reqwest::Client::default()` would
         // follow redirects, wait on Okta for ever, and panic on the same TLS failure.
-        let make = |b: reqwest::ClientBuilder| {
-            match &user_agent {
-                Some(ua) => b.user_agent(ua),
-                None => b,
-            }
-            .build()
-            .map_err(|e| ClientError::Setup(e.to_string()))
+        let requests = match &user_agent {
+            Some(ua) => builder().user_agent(ua),
+            None => builder(),
+        }
+        .build()
+        .map_err(|e| ClientError::Setup(e.to_string()))?;
+        let proxied = PROXY_VARIABLES
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
+        let kept = match proxied {
+            true => None,
+            false => Some(
+                kept::Connector::new(
+                    user_agent
+                        .as_deref()
+                        .unwrap_or(crate::http::client::USER_AGENT),
+                )
+                .map_err(ClientError::Setup)?,
+            ),
         };
-        Ok(Http {
-            requests: make(builder())?,
-            polls: make(builder().pool_idle_timeout(OKTA_POLL_CONNECTION))?,
-        })
+        Ok(Http { requests, kept })
     }
 }
 
@@ -311,7 +333,8 @@ impl OktaClient {
             .ok_or_else(|| ClientError::BadBase(base.to_owned()))?;
         Ok(OktaClient {
             http: http.requests,
-            polls: http.polls,
+            kept: http.kept,
+            slot: kept::Slot::default(),
             metrics: crate::telemetry::OktaMetrics::new(base.trim_end_matches('/')),
             base: base.trim_end_matches('/').to_owned(),
             origin,
@@ -571,6 +594,7 @@ impl OktaClient {
         retry: u32,
         retry_for: Option<&str>,
     ) -> Result<Attempt, ClientError> {
+        use reqwest::header::{HeaderName, HeaderValue};
         let method = match req {
             Req::Get | Req::Poll => "GET",
             Req::Post(_) => "POST",
@@ -581,6 +605,55 @@ impl OktaClient {
             .credentials
             .authorize(&self.http, method, url.as_str())
             .await?;
+        let secret = |value: String| {
+            HeaderValue::try_from(value).map(|mut v| {
+                v.set_sensitive(true);
+                v
+            })
+        };
+        let mut headers = vec![
+            (
+                reqwest::header::ACCEPT,
+                HeaderValue::from_static("application/json"),
+            ),
+            (reqwest::header::AUTHORIZATION, {
+                let Ok(v) = secret(auth.header) else {
+                    return Ok(Attempt::failed(
+                        "the credentials cannot be sent in a header".into(),
+                    ));
+                };
+                v
+            }),
+        ];
+        if let Some(proof) = auth.dpop {
+            let Ok(v) = secret(proof) else {
+                return Ok(Attempt::failed(
+                    "the DPoP proof cannot be sent in a header".into(),
+                ));
+            };
+            headers.push((HeaderName::from_static("dpop"), v));
+        }
+        if retry > 0 {
+            // As Okta's SDKs do, so Okta can tie a retry to the request it repeats.
+            headers.push((
+                HeaderName::from_static("x-okta-retry-count"),
+                HeaderValue::from(retry),
+            ));
+            if let Some(id) = retry_for.and_then(|id| HeaderValue::from_str(id).ok()) {
+                headers.push((HeaderName::from_static("x-okta-retry-for"), id));
+            }
+        }
+        if let (Req::Poll, Some(kept)) = (req, &self.kept) {
+            let answer = match kept
+                .get(&self.slot, url, &headers, MAX_BODY, self.policy.timeout)
+                .await
+            {
+                Ok(answer) => answer,
+                Err(reason) => return Ok(Attempt::failed(reason)),
+            };
+            let head = self.head(url, answer.status, &answer.headers)?;
+            return head.with_body(answer.body);
+        }
         let request = match req {
             Req::Post(b) => self
                 .http
@@ -593,22 +666,11 @@ impl OktaClient {
                 .header("Content-Type", "application/json")
                 .body(b.to_owned()),
             Req::Delete => self.http.delete(url.clone()),
-            Req::Get => self.http.get(url.clone()),
-            Req::Poll => self.polls.get(url.clone()),
+            Req::Get | Req::Poll => self.http.get(url.clone()),
         };
-        let mut request = request
-            .header("Accept", "application/json")
-            .header("Authorization", auth.header)
-            .timeout(self.policy.timeout);
-        if let Some(proof) = auth.dpop {
-            request = request.header("DPoP", proof);
-        }
-        if retry > 0 {
-            // As Okta's SDKs do, so Okta can tie a retry to the request it repeats.
-            request = request.header("X-Okta-Retry-Count", retry.to_string());
-            if let Some(id) = retry_for {
-                request = request.header("X-Okta-Retry-For", id);
-            }
+        let mut request = request.timeout(self.policy.timeout);
+        for (name, value) in headers {
+            request = request.header(name, value);
         }
         let response = match request.send().await {
             Ok(r) => r,
@@ -620,8 +682,19 @@ impl OktaClient {
                 }));
             }
         };
-        let status = response.status().as_u16();
-        let headers = response.headers();
+        // The head is read before the body: a redirect's body is not.
+        let head = self.head(url, response.status().as_u16(), response.headers())?;
+        head.with_body(crate::http::client::read_limited(response, MAX_BODY).await)
+    }
+
+    /// What an answer's status and headers say, for a request to `url`: its rate-limit reading,
+    /// Okta's request id, the `next` link; a redirect is an error.
+    fn head(
+        &self,
+        url: &reqwest::Url,
+        status: u16,
+        headers: &reqwest::header::HeaderMap,
+    ) -> Result<Head, ClientError> {
         let number = |name: &str| {
             headers
                 .get(name)
@@ -646,7 +719,7 @@ impl OktaClient {
         if (300..400).contains(&status) {
             return Err(ClientError::Redirect {
                 status,
-                to: crate::http::client::redirect_target(&response),
+                to: crate::http::client::redirect_target_of(url, headers),
             });
         }
         // A `next` link may be relative (RFC 8288: to the request's URL); either way it must stay
@@ -667,14 +740,37 @@ impl OktaClient {
                 Some(absolute)
             }
         };
-        use crate::http::client::{BodyError, read_limited};
-        match read_limited(response, MAX_BODY).await {
+        Ok(Head {
+            status,
+            reading,
+            request_id,
+            next,
+        })
+    }
+}
+
+/// An answer's status and what its headers say.
+struct Head {
+    status: u16,
+    reading: Reading,
+    request_id: Option<String>,
+    next: Option<reqwest::Url>,
+}
+
+impl Head {
+    /// The exchange, with its body read (at most [`MAX_BODY`]).
+    fn with_body(
+        self,
+        body: Result<String, crate::http::client::BodyError>,
+    ) -> Result<Attempt, ClientError> {
+        use crate::http::client::BodyError;
+        match body {
             Ok(body) => Ok(Attempt {
-                status,
-                reading,
-                request_id,
+                status: self.status,
+                reading: self.reading,
+                request_id: self.request_id,
                 body,
-                next,
+                next: self.next,
             }),
             Err(BodyError::TooLarge { limit }) => Err(ClientError::TooLarge { limit }),
             Err(e) => Ok(Attempt::failed(e.to_string())),
