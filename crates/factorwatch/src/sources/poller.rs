@@ -99,14 +99,17 @@ impl<S: Store> Poller<S> {
         // The next page is fetched while this one is classified and committed, so Okta's answer
         // time and factorwatch's work overlap instead of adding up. Each page is still fetched
         // once, in order, and committed only after the one before it.
-        let mut fetch = Prefetch::start(&self.client, &url, &self.signals.pages, false);
-        // Whether the page being fetched goes over a connection kept between polls (a poll after
-        // a wait, and the page after a small one that did: a live org's poll finds a few events,
-        // and the request that follows, Okta's loop reading on until a page is empty, would
-        // otherwise open a connection, against Okta a TLS handshake, only to hear `[]`). After
-        // an answer larger than KEPT_ANSWER, the org is catching up: its next pages go on
-        // short-lived connections, and that connection is not kept (see `OKTA_POLL_CONNECTION`).
-        let mut on_kept = false;
+        let mut fetch = Prefetch::start(&self.client, &url, &self.signals.pages, true);
+        // Whether the page being fetched goes over the org's connection kept between polls:
+        // every poll from the cursor (the first, and each after a wait or a failure: at start-up
+        // every org polls at once, and a pooled connection would hold its buffers until it
+        // closed), and the page after a small one that came that way (a live org's poll finds a
+        // few events, and the request that follows, Okta's loop reading on until a page is
+        // empty, would otherwise open a connection, against Okta a TLS handshake, only to hear
+        // `[]`). After an answer larger than KEPT_ANSWER the org is catching up: its next pages
+        // go on short-lived pooled connections, and the stream that carried it is closed (see
+        // `OKTA_POLL_CONNECTION`).
+        let mut on_kept = true;
         // Pages read but not yet committed, merged into one batch with the last page's cursor,
         // and when the first was read: a page holding a few rows costs a transaction (and a
         // sync) as dear as a full one, so catching up with an org whose MFA changes are sparse
@@ -175,8 +178,8 @@ impl<S: Store> Poller<S> {
                     if pause(&mut shutdown, wait).await {
                         return Ended::Stopped;
                     }
-                    on_kept = false;
-                    fetch = Prefetch::start(&self.client, &url, &self.signals.pages, false);
+                    on_kept = true;
+                    fetch = Prefetch::start(&self.client, &url, &self.signals.pages, true);
                     continue;
                 }
             };
