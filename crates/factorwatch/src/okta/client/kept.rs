@@ -2,8 +2,8 @@
 //! its TLS session) while it waits.
 //!
 //! A connection kept in reqwest's pool keeps hyper's whole connection alive between polls: its
-//! task, its dispatch channel and its read and write buffers, some 25 KiB, most of what an MSSP's
-//! 2,000 idle orgs held. Here each poll makes a hyper HTTP/1.1 connection over the kept stream,
+//! task, its dispatch channel and its read and write buffers, some 25 KiB: the largest part of the
+//! heap of an MSSP's 2,000 caught-up orgs. Here each poll makes a hyper HTTP/1.1 connection over the kept stream,
 //! sends one GET, reads the answer whole, and takes the stream back (`without_shutdown`), so the
 //! buffers live only for the exchange. The stream is kept only when the exchange ended cleanly: a
 //! complete answer no larger than [`super::KEPT_ANSWER`], nothing unread after it, and the server
