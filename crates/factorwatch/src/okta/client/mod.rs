@@ -120,7 +120,7 @@ pub const MAX_BODY: usize = 32 << 20;
 
 pub struct OktaClient {
     http: reqwest::Client,
-    /// For a poller's polls after a wait (see [`OKTA_POLL_CONNECTION`]); none through a proxy.
+    /// For a poller's polls from its cursor (see [`OKTA_POLL_CONNECTION`]); none through a proxy.
     kept: Option<kept::Connector>,
     /// The stream kept between those polls.
     slot: kept::Slot,
