@@ -4,7 +4,8 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -43,6 +44,100 @@ const ROW_BUFFER: usize = 1024;
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    cache: Arc<PageCache>,
+}
+
+/// Each connection's page cache: 8 MiB while the store writes a backlog, SQLite's default 2 MiB
+/// at rest. Wide, because the indexes keyed by Okta's random uuids are written all over: with
+/// 1 MiB, storing a page of changes read a third of its time back from the OS
+/// (scripts/bench/end-to-end.sh: 30% less CPU per change with 8 MiB). Narrow at rest, because
+/// full wide caches are 17 MiB a daemon of caught-up orgs holds for nothing (many-orgs.sh, 2,000
+/// idle orgs, ad hoc: 140 MiB with them, 126 MiB with this). A connection narrowed after a
+/// backlog frees its pages to glibc's malloc (SQLite's allocator), which keeps them for SQLite's
+/// next allocations rather than giving them back to the system.
+#[derive(Debug)]
+struct PageCache {
+    /// Until when the caches stay wide (monotonic); `None` once every connection is narrow.
+    wide_until: std::sync::Mutex<Option<Instant>>,
+    /// How long the caches stay wide after the last backlog commit.
+    quiet: Duration,
+}
+
+impl Default for PageCache {
+    fn default() -> PageCache {
+        PageCache {
+            wide_until: std::sync::Mutex::default(),
+            quiet: Duration::from_secs(60),
+        }
+    }
+}
+
+impl PageCache {
+    const WIDE: &str = "-8192";
+    const NARROW: &str = "-2048";
+    /// A commit of at least this many rows is a backlog being written.
+    const BACKLOG_ROWS: usize = 500;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        // The value is a deadline: one a panicking holder left is as good as any.
+        self.wide_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl SqliteStore {
+    /// Before a commit of `rows` rows in `tx`: a backlog widens its connection's cache (and
+    /// keeps the caches wide for another quiet period). Best effort, as is narrowing: the
+    /// cache's size changes only how fast the store is and how much memory it holds.
+    async fn widen_for(&self, tx: &mut sqlx::Transaction<'_, Sqlite>, rows: usize) {
+        if rows < PageCache::BACKLOG_ROWS {
+            return;
+        }
+        *self.cache.lock() = Some(Instant::now() + self.cache.quiet);
+        if let Err(e) = set_cache(tx, PageCache::WIDE).await {
+            tracing::warn!(error = %e, "cannot widen the store's page cache");
+        }
+    }
+
+    /// Once no backlog has been written for `PageCache::quiet`, narrows every connection's cache
+    /// (SQLite frees the pages past the new size). Called before the writes a caught-up daemon
+    /// keeps making; only idle connections can be reached, so while one is in use this waits for
+    /// a later call.
+    async fn narrow_if_quiet(&self) {
+        match *self.cache.lock() {
+            Some(until) if Instant::now() >= until => {}
+            _ => return,
+        }
+        let open = self.pool.size() as usize;
+        let mut idle = Vec::with_capacity(open);
+        while let Some(c) = self.pool.try_acquire() {
+            idle.push(c);
+        }
+        for c in &mut idle {
+            if let Err(e) = set_cache(c, PageCache::NARROW).await {
+                tracing::warn!(error = %e, "cannot narrow the store's page cache");
+                return;
+            }
+        }
+        if idle.len() >= open {
+            let mut wide = self.cache.lock();
+            // Unless a backlog widened a connection meanwhile.
+            if wide.is_some_and(|until| Instant::now() >= until) {
+                *wide = None;
+                tracing::debug!(connections = open, "store quiet: page caches narrowed");
+            }
+        }
+    }
+}
+
+async fn set_cache(conn: &mut sqlx::SqliteConnection, kib: &'static str) -> Result<(), StoreError> {
+    // A constant of this file, not input.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("PRAGMA cache_size = {kib}")))
+        .execute(conn)
+        .await
+        .map(drop)
+        .map_err(write_error)
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -75,11 +170,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5))
-            // 8 MiB of page cache per connection (SQLite's default is 2): the indexes keyed by
-            // Okta's random uuids are written all over; with 1 MiB, storing a page of changes
-            // read a third of its time back from the OS (scripts/bench/end-to-end.sh: 30% less
-            // CPU per change). The OS cache holds the rest.
-            .pragma("cache_size", "-8192")
+            // The page cache of a connection at rest; wide while a backlog is written (see
+            // `PageCache`).
+            .pragma("cache_size", PageCache::NARROW)
             // A change row (record and Okta's event, ~4 KB) overflowed 4 KiB pages; 8 KiB pages
             // cut the cost of storing a page of 1,000 changes by a third. New databases only: a
             // database in WAL mode keeps the page size it was created with.
@@ -102,7 +195,10 @@ impl SqliteStore {
         migrate(&pool)
             .await
             .map_err(|e| open_error(e.to_string()))?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            cache: Arc::default(),
+        })
     }
 
     /// The schema versions applied to the database, in order.
@@ -295,7 +391,9 @@ impl SqliteStore {
         fence: Option<&Fence>,
     ) -> Result<Committed, StoreError> {
         let now_ms = ms(now);
+        self.narrow_if_quiet().await;
         let mut tx = self.pool.begin().await.map_err(write_error)?;
+        self.widen_for(&mut tx, batch.rows()).await;
         if let Some(f) = fence {
             let held = sqlx::query(
                 "SELECT 1 FROM leases WHERE org = ? AND owner = ? AND token = ? AND expires_at > ?",
@@ -541,7 +639,10 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<Committed>, StoreError> {
         let now_ms = ms(now);
+        self.narrow_if_quiet().await;
         let mut tx = self.pool.begin().await.map_err(write_error)?;
+        self.widen_for(&mut tx, batches.iter().map(|(_, b)| b.rows()).sum())
+            .await;
         let mut committed = Vec::with_capacity(batches.len());
         for (org, batch) in batches {
             committed.push(write_rows(&mut tx, org, batch, now_ms).await?);
@@ -554,6 +655,8 @@ impl Store for SqliteStore {
     }
 
     async fn record_polls(&self, polls: &[Polled]) -> Result<(), StoreError> {
+        // What idle orgs write: the store's chance to narrow its caches.
+        self.narrow_if_quiet().await;
         let statements = shaped(polls, CHANGES_PER_STATEMENT)
             .map(|chunk| {
                 let mut q = QueryBuilder::<Sqlite>::new(
@@ -1464,5 +1567,108 @@ impl Store for SqliteStore {
             oldest_pending,
             sources,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::store::Reject;
+
+    /// Every open connection's `cache_size` (KiB, negative): each is held in turn (one on its
+    /// way back to the pool is waited for).
+    async fn cache_sizes(store: &SqliteStore) -> Vec<i64> {
+        let mut held = Vec::new();
+        for _ in 0..store.pool.size() {
+            held.push(store.pool.acquire().await.unwrap());
+        }
+        let mut sizes = Vec::new();
+        for c in &mut held {
+            let size: i64 = sqlx::query("PRAGMA cache_size")
+                .fetch_one(&mut **c)
+                .await
+                .unwrap()
+                .get(0);
+            sizes.push(size);
+        }
+        sizes
+    }
+
+    fn batch(rows: usize, cursor: &str) -> Batch {
+        Batch {
+            source: SourceKind::SystemLog,
+            changes: Vec::new(),
+            rejects: (0..rows)
+                .map(|i| Reject {
+                    error: format!("value {i}"),
+                    raw: "{}".to_owned(),
+                })
+                .collect(),
+            events_seen: rows as u64,
+            newest_published: None,
+            cursor: Some(cursor.to_owned()),
+            context: Vec::new(),
+            signals: Vec::new(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_backlog_widens_the_page_cache_and_a_quiet_store_narrows_it_again() {
+        let dir = std::env::temp_dir().join(format!("fw-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut store = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
+        store.cache = Arc::new(PageCache {
+            wide_until: std::sync::Mutex::default(),
+            quiet: Duration::from_millis(300),
+        });
+        let narrow: i64 = PageCache::NARROW.parse().unwrap();
+        let wide: i64 = PageCache::WIDE.parse().unwrap();
+        assert!(cache_sizes(&store).await.iter().all(|s| *s == narrow));
+
+        // A few rows are no backlog.
+        store
+            .commit(
+                "acme",
+                &batch(PageCache::BACKLOG_ROWS - 1, "a1"),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        assert!(cache_sizes(&store).await.iter().all(|s| *s == narrow));
+        assert!(store.cache.lock().is_none());
+
+        // A backlog's commit widens its connection, which stays wide while the store is busy.
+        store
+            .commit("acme", &batch(PageCache::BACKLOG_ROWS, "a2"), Utc::now())
+            .await
+            .unwrap();
+        store.record_polls(&[]).await.unwrap();
+        let sizes = cache_sizes(&store).await;
+        assert!(sizes.contains(&wide), "{sizes:?}");
+
+        // Quiet: the next write narrows every connection.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            store.record_polls(&[]).await.unwrap();
+            if store.cache.lock().is_none() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never narrowed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let sizes = cache_sizes(&store).await;
+        assert!(sizes.iter().all(|s| *s == narrow), "{sizes:?}");
+        // And what was written is all there.
+        assert_eq!(
+            store
+                .cursor("acme", SourceKind::SystemLog)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("a2")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
