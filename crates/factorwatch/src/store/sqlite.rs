@@ -55,21 +55,10 @@ pub struct SqliteStore {
 /// idle orgs, ad hoc: 140 MiB with them, 126 MiB with this). A connection narrowed after a
 /// backlog frees its pages to glibc's malloc (SQLite's allocator), which keeps them for SQLite's
 /// next allocations rather than giving them back to the system.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct PageCache {
     /// Until when the caches stay wide (monotonic); `None` once every connection is narrow.
     wide_until: std::sync::Mutex<Option<Instant>>,
-    /// How long the caches stay wide after the last backlog commit.
-    quiet: Duration,
-}
-
-impl Default for PageCache {
-    fn default() -> PageCache {
-        PageCache {
-            wide_until: std::sync::Mutex::default(),
-            quiet: Duration::from_secs(60),
-        }
-    }
 }
 
 impl PageCache {
@@ -77,6 +66,8 @@ impl PageCache {
     const NARROW: &str = "-2048";
     /// A commit of at least this many rows is a backlog being written.
     const BACKLOG_ROWS: usize = 500;
+    /// How long the caches stay wide after the last such commit.
+    const QUIET: Duration = Duration::from_secs(60);
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
         // The value is a deadline: one a panicking holder left is as good as any.
@@ -94,13 +85,13 @@ impl SqliteStore {
         if rows < PageCache::BACKLOG_ROWS {
             return;
         }
-        *self.cache.lock() = Some(Instant::now() + self.cache.quiet);
+        *self.cache.lock() = Some(Instant::now() + PageCache::QUIET);
         if let Err(e) = set_cache(tx, PageCache::WIDE).await {
             tracing::warn!(error = %e, "cannot widen the store's page cache");
         }
     }
 
-    /// Once no backlog has been written for `PageCache::quiet`, narrows every connection's cache
+    /// Once no backlog has been written for [`PageCache::QUIET`], narrows every connection's cache
     /// (SQLite frees the pages past the new size). Called before the writes a caught-up daemon
     /// keeps making; only idle connections can be reached, so while one is in use this waits for
     /// a later call.
@@ -1618,11 +1609,7 @@ mod tests {
     async fn a_backlog_widens_the_page_cache_and_a_quiet_store_narrows_it_again() {
         let dir = std::env::temp_dir().join(format!("fw-cache-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let mut store = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
-        store.cache = Arc::new(PageCache {
-            wide_until: std::sync::Mutex::default(),
-            quiet: Duration::from_millis(300),
-        });
+        let store = SqliteStore::open(&dir.join("fw.db")).await.unwrap();
         let narrow: i64 = PageCache::NARROW.parse().unwrap();
         let wide: i64 = PageCache::WIDE.parse().unwrap();
         assert!(cache_sizes(&store).await.iter().all(|s| *s == narrow));
@@ -1639,7 +1626,7 @@ mod tests {
         assert!(cache_sizes(&store).await.iter().all(|s| *s == narrow));
         assert!(store.cache.lock().is_none());
 
-        // A backlog's commit widens its connection, which stays wide while the store is busy.
+        // A backlog's commit widens its connection, which stays wide within the quiet period.
         store
             .commit("acme", &batch(PageCache::BACKLOG_ROWS, "a2"), Utc::now())
             .await
@@ -1648,7 +1635,9 @@ mod tests {
         let sizes = cache_sizes(&store).await;
         assert!(sizes.contains(&wide), "{sizes:?}");
 
-        // Quiet: the next write narrows every connection.
+        // A minute later (the deadline moved, not waited for), the next write narrows every
+        // connection (one still on its way back to the pool is reached by a later write).
+        *store.cache.lock() = Some(Instant::now());
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             store.record_polls(&[]).await.unwrap();
