@@ -47,14 +47,14 @@ pub struct SqliteStore {
     cache: Arc<PageCache>,
 }
 
-/// Each connection's page cache: 8 MiB while the store writes a backlog, SQLite's default 2 MiB
-/// at rest. Wide, because the indexes keyed by Okta's random uuids are written all over: with
-/// 1 MiB, storing a page of changes read a third of its time back from the OS
-/// (scripts/bench/end-to-end.sh: 30% less CPU per change with 8 MiB). Narrow at rest, because
-/// full wide caches are 17 MiB a daemon of caught-up orgs holds for nothing (many-orgs.sh, 2,000
-/// idle orgs, ad hoc: 140 MiB with them, 126 MiB with this). A connection narrowed after a
-/// backlog frees its pages to glibc's malloc (SQLite's allocator), which keeps them for SQLite's
-/// next allocations rather than giving them back to the system.
+/// Each connection's page cache: 8 MiB while the store writes a backlog, 2 MiB (about SQLite's
+/// default) at rest. Wide, because the indexes keyed by Okta's random uuids are written all over:
+/// with 1 MiB, storing a page of changes read a third of its time back from the OS
+/// (scripts/bench/end-to-end.sh: 30% less CPU per change with 8 MiB). Narrow at rest, because full
+/// wide caches are 17 MiB a daemon of caught-up orgs holds for nothing (many-orgs.sh, 2,000 idle
+/// orgs, ad hoc: 140 MiB with them, 126 MiB with this). A connection narrowed after a backlog frees
+/// its pages to glibc's malloc (SQLite's allocator), which keeps them for SQLite's next allocations
+/// rather than giving them back to the system.
 #[derive(Debug, Default)]
 struct PageCache {
     /// Until when the caches stay wide (monotonic); `None` once every connection is narrow.
