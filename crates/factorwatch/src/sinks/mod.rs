@@ -357,7 +357,9 @@ impl<S: Sink> Destination for SinkDestination<S> {
                         org: row.org.clone(),
                         hostname: self.hostname.clone(),
                     };
-                    let payload = self.format.encode_item(item, &row.raw, &context);
+                    let payload =
+                        self.format
+                            .encode_stored(item, row.record.as_deref(), &row.raw, &context);
                     index.push(i);
                     batch.push(Encoded {
                         item,

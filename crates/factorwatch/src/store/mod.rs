@@ -247,6 +247,9 @@ pub struct Due {
     /// The change or finding; why not, if its stored record cannot be read (a permanent
     /// failure).
     pub item: Result<Item, String>,
+    /// A readable change's record as stored (its JSON text), for the `record` format to send as
+    /// it is rather than write it again (see [`crate::formats::Format::encode_stored`]).
+    pub record: Option<String>,
     /// The Okta event a change came from (empty for a finding, and when not asked for: see
     /// [`Store::due`]).
     pub raw: String,

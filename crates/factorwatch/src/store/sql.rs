@@ -121,14 +121,20 @@ where
 {
     let kind: String = r.get(5);
     let record: Option<String> = r.get(6);
-    let item = match (kind.as_str(), record) {
-        (_, None) => Err(format!("the stored {kind} is missing")),
-        ("finding", Some(text)) => serde_json::from_str(&text)
-            .map(Item::Finding)
-            .map_err(|e| format!("stored finding unreadable: {e}")),
-        (_, Some(text)) => serde_json::from_str(&text)
-            .map(Item::Change)
-            .map_err(|e| format!("stored record unreadable: {e}")),
+    let (item, record) = match (kind.as_str(), record) {
+        (_, None) => (Err(format!("the stored {kind} is missing")), None),
+        ("finding", Some(text)) => (
+            serde_json::from_str(&text)
+                .map(Item::Finding)
+                .map_err(|e| format!("stored finding unreadable: {e}")),
+            None,
+        ),
+        // Read whole even when its text is sent as it is: a record that cannot be read is
+        // refused, not passed on.
+        (_, Some(text)) => match serde_json::from_str(&text) {
+            Ok(change) => (Ok(Item::Change(change)), Some(text)),
+            Err(e) => (Err(format!("stored record unreadable: {e}")), None),
+        },
     };
     Due {
         id: r.get(0),
@@ -137,6 +143,7 @@ where
         destination: r.get(3),
         attempts: r.get::<i64, _>(4).try_into().unwrap_or(u32::MAX),
         item,
+        record,
         raw: r.get(7),
         received_at: r
             .get::<Option<i64>, _>(8)
