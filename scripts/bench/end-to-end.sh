@@ -13,7 +13,7 @@
 # A second table gives the floor under the same-filter row: SQLite alone doing the store's work for
 # the changes factorwatch stored (scripts/bench/store_floor.py), step by step, against a 5× budget.
 #
-#   scripts/bench/end-to-end.sh [N] [R]      (needs python3 with requests; GNU time)
+#   scripts/bench/end-to-end.sh [N] [R]      (needs python3 with requests; GNU time; gcc)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N="${1:-1000000}"
@@ -95,7 +95,21 @@ done
 
 # SQLite alone doing the store's work of the same-filter run, on the changes its last run stored
 # (scripts/bench/store_floor.py): the least CPU any program keeping these promises could spend.
-floor="$(python3 scripts/bench/store_floor.py "$work/fw_mfa/fw.db" "$R" "$work")"
+# Python's sqlite3 module runs on factorwatch's own SQLite: the amalgamation libsqlite3-sys bundles,
+# built with the flags its build script passes (and .cargo/config.toml's), -O3 as cargo's release.
+amalgamation="$(cargo metadata -q --format-version 1 | python3 -c '
+import json, os, sys
+print(next(os.path.join(os.path.dirname(p["manifest_path"]), "sqlite3", "sqlite3.c")
+           for p in json.load(sys.stdin)["packages"] if p["name"] == "libsqlite3-sys"))')"
+mkdir -p "$work/sqlite"
+gcc -O3 -shared -fPIC -o "$work/sqlite/libsqlite3.so.0" "$amalgamation" -lpthread -lm \
+  -DSQLITE_DEFAULT_MEMSTATUS=0 -DSQLITE_DEFAULT_FOREIGN_KEYS=1 -DSQLITE_ENABLE_API_ARMOR \
+  -DSQLITE_ENABLE_COLUMN_METADATA -DSQLITE_ENABLE_DBSTAT_VTAB -DSQLITE_ENABLE_FTS3 \
+  -DSQLITE_ENABLE_FTS3_PARENTHESIS -DSQLITE_ENABLE_FTS5 -DSQLITE_ENABLE_JSON1 \
+  -DSQLITE_ENABLE_LOAD_EXTENSION=1 -DSQLITE_ENABLE_MEMORY_MANAGEMENT -DSQLITE_ENABLE_RTREE \
+  -DSQLITE_ENABLE_STAT4 -DSQLITE_SOUNDEX -DSQLITE_THREADSAFE=1 -DSQLITE_USE_URI -DHAVE_USLEEP=1 \
+  -DHAVE_ISNAN -DHAVE_LOCALTIME_R -DSQLITE_ENABLE_UNLOCK_NOTIFY
+floor="$(LD_LIBRARY_PATH="$work/sqlite" python3 scripts/bench/store_floor.py "$work/fw_mfa/fw.db" "$R" "$work")"
 
 python3 - "$N" "$R" "$floor" "${rows[@]}" <<'PY'
 import statistics, sys
@@ -133,7 +147,9 @@ for key in ("mfa", "all", "default"):
 # The floor: each step's median over the runs, against a 5× budget (the Python poller's CPU and
 # wall time in the same-filter pair, divided by 5).
 steps = {}
-for line in floor.splitlines():
+lines = floor.splitlines()
+sqlite_version = lines[0].split()[1]
+for line in lines[1:]:
     step, cpu, wall, changes = line.split()
     steps.setdefault(step, []).append((float(cpu), float(wall), int(changes)))
 py = rows["py_mfa"]
@@ -145,7 +161,7 @@ labels = {
     "outbox": "+ an outbox row per change for one destination, with the outbox's indexes",
     "delivery": "+ delivery: the outbox read back 500 rows at a time with each record, each round marked delivered",
 }
-print(f"\nSQLite alone doing the store's work for the same-filter run ({steps['records'][0][2]:,} changes stored by factorwatch above, written again into a fresh database with its schema: 8 KiB pages, WAL, synchronous=FULL, one commit per page of 1,000; set-based statements from an in-memory copy, so no driver, parsing or serializing; closing and its last checkpoint included; scripts/bench/store_floor.py, median of {reps} runs). The 5× budget is the Python poller's median in the same-filter pair divided by 5: {budget_cpu:.3f} CPU s, {budget_wall:.3f} wall s.\n")
+print(f"\nSQLite alone doing the store's work for the same-filter run ({steps['records'][0][2]:,} changes stored by factorwatch above, written again into a fresh database by factorwatch's own SQLite ({sqlite_version}, same source and flags) with its schema: 8 KiB pages, WAL, synchronous=FULL, one commit per page of 1,000; set-based statements from an in-memory copy, so no driver, parsing or serializing; closing and its last checkpoint included; scripts/bench/store_floor.py, median of {reps} runs). The 5× budget is the Python poller's median in the same-filter pair divided by 5: {budget_cpu:.3f} CPU s, {budget_wall:.3f} wall s.\n")
 print("| what SQLite writes (each step adds to the one above) | CPU s | wall s | CPU s against the 5× budget |")
 print("|---|---|---|---|")
 for step, label in labels.items():

@@ -16,8 +16,9 @@ serializing, nothing but SQLite's own work. Each step adds to the one before:
   delivery    + delivery: the outbox read back 500 rows at a time with each change's record
                 (SQLite reads it; nothing is sent), each round's rows marked delivered
 
-Prints one line per step and run: step cpu_s wall_s (closing the database, and so its last
-checkpoint, included).
+Prints the SQLite version Python's sqlite3 module runs on (end-to-end.sh points it at factorwatch's
+own, built from the same source with the same flags), then one line per step and run: step cpu_s
+wall_s changes (closing the database, and so its last checkpoint, included).
 
     python3 store_floor.py DB RUNS WORKDIR
 """
@@ -120,7 +121,7 @@ if __name__ == "__main__":
     src = sqlite3.connect(f"file:{SOURCE}?mode=ro", uri=True)
     statements = schema(src)
     src.close()
-    print(f"# SQLite {sqlite3.sqlite_version} (Python's sqlite3 module)", file=sys.stderr)
+    print(f"sqlite {sqlite3.sqlite_version}")
     for _ in range(runs):
         for step in STEPS:
             n, cpu, wall = run(step, statements, os.path.join(work, "floor.db"))
