@@ -110,12 +110,24 @@ gcc -O3 -shared -fPIC -o "$work/sqlite/libsqlite3.so.0" "$amalgamation" -lpthrea
   -DSQLITE_ENABLE_STAT4 -DSQLITE_SOUNDEX -DSQLITE_THREADSAFE=1 -DSQLITE_USE_URI -DHAVE_USLEEP=1 \
   -DHAVE_ISNAN -DHAVE_LOCALTIME_R -DSQLITE_ENABLE_UNLOCK_NOTIFY
 floor="$(LD_LIBRARY_PATH="$work/sqlite" python3 scripts/bench/store_floor.py "$work/fw_mfa/fw.db" "$R" "$work")"
+# And the least work of reading them: `factorwatch classify` on the same changes' Okta events from a
+# file (parse, classify, serialize each record; no network, no store). Prints: cpu_s wall_s.
+python3 -c "import sqlite3, sys
+for (raw,) in sqlite3.connect(sys.argv[1]).execute('SELECT raw FROM changes ORDER BY rowid'):
+    print(raw)" "$work/fw_mfa/fw.db" > "$work/events.ndjson"
+classify=()
+for _ in $(seq "$R"); do
+  /usr/bin/time -o "$work/classify.time" -f "%e %U %S" ./target/release/factorwatch classify "$work/events.ndjson" > "$work/records.ndjson"
+  read -r secs user sys < "$work/classify.time"
+  [ "$(wc -l < "$work/records.ndjson")" -eq "$(wc -l < "$work/events.ndjson")" ] || { echo "classify lost events" >&2; exit 1; }
+  classify+=("$(python3 -c "print($user + $sys)") $secs")
+done
 
-python3 - "$N" "$R" "$floor" "${rows[@]}" <<'PY'
+python3 - "$N" "$R" "$floor" "${classify[*]}" "${rows[@]}" <<'PY'
 import statistics, sys
-n, reps, floor = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+n, reps, floor, classify = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4].split()
 runs = {}
-for r in sys.argv[4:]:
+for r in sys.argv[5:]:
     runs.setdefault(r.split()[0], []).append(r.split()[1:])
 for name, rs in runs.items():
     # Every run of a program fetched the same events (else the pairs are not on equal terms).
@@ -168,6 +180,9 @@ for step, label in labels.items():
     cpu = statistics.median(c for c, _, _ in steps[step])
     wall = statistics.median(w for _, w, _ in steps[step])
     print(f"| {label} | {cpu:.3f} | {wall:.3f} | {cpu / budget_cpu:.1f}× |")
+cpu = statistics.median(float(c) for c in classify[0::2])
+wall = statistics.median(float(w) for w in classify[1::2])
+print(f"| beside SQLite, not added to it: `factorwatch classify` of the same changes' Okta events from a file (parse, classify, serialize each record; no network, no store) | {cpu:.3f} | {wall:.3f} | {cpu / budget_cpu:.1f}× |")
 fw = rows["fw_mfa"]
 print(f"| factorwatch `run --once`, everything (the same-filter row above) | {float(fw[2]):.3f} | {float(fw[0]):.3f} | {float(fw[2]) / budget_cpu:.1f}× |")
 PY
