@@ -45,6 +45,8 @@ const ROW_BUFFER: usize = 1024;
 pub struct SqliteStore {
     pool: SqlitePool,
     cache: Arc<PageCache>,
+    /// This process's writers, one at a time (see [`SqliteStore::turn_to_write`]).
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Each connection's page cache: 8 MiB while the store writes a backlog, 2 MiB (about SQLite's
@@ -191,6 +193,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             cache: Arc::default(),
+            writer: Arc::default(),
         })
     }
 
@@ -356,10 +359,26 @@ async fn insert_finding(
 }
 
 impl SqliteStore {
+    /// Waits for this process's turn to write. SQLite lets one connection write at a time, and
+    /// a second writer is put off by its busy handler, which sleeps 1, 2, 5 … 100 ms between
+    /// tries however soon the lock is free again: the poller's commits and the delivery's marks
+    /// slept on each other ~55 times in the same-filter run of `scripts/bench/end-to-end.sh`.
+    /// Waiting here wakes the next writer the moment the last one is done. Taken before a
+    /// connection, never while holding one, so a writer never waits on a connection its turn
+    /// holds. Another process writing the same file (`factorwatch outbox retry`) still meets
+    /// the busy handler.
+    async fn turn_to_write(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writer.lock().await
+    }
+
     /// Runs `statements` all or none: one alone (a statement is atomic by itself: no BEGIN and
     /// COMMIT round trips to SQLite's thread, which a worker marking a few rows at a time pays
     /// often), several in a transaction.
     async fn atomically(&self, statements: Vec<QueryBuilder<Sqlite>>) -> Result<(), StoreError> {
+        if statements.is_empty() {
+            return Ok(());
+        }
+        let _turn = self.turn_to_write().await;
         match <[_; 1]>::try_from(statements) {
             Ok([mut one]) => {
                 one.build().execute(&self.pool).await.map_err(write_error)?;
@@ -383,6 +402,7 @@ impl SqliteStore {
         now: DateTime<Utc>,
         fence: Option<&Fence>,
     ) -> Result<Committed, StoreError> {
+        let _turn = self.turn_to_write().await;
         let now_ms = ms(now);
         self.narrow_if_quiet().await;
         let mut tx = self.pool.begin().await.map_err(write_error)?;
@@ -596,6 +616,7 @@ impl Store for SqliteStore {
     }
 
     async fn reset_cursor(&self, org: &str, source: SourceKind) -> Result<bool, StoreError> {
+        let _turn = self.turn_to_write().await;
         let done = sqlx::query(
             "UPDATE sources SET position = NULL WHERE org = ? AND source = ? AND position IS NOT NULL",
         )
@@ -631,6 +652,7 @@ impl Store for SqliteStore {
         batches: &[(&str, &Batch)],
         now: DateTime<Utc>,
     ) -> Result<Vec<Committed>, StoreError> {
+        let _turn = self.turn_to_write().await;
         let now_ms = ms(now);
         self.narrow_if_quiet().await;
         let mut tx = self.pool.begin().await.map_err(write_error)?;
@@ -679,6 +701,7 @@ impl Store for SqliteStore {
         window: chrono::Duration,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        let _turn = self.turn_to_write().await;
         let now_ms = ms(now);
         let since = now_ms - window.num_milliseconds();
         let mut tx = self.pool.begin().await.map_err(write_error)?;
@@ -717,6 +740,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         ttl: chrono::Duration,
     ) -> Result<Vec<String>, StoreError> {
+        let _turn = self.turn_to_write().await;
         let now_ms = ms(now);
         sqlx::query(
             "INSERT INTO replicas (id, started_at, seen_at) VALUES (?1, ?2, ?2)
@@ -752,6 +776,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         ttl: chrono::Duration,
     ) -> Result<Option<i64>, StoreError> {
+        let _turn = self.turn_to_write().await;
         let now_ms = ms(now);
         // Renewed by its live owner (same token); taken when free or lapsed (token + 1).
         let row = sqlx::query(
@@ -775,6 +800,7 @@ impl Store for SqliteStore {
     }
 
     async fn release_lease(&self, org: &str, replica: &str) -> Result<(), StoreError> {
+        let _turn = self.turn_to_write().await;
         sqlx::query("UPDATE leases SET expires_at = 0 WHERE org = ?1 AND owner = ?2")
             .bind(org)
             .bind(replica)
@@ -890,6 +916,7 @@ impl Store for SqliteStore {
         error: &str,
         next_attempt: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let _turn = self.turn_to_write().await;
         sqlx::query(
             "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
         )
@@ -903,6 +930,7 @@ impl Store for SqliteStore {
     }
 
     async fn dead(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        let _turn = self.turn_to_write().await;
         sqlx::query(
             "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ? WHERE id = ?",
         )
@@ -915,6 +943,7 @@ impl Store for SqliteStore {
     }
 
     async fn postpone(&self, id: i64, until: DateTime<Utc>) -> Result<(), StoreError> {
+        let _turn = self.turn_to_write().await;
         sqlx::query("UPDATE outbox SET next_attempt_at = ? WHERE id = ?")
             .bind(ms(until))
             .bind(id)
@@ -1089,6 +1118,7 @@ impl Store for SqliteStore {
     }
 
     async fn redrive(&self, ids: &[i64], now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let _turn = self.turn_to_write().await;
         let mut tx = self.pool.begin().await.map_err(write_error)?;
         let mut n = 0;
         for id in ids {
@@ -1107,6 +1137,7 @@ impl Store for SqliteStore {
     }
 
     async fn drop_dead(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        let _turn = self.turn_to_write().await;
         let mut tx = self.pool.begin().await.map_err(write_error)?;
         let mut n = 0;
         for id in ids {
@@ -1206,6 +1237,7 @@ impl Store for SqliteStore {
         position: i64,
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
+        let _turn = self.turn_to_write().await;
         let now_ms = ms(now);
         let mut tx = self.pool.begin().await.map_err(write_error)?;
         for chunk in forget.chunks(IDS_PER_STATEMENT) {
@@ -1290,6 +1322,7 @@ impl Store for SqliteStore {
     }
 
     async fn prune_signals(&self, org: &str, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let _turn = self.turn_to_write().await;
         let done = sqlx::query(
             "DELETE FROM signals WHERE org = ? AND kind = 'sign_in' AND published < ?
                AND id <= COALESCE((SELECT position FROM detect_cursor WHERE org = signals.org), 0)",
@@ -1303,6 +1336,7 @@ impl Store for SqliteStore {
     }
 
     async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        let _turn = self.turn_to_write().await;
         sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
             .bind(key)
             .bind(value)
@@ -1374,6 +1408,7 @@ impl Store for SqliteStore {
         finding: &NewFinding,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        let _turn = self.turn_to_write().await;
         let steps = serde_json::to_string(&report.steps).map_err(|e| StoreError::Write {
             detail: format!("the report could not be serialized: {e}"),
         })?;
@@ -1406,6 +1441,7 @@ impl Store for SqliteStore {
         finding_id: &str,
         steps: &[(Step, StepState)],
     ) -> Result<(), StoreError> {
+        let _turn = self.turn_to_write().await;
         let text = serde_json::to_string(steps).map_err(|e| StoreError::Write {
             detail: format!("the report could not be serialized: {e}"),
         })?;
