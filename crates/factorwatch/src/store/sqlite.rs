@@ -148,6 +148,16 @@ impl SqliteStore {
     /// [`SqliteStore::open`], with the file capped at `max_pages` pages (of 8 KiB in a new
     /// database): past it, writes fail exactly as on a full disk.
     pub async fn open_with(path: &Path, max_pages: Option<u32>) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_inner(path, max_pages, Duration::from_secs(5)).await
+    }
+
+    /// [`SqliteStore::open_with`], with SQLite's busy handler giving up after `busy_timeout`
+    /// (a writer from another process, or one that did not take its turn, waits that long).
+    async fn open_inner(
+        path: &Path,
+        max_pages: Option<u32>,
+        busy_timeout: Duration,
+    ) -> Result<SqliteStore, StoreError> {
         let open_error = |detail: String| StoreError::Open {
             path: path.display().to_string(),
             detail,
@@ -162,7 +172,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5))
+            .busy_timeout(busy_timeout)
             // The page cache of a connection at rest; wide while a backlog is written (see
             // `PageCache`).
             .pragma("cache_size", PageCache::NARROW)
@@ -1641,6 +1651,44 @@ mod tests {
             context: Vec::new(),
             signals: Vec::new(),
         }
+    }
+
+    /// With SQLite's busy handler off (a writer that finds the write lock taken fails at once with
+    /// "database is locked"), writers on both connections at once all succeed: they took turns.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn writers_in_one_process_take_turns_without_the_busy_handler() {
+        let dir = std::env::temp_dir().join(format!("fw-turns-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = SqliteStore::open_inner(&dir.join("fw.db"), None, Duration::ZERO)
+            .await
+            .unwrap();
+        let mut writers = tokio::task::JoinSet::new();
+        for w in 0..8 {
+            let store = store.clone();
+            writers.spawn(async move {
+                let org = format!("org{w}");
+                for i in 0..25 {
+                    store
+                        .commit(&org, &batch(50, &format!("c{i}")), Utc::now())
+                        .await?;
+                    store
+                        .heartbeat(&org, Utc::now(), chrono::Duration::seconds(30))
+                        .await?;
+                }
+                Ok::<_, StoreError>(())
+            });
+        }
+        while let Some(done) = writers.join_next().await {
+            done.unwrap().unwrap();
+        }
+        for w in 0..8 {
+            let cursor = store
+                .cursor(&format!("org{w}"), SourceKind::SystemLog)
+                .await
+                .unwrap();
+            assert_eq!(cursor.as_deref(), Some("c24"));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test(flavor = "multi_thread")]
