@@ -394,7 +394,6 @@ impl SqliteStore {
                 one.build().execute(&self.pool).await.map_err(write_error)?;
                 Ok(())
             }
-            Err(statements) if statements.is_empty() => Ok(()),
             Err(statements) => {
                 let mut tx = self.pool.begin().await.map_err(write_error)?;
                 for mut q in statements {
